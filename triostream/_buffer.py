@@ -1,0 +1,465 @@
+"""The receive buffer: pure, synchronous, no I/O and no trio import.
+
+`ReceiveBuffer` holds the bytes that arrived from a transport and not yet
+handed out, and cuts frames out of them. It is the sans-I/O half of
+`triostream.BufferedStream`: the Trio layer feeds it what the transport
+returns and asks it for frames; everything about *where a frame ends* lives
+here, where it can be tested without an event loop.
+
+Cost model (the "linear" house rule):
+
+* ``feed`` appends in amortized O(len(chunk)). When the buffer is empty the
+  chunk is adopted without a copy; a small unfinished tail is joined to the
+  next chunk; a large one moves into a ``bytearray`` that grows in place.
+  Consumed bytes are released by advancing an offset and compacting only when
+  more than half of the storage is dead, so no call copies the whole buffer.
+* Delimiter search is incremental across calls: for each delimiter the buffer
+  remembers the next occurrence it found, or how far it searched without
+  finding one (minus ``len(delimiter) - 1`` bytes that could start a match).
+  The memory survives failed calls (``None`` results, `FrameTooLongError`,
+  the caller being cancelled), so a frame trickling in one byte at a time
+  costs O(frame) in total, not O(frame**2). It is reset only by
+  `unreceive` or by searching for a different delimiter.
+* Regular expressions cannot be searched incrementally: `take_regex` rescans
+  at most ``max_size`` bytes per call.
+
+Every ``take_*`` method either returns a whole frame and consumes exactly its
+bytes, returns ``None`` and consumes nothing (more data is needed), or raises
+and consumes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Union
+
+from ._errors import FrameTooLongError
+
+__all__ = ["Delimiters", "ReceiveBuffer", "normalize_delimiters"]
+
+#: A single delimiter, or a tuple of alternatives (see `normalize_delimiters`).
+Delimiters = Union[bytes, tuple[bytes, ...]]
+
+_delimiter_cache: dict[object, Delimiters] = {}
+
+# Below this size a frame is copied out with a plain slice; above it through a
+# memoryview, which avoids the intermediate bytearray a slice would create.
+_SMALL_COPY = 1024
+
+
+def normalize_delimiters(delimiter: bytes | bytearray | memoryview | tuple[bytes, ...]) -> Delimiters:
+    """Validate a delimiter argument and return its canonical form.
+
+    A single bytes-like delimiter becomes ``bytes``; a tuple becomes a tuple of
+    distinct ``bytes`` in their original order, or plain ``bytes`` if it holds
+    only one. Empty delimiters and empty tuples raise `ValueError`; other
+    types raise `TypeError`. Results are cached, so calling this per receive
+    is cheap.
+    """
+    if type(delimiter) is bytes and delimiter:
+        return delimiter
+    try:
+        return _delimiter_cache[delimiter]
+    except (KeyError, TypeError):
+        pass
+    result: Delimiters
+    if isinstance(delimiter, tuple):
+        if not delimiter:
+            raise ValueError("the tuple of delimiters is empty")
+        items: list[bytes] = []
+        for item in delimiter:
+            if not isinstance(item, (bytes, bytearray, memoryview)):
+                raise TypeError(f"delimiters must be bytes, not {type(item).__name__}")
+            b = bytes(item)
+            if not b:
+                raise ValueError("a delimiter may not be empty")
+            if b not in items:
+                items.append(b)
+        result = items[0] if len(items) == 1 else tuple(items)
+    elif isinstance(delimiter, (bytes, bytearray, memoryview)):
+        result = bytes(delimiter)
+        if not result:
+            raise ValueError("the delimiter may not be empty")
+    else:
+        raise TypeError(f"delimiter must be bytes or a tuple of bytes, not {type(delimiter).__name__}")
+    if isinstance(delimiter, tuple):
+        if len(_delimiter_cache) >= 256:
+            _delimiter_cache.clear()
+        _delimiter_cache[delimiter] = result
+    return result
+
+
+class ReceiveBuffer:
+    """Bytes received and not yet consumed, with incremental frame search.
+
+    Args:
+      capacity: the size at which the owner stops reading more into the
+        buffer. The buffer does not refuse bytes beyond it; it only uses it to
+        know that, once full, no more data will come to settle an open
+        question (see the tuple rule in `take_until`).
+
+    The buffer also records end-of-file (`feed_eof`): after it, frames that
+    would need more bytes can never complete, and ambiguous delimiter matches
+    are settled with what is there.
+    """
+
+    __slots__ = (
+        "_data",
+        "_pos",
+        "_eof",
+        "capacity",
+        "_skey",
+        "_snext",
+        "_mkey",
+        "_mfound",
+        "_mscan",
+    )
+
+    def __init__(self, capacity: int = 65536) -> None:
+        # _data[_pos:] is the unconsumed content. _data is bytes while that is
+        # cheap (it lets fresh chunks be adopted without a copy and frames be
+        # sliced out with one), and a bytearray while a long frame accumulates.
+        self._data: bytes | bytearray = b""
+        self._pos = 0
+        self._eof = False
+        self.capacity = capacity
+        # Single-delimiter search memory: searching _skey from _snext (an index
+        # into _data) finds the next occurrence, i.e. there is none starting
+        # in [_pos, _snext).
+        self._skey: bytes | None = None
+        self._snext = 0
+        # Tuple-of-delimiters search memory, one slot per delimiter: _mfound[i]
+        # is the index of its next occurrence when >= _pos (else stale), and
+        # _mscan[i] is where to resume searching.
+        self._mkey: tuple[bytes, ...] | None = None
+        self._mfound: list[int] = []
+        self._mscan: list[int] = []
+
+    # ------------------------------------------------------------------ state
+
+    def __len__(self) -> int:
+        return len(self._data) - self._pos
+
+    def __bool__(self) -> bool:
+        return len(self._data) > self._pos
+
+    def __repr__(self) -> str:
+        return f"<ReceiveBuffer {len(self)} bytes{' eof' if self._eof else ''}>"
+
+    @property
+    def eof(self) -> bool:
+        """True once `feed_eof` was called: no more bytes will arrive."""
+        return self._eof
+
+    @property
+    def room(self) -> int:
+        """How many bytes can be fed before reaching `capacity` (never negative)."""
+        room = self.capacity - len(self)
+        return room if room > 0 else 0
+
+    def _final(self) -> bool:
+        """True when no more data can arrive to settle a pending match."""
+        return self._eof or len(self._data) - self._pos >= self.capacity
+
+    # ------------------------------------------------------------------ input
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Append received bytes. Amortized O(len(chunk)); never copies the
+        whole buffer. Raises `RuntimeError` after `feed_eof`."""
+        size = len(chunk)
+        if not size:
+            return
+        if self._eof:
+            raise RuntimeError("data fed after EOF")
+        data = self._data
+        pos = self._pos
+        remaining = len(data) - pos
+        if not remaining:
+            self._set_data(chunk if type(chunk) is bytes else bytes(chunk), pos)
+        elif type(data) is bytearray:
+            if pos > remaining:
+                # Compact when more than half is dead: O(remaining), amortized
+                # against the consumed bytes.
+                del data[:pos]
+                self._shift(pos)
+            data += chunk
+        elif remaining <= size:
+            # A small tail: joining costs O(len(chunk)).
+            self._set_data(data[pos:] + chunk, pos)
+        else:
+            grown = bytearray(memoryview(data)[pos:])
+            grown += chunk
+            self._set_data(grown, pos)
+
+    def clear(self) -> None:
+        """Drop everything buffered (the EOF flag stays as it is)."""
+        self._data = b""
+        self._pos = 0
+        self._skey = None
+        self._mkey = None
+
+    def feed_eof(self) -> None:
+        """Record that the transport reached end-of-file. Idempotent."""
+        self._eof = True
+
+    def unreceive(self, data: bytes | bytearray | memoryview) -> None:
+        """Push ``data`` back in front of the buffered bytes.
+
+        It will be the next thing consumed. O(len(data) + len(self)); resets
+        the search memory. Allowed after EOF (the bytes were received before
+        it). The buffer may exceed `capacity` afterwards.
+        """
+        if not len(data):
+            return
+        merged = bytearray(data)
+        merged += memoryview(self._data)[self._pos :]
+        self._data = merged
+        self._pos = 0
+        self._skey = None
+        self._mkey = None
+
+    def _set_data(self, data: bytes | bytearray, shift: int) -> None:
+        self._data = data
+        self._shift(shift)
+
+    def _shift(self, shift: int) -> None:
+        # Index x of the old storage is index x - shift of the new one.
+        if shift:
+            self._pos -= shift
+            self._snext -= shift
+            if self._mkey is not None:
+                self._mfound = [f - shift for f in self._mfound]
+                self._mscan = [s - shift for s in self._mscan]
+
+    # ------------------------------------------------------------------ output
+
+    def _cut(self, start: int, stop: int, consume_to: int) -> bytes:
+        """Return data[start:stop] as bytes and consume through consume_to."""
+        data = self._data
+        self._pos = consume_to
+        if type(data) is bytes:
+            if start == 0 and stop == len(data):
+                return data
+            return data[start:stop]
+        if stop - start < _SMALL_COPY:
+            return bytes(data[start:stop])
+        with memoryview(data) as view:
+            return view[start:stop].tobytes()
+
+    def peek(self, max_bytes: int | None = None) -> bytes:
+        """Return up to ``max_bytes`` buffered bytes (all if None) without consuming them."""
+        pos = self._pos
+        stop = len(self._data)
+        if max_bytes is not None and max_bytes < stop - pos:
+            stop = pos + max(max_bytes, 0)
+        return bytes(self._data[pos:stop])
+
+    def take_some(self, max_bytes: int | None = None) -> bytes:
+        """Consume and return up to ``max_bytes`` buffered bytes (all if None).
+
+        Returns ``b""`` only when the buffer is empty. The whole buffer comes
+        back without a copy when it is a single received chunk.
+        """
+        pos = self._pos
+        stop = len(self._data)
+        if max_bytes is not None and max_bytes < stop - pos:
+            stop = pos + max_bytes
+        return self._cut(pos, stop, stop)
+
+    def take_exactly(self, n: int) -> bytes | None:
+        """Consume and return exactly ``n`` bytes, or None if fewer are buffered."""
+        pos = self._pos
+        stop = pos + n
+        if stop > len(self._data):
+            return None
+        return self._cut(pos, stop, stop)
+
+    def take_into(self, view: memoryview) -> int:
+        """Copy up to ``len(view)`` buffered bytes into the writable byte
+        ``view``, consume them and return how many were copied."""
+        pos = self._pos
+        n = min(len(view), len(self._data) - pos)
+        if n:
+            with memoryview(self._data) as source:
+                view[:n] = source[pos : pos + n]
+            self._pos = pos + n
+        return n
+
+    def take_all(self, max_size: int) -> bytes | None:
+        """After EOF, consume and return everything; None before EOF.
+
+        Raises `FrameTooLongError` (consuming nothing) as soon as more than
+        ``max_size`` bytes are buffered, EOF or not.
+        """
+        size = len(self._data) - self._pos
+        if size > max_size:
+            raise FrameTooLongError(max_size, f"more than max_size={max_size} bytes before EOF")
+        if not self._eof:
+            return None
+        return self.take_some()
+
+    def take_line(self, max_size: int) -> bytes | None:
+        """Consume and return a line ending in ``\\n``, without the ``\\n`` and
+        without one ``\\r`` right before it.
+
+        ``max_size`` counts the consumed bytes, line ending included. Returns
+        None when no ``\\n`` is buffered yet and fewer than ``max_size`` bytes
+        are; raises `FrameTooLongError` otherwise. Consumes nothing unless a
+        line is returned.
+        """
+        data = self._data
+        pos = self._pos
+        start = self._snext if self._skey == b"\n" and self._snext > pos else pos
+        i = data.find(b"\n", start)
+        if i < 0:
+            self._skey = b"\n"
+            stop = len(data)
+            self._snext = stop
+            if stop - pos >= max_size:
+                raise FrameTooLongError(max_size)
+            return None
+        self._skey = b"\n"
+        self._snext = i
+        if i - pos >= max_size:
+            raise FrameTooLongError(max_size)
+        stop = i - 1 if i > pos and data[i - 1] == 13 else i
+        return self._cut(pos, stop, i + 1)
+
+    def take_until(self, delimiters: Delimiters, max_size: int, keep_delimiter: bool = False) -> bytes | None:
+        """Consume and return the frame before the next delimiter.
+
+        ``delimiters`` is the output of `normalize_delimiters`. With a tuple,
+        the earliest match wins (the shortest frame) and at the same position
+        the longest delimiter wins; a match is not taken while a delimiter
+        that would win could still complete with more data (``b"\\r"`` at
+        the end of the buffer, when ``b"\\r\\n"`` is also a delimiter), unless
+        no more data can come (EOF or a full buffer).
+
+        ``max_size`` counts the consumed bytes, delimiter included. Returns the
+        frame (with its delimiter if ``keep_delimiter``), or None when more
+        data is needed; raises `FrameTooLongError` when the first delimiter
+        ends beyond ``max_size`` or ``max_size`` bytes hold none. Consumes
+        nothing unless a frame is returned.
+        """
+        if type(delimiters) is not bytes:
+            return self._take_until_any(delimiters, max_size, keep_delimiter)  # type: ignore[arg-type]
+        data = self._data
+        pos = self._pos
+        start = self._snext if delimiters == self._skey and self._snext > pos else pos
+        i = data.find(delimiters, start)
+        if i < 0:
+            self._skey = delimiters
+            stop = len(data)
+            self._snext = stop - len(delimiters) + 1
+            if stop - pos >= max_size:
+                raise FrameTooLongError(max_size)
+            return None
+        self._skey = delimiters
+        self._snext = i
+        end = i + len(delimiters)
+        if end - pos > max_size:
+            raise FrameTooLongError(max_size)
+        return self._cut(pos, end if keep_delimiter else i, end)
+
+    def _find_any(self, delimiters: tuple[bytes, ...]) -> tuple[int, int]:
+        """Return (index, length) of the winning match, (-1, 0) if none is
+        buffered, or (-2, 0) if the winner is not decided yet."""
+        data = self._data
+        pos = self._pos
+        stop = len(data)
+        if self._mkey != delimiters:
+            self._mkey = delimiters
+            self._mfound = [-1] * len(delimiters)
+            self._mscan = [pos] * len(delimiters)
+        found = self._mfound
+        scan = self._mscan
+        best = -1
+        best_len = 0
+        for k, delimiter in enumerate(delimiters):
+            at = found[k]
+            if at < pos:
+                resume = scan[k]
+                at = data.find(delimiter, resume if resume > pos else pos)
+                if at < 0:
+                    scan[k] = stop - len(delimiter) + 1
+                    continue
+                found[k] = at
+            if best < 0 or at < best or (at == best and len(delimiter) > best_len):
+                best = at
+                best_len = len(delimiter)
+        if best < 0 or self._final():
+            return best, best_len
+        # Could a delimiter that would beat the current winner still complete?
+        # Only matches that run past the end of the data qualify, so at most
+        # len(delimiter) - 1 start positions per delimiter are checked.
+        for delimiter in delimiters:
+            length = len(delimiter)
+            last = best if length > best_len else best - 1
+            for q in range(max(pos, stop - length + 1), last + 1):
+                if data.startswith(delimiter[: stop - q], q):
+                    return -2, 0
+        return best, best_len
+
+    def _take_until_any(self, delimiters: tuple[bytes, ...], max_size: int, keep_delimiter: bool) -> bytes | None:
+        pos = self._pos
+        at, length = self._find_any(delimiters)
+        if at == -2:
+            return None
+        if at < 0:
+            if len(self._data) - pos >= max_size:
+                raise FrameTooLongError(max_size)
+            return None
+        end = at + length
+        if end - pos > max_size:
+            raise FrameTooLongError(max_size)
+        return self._cut(pos, end if keep_delimiter else at, end)
+
+    def take_regex(self, pattern: re.Pattern[bytes], max_size: int, keep_delimiter: bool = False) -> bytes | None:
+        """Consume and return the frame before the first match of ``pattern``.
+
+        The match acts as the delimiter and counts towards ``max_size``. Only
+        the first ``max_size`` buffered bytes are searched, so a call costs
+        O(max_size) at most; the search is not incremental (a regular
+        expression generally is not) and is repeated in full on every call.
+        The match is taken as found in the buffered data: write patterns
+        whose match cannot grow with more data (``rb"\\r?\\n"``, not ``rb"\\n+"``).
+        A pattern that matches the empty string raises `ValueError`.
+        Returns None when more data is needed; raises `FrameTooLongError` when
+        ``max_size`` buffered bytes hold no match. Consumes nothing unless a
+        frame is returned.
+        """
+        data = self._data
+        pos = self._pos
+        stop = len(data)
+        limit = pos + max_size
+        match = pattern.search(data, pos, limit if limit < stop else stop)
+        if match is None:
+            if stop - pos >= max_size:
+                raise FrameTooLongError(max_size)
+            return None
+        start, end = match.span()
+        if start == end:
+            raise ValueError(f"the pattern {pattern.pattern!r} matched an empty string")
+        return self._cut(pos, end if keep_delimiter else start, end)
+
+    def discard_through(self, delimiters: Delimiters) -> tuple[int, bool]:
+        """Drop bytes up to and including the next delimiter.
+
+        Returns ``(dropped, found)``. When no delimiter is buffered, drops all
+        but the last ``len(longest delimiter) - 1`` bytes (which may start a
+        delimiter) and returns ``found=False``, so memory stays bounded while
+        a caller keeps feeding and discarding.
+        """
+        pos = self._pos
+        stop = len(self._data)
+        if type(delimiters) is bytes:
+            frame = self.take_until(delimiters, stop - pos + len(delimiters) + 1)
+            keep = len(delimiters) - 1
+        else:
+            frame = self._take_until_any(delimiters, stop - pos + max(map(len, delimiters)) + 1, False)  # type: ignore[arg-type]
+            keep = max(map(len, delimiters)) - 1  # type: ignore[arg-type]
+        if frame is not None:
+            return self._pos - pos, True
+        drop_to = max(pos, stop - keep)
+        self._pos = drop_to
+        return drop_to - pos, False

@@ -1,0 +1,648 @@
+"""`BufferedStream`: the Trio layer over `ReceiveBuffer`.
+
+This module moves bytes between the transport and the pure buffer and
+decides where the checkpoints go; where a frame ends is decided in
+``_buffer.py``.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
+
+from ._buffer import Delimiters, ReceiveBuffer, normalize_delimiters
+from ._errors import FrameTooLongError, IncompleteReadError
+
+__all__ = ["BufferedStream", "FrameIterator"]
+
+DelimiterArg = bytes | bytearray | memoryview | tuple[bytes, ...]
+Take = Callable[..., "bytes | None"]
+
+_BUSY_RECEIVE = "another task is already receiving from this BufferedStream"
+_BUSY_SEND = "another task is already sending on this BufferedStream"
+
+
+def _positive(name: str, value: int) -> int:
+    value = operator.index(value)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, not {value}")
+    return value
+
+
+class BufferedStream(trio.abc.Stream):
+    """A `trio.abc.Stream` with a receive buffer: read frames, not chunks.
+
+    Wraps any `trio.abc.Stream` (a `trio.SocketStream`, a `trio.SSLStream`,
+    one end of `trio.testing.memory_stream_pair`, ...) and adds receives that
+    return whole frames: exactly *n* bytes, up to a delimiter, a line, up to
+    a regular expression, everything until EOF. Sending passes straight
+    through to the transport.
+
+    Args:
+      transport_stream: the stream to read from and write to. The
+        BufferedStream owns it: `aclose` closes it (use `detach` to take it
+        back).
+      max_buffer_size: the most bytes read from the transport that the
+        buffer holds (default 64 KiB). It is also the largest frame any
+        receive can return and the default ``max_size``.
+      receive_size: the most bytes asked of the transport in one
+        ``receive_some`` call (default 64 KiB).
+
+    **The receive contract.** It holds for every receive method, and the
+    test-suite checks each line.
+
+    1. *All or nothing.* A receive returns a whole frame or consumes
+       nothing. When it is cancelled, hits EOF (`IncompleteReadError`), finds
+       the frame too long (`FrameTooLongError`) or the transport raises,
+       every byte received so far stays buffered for the next call. (The
+       exceptions are `discard_until`, which exists to throw bytes away, and
+       `receive_exactly_into`, which puts what it wrote into the caller's
+       buffer back in front of the stream's buffer.)
+    2. *Bounded memory.* At most ``max_buffer_size`` bytes read from the
+       transport are buffered; no transport read asks for more than
+       ``receive_size`` bytes or than the room left. Nothing is allocated from
+       a size the peer declares. Two documented cases go past the bound, both
+       by the caller's choice rather than the peer's: `unreceive` (and a failed
+       `receive_exactly_into`, which pushes back what it wrote into the
+       caller's buffer), and `receive_until_eof` with ``max_size ==
+       max_buffer_size``, which probes one byte beyond a full buffer to tell
+       "exactly max_size bytes, then EOF" from "too long".
+    3. *Linear time.* The delimiter search is incremental: the buffer
+       remembers how far it searched, across calls, retries after errors and
+       cancellations, so total work is O(bytes received) for any chunking, one
+       byte per read included. Consumed bytes are dropped by moving an offset
+       (compacting when more than half is dead), never by copying the whole
+       buffer per read. Regular expressions are the exception, see
+       `receive_until_regex`.
+    4. *Checkpoints.* Every async method is a full Trio checkpoint (a cancel
+       point and a schedule point) on every path, also when the answer is
+       already buffered and when it raises. The synchronous ``*_nowait``
+       methods never checkpoint; the frame iterators (`iter_until`, `lines`)
+       hand out buffered frames without one and make every read from the
+       transport a full checkpoint. Two tasks receiving at once (or sending
+       at once) get `trio.BusyResourceError`.
+    5. *Conformance.* It passes `trio.testing.check_half_closeable_stream`
+       over half-closeable transports and `trio.testing.check_two_way_stream`
+       over the others.
+
+    ``max_size`` arguments count the bytes the call consumes, delimiter (or
+    regex match) included. They default to ``max_buffer_size`` and may not
+    exceed it (`ValueError`).
+
+    After `aclose` or `detach`, every method raises
+    `trio.ClosedResourceError` (``aclose`` itself stays a no-op). Transport
+    exceptions pass through unchanged; the buffered bytes stay readable from
+    the buffer by the ``*_nowait`` methods, which do not touch the transport.
+    """
+
+    def __init__(
+        self,
+        transport_stream: trio.abc.Stream,
+        *,
+        max_buffer_size: int = 65536,
+        receive_size: int = 65536,
+    ) -> None:
+        self.transport_stream = transport_stream
+        self.max_buffer_size = _positive("max_buffer_size", max_buffer_size)
+        self.receive_size = _positive("receive_size", receive_size)
+        self._buffer = ReceiveBuffer(self.max_buffer_size)
+        self._closed = False
+        self._receiving = False
+        self._sending = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._buffer)} bytes buffered"
+        return f"<BufferedStream over {self.transport_stream!r}, {state}>"
+
+    # ------------------------------------------------------------ internals
+
+    def _limit(self, max_size: int | None) -> int:
+        if max_size is None:
+            return self.max_buffer_size
+        max_size = operator.index(max_size)
+        if not 1 <= max_size <= self.max_buffer_size:
+            raise ValueError(f"max_size must be between 1 and max_buffer_size={self.max_buffer_size}, not {max_size}")
+        return max_size
+
+    def _begin_receive(self) -> None:
+        if self._receiving:
+            raise trio.BusyResourceError(_BUSY_RECEIVE)
+        self._receiving = True
+
+    async def _fill(self) -> None:
+        """One read from the transport into the buffer (a full checkpoint, as
+        every ``receive_some`` is). Reads one byte when the buffer is full:
+        only `receive_until_eof` gets there, to probe for EOF."""
+        buffer = self._buffer
+        room = buffer.room
+        data = await self.transport_stream.receive_some(
+            self.receive_size if room >= self.receive_size else (room or 1)
+        )
+        if data:
+            buffer.feed(data)
+        else:
+            buffer.feed_eof()
+
+    async def _receive(self, take: Take, args: tuple[Any, ...], expected: int | None = None) -> bytes:
+        """The loop behind every frame receive: try the buffer, read, repeat.
+
+        ``take(*args)`` consumes and returns a frame or returns None. The
+        frame is taken between a cancel point and a schedule point that cannot
+        be cancelled, so a cancellation can only happen while nothing has
+        been consumed.
+        """
+        self._begin_receive()
+        try:
+            await checkpoint_if_cancelled()
+            scheduled = False
+            try:
+                if self._closed:
+                    raise trio.ClosedResourceError("this BufferedStream was closed")
+                buffer = self._buffer
+                frame = take(*args)
+                while frame is None:
+                    if buffer.eof:
+                        raise IncompleteReadError(buffer.peek(), expected)
+                    scheduled = True
+                    await self._fill()
+                    frame = take(*args)
+            except BaseException:
+                if not scheduled:
+                    await cancel_shielded_checkpoint()
+                raise
+            if not scheduled:
+                await cancel_shielded_checkpoint()
+            return frame
+        finally:
+            self._receiving = False
+
+    def _receive_nowait(self, take: Take, args: tuple[Any, ...], expected: int | None = None) -> bytes:
+        if self._receiving:
+            raise trio.BusyResourceError(_BUSY_RECEIVE)
+        if self._closed:
+            raise trio.ClosedResourceError("this BufferedStream was closed")
+        frame = take(*args)
+        if frame is None:
+            buffer = self._buffer
+            if buffer.eof:
+                raise IncompleteReadError(buffer.peek(), expected)
+            raise trio.WouldBlock
+        return frame
+
+    async def _next_frame_slow(self, take: Take, args: tuple[Any, ...]) -> bytes:
+        """Refill for the frame iterators: read until a frame is complete.
+
+        Each read is a full checkpoint. Ends the iteration (after a
+        checkpoint) at a clean EOF; raises `IncompleteReadError` at EOF
+        inside a frame.
+        """
+        self._begin_receive()
+        try:
+            buffer = self._buffer
+            while True:
+                if self._closed:
+                    await checkpoint()
+                    raise trio.ClosedResourceError("this BufferedStream was closed")
+                if buffer.eof:
+                    await checkpoint()
+                    if buffer:
+                        raise IncompleteReadError(buffer.peek(), None)
+                    raise StopAsyncIteration
+                await self._fill()
+                frame = take(*args)
+                if frame is not None:
+                    return frame
+        finally:
+            self._receiving = False
+
+    # ------------------------------------------------------------ receiving
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Return some bytes: buffered ones first, else one transport read.
+
+        The `trio.abc.ReceiveStream` contract: returns between 1 and
+        ``max_bytes`` bytes (any number if None), or ``b""`` at EOF, and
+        then ``b""`` again on every later call. When the buffer is empty the
+        call reads the transport directly, without copying through the
+        buffer. A full checkpoint.
+
+        Raises:
+          ValueError: ``max_bytes`` < 1.
+          trio.BusyResourceError: another task is receiving.
+          trio.ClosedResourceError: the stream was closed or detached.
+        """
+        if max_bytes is not None:
+            max_bytes = _positive("max_bytes", max_bytes)
+        self._begin_receive()
+        try:
+            await checkpoint_if_cancelled()
+            buffer = self._buffer
+            if self._closed or buffer or buffer.eof:
+                await cancel_shielded_checkpoint()
+                if self._closed:
+                    raise trio.ClosedResourceError("this BufferedStream was closed")
+                return buffer.take_some(max_bytes)
+            data = await self.transport_stream.receive_some(max_bytes or self.receive_size)
+            if not data:
+                buffer.feed_eof()
+            return data
+        finally:
+            self._receiving = False
+
+    async def receive_exactly(self, n: int) -> bytes:
+        """Return exactly ``n`` bytes.
+
+        Reads ahead (up to ``receive_size``) rather than asking the transport
+        for just the missing bytes. A full checkpoint.
+
+        Raises:
+          ValueError: ``n`` is negative or larger than ``max_buffer_size``
+            (use `receive_exactly_into` for large payloads).
+          IncompleteReadError: EOF before ``n`` bytes (``.expected == n``);
+            the bytes stay buffered.
+          trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
+        """
+        n = operator.index(n)
+        if not 0 <= n <= self.max_buffer_size:
+            raise ValueError(f"n must be between 0 and max_buffer_size={self.max_buffer_size}, not {n}")
+        return await self._receive(self._buffer.take_exactly, (n,), n)
+
+    async def receive_exactly_into(self, buffer: Any) -> None:
+        """Fill the writable bytes-like ``buffer`` completely.
+
+        For payloads of any size, larger than ``max_buffer_size`` included:
+        buffered bytes are copied first, then transport reads are copied
+        straight into ``buffer`` (at most ``receive_size`` per read), and what
+        a read brings beyond the end of ``buffer`` is kept in the stream's
+        buffer. A full checkpoint.
+
+        On failure (cancellation, EOF, transport error) the bytes already
+        written into ``buffer`` are pushed back in front of the stream's
+        buffer, so nothing is lost and a retry reads them again; the stream's
+        buffer can then hold up to ``len(buffer)`` bytes, past
+        ``max_buffer_size``.
+
+        Raises:
+          TypeError: ``buffer`` is read-only or not contiguous.
+          IncompleteReadError: EOF first (``.partial`` is what arrived,
+            ``.expected == len(buffer)`` in bytes).
+          trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
+        """
+        view = memoryview(buffer)
+        if view.readonly:
+            raise TypeError("receive_exactly_into needs a writable buffer")
+        view = view.cast("B")
+        need = len(view)
+        self._begin_receive()
+        try:
+            await checkpoint_if_cancelled()
+            scheduled = False
+            got = 0
+            stored = self._buffer
+            try:
+                if self._closed:
+                    raise trio.ClosedResourceError("this BufferedStream was closed")
+                got = stored.take_into(view)
+                while got < need:
+                    if stored.eof:
+                        raise IncompleteReadError(bytes(view[:got]), need)
+                    want = need - got
+                    scheduled = True
+                    data = await self.transport_stream.receive_some(min(self.receive_size, want + stored.room))
+                    if not data:
+                        stored.feed_eof()
+                    elif len(data) <= want:
+                        view[got : got + len(data)] = data
+                        got += len(data)
+                    else:
+                        with memoryview(data) as chunk:
+                            view[got:need] = chunk[:want]
+                            stored.feed(chunk[want:])
+                        got = need
+            except BaseException:
+                stored.unreceive(view[:got])
+                if not scheduled:
+                    await cancel_shielded_checkpoint()
+                raise
+            if not scheduled:
+                await cancel_shielded_checkpoint()
+        finally:
+            self._receiving = False
+
+    async def receive_until(
+        self, delimiter: DelimiterArg, *, max_size: int | None = None, keep_delimiter: bool = False
+    ) -> bytes:
+        """Return the bytes before the next delimiter, and consume the delimiter.
+
+        ``delimiter`` is non-empty bytes, or a tuple of them: then the
+        earliest match wins (the shortest frame) and at the same position
+        the longest (``b"\\r\\n"`` beats ``b"\\r"``). A shorter match that
+        the next bytes could still turn into a longer one (``b"\\r"`` at the
+        end of the buffered data) waits for them, or for EOF, where the
+        shorter one is taken. With ``keep_delimiter`` the delimiter ends the
+        returned frame. A full checkpoint.
+
+        Raises:
+          FrameTooLongError: ``max_size`` bytes arrived without a delimiter,
+            or the first delimiter ends beyond ``max_size``. Nothing is
+            consumed (`discard_until` skips the frame).
+          IncompleteReadError: EOF before a delimiter (``.expected`` None).
+          ValueError, TypeError: a bad ``delimiter`` or ``max_size``.
+          trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
+        """
+        delimiters = normalize_delimiters(delimiter)
+        return await self._receive(self._buffer.take_until, (delimiters, self._limit(max_size), keep_delimiter))
+
+    async def receive_line(self, *, max_size: int | None = None) -> bytes:
+        """Return the next line, without its ``\\n`` and one ``\\r`` before it.
+
+        Accepts LF and CRLF endings alike; ``max_size`` includes the ending.
+        Errors as for `receive_until`. A full checkpoint.
+        """
+        return await self._receive(self._buffer.take_line, (self._limit(max_size),))
+
+    async def receive_until_regex(
+        self,
+        pattern: bytes | re.Pattern[bytes],
+        *,
+        max_size: int | None = None,
+        keep_delimiter: bool = False,
+    ) -> bytes:
+        """Return the bytes before the first match of ``pattern``; consume the match.
+
+        The match acts as the delimiter (and counts towards ``max_size``).
+        A regular expression cannot in general be searched incrementally, so
+        each transport read triggers a new search over at most the first
+        ``max_size`` buffered bytes: the cost is O(max_size) per read, and
+        a frame trickling in one byte at a time costs O(max_size * frame);
+        keep ``max_size`` small when peers are untrusted, or prefer
+        `receive_until`. The first match in the buffered data is taken as it
+        is: use patterns whose match cannot grow with more data. A full
+        checkpoint.
+
+        Raises:
+          ValueError: the pattern matched an empty string, or a bad ``max_size``.
+          FrameTooLongError, IncompleteReadError, trio.BusyResourceError,
+          trio.ClosedResourceError: as for `receive_until`.
+        """
+        compiled = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
+        return await self._receive(self._buffer.take_regex, (compiled, self._limit(max_size), keep_delimiter))
+
+    async def receive_until_eof(self, *, max_size: int | None = None) -> bytes:
+        """Return everything until EOF (``b""`` if EOF came with nothing buffered).
+
+        A full checkpoint.
+
+        Raises:
+          FrameTooLongError: more than ``max_size`` bytes arrived before EOF;
+            nothing is consumed.
+          trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
+        """
+        return await self._receive(self._buffer.take_all, (self._limit(max_size),))
+
+    async def discard_until(self, delimiter: DelimiterArg) -> int:
+        """Skip everything through the next delimiter; return how many bytes
+        were skipped, the delimiter included.
+
+        Uses bounded memory whatever the distance to the delimiter (Netty's
+        discarding mode): bytes are dropped as they arrive, keeping only a
+        tail that could start a delimiter. This is the way out after a
+        `FrameTooLongError`. A full checkpoint.
+
+        Unlike the receives, this is not all or nothing: bytes it already
+        skipped stay skipped if it is cancelled or hits EOF.
+
+        Raises:
+          IncompleteReadError: EOF before a delimiter; ``.partial`` holds the
+            undiscarded tail, which stays buffered.
+          trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
+        """
+        delimiters = normalize_delimiters(delimiter)
+        self._begin_receive()
+        try:
+            await checkpoint_if_cancelled()
+            scheduled = False
+            skipped = 0
+            try:
+                if self._closed:
+                    raise trio.ClosedResourceError("this BufferedStream was closed")
+                buffer = self._buffer
+                while True:
+                    dropped, found = buffer.discard_through(delimiters)
+                    skipped += dropped
+                    if found:
+                        break
+                    if buffer.eof:
+                        raise IncompleteReadError(buffer.peek(), None)
+                    scheduled = True
+                    await self._fill()
+            except BaseException:
+                if not scheduled:
+                    await cancel_shielded_checkpoint()
+                raise
+            if not scheduled:
+                await cancel_shielded_checkpoint()
+            return skipped
+        finally:
+            self._receiving = False
+
+    # ------------------------------------------------------ the fast paths
+
+    def receive_until_nowait(
+        self, delimiter: DelimiterArg, *, max_size: int | None = None, keep_delimiter: bool = False
+    ) -> bytes:
+        """`receive_until` from the buffer only; never touches the transport
+        and is not a checkpoint.
+
+        Raises `trio.WouldBlock` when no whole frame is buffered yet,
+        `IncompleteReadError` when none can come (EOF was seen), and
+        otherwise what `receive_until` raises.
+        """
+        delimiters = normalize_delimiters(delimiter)
+        return self._receive_nowait(self._buffer.take_until, (delimiters, self._limit(max_size), keep_delimiter))
+
+    def receive_exactly_nowait(self, n: int) -> bytes:
+        """`receive_exactly` from the buffer only (not a checkpoint); raises
+        `trio.WouldBlock` when fewer than ``n`` bytes are buffered."""
+        n = operator.index(n)
+        if not 0 <= n <= self.max_buffer_size:
+            raise ValueError(f"n must be between 0 and max_buffer_size={self.max_buffer_size}, not {n}")
+        return self._receive_nowait(self._buffer.take_exactly, (n,), n)
+
+    def receive_line_nowait(self, *, max_size: int | None = None) -> bytes:
+        """`receive_line` from the buffer only (not a checkpoint); raises
+        `trio.WouldBlock` when no whole line is buffered."""
+        return self._receive_nowait(self._buffer.take_line, (self._limit(max_size),))
+
+    def iter_until(
+        self, delimiter: DelimiterArg, *, max_size: int | None = None, keep_delimiter: bool = False
+    ) -> FrameIterator:
+        """An async iterator of the frames `receive_until` would return.
+
+        The fast path for throughput: frames already buffered are handed out
+        without a checkpoint; every read from the transport is a full
+        checkpoint, so a cancellation or another task waits at most one
+        buffer's worth of frames. A frame is either yielded or still buffered:
+        cancellation loses nothing, and breaking out of the loop leaves the
+        next frame readable by any receive. A clean EOF between frames ends
+        the iteration; EOF inside a frame raises `IncompleteReadError`; an
+        over-long frame raises `FrameTooLongError` (nothing consumed).
+        """
+        delimiters = normalize_delimiters(delimiter)
+        return FrameIterator(self, self._buffer.take_until, (delimiters, self._limit(max_size), keep_delimiter))
+
+    def lines(self, *, max_size: int | None = None) -> FrameIterator:
+        """An async iterator of the lines `receive_line` would return, with
+        the checkpoint and cancellation rules of `iter_until`."""
+        return FrameIterator(self, self._buffer.take_line, (self._limit(max_size),))
+
+    # ------------------------------------------------------ buffer access
+
+    def peek(self, n: int | None = None) -> bytes:
+        """Return up to ``n`` buffered bytes (all if None) without consuming
+        them. Never reads the transport."""
+        if self._closed:
+            raise trio.ClosedResourceError("this BufferedStream was closed")
+        return self._buffer.peek(n)
+
+    def unreceive(self, data: bytes | bytearray | memoryview) -> None:
+        """Push ``data`` back in front of the buffer: the next receive sees it first.
+
+        The buffer may grow past ``max_buffer_size``; the stream then reads
+        nothing from the transport until it is back below. Raises
+        `trio.BusyResourceError` while another task is receiving.
+        """
+        if self._receiving:
+            raise trio.BusyResourceError(_BUSY_RECEIVE)
+        if self._closed:
+            raise trio.ClosedResourceError("this BufferedStream was closed")
+        self._buffer.unreceive(data)
+
+    def detach(self) -> tuple[trio.abc.Stream, bytes]:
+        """Give up the transport: return ``(transport_stream, leftover_bytes)``.
+
+        For protocol switching (compare `trio.SSLStream.unwrap`): the
+        leftover bytes were read from the transport but not consumed, and the
+        caller now owns both. The BufferedStream is closed afterwards
+        (without closing the transport). Raises `trio.BusyResourceError` while
+        a receive or send is running and `trio.ClosedResourceError` if already
+        closed or detached.
+        """
+        if self._receiving or self._sending:
+            raise trio.BusyResourceError("cannot detach while a receive or send is running")
+        if self._closed:
+            raise trio.ClosedResourceError("this BufferedStream was closed")
+        self._closed = True
+        leftover = self._buffer.take_some()
+        self._buffer.clear()
+        return self.transport_stream, leftover
+
+    # ------------------------------------------------------------ sending
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of ``data`` through the transport (`trio.abc.SendStream`
+        contract; a checkpoint). Raises `trio.BusyResourceError` if another
+        task is sending, `trio.ClosedResourceError` after close."""
+        if self._sending:
+            raise trio.BusyResourceError(_BUSY_SEND)
+        self._sending = True
+        try:
+            if self._closed:
+                await checkpoint()
+                raise trio.ClosedResourceError("this BufferedStream was closed")
+            await self.transport_stream.send_all(data)
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Pass through to the transport (counts as a send for conflict detection)."""
+        if self._sending:
+            raise trio.BusyResourceError(_BUSY_SEND)
+        self._sending = True
+        try:
+            if self._closed:
+                await checkpoint()
+                raise trio.ClosedResourceError("this BufferedStream was closed")
+            await self.transport_stream.wait_send_all_might_not_block()
+        finally:
+            self._sending = False
+
+    @property
+    def can_send_eof(self) -> bool:
+        """Whether the transport is half-closeable, so `send_eof` works."""
+        return callable(getattr(self.transport_stream, "send_eof", None))
+
+    async def send_eof(self) -> None:
+        """Close the sending side, keep receiving (`trio.abc.HalfCloseableStream`).
+
+        Delegates to the transport when it has ``send_eof`` (TCP sockets,
+        Unix sockets, memory streams). Otherwise (`trio.SSLStream`, most
+        wrappers) it raises `NotImplementedError` after a checkpoint and
+        leaves the stream as it was: check `can_send_eof`, or end the
+        conversation with `aclose`. A checkpoint.
+        """
+        if self._sending:
+            raise trio.BusyResourceError(_BUSY_SEND)
+        self._sending = True
+        try:
+            if self._closed:
+                await checkpoint()
+                raise trio.ClosedResourceError("this BufferedStream was closed")
+            send_eof = getattr(self.transport_stream, "send_eof", None)
+            if not callable(send_eof):
+                await checkpoint()
+                raise NotImplementedError(f"{type(self.transport_stream).__name__} cannot send EOF (half-close)")
+            await send_eof()
+        finally:
+            self._sending = False
+
+    async def aclose(self) -> None:
+        """Close the stream and its transport; drop whatever is buffered.
+
+        Idempotent, and a checkpoint. Receives and sends blocked in the
+        transport in other tasks get `trio.ClosedResourceError`. After
+        `detach`, the transport is not ours any more and is left open.
+        """
+        if self._closed:
+            await checkpoint()
+            return
+        self._closed = True
+        self._buffer.clear()
+        await self.transport_stream.aclose()
+
+
+class FrameIterator:
+    """The async iterator behind `BufferedStream.iter_until` and `lines`.
+
+    Buffered frames are returned without a checkpoint; refills go through the
+    stream's transport with a full checkpoint each. Holds no lock between
+    frames, so leaving an ``async for`` early is always safe.
+    """
+
+    __slots__ = ("_stream", "_take", "_args")
+
+    def __init__(self, stream: BufferedStream, take: Take, args: tuple[Any, ...]) -> None:
+        self._stream = stream
+        self._take = take
+        self._args = args
+
+    def __aiter__(self) -> FrameIterator:
+        return self
+
+    async def __anext__(self) -> bytes:
+        stream = self._stream
+        if stream._receiving:
+            raise trio.BusyResourceError(_BUSY_RECEIVE)
+        try:
+            frame = self._take(*self._args)
+        except FrameTooLongError:
+            await checkpoint()
+            raise
+        if frame is None:
+            frame = await stream._next_frame_slow(self._take, self._args)
+        return frame  # type: ignore[no-any-return]
