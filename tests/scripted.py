@@ -1,0 +1,82 @@
+"""A transport for tests: delivers given chunks, then EOF or an error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import trio
+
+
+class ScriptedStream(trio.abc.HalfCloseableStream):
+    """Returns the scripted chunks one per ``receive_some`` (split further when
+    ``max_bytes`` is smaller), then EOF, or raises ``error`` instead of EOF.
+
+    Records every ``max_bytes`` it was asked for, and what was sent to it.
+    Each receive is a full checkpoint, as Trio's streams are.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], error: BaseException | None = None) -> None:
+        self.chunks = [bytes(c) for c in chunks if c]
+        self.error = error
+        self.requests: list[int | None] = []
+        self.sent = bytearray()
+        self.eof_sent = False
+        self.closed = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        if self.closed:
+            raise trio.ClosedResourceError
+        self.requests.append(max_bytes)
+        if not self.chunks:
+            if self.error is not None:
+                raise self.error
+            return b""
+        chunk = self.chunks[0]
+        if max_bytes is not None and len(chunk) > max_bytes:
+            self.chunks[0] = chunk[max_bytes:]
+            return chunk[:max_bytes]
+        del self.chunks[0]
+        return chunk
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.closed:
+            raise trio.ClosedResourceError
+        self.sent += data
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self.eof_sent = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await trio.lowlevel.checkpoint()
+
+
+class NoHalfClose(trio.abc.Stream):
+    """Wraps a stream and hides its ``send_eof`` (like trio.SSLStream)."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return await self.inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def chunked(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    """Split ``data`` at the given offsets (taken modulo len + 1)."""
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:]) if b > a]

@@ -1,0 +1,357 @@
+"""Unit tests of the pure ReceiveBuffer: no trio, no I/O."""
+
+from __future__ import annotations
+
+import re
+import tracemalloc
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from triostream import FrameTooLongError, ReceiveBuffer, normalize_delimiters
+
+
+def buffer_of(*chunks: bytes, capacity: int = 65536, eof: bool = False) -> ReceiveBuffer:
+    buffer = ReceiveBuffer(capacity)
+    for chunk in chunks:
+        buffer.feed(chunk)
+    if eof:
+        buffer.feed_eof()
+    return buffer
+
+
+# ---------------------------------------------------------------- delimiters
+
+
+def test_normalize_delimiters() -> None:
+    assert normalize_delimiters(b"\n") == b"\n"
+    assert normalize_delimiters(bytearray(b"ab")) == b"ab"
+    assert normalize_delimiters((b"\r\n",)) == b"\r\n"
+    assert normalize_delimiters((b"a", b"b", b"a")) == (b"a", b"b")
+    for bad in (b"", (), (b"a", b"")):
+        with pytest.raises(ValueError):
+            normalize_delimiters(bad)
+    with pytest.raises(TypeError):
+        normalize_delimiters("\n")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        normalize_delimiters((b"a", "b"))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- take_until
+
+
+def test_take_until_basic_and_keep_delimiter() -> None:
+    buffer = buffer_of(b"ab|cd|e")
+    assert buffer.take_until(b"|", 100) == b"ab"
+    assert buffer.take_until(b"|", 100, keep_delimiter=True) == b"cd|"
+    assert buffer.take_until(b"|", 100) is None
+    assert len(buffer) == 1
+    buffer.feed(b"f|")
+    assert buffer.take_until(b"|", 100) == b"ef"
+    assert len(buffer) == 0
+
+
+def test_take_until_multibyte_delimiter_split_across_feeds() -> None:
+    buffer = buffer_of(b"head\r\n\r")
+    assert buffer.take_until(b"\r\n\r\n", 100) is None
+    buffer.feed(b"\nbody")
+    assert buffer.take_until(b"\r\n\r\n", 100) == b"head"
+    assert buffer.peek() == b"body"
+
+
+def test_take_until_max_size_counts_delimiter() -> None:
+    # "abc\n" is 4 bytes consumed.
+    assert buffer_of(b"abc\n").take_until(b"\n", 4) == b"abc"
+    with pytest.raises(FrameTooLongError) as info:
+        buffer_of(b"abc\n").take_until(b"\n", 3)
+    assert info.value.max_size == 3
+    # A delimiter found beyond max_size in one chunk is refused (anyio's bug).
+    buffer = buffer_of(b"x" * 50 + b"\n")
+    with pytest.raises(FrameTooLongError):
+        buffer.take_until(b"\n", 10)
+    assert len(buffer) == 51, "nothing consumed"
+    # No delimiter yet but max_size bytes buffered: cannot end in time.
+    with pytest.raises(FrameTooLongError):
+        buffer_of(b"x" * 10).take_until(b"\n", 10)
+    assert buffer_of(b"x" * 9).take_until(b"\n", 10) is None
+
+
+def test_tuple_delimiters_earliest_then_longest() -> None:
+    buffer = buffer_of(b"a\r\nb\rc\nd;", eof=False)
+    delims = normalize_delimiters((b"\r", b"\r\n", b"\n", b";"))
+    assert buffer.take_until(delims, 100) == b"a"
+    assert buffer.take_until(delims, 100, keep_delimiter=True) == b"b\r"
+    assert buffer.take_until(delims, 100) == b"c"
+    assert buffer.take_until(delims, 100) == b"d"
+    assert buffer.take_until(delims, 100) is None
+
+
+def test_tuple_shorter_delimiter_waits_for_next_byte() -> None:
+    delims = normalize_delimiters((b"\r", b"\r\n"))
+    buffer = buffer_of(b"abc\r")
+    assert buffer.take_until(delims, 100) is None, "b'\\r' could still become b'\\r\\n'"
+    buffer.feed(b"\n")
+    assert buffer.take_until(delims, 100, keep_delimiter=True) == b"abc\r\n"
+    # The next byte decides for the short one.
+    buffer.feed(b"x\ry")
+    assert buffer.take_until(delims, 100, keep_delimiter=True) == b"x\r"
+    # EOF decides for the short one.
+    buffer = buffer_of(b"abc\r", eof=True)
+    assert buffer.take_until(delims, 100, keep_delimiter=True) == b"abc\r"
+    # So does a full buffer (no more data can come).
+    buffer = buffer_of(b"abc\r", capacity=4)
+    assert buffer.take_until(delims, 100, keep_delimiter=True) == b"abc\r"
+
+
+def test_tuple_pending_match_at_earlier_position() -> None:
+    # b"c" is found at 3 but b"abcd" may still complete at 1: wait.
+    delims = normalize_delimiters((b"abcd", b"c"))
+    buffer = buffer_of(b"xabc")
+    assert buffer.take_until(delims, 100) is None
+    buffer.feed(b"d")
+    assert buffer.take_until(delims, 100) == b"x"
+
+
+def test_tuple_delimiters_too_long() -> None:
+    delims = normalize_delimiters((b"\r\n", b"\n"))
+    with pytest.raises(FrameTooLongError):
+        buffer_of(b"abcd\r\n").take_until(delims, 5)
+    assert buffer_of(b"abc\r\n").take_until(delims, 5) == b"abc"
+    with pytest.raises(FrameTooLongError):
+        buffer_of(b"abcde").take_until(delims, 5)
+
+
+# ---------------------------------------------------------------- lines, exactly, regex, all
+
+
+def test_take_line_strips_one_cr() -> None:
+    buffer = buffer_of(b"a\r\nb\n\r\r\n\n")
+    assert buffer.take_line(100) == b"a"
+    assert buffer.take_line(100) == b"b"
+    assert buffer.take_line(100) == b"\r"
+    assert buffer.take_line(100) == b""
+    assert buffer.take_line(100) is None
+    with pytest.raises(FrameTooLongError):
+        buffer_of(b"abc\r\n").take_line(4)
+    assert buffer_of(b"abc\r\n").take_line(5) == b"abc"
+
+
+def test_take_exactly_and_some() -> None:
+    buffer = buffer_of(b"abc", b"def")
+    assert buffer.take_exactly(0) == b""
+    assert buffer.take_exactly(7) is None
+    assert buffer.take_exactly(4) == b"abcd"
+    assert buffer.take_some(1) == b"e"
+    assert buffer.take_some() == b"f"
+    assert buffer.take_some() == b""
+
+
+def test_take_regex() -> None:
+    pattern = re.compile(rb"\r?\n")
+    buffer = buffer_of(b"ab\r\ncd\nef")
+    assert buffer.take_regex(pattern, 100) == b"ab"
+    assert buffer.take_regex(pattern, 100, keep_delimiter=True) == b"cd\n"
+    assert buffer.take_regex(pattern, 100) is None
+    with pytest.raises(FrameTooLongError):
+        buffer_of(b"abcdef\n").take_regex(pattern, 5)
+    with pytest.raises(ValueError, match="empty"):
+        buffer_of(b"abc").take_regex(re.compile(rb"x*"), 10)
+
+
+def test_take_all() -> None:
+    buffer = buffer_of(b"abc")
+    assert buffer.take_all(10) is None
+    buffer.feed_eof()
+    assert buffer.take_all(10) == b"abc"
+    with pytest.raises(FrameTooLongError):
+        buffer_of(b"abcd").take_all(3)
+
+
+def test_discard_through_keeps_possible_delimiter_start() -> None:
+    buffer = buffer_of(b"xxxxxx\r\n\r")
+    assert buffer.discard_through(b"\r\n\r\n") == (6, False)
+    assert buffer.peek() == b"\r\n\r"
+    buffer.feed(b"\nrest")
+    assert buffer.discard_through(b"\r\n\r\n") == (4, True)
+    assert buffer.peek() == b"rest"
+
+
+def test_unreceive_and_peek() -> None:
+    buffer = buffer_of(b"world\n")
+    buffer.unreceive(b"hello ")
+    assert buffer.peek(3) == b"hel"
+    assert buffer.take_line(100) == b"hello world"
+    buffer.unreceive(b"again\n")
+    assert buffer.take_line(100) == b"again"
+
+
+def test_feed_after_eof_is_an_error() -> None:
+    buffer = buffer_of(eof=True)
+    with pytest.raises(RuntimeError):
+        buffer.feed(b"x")
+
+
+# ---------------------------------------------------------------- linear time, no copies
+
+
+def test_search_resumes_where_it_stopped() -> None:
+    """A trickled frame is searched once: the resume point follows the data."""
+    buffer = ReceiveBuffer(1 << 20)
+    for i in range(1, 5000):
+        buffer.feed(b"x")
+        assert buffer.take_until(b"\r\n", 1 << 20) is None
+        # Only the last byte (which could start b"\r\n") is searched again.
+        assert buffer._snext - buffer._pos == i - 1
+    buffer.feed(b"\r\n")
+    assert buffer.take_until(b"\r\n", 1 << 20) == b"x" * 4999
+
+
+def test_search_memory_survives_errors() -> None:
+    buffer = buffer_of(b"y" * 100)
+    with pytest.raises(FrameTooLongError):
+        buffer.take_until(b"\n", 50)
+    assert buffer._snext == 100, "the failed search is not repeated"
+
+
+def test_multi_delimiter_search_does_not_rescan() -> None:
+    # Many short frames ended by b";" and one b"|" far away: the b"|" search
+    # must be remembered, not repeated per frame.
+    delims = normalize_delimiters((b";", b"|"))
+    buffer = buffer_of(b"a;" * 1000 + b"|")
+    for _ in range(1000):
+        assert buffer.take_until(delims, 100) == b"a"
+        assert buffer._mfound[1] == 2000, "the b'|' occurrence stays known"
+    assert buffer.take_until(delims, 100) == b""
+
+
+def test_trickled_feed_does_not_copy_the_buffer() -> None:
+    """Appending one byte to a large buffer allocates O(1), not O(buffer)."""
+    buffer = ReceiveBuffer(1 << 22)
+    buffer.feed(b"z" * (1 << 21))
+    buffer.feed(b"z")  # into bytearray mode
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(1000):
+            buffer.feed(b"z")
+            assert buffer.take_until(b"\n", 1 << 22) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 256 * 1024, f"a trickled byte allocated {peak - base} bytes"
+
+
+def test_consuming_small_frames_does_not_copy_the_rest() -> None:
+    buffer = ReceiveBuffer(1 << 22)
+    buffer.feed(b"line\n" * 200_000)
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(1000):
+            assert buffer.take_line(100) == b"line"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 64 * 1024
+
+
+# ---------------------------------------------------------------- properties
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:]) if b > a]
+
+
+@given(
+    frames=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+    cuts=st.lists(st.integers(min_value=0), max_size=40),
+)
+def test_lines_any_chunking(frames: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(f + b"\n" for f in frames)
+    buffer = ReceiveBuffer(1 << 16)
+    out: list[bytes] = []
+    for chunk in chunked(data, cuts):
+        buffer.feed(chunk)
+        while (frame := buffer.take_until(b"\n", 1 << 16)) is not None:
+            out.append(frame)
+    assert out == frames
+    assert len(buffer) == 0
+
+
+@given(
+    frames=st.lists(st.binary(max_size=30), max_size=20),
+    delimiter=st.sampled_from([b"\r\n", b"\r\n\r\n", b"ab", b"\x00"]),
+    cuts=st.lists(st.integers(min_value=0), max_size=40),
+)
+def test_until_any_chunking(frames: list[bytes], delimiter: bytes, cuts: list[int]) -> None:
+    frames = [f for f in frames if delimiter not in f + delimiter[:-1] and not (f + delimiter).startswith(delimiter)]
+    frames = [f for f in frames if (f + delimiter).find(delimiter) == len(f)]
+    data = b"".join(f + delimiter for f in frames)
+    buffer = ReceiveBuffer(1 << 16)
+    out: list[bytes] = []
+    for chunk in chunked(data, cuts):
+        buffer.feed(chunk)
+        while (frame := buffer.take_until(delimiter, 1 << 16)) is not None:
+            out.append(frame)
+    assert out == frames
+
+
+@given(
+    data=st.binary(max_size=200).map(lambda b: bytes(x % 4 + 97 for x in b)),
+    cuts=st.lists(st.integers(min_value=0), max_size=40),
+)
+def test_tuple_delimiters_match_a_reference_splitter(data: bytes, cuts: list[int]) -> None:
+    """Incremental results equal splitting the whole data at once."""
+    delims_arg = (b"ab", b"b", b"cd", b"dda")
+    delims = normalize_delimiters(delims_arg)
+
+    def reference(whole: bytes) -> list[bytes]:
+        frames: list[bytes] = []
+        pos = 0
+        while True:
+            best: tuple[int, int] | None = None
+            for d in delims_arg:
+                i = whole.find(d, pos)
+                if i >= 0 and (best is None or i < best[0] or (i == best[0] and len(d) > best[1])):
+                    best = (i, len(d))
+            if best is None:
+                return frames
+            frames.append(whole[pos : best[0]])
+            pos = best[0] + best[1]
+
+    buffer = ReceiveBuffer(1 << 16)
+    out: list[bytes] = []
+    for chunk in chunked(data, cuts):
+        buffer.feed(chunk)
+        while (frame := buffer.take_until(delims, 1 << 16)) is not None:
+            out.append(frame)
+    buffer.feed_eof()
+    while (frame := buffer.take_until(delims, 1 << 16)) is not None:
+        out.append(frame)
+    assert out == reference(data)
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=50), max_size=30),
+    cuts=st.lists(st.integers(min_value=0), max_size=40),
+)
+def test_exactly_any_chunking(sizes: list[int], cuts: list[int]) -> None:
+    frames = [bytes([i % 256]) * n for i, n in enumerate(sizes)]
+    data = b"".join(frames)
+    buffer = ReceiveBuffer(1 << 16)
+    out: list[bytes] = []
+    want = iter(sizes)
+    n = next(want, None)
+    for chunk in chunked(data, cuts):
+        buffer.feed(chunk)
+        while n is not None and (frame := buffer.take_exactly(n)) is not None:
+            out.append(frame)
+            n = next(want, None)
+    while n is not None and (frame := buffer.take_exactly(n)) is not None:
+        out.append(frame)
+        n = next(want, None)
+    assert out == frames

@@ -1,0 +1,115 @@
+"""Trio's generic stream conformance checks, run over BufferedStream."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+
+import trio
+import trio.testing
+import trustme
+
+from triostream import BufferedStream
+
+Pair = tuple[BufferedStream, BufferedStream]
+
+
+def wrapped(make: Callable[[], Awaitable[tuple[trio.abc.Stream, trio.abc.Stream]]]) -> Callable[[], Awaitable[Pair]]:
+    async def maker() -> Pair:
+        left, right = await make()
+        # Small buffers so the checks' large transfers exercise refills.
+        return BufferedStream(left, max_buffer_size=4096, receive_size=1000), BufferedStream(right)
+
+    return maker
+
+
+async def memory_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+    return trio.testing.memory_stream_pair()
+
+
+async def lockstep_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+    return trio.testing.lockstep_stream_pair()
+
+
+async def socketpair_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+    left, right = trio.socket.socketpair()
+    return trio.SocketStream(left), trio.SocketStream(right)
+
+
+async def tcp_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    listener = listeners[0]
+    try:
+        client = await trio.testing.open_stream_to_socket_listener(listener)
+        server = await listener.accept()
+    finally:
+        await listener.aclose()
+    return client, server
+
+
+async def fill(stream: trio.abc.SendStream) -> None:
+    """Send until the transport blocks, so the pair starts out clogged."""
+
+    async def sender() -> None:
+        while True:
+            await stream.send_all(b"x" * 10000)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+
+
+def clogged(make: Callable[[], Awaitable[tuple[trio.abc.Stream, trio.abc.Stream]]]) -> Callable[[], Awaitable[Pair]]:
+    async def maker() -> Pair:
+        left, right = await wrapped(make)()
+        await fill(left)
+        await fill(right)
+        return left, right
+
+    return maker
+
+
+async def test_memory_stream_pair() -> None:
+    await trio.testing.check_half_closeable_stream(wrapped(memory_pair), None)
+
+
+async def test_lockstep_stream_pair() -> None:
+    # Lockstep streams are unbuffered: every pair is already clogged.
+    await trio.testing.check_half_closeable_stream(wrapped(lockstep_pair), wrapped(lockstep_pair))
+
+
+async def test_socketpair() -> None:
+    await trio.testing.check_half_closeable_stream(wrapped(socketpair_pair), clogged(socketpair_pair))
+
+
+async def test_tcp_loopback() -> None:
+    await trio.testing.check_half_closeable_stream(wrapped(tcp_pair), clogged(tcp_pair))
+
+
+async def test_tls_over_memory_is_a_two_way_stream() -> None:
+    """Over trio.SSLStream (not half-closeable) the two-way checks apply."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("trio-test-1.example.org").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def tls_pair(
+        make: Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]],
+    ) -> tuple[trio.abc.Stream, trio.abc.Stream]:
+        raw_client, raw_server = make()
+        client = trio.SSLStream(raw_client, client_ctx, server_hostname="trio-test-1.example.org")
+        server = trio.SSLStream(raw_server, server_ctx, server_side=True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.do_handshake)
+            nursery.start_soon(server.do_handshake)
+        return client, server
+
+    async def memory() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+        return await tls_pair(trio.testing.memory_stream_pair)
+
+    async def lockstep() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+        return await tls_pair(trio.testing.lockstep_stream_pair)
+
+    await trio.testing.check_two_way_stream(wrapped(memory), wrapped(lockstep))

@@ -1,0 +1,565 @@
+"""BufferedStream behaviour: each receive method, errors, checkpoints, misuse."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+from scripted import NoHalfClose, ScriptedStream
+
+from triostream import BufferedStream, FrameTooLongError, IncompleteReadError
+
+
+def scripted(*chunks: bytes, error: BaseException | None = None, **kwargs: int) -> BufferedStream:
+    return BufferedStream(ScriptedStream(chunks, error), **kwargs)
+
+
+# ---------------------------------------------------------------- receive methods
+
+
+async def test_receive_some_serves_buffer_first_then_transport() -> None:
+    stream = scripted(b"line\nrest", b"more")
+    assert await stream.receive_line() == b"line"
+    assert await stream.receive_some(2) == b"re"
+    assert await stream.receive_some() == b"st"
+    assert await stream.receive_some() == b"more"
+    assert await stream.receive_some() == b""
+    assert await stream.receive_some() == b"", "EOF is sticky"
+    with pytest.raises(ValueError):
+        await stream.receive_some(0)
+
+
+async def test_receive_exactly() -> None:
+    stream = scripted(b"ab", b"cdef", b"g")
+    assert await stream.receive_exactly(0) == b""
+    assert await stream.receive_exactly(3) == b"abc"
+    assert await stream.receive_exactly(3) == b"def"
+    with pytest.raises(IncompleteReadError) as info:
+        await stream.receive_exactly(2)
+    assert info.value.partial == b"g"
+    assert info.value.expected == 2
+    assert stream.peek() == b"g", "the partial frame stays buffered"
+    with pytest.raises(ValueError):
+        await stream.receive_exactly(-1)
+    with pytest.raises(ValueError):
+        await stream.receive_exactly(stream.max_buffer_size + 1)
+
+
+async def test_receive_exactly_reads_ahead() -> None:
+    transport = ScriptedStream([b"x" * 1000])
+    stream = BufferedStream(transport, receive_size=512)
+    assert await stream.receive_exactly(10) == b"x" * 10
+    assert transport.requests == [512], "one read of receive_size, not of the 10 missing bytes"
+    assert len(stream.peek()) == 502
+
+
+async def test_reads_never_exceed_room_or_receive_size() -> None:
+    transport = ScriptedStream([b"y" * 10_000])
+    stream = BufferedStream(transport, max_buffer_size=100, receive_size=64)
+    with pytest.raises(FrameTooLongError):
+        await stream.receive_line()
+    assert transport.requests == [64, 36]
+    assert len(stream.peek()) == 100
+
+
+async def test_receive_exactly_into_large_payload() -> None:
+    payload = bytes(range(256)) * 1000
+    transport = ScriptedStream([b"hdr", payload[:100_000], payload[100_000:] + b"tail"])
+    stream = BufferedStream(transport, max_buffer_size=1024, receive_size=4096)
+    assert await stream.receive_exactly(3) == b"hdr"
+    target = bytearray(len(payload))
+    await stream.receive_exactly_into(target)
+    assert target == payload
+    assert await stream.receive_until_eof() == b"tail"
+    assert all(r is not None and r <= 4096 for r in transport.requests)
+
+
+async def test_receive_exactly_into_eof_pushes_back() -> None:
+    stream = scripted(b"abc", b"def")
+    target = bytearray(10)
+    with pytest.raises(IncompleteReadError) as info:
+        await stream.receive_exactly_into(target)
+    assert info.value.partial == b"abcdef"
+    assert info.value.expected == 10
+    assert stream.peek() == b"abcdef", "nothing lost"
+    with pytest.raises(TypeError):
+        await stream.receive_exactly_into(b"readonly")
+    empty = bytearray()
+    await stream.receive_exactly_into(empty)
+
+
+async def test_receive_exactly_into_cancelled_pushes_back() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(b"12345")
+    target = bytearray(8)
+    with trio.move_on_after(0.05):
+        await stream.receive_exactly_into(target)
+    assert stream.peek() == b"12345"
+    await left.send_all(b"678")
+    await stream.receive_exactly_into(target)
+    assert target == b"12345678"
+
+
+async def test_receive_until_and_keep_delimiter() -> None:
+    stream = scripted(b"a;b", b";;c;")
+    assert await stream.receive_until(b";") == b"a"
+    assert await stream.receive_until(b";", keep_delimiter=True) == b"b;"
+    assert await stream.receive_until(b";") == b""
+    assert stream.receive_until_nowait(b";") == b"c"
+    with pytest.raises(IncompleteReadError) as info:
+        await stream.receive_until(b";")
+    assert info.value.partial == b""
+    assert info.value.expected is None
+
+
+async def test_receive_until_tuple_waits_for_deciding_byte() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(b"abc\r")
+    with trio.move_on_after(0.05) as scope:
+        await stream.receive_until((b"\r", b"\r\n"))
+    assert scope.cancelled_caught, "b'\\r' alone must wait for the next byte"
+    await left.send_all(b"\nxyz\r")
+    assert await stream.receive_until((b"\r", b"\r\n"), keep_delimiter=True) == b"abc\r\n"
+    await left.send_eof()
+    assert await stream.receive_until((b"\r", b"\r\n"), keep_delimiter=True) == b"xyz\r"
+
+
+async def test_receive_until_max_size() -> None:
+    stream = scripted(b"0123456789\n", b"ok\n")
+    with pytest.raises(FrameTooLongError) as info:
+        await stream.receive_until(b"\n", max_size=10)
+    assert info.value.max_size == 10
+    assert await stream.receive_until(b"\n", max_size=11) == b"0123456789"
+    assert await stream.receive_line(max_size=3) == b"ok"
+    for bad in (0, -1, stream.max_buffer_size + 1):
+        with pytest.raises(ValueError):
+            await stream.receive_until(b"\n", max_size=bad)
+
+
+async def test_receive_line_lf_and_crlf() -> None:
+    stream = scripted(b"one\r\ntwo\nthree\r", b"\nfour")
+    assert [await stream.receive_line() for _ in range(3)] == [b"one", b"two", b"three"]
+    with pytest.raises(IncompleteReadError) as info:
+        await stream.receive_line()
+    assert info.value.partial == b"four"
+
+
+async def test_receive_until_regex() -> None:
+    stream = scripted(b"GET / HTTP/1.1\r", b"\nHost: x\n\r\n")
+    pattern = rb"\r?\n"
+    assert await stream.receive_until_regex(pattern) == b"GET / HTTP/1.1"
+    assert await stream.receive_until_regex(re.compile(pattern), keep_delimiter=True) == b"Host: x\n"
+    assert await stream.receive_until_regex(pattern) == b""
+    stream = scripted(b"x" * 20)
+    with pytest.raises(FrameTooLongError):
+        await stream.receive_until_regex(rb"\n", max_size=10)
+
+
+async def test_receive_until_regex_rescans_at_most_max_size_per_read() -> None:
+    # White-box: each search is bounded to max_size bytes from the frame start.
+    calls: list[tuple[int, int]] = []
+
+    class Spy:
+        pattern = b"\n"
+
+        def search(self, data: bytes, pos: int, endpos: int) -> re.Match[bytes] | None:
+            calls.append((pos, endpos))
+            return re.compile(rb"\n").search(data, pos, endpos)
+
+    stream = scripted(*[b"z"] * 100, b"\n")
+    with pytest.raises(FrameTooLongError):
+        await stream._receive(stream._buffer.take_regex, (Spy(), 50, False))
+    assert all(end - start <= 50 for start, end in calls)
+
+
+async def test_receive_until_eof() -> None:
+    stream = scripted(b"abc", b"def")
+    assert await stream.receive_until_eof() == b"abcdef"
+    assert await stream.receive_until_eof() == b""
+    stream = scripted(b"abc", b"def")
+    with pytest.raises(FrameTooLongError):
+        await stream.receive_until_eof(max_size=5)
+    assert stream.peek() == b"abcdef"
+
+
+async def test_receive_until_eof_exactly_max_buffer_size() -> None:
+    stream = scripted(b"a" * 8, max_buffer_size=8)
+    assert await stream.receive_until_eof() == b"a" * 8
+    stream = scripted(b"a" * 9, max_buffer_size=8)
+    with pytest.raises(FrameTooLongError):
+        await stream.receive_until_eof()
+    assert stream.peek() == b"a" * 9, "the one-byte EOF probe is kept"
+
+
+async def test_discard_until() -> None:
+    stream = scripted(b"x" * 1000, b"y" * 1000 + b"\r", b"\nnext\r\n", max_buffer_size=64, receive_size=64)
+    assert await stream.discard_until(b"\r\n") == 2002
+    assert await stream.receive_line() == b"next"
+    stream = scripted(b"abc\r")
+    with pytest.raises(IncompleteReadError) as info:
+        await stream.discard_until(b"\r\n")
+    assert info.value.partial == b"\r"
+
+
+async def test_discard_until_bounded_memory() -> None:
+    transport = ScriptedStream([b"q" * 100] * 100 + [b"\nok\n"])
+    stream = BufferedStream(transport, max_buffer_size=256, receive_size=100)
+    peak = 0
+    original = stream._fill
+
+    async def spy() -> None:
+        nonlocal peak
+        await original()
+        peak = max(peak, len(stream._buffer))
+
+    stream._fill = spy  # type: ignore[method-assign]
+    assert await stream.discard_until(b"\n") == 10_001
+    assert peak <= 256
+    assert await stream.receive_line() == b"ok"
+
+
+async def test_frame_too_long_then_discard_resyncs() -> None:
+    stream = scripted(b"short\n" + b"L" * 300 + b"\nafter\n", max_buffer_size=128)
+    assert await stream.receive_line() == b"short"
+    with pytest.raises(FrameTooLongError):
+        await stream.receive_line()
+    assert await stream.discard_until(b"\n") == 301
+    assert await stream.receive_line() == b"after"
+
+
+# ---------------------------------------------------------------- nowait, peek, unreceive, detach
+
+
+async def test_nowait_methods() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    with pytest.raises(trio.WouldBlock):
+        stream.receive_line_nowait()
+    await left.send_all(b"l1\nl2\r\n12345abc|")
+    assert await stream.receive_line() == b"l1"
+    assert stream.receive_line_nowait() == b"l2"
+    assert stream.receive_exactly_nowait(5) == b"12345"
+    with pytest.raises(trio.WouldBlock):
+        stream.receive_exactly_nowait(5)
+    assert stream.receive_until_nowait(b"|") == b"abc"
+    with pytest.raises(trio.WouldBlock):
+        stream.receive_until_nowait(b"|")
+    await left.send_all(b"tail")
+    await left.send_eof()
+    assert await stream.receive_exactly(1) == b"t"
+    assert await stream.receive_some() == b"ail"
+    assert await stream.receive_some() == b""
+    stream.unreceive(b"zz")
+    with pytest.raises(IncompleteReadError):
+        stream.receive_line_nowait()
+
+
+async def test_peek_unreceive() -> None:
+    stream = scripted(b"world\n")
+    assert stream.peek() == b""
+    assert await stream.receive_exactly(0) == b""
+    stream.unreceive(b"hello ")
+    assert stream.peek(3) == b"hel"
+    assert await stream.receive_line() == b"hello world"
+
+
+async def test_detach_returns_leftover_and_closes() -> None:
+    transport = ScriptedStream([b"STARTTLS\r\nleftover", b"later"])
+    stream = BufferedStream(transport)
+    assert await stream.receive_line() == b"STARTTLS"
+    raw, leftover = stream.detach()
+    assert raw is transport
+    assert leftover == b"leftover"
+    assert not transport.closed, "detach does not close the transport"
+    assert await raw.receive_some() == b"later"
+    with pytest.raises(trio.ClosedResourceError):
+        await stream.receive_line()
+    with pytest.raises(trio.ClosedResourceError):
+        stream.detach()
+    await stream.aclose()
+    assert not transport.closed
+
+
+async def test_closed_stream_raises() -> None:
+    transport = ScriptedStream([b"a\nb\n"])
+    stream = BufferedStream(transport)
+    assert await stream.receive_line() == b"a"
+    await stream.aclose()
+    assert transport.closed
+    await stream.aclose()  # idempotent
+    for call in (
+        stream.receive_line(),
+        stream.receive_some(),
+        stream.receive_exactly(1),
+        stream.receive_until_eof(),
+        stream.discard_until(b"\n"),
+        stream.send_all(b"x"),
+        stream.send_eof(),
+        stream.wait_send_all_might_not_block(),
+        stream.receive_exactly_into(bytearray(1)),
+    ):
+        with pytest.raises(trio.ClosedResourceError):
+            await call
+    with pytest.raises(trio.ClosedResourceError):
+        stream.receive_line_nowait()
+    with pytest.raises(trio.ClosedResourceError):
+        stream.peek()
+    with pytest.raises(trio.ClosedResourceError):
+        async for _ in stream.lines():
+            pass
+
+
+async def test_send_side_passes_through() -> None:
+    transport = ScriptedStream([])
+    stream = BufferedStream(transport)
+    await stream.send_all(b"abc")
+    await stream.wait_send_all_might_not_block()
+    assert stream.can_send_eof
+    await stream.send_eof()
+    assert transport.sent == b"abc"
+    assert transport.eof_sent
+
+
+async def test_send_eof_without_half_close() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(NoHalfClose(right))
+    assert not stream.can_send_eof
+    with trio.testing.assert_checkpoints(), pytest.raises(NotImplementedError):
+        await stream.send_eof()
+    await stream.send_all(b"still works")
+    assert await left.receive_some() == b"still works"
+
+
+def test_constructor_validation() -> None:
+    left, _ = trio.testing.memory_stream_pair()
+    with pytest.raises(ValueError):
+        BufferedStream(left, max_buffer_size=0)
+    with pytest.raises(ValueError):
+        BufferedStream(left, receive_size=0)
+    stream = BufferedStream(left, max_buffer_size=10)
+    assert stream.transport_stream is left
+    assert stream.max_buffer_size == 10
+    assert "BufferedStream" in repr(stream)
+
+
+# ---------------------------------------------------------------- iteration
+
+
+async def test_lines_iteration_and_eof() -> None:
+    stream = scripted(b"a\nb\r\n", b"c", b"\n")
+    assert [line async for line in stream.lines()] == [b"a", b"b", b"c"]
+    stream = scripted(b"a|b|c")
+    with pytest.raises(IncompleteReadError) as info:
+        async for _ in stream.iter_until(b"|"):
+            pass
+    assert info.value.partial == b"c", "a trailing partial frame is not dropped silently"
+
+
+async def test_iteration_break_leaves_next_frame() -> None:
+    stream = scripted(b"1\n2\n3\n")
+    async for line in stream.lines():
+        assert line == b"1"
+        break
+    assert await stream.receive_line() == b"2"
+    assert [x async for x in stream.iter_until(b"\n", keep_delimiter=True)] == [b"3\n"]
+
+
+async def test_iteration_too_long_consumes_nothing() -> None:
+    stream = scripted(b"ok\n" + b"x" * 50 + b"\n", max_buffer_size=16)
+    seen = []
+    with pytest.raises(FrameTooLongError):
+        async for line in stream.lines():
+            seen.append(line)
+    assert seen == [b"ok"]
+    assert stream.peek().startswith(b"x")
+
+
+async def test_iteration_checkpoints_only_on_refill() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(b"a\nb\nc\n")
+    iterator = stream.lines().__aiter__()
+    with trio.testing.assert_checkpoints():
+        assert await iterator.__anext__() == b"a"  # refill: a checkpoint
+    with trio.testing.assert_no_checkpoints():
+        assert await iterator.__anext__() == b"b"
+        assert await iterator.__anext__() == b"c"
+    await left.send_eof()
+    with trio.testing.assert_checkpoints(), pytest.raises(StopAsyncIteration):
+        await iterator.__anext__()
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+ReceiveCall = Callable[[BufferedStream], Awaitable[object]]
+
+RECEIVES: dict[str, ReceiveCall] = {
+    "receive_some": lambda s: s.receive_some(),
+    "receive_exactly": lambda s: s.receive_exactly(2),
+    "receive_exactly_into": lambda s: s.receive_exactly_into(bytearray(2)),
+    "receive_until": lambda s: s.receive_until(b"\n"),
+    "receive_until_tuple": lambda s: s.receive_until((b"\n", b"\r\n")),
+    "receive_line": lambda s: s.receive_line(),
+    "receive_until_regex": lambda s: s.receive_until_regex(rb"\n"),
+    "discard_until": lambda s: s.discard_until(b"\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECEIVES))
+async def test_every_receive_checkpoints_buffered_and_unbuffered(name: str) -> None:
+    call = RECEIVES[name]
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(b"ab\n")
+    # Unbuffered: reads the transport.
+    assert stream.peek() == b""
+    with trio.testing.assert_checkpoints():
+        await call(stream)
+    # Buffered: the answer is there, still a checkpoint.
+    stream.unreceive(b"ab\nab\n")
+    with trio.testing.assert_checkpoints():
+        await call(stream)
+    assert len(stream.peek()) < 6
+
+
+@pytest.mark.parametrize("name", sorted(RECEIVES))
+async def test_buffered_receive_is_a_cancel_point_and_consumes_nothing(name: str) -> None:
+    call = RECEIVES[name]
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(b"ab\nab\n")
+    assert await stream.receive_exactly(1) == b"a"
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await call(stream)
+    assert stream.peek() == b"b\nab\n"
+
+
+async def test_receive_until_eof_checkpoints() -> None:
+    stream = scripted(b"abc")
+    with trio.testing.assert_checkpoints():
+        assert await stream.receive_until_eof() == b"abc"
+    with trio.testing.assert_checkpoints():
+        assert await stream.receive_until_eof() == b""
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.receive_line(max_size=3),
+        lambda s: s.receive_until(b"|"),
+        lambda s: s.receive_exactly(10),
+        lambda s: s.receive_until_eof(max_size=3),
+    ],
+)
+async def test_errors_from_buffered_data_are_checkpoints(call: ReceiveCall) -> None:
+    stream = scripted(b"abcdef")
+    await stream.receive_exactly(1)
+    assert await stream.receive_some() == b"bcdef"
+    stream.unreceive(b"bcdef")
+    assert await stream.receive_some(1) == b"b"
+    # Now EOF is known? Not yet: force it.
+    assert await stream.receive_until_eof() == b"cdef"
+    stream.unreceive(b"cdef")
+    with trio.testing.assert_checkpoints(), pytest.raises((FrameTooLongError, IncompleteReadError)):
+        await call(stream)
+    assert stream.peek() == b"cdef"
+
+
+async def test_discard_until_at_eof_checkpoints() -> None:
+    stream = scripted(b"abc")
+    assert await stream.receive_until_eof() == b"abc"
+    stream.unreceive(b"abc")
+    with trio.testing.assert_checkpoints(), pytest.raises(IncompleteReadError):
+        await stream.discard_until(b"|")
+
+
+async def test_nowait_methods_never_checkpoint() -> None:
+    stream = scripted(b"line\n12345xy|")
+    await stream.receive_exactly(0)
+    stream.unreceive(b"line\n12345xy|")
+    with trio.testing.assert_no_checkpoints():
+        assert stream.receive_line_nowait() == b"line"
+        assert stream.receive_exactly_nowait(5) == b"12345"
+        assert stream.receive_until_nowait(b"|") == b"xy"
+        with pytest.raises(trio.WouldBlock):
+            stream.receive_line_nowait()
+        stream.peek()
+        stream.unreceive(b"x")
+
+
+async def test_send_side_checkpoints() -> None:
+    stream = scripted()
+    with trio.testing.assert_checkpoints():
+        await stream.send_all(b"x")
+    with trio.testing.assert_checkpoints():
+        await stream.wait_send_all_might_not_block()
+    with trio.testing.assert_checkpoints():
+        await stream.send_eof()
+    with trio.testing.assert_checkpoints():
+        await stream.aclose()
+    with trio.testing.assert_checkpoints():
+        await stream.aclose()
+    with trio.testing.assert_checkpoints(), pytest.raises(trio.ClosedResourceError):
+        await stream.receive_line()
+
+
+# ---------------------------------------------------------------- misuse
+
+
+async def test_concurrent_receives_are_busy() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.receive_line)
+        await trio.testing.wait_all_tasks_blocked()
+        for call in (
+            stream.receive_line(),
+            stream.receive_some(),
+            stream.receive_exactly(1),
+            stream.discard_until(b"x"),
+        ):
+            with pytest.raises(trio.BusyResourceError):
+                await call
+        with pytest.raises(trio.BusyResourceError):
+            stream.receive_line_nowait()
+        with pytest.raises(trio.BusyResourceError):
+            stream.unreceive(b"x")
+        with pytest.raises(trio.BusyResourceError):
+            stream.detach()
+        with pytest.raises(trio.BusyResourceError):
+            await stream.lines().__anext__()
+        await left.send_all(b"done\n")
+
+
+async def test_concurrent_sends_are_busy() -> None:
+    left, right = trio.testing.lockstep_stream_pair()
+    stream = BufferedStream(right)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.send_all, b"x")
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            await stream.send_all(b"y")
+        with pytest.raises(trio.BusyResourceError):
+            await stream.wait_send_all_might_not_block()
+        with pytest.raises(trio.BusyResourceError):
+            await stream.send_eof()
+        assert await left.receive_some() == b"x"
+
+
+async def test_transport_error_passes_through_and_keeps_buffer() -> None:
+    error = trio.BrokenResourceError("reset")
+    stream = scripted(b"a\nbc", error=error)
+    assert await stream.receive_line() == b"a"
+    with pytest.raises(trio.BrokenResourceError) as info:
+        await stream.receive_line()
+    assert info.value is error
+    assert stream.peek() == b"bc"
+    assert stream.receive_exactly_nowait(2) == b"bc"
