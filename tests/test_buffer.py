@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import triostream._buffer
 from triostream import FrameTooLongError, ReceiveBuffer, normalize_delimiters
 
 
@@ -205,6 +206,49 @@ def test_search_resumes_where_it_stopped() -> None:
         assert buffer._snext - buffer._pos == i - 1
     buffer.feed(b"\r\n")
     assert buffer.take_until(b"\r\n", 1 << 20) == b"x" * 4999
+
+
+class CountingData:
+    """Stands in for the buffer's storage and counts the bytes ``find`` scans.
+
+    Only a prefix of ``whole`` is visible, so a test can reveal it byte by byte
+    as a trickling peer would, without the storage being replaced.
+    """
+
+    def __init__(self, whole: bytes) -> None:
+        self.whole = whole
+        self.visible = 0
+        self.scanned = 0
+
+    def __len__(self) -> int:
+        return self.visible
+
+    def __getitem__(self, index: slice) -> bytes:
+        return self.whole[: self.visible][index]
+
+    def find(self, sub: bytes, start: int = 0) -> int:
+        self.scanned += max(self.visible - start, 0)
+        return self.whole[: self.visible].find(sub, start)
+
+
+@pytest.mark.parametrize("delimiter", [b"\n", b"\r\n\r\n", (b"\r\n", b"\n")])
+def test_trickled_frame_is_scanned_in_linear_time(
+    delimiter: bytes | tuple[bytes, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(triostream._buffer, "_SMALL_COPY", 1 << 30)  # copy out by slicing
+    size = 20_000
+    data = CountingData(b"a" * size + b"\r\n\r\n")
+    buffer = ReceiveBuffer(1 << 20)
+    buffer._data = data  # type: ignore[assignment]
+    delims = normalize_delimiters(delimiter)
+    frame = None
+    while frame is None:
+        data.visible += 1
+        frame = buffer.take_until(delims, 1 << 20)
+    assert frame == (b"a" * size + b"\r" if delimiter == b"\n" else b"a" * size)
+    # Each byte is scanned a bounded number of times (a rescanning search
+    # would scan size**2 / 2 = 200 million bytes here).
+    assert data.scanned <= 4 * (size + 4), data.scanned
 
 
 def test_search_memory_survives_errors() -> None:
