@@ -42,6 +42,18 @@ Delimiters = Union[bytes, tuple[bytes, ...]]
 
 _delimiter_cache: dict[object, Delimiters] = {}
 
+_LF = b"\n"
+# Modes of ReceiveBuffer._take_single.
+_PLAIN, _KEEP, _STRIP_CR = 0, 1, 2
+# Batches (see ReceiveBuffer._take_single): only for frames of at most
+# _BATCH_FRAME_MAX bytes (for longer ones copying dominates the per-call
+# overhead a batch saves), when at least _BATCH_MIN bytes follow the frame,
+# split in a window that starts at _BATCH_MIN_WINDOW bytes and doubles.
+_BATCH_FRAME_MAX = 256
+_BATCH_MIN = 64
+_BATCH_MIN_WINDOW = 1024
+_BATCH_MAX = 1 << 20
+
 # Below this size a frame is copied out with a plain slice; above it through a
 # memoryview, which avoids the intermediate bytearray a slice would create.
 _SMALL_COPY = 1024
@@ -113,6 +125,11 @@ class ReceiveBuffer:
         "_mkey",
         "_mfound",
         "_mscan",
+        "_batch",
+        "_batch_key",
+        "_batch_next",
+        "_batch_len",
+        "_batch_window",
     )
 
     def __init__(self, capacity: int = 65536) -> None:
@@ -134,6 +151,14 @@ class ReceiveBuffer:
         self._mkey: tuple[bytes, ...] | None = None
         self._mfound: list[int] = []
         self._mscan: list[int] = []
+        # A batch: the frames that follow _pos, split from the buffer in one
+        # go. _batch[_batch_next:_batch_len] are the next frames (delimited by
+        # _batch_key, not included); any other consumption empties it.
+        self._batch: list[bytes] = []
+        self._batch_key: bytes | None = None
+        self._batch_next = 0
+        self._batch_len = 0
+        self._batch_window = _BATCH_MIN_WINDOW
 
     # ------------------------------------------------------------------ state
 
@@ -197,6 +222,7 @@ class ReceiveBuffer:
         self._pos = 0
         self._skey = None
         self._mkey = None
+        self._drop_batch()
 
     def feed_eof(self) -> None:
         """Record that the transport reached end-of-file. Idempotent."""
@@ -217,6 +243,7 @@ class ReceiveBuffer:
         self._pos = 0
         self._skey = None
         self._mkey = None
+        self._drop_batch()
 
     def _set_data(self, data: bytes | bytearray, shift: int) -> None:
         self._data = data
@@ -233,8 +260,16 @@ class ReceiveBuffer:
 
     # ------------------------------------------------------------------ output
 
+    def _drop_batch(self) -> None:
+        """Forget the batch: some other way of consuming moves _pos."""
+        self._batch_len = self._batch_next = 0
+        self._batch_window = _BATCH_MIN_WINDOW
+        self._batch = []
+
     def _cut(self, start: int, stop: int, consume_to: int) -> bytes:
         """Return data[start:stop] as bytes and consume through consume_to."""
+        if self._batch_len:
+            self._drop_batch()
         data = self._data
         self._pos = consume_to
         if type(data) is bytes:
@@ -280,6 +315,8 @@ class ReceiveBuffer:
         pos = self._pos
         n = min(len(view), len(self._data) - pos)
         if n:
+            if self._batch_len:
+                self._drop_batch()
             with memoryview(self._data) as source:
                 view[:n] = source[pos : pos + n]
             self._pos = pos + n
@@ -307,23 +344,15 @@ class ReceiveBuffer:
         are; raises `FrameTooLongError` otherwise. Consumes nothing unless a
         line is returned.
         """
-        data = self._data
-        pos = self._pos
-        start = self._snext if self._skey == b"\n" and self._snext > pos else pos
-        i = data.find(b"\n", start)
-        if i < 0:
-            self._skey = b"\n"
-            stop = len(data)
-            self._snext = stop
-            if stop - pos >= max_size:
+        i = self._batch_next
+        if i < self._batch_len and self._batch_key is _LF:
+            piece = self._batch[i]
+            if len(piece) >= max_size:
                 raise FrameTooLongError(max_size)
-            return None
-        self._skey = b"\n"
-        self._snext = i
-        if i - pos >= max_size:
-            raise FrameTooLongError(max_size)
-        stop = i - 1 if i > pos and data[i - 1] == 13 else i
-        return self._cut(pos, stop, i + 1)
+            self._batch_next = i + 1
+            self._pos += len(piece) + 1
+            return piece[:-1] if piece[-1:] == b"\r" else piece
+        return self._take_single(_LF, max_size, _STRIP_CR)
 
     def take_until(self, delimiters: Delimiters, max_size: int, keep_delimiter: bool = False) -> bytes | None:
         """Consume and return the frame before the next delimiter.
@@ -343,23 +372,61 @@ class ReceiveBuffer:
         """
         if type(delimiters) is not bytes:
             return self._take_until_any(delimiters, max_size, keep_delimiter)  # type: ignore[arg-type]
+        i = self._batch_next
+        if i < self._batch_len and (self._batch_key is delimiters or self._batch_key == delimiters):
+            piece = self._batch[i]
+            size = len(piece) + len(delimiters)
+            if size > max_size:
+                raise FrameTooLongError(max_size)
+            self._batch_next = i + 1
+            self._pos += size
+            return piece + delimiters if keep_delimiter else piece
+        return self._take_single(delimiters, max_size, _KEEP if keep_delimiter else _PLAIN)
+
+    def _take_single(self, delimiter: bytes, max_size: int, mode: int) -> bytes | None:
+        """The search behind `take_line` and `take_until` when no batch is ready.
+
+        Finds the next delimiter (resuming where the last search stopped).
+        When more data follows the frame, splits a window of the buffer into
+        a batch of frames at C speed, so the next calls just pop pieces; the
+        window doubles while batches keep being used up and shrinks back when
+        another kind of receive intervenes, so unused batch work stays within
+        a constant factor of the bytes consumed.
+        """
         data = self._data
         pos = self._pos
-        start = self._snext if delimiters == self._skey and self._snext > pos else pos
-        i = data.find(delimiters, start)
+        start = self._snext if self._skey == delimiter and self._snext > pos else pos
+        i = data.find(delimiter, start)
+        self._skey = delimiter
         if i < 0:
-            self._skey = delimiters
             stop = len(data)
-            self._snext = stop - len(delimiters) + 1
+            self._snext = stop - len(delimiter) + 1
             if stop - pos >= max_size:
                 raise FrameTooLongError(max_size)
             return None
-        self._skey = delimiters
         self._snext = i
-        end = i + len(delimiters)
+        end = i + len(delimiter)
         if end - pos > max_size:
             raise FrameTooLongError(max_size)
-        return self._cut(pos, end if keep_delimiter else i, end)
+        stop = len(data)
+        if end - pos <= _BATCH_FRAME_MAX and stop - end >= _BATCH_MIN and type(data) is bytes:
+            if self._batch_next < self._batch_len:
+                self._drop_batch()  # a batch for another delimiter, unused
+            elif self._batch_len:
+                self._batch_window = min(self._batch_window * 2, _BATCH_MAX)  # the last one was used up
+            window = self._batch_window
+            limit = max(pos + window, end)
+            region = data if pos == 0 and limit >= stop else data[pos:limit]
+            batch = region.split(delimiter)
+            batch.pop()  # the unfinished piece after the last delimiter
+            self._batch = batch
+            self._batch_key = delimiter
+            self._batch_next = 0
+            self._batch_len = len(batch)
+            return self.take_line(max_size) if mode == _STRIP_CR else self.take_until(delimiter, max_size, mode == _KEEP)
+        if mode == _STRIP_CR and i > pos and data[i - 1] == 13:
+            return self._cut(pos, i - 1, end)
+        return self._cut(pos, end if mode == _KEEP else i, end)
 
     def _find_any(self, delimiters: tuple[bytes, ...]) -> tuple[int, int]:
         """Return (index, length) of the winning match, (-1, 0) if none is
@@ -461,5 +528,7 @@ class ReceiveBuffer:
         if frame is not None:
             return self._pos - pos, True
         drop_to = max(pos, stop - keep)
+        if drop_to > pos and self._batch_len:
+            self._drop_batch()
         self._pos = drop_to
         return drop_to - pos, False

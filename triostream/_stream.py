@@ -10,10 +10,10 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
-from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
+from trio.lowlevel import checkpoint
 
 from ._buffer import Delimiters, ReceiveBuffer, normalize_delimiters
 from ._errors import FrameTooLongError, IncompleteReadError
@@ -22,6 +22,10 @@ __all__ = ["BufferedStream", "FrameIterator"]
 
 DelimiterArg = bytes | bytearray | memoryview | tuple[bytes, ...]
 Take = Callable[..., "bytes | None"]
+
+# BufferedStream._state bits.
+_RECEIVING = 1
+_CLOSED = 2
 
 _BUSY_RECEIVE = "another task is already receiving from this BufferedStream"
 _BUSY_SEND = "another task is already sending on this BufferedStream"
@@ -119,8 +123,7 @@ class BufferedStream(trio.abc.Stream):
         self.max_buffer_size = _positive("max_buffer_size", max_buffer_size)
         self.receive_size = _positive("receive_size", receive_size)
         self._buffer = ReceiveBuffer(self.max_buffer_size)
-        self._closed = False
-        self._receiving = False
+        self._state = 0  # _RECEIVING | _CLOSED bits: one test on the hot paths
         self._sending = False
 
     def __repr__(self) -> str:
@@ -128,6 +131,10 @@ class BufferedStream(trio.abc.Stream):
         return f"<BufferedStream over {self.transport_stream!r}, {state}>"
 
     # ------------------------------------------------------------ internals
+
+    @property
+    def _closed(self) -> bool:
+        return bool(self._state & _CLOSED)
 
     def _limit(self, max_size: int | None) -> int:
         if max_size is None:
@@ -137,10 +144,25 @@ class BufferedStream(trio.abc.Stream):
             raise ValueError(f"max_size must be between 1 and max_buffer_size={self.max_buffer_size}, not {max_size}")
         return max_size
 
-    def _begin_receive(self) -> None:
-        if self._receiving:
+    async def _refuse(self) -> NoReturn:
+        """Raise for a receive that cannot start: `trio.BusyResourceError` at
+        once (misuse), `trio.ClosedResourceError` after a checkpoint."""
+        if self._state & _RECEIVING:
             raise trio.BusyResourceError(_BUSY_RECEIVE)
-        self._receiving = True
+        await checkpoint()
+        raise trio.ClosedResourceError("this BufferedStream was closed")
+
+    def _refuse_nowait(self) -> NoReturn:
+        if self._state & _RECEIVING:
+            raise trio.BusyResourceError(_BUSY_RECEIVE)
+        raise trio.ClosedResourceError("this BufferedStream was closed")
+
+    def _no_frame(self, expected: int | None) -> NoReturn:
+        """What a ``*_nowait`` method raises when the buffer holds no frame."""
+        buffer = self._buffer
+        if buffer.eof:
+            raise IncompleteReadError(buffer.peek(), expected)
+        raise trio.WouldBlock
 
     async def _fill(self) -> None:
         """One read from the transport into the buffer (a full checkpoint, as
@@ -148,59 +170,42 @@ class BufferedStream(trio.abc.Stream):
         only `receive_until_eof` gets there, to probe for EOF."""
         buffer = self._buffer
         room = buffer.room
-        data = await self.transport_stream.receive_some(
-            self.receive_size if room >= self.receive_size else (room or 1)
-        )
+        size = self.receive_size
+        data = await self.transport_stream.receive_some(size if room >= size else (room or 1))
         if data:
             buffer.feed(data)
         else:
             buffer.feed_eof()
 
     async def _receive(self, take: Take, args: tuple[Any, ...], expected: int | None = None) -> bytes:
-        """The loop behind every frame receive: try the buffer, read, repeat.
-
-        ``take(*args)`` consumes and returns a frame or returns None. The
-        frame is taken between a cancel point and a schedule point that cannot
-        be cancelled, so a cancellation can only happen while nothing has
-        been consumed.
-        """
-        self._begin_receive()
+        """The frame receive: a checkpoint, then ``take(*args)`` from the buffer
+        (which consumes a frame or returns None), reading more until it gives
+        a frame. The checkpoint comes first, so a cancellation can only
+        strike while nothing has been consumed."""
+        if self._state:
+            await self._refuse()
+        self._state = _RECEIVING
         try:
-            await checkpoint_if_cancelled()
-            scheduled = False
-            try:
-                if self._closed:
-                    raise trio.ClosedResourceError("this BufferedStream was closed")
-                buffer = self._buffer
-                frame = take(*args)
-                while frame is None:
-                    if buffer.eof:
-                        raise IncompleteReadError(buffer.peek(), expected)
-                    scheduled = True
-                    await self._fill()
-                    frame = take(*args)
-            except BaseException:
-                if not scheduled:
-                    await cancel_shielded_checkpoint()
-                raise
-            if not scheduled:
-                await cancel_shielded_checkpoint()
+            await checkpoint()
+            frame = take(*args)
+            if frame is None:
+                frame = await self._receive_more(take, args, expected)
             return frame
         finally:
-            self._receiving = False
+            self._state &= _CLOSED
 
-    def _receive_nowait(self, take: Take, args: tuple[Any, ...], expected: int | None = None) -> bytes:
-        if self._receiving:
-            raise trio.BusyResourceError(_BUSY_RECEIVE)
-        if self._closed:
-            raise trio.ClosedResourceError("this BufferedStream was closed")
-        frame = take(*args)
-        if frame is None:
-            buffer = self._buffer
+    async def _receive_more(self, take: Take, args: tuple[Any, ...], expected: int | None) -> bytes:
+        """Read until ``take(*args)`` gives a frame; every read is a checkpoint."""
+        buffer = self._buffer
+        while True:
+            if self._state & _CLOSED:
+                raise trio.ClosedResourceError("this BufferedStream was closed")
             if buffer.eof:
                 raise IncompleteReadError(buffer.peek(), expected)
-            raise trio.WouldBlock
-        return frame
+            await self._fill()
+            frame = take(*args)
+            if frame is not None:
+                return frame
 
     async def _next_frame_slow(self, take: Take, args: tuple[Any, ...]) -> bytes:
         """Refill for the frame iterators: read until a frame is complete.
@@ -209,24 +214,23 @@ class BufferedStream(trio.abc.Stream):
         checkpoint) at a clean EOF; raises `IncompleteReadError` at EOF
         inside a frame.
         """
-        self._begin_receive()
+        if self._state:
+            await self._refuse()
+        self._state = _RECEIVING
         try:
             buffer = self._buffer
-            while True:
-                if self._closed:
-                    await checkpoint()
-                    raise trio.ClosedResourceError("this BufferedStream was closed")
-                if buffer.eof:
-                    await checkpoint()
-                    if buffer:
-                        raise IncompleteReadError(buffer.peek(), None)
-                    raise StopAsyncIteration
-                await self._fill()
-                frame = take(*args)
-                if frame is not None:
-                    return frame
+            if buffer.eof:
+                await checkpoint()
+                if buffer:
+                    raise IncompleteReadError(buffer.peek(), None)
+                raise StopAsyncIteration
+            return await self._receive_more(take, args, None)
+        except IncompleteReadError as exc:
+            if exc.partial:
+                raise
+            raise StopAsyncIteration from None
         finally:
-            self._receiving = False
+            self._state &= _CLOSED
 
     # ------------------------------------------------------------ receiving
 
@@ -246,21 +250,24 @@ class BufferedStream(trio.abc.Stream):
         """
         if max_bytes is not None:
             max_bytes = _positive("max_bytes", max_bytes)
-        self._begin_receive()
+        if self._state:
+            await self._refuse()
+        self._state = _RECEIVING
         try:
-            await checkpoint_if_cancelled()
             buffer = self._buffer
-            if self._closed or buffer or buffer.eof:
-                await cancel_shielded_checkpoint()
-                if self._closed:
+            if buffer or buffer.eof:
+                await checkpoint()
+                if self._state & _CLOSED:
                     raise trio.ClosedResourceError("this BufferedStream was closed")
                 return buffer.take_some(max_bytes)
+            # Nothing buffered: read the transport directly (its receive_some
+            # is the checkpoint), without copying through the buffer.
             data = await self.transport_stream.receive_some(max_bytes or self.receive_size)
             if not data:
                 buffer.feed_eof()
-            return data
+            return data if type(data) is bytes else bytes(data)
         finally:
-            self._receiving = False
+            self._state &= _CLOSED
 
     async def receive_exactly(self, n: int) -> bytes:
         """Return exactly ``n`` bytes.
@@ -278,7 +285,19 @@ class BufferedStream(trio.abc.Stream):
         n = operator.index(n)
         if not 0 <= n <= self.max_buffer_size:
             raise ValueError(f"n must be between 0 and max_buffer_size={self.max_buffer_size}, not {n}")
-        return await self._receive(self._buffer.take_exactly, (n,), n)
+        # _receive, inlined: the per-call methods are hot.
+        if self._state:
+            await self._refuse()
+        self._state = _RECEIVING
+        try:
+            await checkpoint()
+            take = self._buffer.take_exactly
+            frame = take(n)
+            if frame is None:
+                frame = await self._receive_more(take, (n,), n)
+            return frame
+        finally:
+            self._state &= _CLOSED
 
     async def receive_exactly_into(self, buffer: Any) -> None:
         """Fill the writable bytes-like ``buffer`` completely.
@@ -306,21 +325,20 @@ class BufferedStream(trio.abc.Stream):
             raise TypeError("receive_exactly_into needs a writable buffer")
         view = view.cast("B")
         need = len(view)
-        self._begin_receive()
+        if self._state:
+            await self._refuse()
+        self._state = _RECEIVING
         try:
-            await checkpoint_if_cancelled()
-            scheduled = False
-            got = 0
+            await checkpoint()
             stored = self._buffer
+            got = stored.take_into(view)
             try:
-                if self._closed:
-                    raise trio.ClosedResourceError("this BufferedStream was closed")
-                got = stored.take_into(view)
                 while got < need:
+                    if self._state & _CLOSED:
+                        raise trio.ClosedResourceError("this BufferedStream was closed")
                     if stored.eof:
                         raise IncompleteReadError(bytes(view[:got]), need)
                     want = need - got
-                    scheduled = True
                     data = await self.transport_stream.receive_some(min(self.receive_size, want + stored.room))
                     if not data:
                         stored.feed_eof()
@@ -333,14 +351,11 @@ class BufferedStream(trio.abc.Stream):
                             stored.feed(chunk[want:])
                         got = need
             except BaseException:
-                stored.unreceive(view[:got])
-                if not scheduled:
-                    await cancel_shielded_checkpoint()
+                if not self._state & _CLOSED:
+                    stored.unreceive(view[:got])
                 raise
-            if not scheduled:
-                await cancel_shielded_checkpoint()
         finally:
-            self._receiving = False
+            self._state &= _CLOSED
 
     async def receive_until(
         self, delimiter: DelimiterArg, *, max_size: int | None = None, keep_delimiter: bool = False
@@ -364,7 +379,20 @@ class BufferedStream(trio.abc.Stream):
           trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
         """
         delimiters = normalize_delimiters(delimiter)
-        return await self._receive(self._buffer.take_until, (delimiters, self._limit(max_size), keep_delimiter))
+        limit = self.max_buffer_size if max_size is None else self._limit(max_size)
+        # _receive, inlined: the per-call methods are hot.
+        if self._state:
+            await self._refuse()
+        self._state = _RECEIVING
+        try:
+            await checkpoint()
+            take = self._buffer.take_until
+            frame = take(delimiters, limit, keep_delimiter)
+            if frame is None:
+                frame = await self._receive_more(take, (delimiters, limit, keep_delimiter), None)
+            return frame
+        finally:
+            self._state &= _CLOSED
 
     async def receive_line(self, *, max_size: int | None = None) -> bytes:
         """Return the next line, without its ``\\n`` and one ``\\r`` before it.
@@ -372,7 +400,20 @@ class BufferedStream(trio.abc.Stream):
         Accepts LF and CRLF endings alike; ``max_size`` includes the ending.
         Errors as for `receive_until`. A full checkpoint.
         """
-        return await self._receive(self._buffer.take_line, (self._limit(max_size),))
+        limit = self.max_buffer_size if max_size is None else self._limit(max_size)
+        # _receive, inlined: the per-call methods are hot.
+        if self._state:
+            await self._refuse()
+        self._state = _RECEIVING
+        try:
+            await checkpoint()
+            take = self._buffer.take_line
+            frame = take(limit)
+            if frame is None:
+                frame = await self._receive_more(take, (limit,), None)
+            return frame
+        finally:
+            self._state &= _CLOSED
 
     async def receive_until_regex(
         self,
@@ -431,33 +472,25 @@ class BufferedStream(trio.abc.Stream):
           trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
         """
         delimiters = normalize_delimiters(delimiter)
-        self._begin_receive()
+        if self._state:
+            await self._refuse()
+        self._state = _RECEIVING
         try:
-            await checkpoint_if_cancelled()
-            scheduled = False
+            await checkpoint()
+            buffer = self._buffer
             skipped = 0
-            try:
-                if self._closed:
+            while True:
+                dropped, found = buffer.discard_through(delimiters)
+                skipped += dropped
+                if found:
+                    return skipped
+                if self._state & _CLOSED:
                     raise trio.ClosedResourceError("this BufferedStream was closed")
-                buffer = self._buffer
-                while True:
-                    dropped, found = buffer.discard_through(delimiters)
-                    skipped += dropped
-                    if found:
-                        break
-                    if buffer.eof:
-                        raise IncompleteReadError(buffer.peek(), None)
-                    scheduled = True
-                    await self._fill()
-            except BaseException:
-                if not scheduled:
-                    await cancel_shielded_checkpoint()
-                raise
-            if not scheduled:
-                await cancel_shielded_checkpoint()
-            return skipped
+                if buffer.eof:
+                    raise IncompleteReadError(buffer.peek(), None)
+                await self._fill()
         finally:
-            self._receiving = False
+            self._state &= _CLOSED
 
     # ------------------------------------------------------ the fast paths
 
@@ -471,8 +504,12 @@ class BufferedStream(trio.abc.Stream):
         `IncompleteReadError` when none can come (EOF was seen), and
         otherwise what `receive_until` raises.
         """
-        delimiters = normalize_delimiters(delimiter)
-        return self._receive_nowait(self._buffer.take_until, (delimiters, self._limit(max_size), keep_delimiter))
+        if self._state:
+            self._refuse_nowait()
+        frame = self._buffer.take_until(normalize_delimiters(delimiter), self._limit(max_size), keep_delimiter)
+        if frame is None:
+            self._no_frame(None)
+        return frame
 
     def receive_exactly_nowait(self, n: int) -> bytes:
         """`receive_exactly` from the buffer only (not a checkpoint); raises
@@ -480,12 +517,22 @@ class BufferedStream(trio.abc.Stream):
         n = operator.index(n)
         if not 0 <= n <= self.max_buffer_size:
             raise ValueError(f"n must be between 0 and max_buffer_size={self.max_buffer_size}, not {n}")
-        return self._receive_nowait(self._buffer.take_exactly, (n,), n)
+        if self._state:
+            self._refuse_nowait()
+        frame = self._buffer.take_exactly(n)
+        if frame is None:
+            self._no_frame(n)
+        return frame
 
     def receive_line_nowait(self, *, max_size: int | None = None) -> bytes:
         """`receive_line` from the buffer only (not a checkpoint); raises
         `trio.WouldBlock` when no whole line is buffered."""
-        return self._receive_nowait(self._buffer.take_line, (self._limit(max_size),))
+        if self._state:
+            self._refuse_nowait()
+        frame = self._buffer.take_line(self.max_buffer_size if max_size is None else self._limit(max_size))
+        if frame is None:
+            self._no_frame(None)
+        return frame
 
     def iter_until(
         self, delimiter: DelimiterArg, *, max_size: int | None = None, keep_delimiter: bool = False
@@ -514,7 +561,7 @@ class BufferedStream(trio.abc.Stream):
     def peek(self, n: int | None = None) -> bytes:
         """Return up to ``n`` buffered bytes (all if None) without consuming
         them. Never reads the transport."""
-        if self._closed:
+        if self._state & _CLOSED:
             raise trio.ClosedResourceError("this BufferedStream was closed")
         return self._buffer.peek(n)
 
@@ -525,10 +572,8 @@ class BufferedStream(trio.abc.Stream):
         nothing from the transport until it is back below. Raises
         `trio.BusyResourceError` while another task is receiving.
         """
-        if self._receiving:
-            raise trio.BusyResourceError(_BUSY_RECEIVE)
-        if self._closed:
-            raise trio.ClosedResourceError("this BufferedStream was closed")
+        if self._state:
+            self._refuse_nowait()
         self._buffer.unreceive(data)
 
     def detach(self) -> tuple[trio.abc.Stream, bytes]:
@@ -541,11 +586,11 @@ class BufferedStream(trio.abc.Stream):
         a receive or send is running and `trio.ClosedResourceError` if already
         closed or detached.
         """
-        if self._receiving or self._sending:
+        if self._state & _RECEIVING or self._sending:
             raise trio.BusyResourceError("cannot detach while a receive or send is running")
-        if self._closed:
+        if self._state & _CLOSED:
             raise trio.ClosedResourceError("this BufferedStream was closed")
-        self._closed = True
+        self._state |= _CLOSED
         leftover = self._buffer.take_some()
         self._buffer.clear()
         return self.transport_stream, leftover
@@ -560,7 +605,7 @@ class BufferedStream(trio.abc.Stream):
             raise trio.BusyResourceError(_BUSY_SEND)
         self._sending = True
         try:
-            if self._closed:
+            if self._state & _CLOSED:
                 await checkpoint()
                 raise trio.ClosedResourceError("this BufferedStream was closed")
             await self.transport_stream.send_all(data)
@@ -573,7 +618,7 @@ class BufferedStream(trio.abc.Stream):
             raise trio.BusyResourceError(_BUSY_SEND)
         self._sending = True
         try:
-            if self._closed:
+            if self._state & _CLOSED:
                 await checkpoint()
                 raise trio.ClosedResourceError("this BufferedStream was closed")
             await self.transport_stream.wait_send_all_might_not_block()
@@ -598,7 +643,7 @@ class BufferedStream(trio.abc.Stream):
             raise trio.BusyResourceError(_BUSY_SEND)
         self._sending = True
         try:
-            if self._closed:
+            if self._state & _CLOSED:
                 await checkpoint()
                 raise trio.ClosedResourceError("this BufferedStream was closed")
             send_eof = getattr(self.transport_stream, "send_eof", None)
@@ -616,10 +661,10 @@ class BufferedStream(trio.abc.Stream):
         transport in other tasks get `trio.ClosedResourceError`. After
         `detach`, the transport is not ours any more and is left open.
         """
-        if self._closed:
+        if self._state & _CLOSED:
             await checkpoint()
             return
-        self._closed = True
+        self._state |= _CLOSED
         self._buffer.clear()
         await self.transport_stream.aclose()
 
@@ -648,13 +693,12 @@ class FrameIterator:
 
     async def __anext__(self) -> bytes:
         stream = self._stream
-        if stream._receiving:
-            raise trio.BusyResourceError(_BUSY_RECEIVE)
-        try:
-            frame = self._take(*self._args)
-        except FrameTooLongError:
-            await checkpoint()
-            raise
-        if frame is None:
-            frame = await stream._next_frame_slow(self._take, self._args)
-        return frame  # type: ignore[no-any-return]
+        if not stream._state:
+            try:
+                frame = self._take(*self._args)
+            except FrameTooLongError:
+                await checkpoint()
+                raise
+            if frame is not None:
+                return frame
+        return await stream._next_frame_slow(self._take, self._args)
