@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import trio
@@ -79,4 +80,4 @@ class NoHalfClose(trio.abc.Stream):
 def chunked(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     """Split ``data`` at the given offsets (taken modulo len + 1)."""
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:]) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]

@@ -31,14 +31,13 @@ and consumes nothing.
 from __future__ import annotations
 
 import re
-from typing import Union
 
 from ._errors import FrameTooLongError
 
 __all__ = ["Delimiters", "ReceiveBuffer", "normalize_delimiters"]
 
 #: A single delimiter, or a tuple of alternatives (see `normalize_delimiters`).
-Delimiters = Union[bytes, tuple[bytes, ...]]
+Delimiters = bytes | tuple[bytes, ...]
 
 _delimiter_cache: dict[object, Delimiters] = {}
 
@@ -116,20 +115,20 @@ class ReceiveBuffer:
     """
 
     __slots__ = (
-        "_data",
-        "_pos",
-        "_eof",
-        "capacity",
-        "_skey",
-        "_snext",
-        "_mkey",
-        "_mfound",
-        "_mscan",
         "_batch",
         "_batch_key",
-        "_batch_next",
         "_batch_len",
+        "_batch_next",
         "_batch_window",
+        "_data",
+        "_eof",
+        "_mfound",
+        "_mkey",
+        "_mscan",
+        "_pos",
+        "_skey",
+        "_snext",
+        "capacity",
     )
 
     def __init__(self, capacity: int = 65536) -> None:
@@ -423,7 +422,9 @@ class ReceiveBuffer:
             self._batch_key = delimiter
             self._batch_next = 0
             self._batch_len = len(batch)
-            return self.take_line(max_size) if mode == _STRIP_CR else self.take_until(delimiter, max_size, mode == _KEEP)
+            if mode == _STRIP_CR:
+                return self.take_line(max_size)
+            return self.take_until(delimiter, max_size, mode == _KEEP)
         if mode == _STRIP_CR and i > pos and data[i - 1] == 13:
             return self._cut(pos, i - 1, end)
         return self._cut(pos, end if mode == _KEEP else i, end)

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import trio
 from trio.lowlevel import checkpoint
 
-from ._buffer import Delimiters, ReceiveBuffer, normalize_delimiters
+from ._buffer import ReceiveBuffer, normalize_delimiters
 from ._errors import FrameTooLongError, IncompleteReadError
 
 __all__ = ["BufferedStream", "FrameIterator"]
@@ -681,7 +681,7 @@ class FrameIterator:
     frames, so leaving an ``async for`` early is always safe.
     """
 
-    __slots__ = ("_stream", "_take", "_args")
+    __slots__ = ("_args", "_stream", "_take")
 
     def __init__(self, stream: BufferedStream, take: Take, args: tuple[Any, ...]) -> None:
         self._stream = stream
