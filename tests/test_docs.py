@@ -44,7 +44,7 @@ def test_benchmark_quick_run_smoke(tmp_path: Path) -> None:
     """The benchmark runs end to end (its figures are not judged here: no
     wall-clock assertions in tests; see benchmarks/README.md)."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_receive.py"), "--quick", "--reps", "1", "--only", "lines-16B"],
+        [sys.executable, str(ROOT / "benchmarks" / "bench_receive.py"), "--quick", "--reps=1", "--only=lines-16B"],
         capture_output=True,
         text=True,
         timeout=240,
