@@ -274,7 +274,8 @@ def test_trickled_feed_does_not_copy_the_buffer() -> None:
     """Appending one byte to a large buffer allocates O(1), not O(buffer)."""
     buffer = ReceiveBuffer(1 << 22)
     buffer.feed(b"z" * (1 << 21))
-    buffer.feed(b"z")  # into bytearray mode
+    buffer.feed(b"z")
+    assert buffer.take_until(b"\n", 1 << 22) is None  # now a growing bytearray
     tracemalloc.start()
     try:
         base, _ = tracemalloc.get_traced_memory()

@@ -113,7 +113,7 @@ def expected_result(step: Step) -> object:
     return len(step.wire) if step.method == "discard" else step.payload
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     script=st.lists(steps(), max_size=12),
     cuts=st.lists(st.integers(min_value=0), max_size=30),
@@ -132,7 +132,7 @@ def test_any_script_any_chunking(script: list[Step], cuts: list[int], trailer: b
     trio.run(main)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(payload=st.binary(max_size=300), cuts=st.lists(st.integers(min_value=0), max_size=30))
 def test_receive_some_reassembles_anything(payload: bytes, cuts: list[int]) -> None:
     async def main() -> None:

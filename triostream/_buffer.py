@@ -31,6 +31,7 @@ and consumes nothing.
 from __future__ import annotations
 
 import re
+from collections import deque
 
 from ._errors import FrameTooLongError
 
@@ -51,7 +52,7 @@ _PLAIN, _KEEP, _STRIP_CR = 0, 1, 2
 _BATCH_FRAME_MAX = 256
 _BATCH_MIN = 64
 _BATCH_MIN_WINDOW = 1024
-_BATCH_MAX = 1 << 20
+_BATCH_MAX = 1 << 16
 
 # Below this size a frame is copied out with a plain slice; above it through a
 # memoryview, which avoids the intermediate bytearray a slice would create.
@@ -124,6 +125,9 @@ class ReceiveBuffer:
         "_eof",
         "_mfound",
         "_mkey",
+        "_more",
+        "_more_len",
+        "_more_off",
         "_mscan",
         "_pos",
         "_skey",
@@ -137,6 +141,13 @@ class ReceiveBuffer:
         # sliced out with one), and a bytearray while a long frame accumulates.
         self._data: bytes | bytearray = b""
         self._pos = 0
+        # Chunks fed while _data still held a tail wait here, unjoined, so a
+        # frame straddling two chunks costs a copy of that frame, not of the
+        # next chunk: _more[0][_more_off:], then _more[1:], follow _data[_pos:];
+        # _more_len is how many bytes that is.
+        self._more: deque[bytes] = deque()
+        self._more_off = 0
+        self._more_len = 0
         self._eof = False
         self.capacity = capacity
         # Single-delimiter search memory: searching _skey from _snext (an index
@@ -162,10 +173,10 @@ class ReceiveBuffer:
     # ------------------------------------------------------------------ state
 
     def __len__(self) -> int:
-        return len(self._data) - self._pos
+        return len(self._data) - self._pos + self._more_len
 
     def __bool__(self) -> bool:
-        return len(self._data) > self._pos
+        return len(self._data) > self._pos or self._more_len > 0
 
     def __repr__(self) -> str:
         return f"<ReceiveBuffer {len(self)} bytes{' eof' if self._eof else ''}>"
@@ -183,7 +194,7 @@ class ReceiveBuffer:
 
     def _final(self) -> bool:
         """True when no more data can arrive to settle a pending match."""
-        return self._eof or len(self._data) - self._pos >= self.capacity
+        return self._eof or len(self) >= self.capacity
 
     # ------------------------------------------------------------------ input
 
@@ -195,6 +206,16 @@ class ReceiveBuffer:
             return
         if self._eof:
             raise RuntimeError("data fed after EOF")
+        if self._more_len or (len(self._data) > self._pos and type(self._data) is bytes):
+            # Behind a tail: queue it; the next frame search joins only what
+            # it needs (see _take_across).
+            self._more.append(chunk if type(chunk) is bytes else bytes(chunk))
+            self._more_len += size
+        else:
+            self._append(chunk)
+
+    def _append(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Add ``chunk`` to _data itself (the queue must be empty)."""
         data = self._data
         pos = self._pos
         remaining = len(data) - pos
@@ -207,7 +228,7 @@ class ReceiveBuffer:
                 del data[:pos]
                 self._shift(pos)
             data += chunk
-        elif remaining <= size:
+        elif remaining <= len(chunk):
             # A small tail: joining costs O(len(chunk)).
             self._set_data(data[pos:] + chunk, pos)
         else:
@@ -215,10 +236,38 @@ class ReceiveBuffer:
             grown += chunk
             self._set_data(grown, pos)
 
+    def _merge_next(self) -> None:
+        """Move the first queued chunk into _data (a long frame grows)."""
+        chunk = self._more.popleft()
+        off = self._more_off
+        self._more_off = 0
+        self._more_len -= len(chunk) - off
+        self._append(memoryview(chunk)[off:] if off else chunk)
+
+    def _merge_all(self) -> None:
+        """Move every queued chunk into _data, for the searches that need one
+        contiguous region (tuples, regular expressions)."""
+        while self._more:
+            self._merge_next()
+
+    def _adopt_next(self) -> None:
+        """_data is used up: make the first queued chunk the new _data, no copy."""
+        chunk = self._more.popleft()
+        off = self._more_off
+        self._more_off = 0
+        self._more_len -= len(chunk) - off
+        self._data = chunk
+        self._pos = off
+        self._skey = None
+        self._mkey = None
+        self._batch_len = self._batch_next = 0
+
     def clear(self) -> None:
         """Drop everything buffered (the EOF flag stays as it is)."""
         self._data = b""
         self._pos = 0
+        self._more.clear()
+        self._more_off = self._more_len = 0
         self._skey = None
         self._mkey = None
         self._drop_batch()
@@ -236,6 +285,7 @@ class ReceiveBuffer:
         """
         if not len(data):
             return
+        self._merge_all()
         merged = bytearray(data)
         merged += memoryview(self._data)[self._pos :]
         self._data = merged
@@ -282,6 +332,8 @@ class ReceiveBuffer:
 
     def peek(self, max_bytes: int | None = None) -> bytes:
         """Return up to ``max_bytes`` buffered bytes (all if None) without consuming them."""
+        if self._more and (max_bytes is None or max_bytes > len(self._data) - self._pos):
+            self._merge_all()
         pos = self._pos
         stop = len(self._data)
         if max_bytes is not None and max_bytes < stop - pos:
@@ -292,8 +344,11 @@ class ReceiveBuffer:
         """Consume and return up to ``max_bytes`` buffered bytes (all if None).
 
         Returns ``b""`` only when the buffer is empty. The whole buffer comes
-        back without a copy when it is a single received chunk.
+        back without a copy when it is a single received chunk. Returns only
+        what is contiguous: the rest comes with the next call.
         """
+        if self._more and len(self._data) == self._pos:
+            self._adopt_next()
         pos = self._pos
         stop = len(self._data)
         if max_bytes is not None and max_bytes < stop - pos:
@@ -305,21 +360,61 @@ class ReceiveBuffer:
         pos = self._pos
         stop = pos + n
         if stop > len(self._data):
-            return None
+            if n > len(self):
+                return None
+            return self._take_across_exactly(n)
         return self._cut(pos, stop, stop)
+
+    def _take_across_exactly(self, n: int) -> bytes:
+        """take_exactly when the frame runs into the queued chunks: one copy
+        of the frame; the chunk it ends in becomes _data without a copy."""
+        if self._batch_len:
+            self._drop_batch()
+        data = self._data
+        parts: list[bytes | memoryview] = [memoryview(data)[self._pos :]]
+        need = n - (len(data) - self._pos)
+        more = self._more
+        while need:
+            chunk = more[0]
+            off = self._more_off
+            available = len(chunk) - off
+            if available > need:
+                parts.append(memoryview(chunk)[off : off + need])
+                self._more_off = off + need
+                self._more_len -= need
+                break
+            parts.append(memoryview(chunk)[off:] if off else chunk)
+            more.popleft()
+            self._more_off = 0
+            self._more_len -= available
+            need -= available
+        frame = b"".join(parts)
+        del parts
+        self._data = b""
+        self._pos = 0
+        self._skey = None
+        self._mkey = None
+        if more:
+            self._adopt_next()
+        return frame
 
     def take_into(self, view: memoryview) -> int:
         """Copy up to ``len(view)`` buffered bytes into the writable byte
         ``view``, consume them and return how many were copied."""
-        pos = self._pos
-        n = min(len(view), len(self._data) - pos)
-        if n:
-            if self._batch_len:
-                self._drop_batch()
-            with memoryview(self._data) as source:
-                view[:n] = source[pos : pos + n]
-            self._pos = pos + n
-        return n
+        total = 0
+        while True:
+            pos = self._pos
+            n = min(len(view) - total, len(self._data) - pos)
+            if n:
+                if self._batch_len:
+                    self._drop_batch()
+                with memoryview(self._data) as source:
+                    view[total : total + n] = source[pos : pos + n]
+                self._pos = pos + n
+                total += n
+            if total == len(view) or not self._more:
+                return total
+            self._adopt_next()
 
     def take_all(self, max_size: int) -> bytes | None:
         """After EOF, consume and return everything; None before EOF.
@@ -327,11 +422,11 @@ class ReceiveBuffer:
         Raises `FrameTooLongError` (consuming nothing) as soon as more than
         ``max_size`` bytes are buffered, EOF or not.
         """
-        size = len(self._data) - self._pos
-        if size > max_size:
+        if len(self) > max_size:
             raise FrameTooLongError(max_size, f"more than max_size={max_size} bytes before EOF")
         if not self._eof:
             return None
+        self._merge_all()
         return self.take_some()
 
     def take_line(self, max_size: int) -> bytes | None:
@@ -351,6 +446,17 @@ class ReceiveBuffer:
             self._batch_next = i + 1
             self._pos += len(piece) + 1
             return piece[:-1] if piece[-1:] == b"\r" else piece
+        # A long line in contiguous bytes: cut it here (the common case for
+        # long lines; _take_single does the rest).
+        data = self._data
+        pos = self._pos
+        if type(data) is bytes:
+            i = data.find(b"\n", self._snext if self._skey is _LF and self._snext > pos else pos)
+            if _BATCH_FRAME_MAX < i - pos < max_size:
+                if self._batch_len:
+                    self._drop_batch()
+                self._pos = i + 1
+                return data[pos : i - 1] if data[i - 1] == 13 else data[pos:i]
         return self._take_single(_LF, max_size, _STRIP_CR)
 
     def take_until(self, delimiters: Delimiters, max_size: int, keep_delimiter: bool = False) -> bytes | None:
@@ -380,6 +486,16 @@ class ReceiveBuffer:
             self._batch_next = i + 1
             self._pos += size
             return piece + delimiters if keep_delimiter else piece
+        data = self._data
+        pos = self._pos
+        if type(data) is bytes:
+            i = data.find(delimiters, self._snext if self._skey == delimiters and self._snext > pos else pos)
+            end = i + len(delimiters)
+            if i - pos > _BATCH_FRAME_MAX and end - pos <= max_size:
+                if self._batch_len:
+                    self._drop_batch()
+                self._pos = end
+                return data[pos:end] if keep_delimiter else data[pos:i]
         return self._take_single(delimiters, max_size, _KEEP if keep_delimiter else _PLAIN)
 
     def _take_single(self, delimiter: bytes, max_size: int, mode: int) -> bytes | None:
@@ -392,17 +508,23 @@ class ReceiveBuffer:
         another kind of receive intervenes, so unused batch work stays within
         a constant factor of the bytes consumed.
         """
-        data = self._data
-        pos = self._pos
-        start = self._snext if self._skey == delimiter and self._snext > pos else pos
-        i = data.find(delimiter, start)
-        self._skey = delimiter
-        if i < 0:
+        while True:
+            data = self._data
+            pos = self._pos
+            start = self._snext if self._skey == delimiter and self._snext > pos else pos
+            i = data.find(delimiter, start)
+            self._skey = delimiter
+            if i >= 0:
+                break
             stop = len(data)
             self._snext = stop - len(delimiter) + 1
             if stop - pos >= max_size:
                 raise FrameTooLongError(max_size)
-            return None
+            if not self._more:
+                return None
+            frame = self._take_across(delimiter, max_size, mode)
+            if frame is not None:
+                return frame
         self._snext = i
         end = i + len(delimiter)
         if end - pos > max_size:
@@ -413,8 +535,7 @@ class ReceiveBuffer:
                 self._drop_batch()  # a batch for another delimiter, unused
             elif self._batch_len:
                 self._batch_window = min(self._batch_window * 2, _BATCH_MAX)  # the last one was used up
-            window = self._batch_window
-            limit = max(pos + window, end)
+            limit = max(pos + self._batch_window, end)
             region = data if pos == 0 and limit >= stop else data[pos:limit]
             batch = region.split(delimiter)
             batch.pop()  # the unfinished piece after the last delimiter
@@ -428,6 +549,55 @@ class ReceiveBuffer:
         if mode == _STRIP_CR and i > pos and data[i - 1] == 13:
             return self._cut(pos, i - 1, end)
         return self._cut(pos, end if mode == _KEEP else i, end)
+
+    def _take_across(self, delimiter: bytes, max_size: int, mode: int) -> bytes | None:
+        """The next frame ends in the queued chunk, or beyond: the caller found
+        no delimiter in _data. Takes the frame, joining just its two parts,
+        and makes that chunk the new _data without a copy; when the chunk is
+        fresh, it is split in one go, like the batches of `_take_single`.
+        Returns None, with the chunk merged into _data, when the frame runs
+        past the chunk (or its delimiter straddles the boundary).
+        """
+        data = self._data
+        pos = self._pos
+        chunk = self._more[0]
+        off = self._more_off
+        size = len(delimiter)
+        tail = len(data) - pos
+        j = chunk.find(delimiter, off)
+        straddles = (
+            size > 1 and tail and delimiter in data[max(pos, len(data) - size + 1) :] + chunk[off : off + size - 1]
+        )
+        if j < 0 or straddles:
+            self._merge_next()
+            return None
+        if tail + j - off + size > max_size:
+            raise FrameTooLongError(max_size)
+        if self._batch_len:
+            self._drop_batch()
+        after = j + size
+        if off == 0 and len(chunk) <= _BATCH_MAX and chunk.find(delimiter, after, after + _BATCH_FRAME_MAX + size) >= 0:
+            # The next frame is short too: split the fresh chunk in one go.
+            pieces = chunk.split(delimiter)
+            head = pieces[0]
+            if len(pieces) > 2:
+                self._batch = pieces
+                self._batch_key = delimiter
+                self._batch_next = 1
+                self._batch_len = len(pieces) - 1  # the last piece is unfinished
+        else:
+            head = chunk[off:j]
+        frame = bytes(data[pos:]) + head if type(data) is not bytes else data[pos:] + head
+        self._more.popleft()
+        self._more_off = 0
+        self._more_len -= len(chunk) - off
+        self._data = chunk
+        self._pos = j + size
+        self._skey = None
+        self._mkey = None
+        if mode == _STRIP_CR:
+            return frame[:-1] if frame[-1:] == b"\r" else frame
+        return frame + delimiter if mode == _KEEP else frame
 
     def _find_any(self, delimiters: tuple[bytes, ...]) -> tuple[int, int]:
         """Return (index, length) of the winning match, (-1, 0) if none is
@@ -469,6 +639,8 @@ class ReceiveBuffer:
         return best, best_len
 
     def _take_until_any(self, delimiters: tuple[bytes, ...], max_size: int, keep_delimiter: bool) -> bytes | None:
+        if self._more:
+            self._merge_all()
         pos = self._pos
         at, length = self._find_any(delimiters)
         if at == -2:
@@ -496,6 +668,8 @@ class ReceiveBuffer:
         ``max_size`` buffered bytes hold no match. Consumes nothing unless a
         frame is returned.
         """
+        if self._more:
+            self._merge_all()
         data = self._data
         pos = self._pos
         stop = len(data)
@@ -518,6 +692,7 @@ class ReceiveBuffer:
         delimiter) and returns ``found=False``, so memory stays bounded while
         a caller keeps feeding and discarding.
         """
+        self._merge_all()
         pos = self._pos
         stop = len(self._data)
         if type(delimiters) is bytes:
