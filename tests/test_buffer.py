@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import re
 import tracemalloc
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -401,3 +403,116 @@ def test_exactly_any_chunking(sizes: list[int], cuts: list[int]) -> None:
         out.append(frame)
         n = next(want, None)
     assert out == frames
+
+
+# ---------------------------------------------------------------- differential: against a naive model
+
+
+class NaiveBuffer:
+    """The obviously correct (and quadratic) reference: one bytes object."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def _until(self, delimiter: bytes, max_size: int) -> tuple[int, int] | None:
+        i = self.data.find(delimiter)
+        if i < 0:
+            if len(self.data) >= max_size:
+                raise FrameTooLongError(max_size)
+            return None
+        if i + len(delimiter) > max_size:
+            raise FrameTooLongError(max_size)
+        return i, i + len(delimiter)
+
+    def take_line(self, max_size: int) -> bytes | None:
+        found = self._until(b"\n", max_size)
+        if found is None:
+            return None
+        frame, self.data = self.data[: found[0]], self.data[found[1] :]
+        return frame[:-1] if frame.endswith(b"\r") else frame
+
+    def take_until(self, delimiter: bytes, max_size: int, keep: bool) -> bytes | None:
+        found = self._until(delimiter, max_size)
+        if found is None:
+            return None
+        frame, self.data = self.data[: found[1] if keep else found[0]], self.data[found[1] :]
+        return frame
+
+    def take_exactly(self, n: int) -> bytes | None:
+        if len(self.data) < n:
+            return None
+        frame, self.data = self.data[:n], self.data[n:]
+        return frame
+
+    def take_regex(self, pattern: re.Pattern[bytes], max_size: int) -> bytes | None:
+        match = pattern.search(self.data, 0, min(len(self.data), max_size))
+        if match is None:
+            if len(self.data) >= max_size:
+                raise FrameTooLongError(max_size)
+            return None
+        frame, self.data = self.data[: match.start()], self.data[match.end() :]
+        return frame
+
+
+PATTERN = re.compile(rb"\r?\n")
+CHUNKS = st.one_of(
+    st.binary(max_size=30).map(lambda b: b.translate(bytes.maketrans(b"\x00\x01", b"\n\r"))),
+    st.sampled_from([b"\n", b"\r\n", b"ab\r", b"\n\r\n", b"x" * 300 + b"\n", b"y\n" * 40, b"\r\n\r\n"]),
+)
+TAKES = st.one_of(
+    st.tuples(st.just("take_line"), st.integers(1, 400)),
+    st.tuples(
+        st.just("take_until"),
+        st.sampled_from([b"\n", b"\r\n", b"\r\n\r\n", b"ab"]),
+        st.integers(1, 400),
+        st.booleans(),
+    ),
+    st.tuples(st.just("take_exactly"), st.integers(0, 90)),
+    st.tuples(st.just("take_regex"), st.just(PATTERN), st.integers(1, 400)),
+    st.tuples(st.just("some"), st.integers(1, 50)),
+    st.tuples(st.just("peek"), st.integers(0, 90)),
+    st.tuples(st.just("into"), st.integers(0, 90)),
+)
+# Rounds of a few feeds then a few takes, so chunks queue up behind tails.
+OPS = st.lists(
+    st.tuples(st.lists(st.tuples(st.just("feed"), CHUNKS), max_size=3), st.lists(TAKES, min_size=1, max_size=4)),
+    max_size=25,
+).map(lambda rounds: [op for feeds, takes in rounds for op in feeds + takes])
+
+
+def outcome(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except FrameTooLongError as exc:
+        return ("too long", exc.max_size)
+
+
+@given(ops=OPS)
+def test_buffer_matches_a_naive_model(ops: list[tuple[Any, ...]]) -> None:
+    """Any interleaving of feeds and takes (so queued chunks, batches, tails,
+    straddling frames) gives what a naive single-bytes buffer gives."""
+    real = ReceiveBuffer(1 << 16)
+    model = NaiveBuffer()
+    for name, *args in ops:
+        if name == "feed":
+            real.feed(args[0])
+            model.data += args[0]
+            continue
+        if name == "peek":
+            assert real.peek(args[0]) == model.data[: args[0]]
+        elif name == "some":
+            got = real.take_some(args[0])
+            # Only the contiguous part may come back, but never nothing.
+            assert (got == b"") == (model.data == b"")
+            assert model.data.startswith(got) and len(got) <= args[0]
+            model.data = model.data[len(got) :]
+        elif name == "into":
+            view = memoryview(bytearray(args[0]))
+            n = real.take_into(view)
+            assert bytes(view[:n]) == model.data[: args[0]]
+            model.data = model.data[n:]
+        else:
+            expected = outcome(lambda: getattr(model, name)(*args))  # noqa: B023
+            assert outcome(lambda: getattr(real, name)(*args)) == expected, (name, args)  # noqa: B023
+        assert len(real) == len(model.data)
+    assert real.peek() == model.data
