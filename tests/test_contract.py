@@ -48,6 +48,8 @@ def steps(draw: st.DrawFn) -> Step:
                 "line",
                 "line_nowait",
                 "until",
+                "until_nowait",
+                "iter_until",
                 "until_tuple",
                 "regex",
                 "exactly",
@@ -61,7 +63,7 @@ def steps(draw: st.DrawFn) -> Step:
     if method in ("line", "line_nowait", "regex", "iter_lines"):
         payload = draw(NO_NEWLINES)
         return Step(method, payload, payload + draw(st.sampled_from([b"\n", b"\r\n"])))
-    if method == "until":
+    if method in ("until", "until_nowait", "iter_until"):
         payload = draw(NO_SPECIALS)
         return Step(method, payload, payload + b"||")
     if method == "until_tuple":
@@ -89,6 +91,15 @@ async def run_step(stream: BufferedStream, step: Step) -> object:
         raise AssertionError("no line")
     if m == "until":
         return await stream.receive_until(b"||")
+    if m == "until_nowait":
+        try:
+            return stream.receive_until_nowait(b"||")
+        except trio.WouldBlock:
+            return await stream.receive_until(b"||")
+    if m == "iter_until":
+        async for frame in stream.iter_until(b"||"):
+            return frame
+        raise AssertionError("no frame")
     if m == "until_tuple":
         return await stream.receive_until((b";", b"\r", b"\r\n", b"\n"))
     if m == "regex":
