@@ -360,6 +360,11 @@ async def test_lines_iteration_and_eof() -> None:
     assert info.value.partial == b"c", "a trailing partial frame is not dropped silently"
 
 
+async def test_iteration_tuple_delimiter_settled_at_eof() -> None:
+    stream = scripted(b"a\r\nb\r")
+    assert [f async for f in stream.iter_until((b"\r", b"\r\n"))] == [b"a", b"b"]
+
+
 async def test_iteration_break_leaves_next_frame() -> None:
     stream = scripted(b"1\n2\n3\n")
     async for line in stream.lines():

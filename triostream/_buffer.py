@@ -206,7 +206,14 @@ class ReceiveBuffer:
             return
         if self._eof:
             raise RuntimeError("data fed after EOF")
-        if self._more_len or (len(self._data) > self._pos and type(self._data) is bytes):
+        if not self._more_len and len(self._data) == self._pos and type(chunk) is bytes:
+            # Everything before was consumed: adopt the chunk, no copy. The
+            # search memory is about consumed bytes: forget it.
+            self._data = chunk
+            self._pos = 0
+            self._skey = None
+            self._mkey = None
+        elif self._more_len or len(self._data) > self._pos:
             # Behind a tail: queue it; the next frame search joins only what
             # it needs (see _take_across).
             self._more.append(chunk if type(chunk) is bytes else bytes(chunk))
@@ -457,6 +464,14 @@ class ReceiveBuffer:
                     self._drop_batch()
                 self._pos = i + 1
                 return data[pos : i - 1] if data[i - 1] == 13 else data[pos:i]
+            if i < 0:
+                # Remember the failed search, so _take_single does not repeat it.
+                self._skey = _LF
+                self._snext = len(data)
+                if not self._more_len:
+                    if len(data) - pos >= max_size:
+                        raise FrameTooLongError(max_size)
+                    return None
         return self._take_single(_LF, max_size, _STRIP_CR)
 
     def take_until(self, delimiters: Delimiters, max_size: int, keep_delimiter: bool = False) -> bytes | None:
@@ -496,6 +511,13 @@ class ReceiveBuffer:
                     self._drop_batch()
                 self._pos = end
                 return data[pos:end] if keep_delimiter else data[pos:i]
+            if i < 0:
+                self._skey = delimiters
+                self._snext = len(data) - len(delimiters) + 1
+                if not self._more_len:
+                    if len(data) - pos >= max_size:
+                        raise FrameTooLongError(max_size)
+                    return None
         return self._take_single(delimiters, max_size, _KEEP if keep_delimiter else _PLAIN)
 
     def _take_single(self, delimiter: bytes, max_size: int, mode: int) -> bytes | None:

@@ -75,7 +75,10 @@ class BufferedStream(trio.abc.Stream):
        `receive_exactly_into`, which pushes back what it wrote into the
        caller's buffer), and `receive_until_eof` with ``max_size ==
        max_buffer_size``, which probes one byte beyond a full buffer to tell
-       "exactly max_size bytes, then EOF" from "too long".
+       "exactly max_size bytes, then EOF" from "too long". (Short frames
+       read in a row are split off the buffer in batches, a cache of the
+       same bytes over at most 64 KiB of input; any other kind of receive
+       drops it.)
     3. *Linear time.* The delimiter search is incremental: the buffer
        remembers how far it searched, across calls, retries after errors and
        cancellations, so total work is O(bytes received) for any chunking, one
@@ -197,12 +200,20 @@ class BufferedStream(trio.abc.Stream):
     async def _receive_more(self, take: Take, args: tuple[Any, ...], expected: int | None) -> bytes:
         """Read until ``take(*args)`` gives a frame; every read is a checkpoint."""
         buffer = self._buffer
+        transport = self.transport_stream
+        size = self.receive_size
         while True:
             if self._state & _CLOSED:
                 raise trio.ClosedResourceError("this BufferedStream was closed")
             if buffer.eof:
                 raise IncompleteReadError(buffer.peek(), expected)
-            await self._fill()
+            # _fill, inlined (once per transport read).
+            room = buffer.capacity - len(buffer)
+            data = await transport.receive_some(size if room >= size else (room or 1))
+            if data:
+                buffer.feed(data)
+            else:
+                buffer.feed_eof()
             frame = take(*args)
             if frame is not None:
                 return frame
@@ -224,11 +235,25 @@ class BufferedStream(trio.abc.Stream):
                 if buffer:
                     raise IncompleteReadError(buffer.peek(), None)
                 raise StopAsyncIteration
-            return await self._receive_more(take, args, None)
-        except IncompleteReadError as exc:
-            if exc.partial:
-                raise
-            raise StopAsyncIteration from None
+            transport = self.transport_stream
+            size = self.receive_size
+            while True:
+                # _receive_more, inlined (once per transport read).
+                room = buffer.capacity - len(buffer)
+                data = await transport.receive_some(size if room >= size else (room or 1))
+                if data:
+                    buffer.feed(data)
+                else:
+                    buffer.feed_eof()
+                frame = take(*args)
+                if frame is not None:
+                    return frame
+                if buffer.eof:
+                    if buffer:
+                        raise IncompleteReadError(buffer.peek(), None)
+                    raise StopAsyncIteration
+                if self._state & _CLOSED:
+                    raise trio.ClosedResourceError("this BufferedStream was closed")
         finally:
             self._state &= _CLOSED
 
