@@ -285,6 +285,17 @@ async def test_detach_returns_leftover_and_closes() -> None:
     assert not transport.closed
 
 
+async def test_detach_leftover_spans_queued_chunks() -> None:
+    stream = scripted(b"ab")
+    assert await stream.receive_exactly(1) == b"a"
+    # White-box: chunks fed behind a tail wait, unjoined, in the buffer.
+    stream._buffer.feed(b"cd")
+    stream._buffer.feed(b"ef")
+    assert len(stream._buffer._more) == 2
+    _, leftover = stream.detach()
+    assert leftover == b"bcdef"
+
+
 async def test_closed_stream_raises() -> None:
     transport = ScriptedStream([b"a\nb\n"])
     stream = BufferedStream(transport)

@@ -616,7 +616,7 @@ class BufferedStream(trio.abc.Stream):
         if self._state & _CLOSED:
             raise trio.ClosedResourceError("this BufferedStream was closed")
         self._state |= _CLOSED
-        leftover = self._buffer.take_some()
+        leftover = self._buffer.peek()
         self._buffer.clear()
         return self.transport_stream, leftover
 
