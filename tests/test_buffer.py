@@ -202,13 +202,18 @@ def test_feed_after_eof_is_an_error() -> None:
 def test_search_resumes_where_it_stopped() -> None:
     """A trickled frame is searched once: the resume point follows the data."""
     buffer = ReceiveBuffer(1 << 20)
+    buffer.feed(b"x" * 10)
+    assert buffer.take_until(b"\r\n", 1 << 20) is None
+    # Only the last byte (which could start b"\r\n") will be searched again.
+    assert buffer._snext - buffer._pos == 9
     for i in range(1, 5000):
         buffer.feed(b"x")
         assert buffer.take_until(b"\r\n", 1 << 20) is None
-        # Only the last byte (which could start b"\r\n") is searched again.
-        assert buffer._snext - buffer._pos == i - 1
-    buffer.feed(b"\r\n")
-    assert buffer.take_until(b"\r\n", 1 << 20) == b"x" * 4999
+        # Chunks that arrive behind the tail wait unjoined, each searched once.
+        assert buffer._qsearched == len(buffer._more) == i
+    buffer.feed(b"\r")
+    buffer.feed(b"\n")  # the delimiter straddles two chunks
+    assert buffer.take_until(b"\r\n", 1 << 20) == b"x" * 5009
 
 
 class CountingData:

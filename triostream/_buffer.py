@@ -123,6 +123,7 @@ class ReceiveBuffer:
         "_batch_window",
         "_data",
         "_eof",
+        "_gen",
         "_mfound",
         "_mkey",
         "_more",
@@ -130,6 +131,12 @@ class ReceiveBuffer:
         "_more_off",
         "_mscan",
         "_pos",
+        "_qcarry",
+        "_qgen",
+        "_qkey",
+        "_qpos",
+        "_qsearched",
+        "_qtotal",
         "_skey",
         "_snext",
         "capacity",
@@ -148,6 +155,16 @@ class ReceiveBuffer:
         self._more: deque[bytes] = deque()
         self._more_off = 0
         self._more_len = 0
+        # _gen changes whenever _data or the queue head is replaced or _data
+        # grows; within one generation _pos only moves forward. What
+        # _take_across searched in the queue is valid while _qkey, _qgen and
+        # _qpos still hold: the first _qsearched chunks have no delimiter,
+        # _qtotal bytes with the tail, whose last len(delimiter) - 1 bytes
+        # are _qcarry.
+        self._gen = 0
+        self._qkey: bytes | None = None
+        self._qgen = self._qpos = self._qsearched = self._qtotal = 0
+        self._qcarry = b""
         self._eof = False
         self.capacity = capacity
         # Single-delimiter search memory: searching _skey from _snext (an index
@@ -211,6 +228,7 @@ class ReceiveBuffer:
             # search memory is about consumed bytes: forget it.
             self._data = chunk
             self._pos = 0
+            self._gen += 1
             self._skey = None
             self._mkey = None
         elif self._more_len or len(self._data) > self._pos:
@@ -223,6 +241,7 @@ class ReceiveBuffer:
 
     def _append(self, chunk: bytes | bytearray | memoryview) -> None:
         """Add ``chunk`` to _data itself (the queue must be empty)."""
+        self._gen += 1
         data = self._data
         pos = self._pos
         remaining = len(data) - pos
@@ -265,6 +284,7 @@ class ReceiveBuffer:
         self._more_len -= len(chunk) - off
         self._data = chunk
         self._pos = off
+        self._gen += 1
         self._skey = None
         self._mkey = None
         self._batch_len = self._batch_next = 0
@@ -273,6 +293,7 @@ class ReceiveBuffer:
         """Drop everything buffered (the EOF flag stays as it is)."""
         self._data = b""
         self._pos = 0
+        self._gen += 1
         self._more.clear()
         self._more_off = self._more_len = 0
         self._skey = None
@@ -297,6 +318,7 @@ class ReceiveBuffer:
         merged += memoryview(self._data)[self._pos :]
         self._data = merged
         self._pos = 0
+        self._gen += 1
         self._skey = None
         self._mkey = None
         self._drop_batch()
@@ -399,6 +421,7 @@ class ReceiveBuffer:
         del parts
         self._data = b""
         self._pos = 0
+        self._gen += 1
         self._skey = None
         self._mkey = None
         if more:
@@ -544,9 +567,7 @@ class ReceiveBuffer:
                 raise FrameTooLongError(max_size)
             if not self._more:
                 return None
-            frame = self._take_across(delimiter, max_size, mode)
-            if frame is not None:
-                return frame
+            return self._take_across(delimiter, max_size, mode)
         self._snext = i
         end = i + len(delimiter)
         if end - pos > max_size:
@@ -573,53 +594,92 @@ class ReceiveBuffer:
         return self._cut(pos, end if mode == _KEEP else i, end)
 
     def _take_across(self, delimiter: bytes, max_size: int, mode: int) -> bytes | None:
-        """The next frame ends in the queued chunk, or beyond: the caller found
-        no delimiter in _data. Takes the frame, joining just its two parts,
-        and makes that chunk the new _data without a copy; when the chunk is
-        fresh, it is split in one go, like the batches of `_take_single`.
-        Returns None, with the chunk merged into _data, when the frame runs
-        past the chunk (or its delimiter straddles the boundary).
+        """The frame did not end in _data: look for its end in the queued chunks.
+
+        Chunks are searched one by one, each once (what was searched is
+        remembered until _data, _pos or the queue head change), and stay
+        unjoined, like the baseline's list of pieces: when the delimiter turns
+        up, the frame is joined in one copy and the chunk it ends in becomes
+        _data without a copy (split in one go when it is fresh and its next
+        frame short, like the batches of `_take_single`). Returns None when no
+        queued chunk ends the frame yet. A delimiter straddling two chunks
+        (rare: only delimiters longer than one byte) is found by merging
+        them into _data and searching again.
         """
         data = self._data
         pos = self._pos
-        chunk = self._more[0]
-        off = self._more_off
+        more = self._more
         size = len(delimiter)
-        tail = len(data) - pos
-        j = chunk.find(delimiter, off)
-        straddles = (
-            size > 1 and tail and delimiter in data[max(pos, len(data) - size + 1) :] + chunk[off : off + size - 1]
-        )
-        if j < 0 or straddles:
-            self._merge_next()
-            return None
-        if tail + j - off + size > max_size:
+        if self._qkey == delimiter and self._qgen == self._gen and self._qpos == pos:
+            k, total, carry = self._qsearched, self._qtotal, self._qcarry
+        else:
+            k, total = 0, len(data) - pos
+            carry = bytes(data[max(pos, len(data) - size + 1) :])
+        while k < len(more):
+            chunk = more[k]
+            off = self._more_off if k == 0 else 0
+            if carry and delimiter in carry + chunk[off : off + size - 1]:
+                for _ in range(k + 1):
+                    self._merge_next()
+                return self._take_single(delimiter, max_size, mode)
+            j = chunk.find(delimiter, off)
+            if j >= 0:
+                if total + j - off + size > max_size:
+                    raise FrameTooLongError(max_size)
+                return self._join_across(k, j, delimiter, mode)
+            total += len(chunk) - off
+            if size > 1:
+                carry = (carry + chunk[max(off, len(chunk) - size + 1) :])[1 - size :]
+            k += 1
+            self._qkey, self._qgen, self._qpos = delimiter, self._gen, pos
+            self._qsearched, self._qtotal, self._qcarry = k, total, carry
+        if total >= max_size:
             raise FrameTooLongError(max_size)
+        return None
+
+    def _join_across(self, k: int, j: int, delimiter: bytes, mode: int) -> bytes:
+        """Consume the frame that ends at ``j`` in queued chunk ``k``: join its
+        pieces once and make chunk ``k`` the new _data."""
+        more = self._more
+        chunk = more[k]
+        off = self._more_off if k == 0 else 0
+        size = len(delimiter)
+        after = j + size
         if self._batch_len:
             self._drop_batch()
-        after = j + size
         if off == 0 and len(chunk) <= _BATCH_MAX and chunk.find(delimiter, after, after + _BATCH_FRAME_MAX + size) >= 0:
             # The next frame is short too: split the fresh chunk in one go.
             pieces = chunk.split(delimiter)
-            head = pieces[0]
             if len(pieces) > 2:
                 self._batch = pieces
                 self._batch_key = delimiter
                 self._batch_next = 1
                 self._batch_len = len(pieces) - 1  # the last piece is unfinished
+        parts: list[bytes | bytearray | memoryview] = [memoryview(self._data)[self._pos :]]
+        parts.append(memoryview(more[0])[self._more_off :])
+        parts.extend(more[i] for i in range(1, k))
+        if k:
+            parts.append(memoryview(chunk)[:j])
         else:
-            head = chunk[off:j]
-        frame = bytes(data[pos:]) + head if type(data) is not bytes else data[pos:] + head
-        self._more.popleft()
-        self._more_off = 0
-        self._more_len -= len(chunk) - off
-        self._data = chunk
-        self._pos = j + size
-        self._skey = None
-        self._mkey = None
-        if mode == _STRIP_CR:
-            return frame[:-1] if frame[-1:] == b"\r" else frame
-        return frame + delimiter if mode == _KEEP else frame
+            parts[1] = parts[1][: j - off]
+        if mode == _KEEP:
+            parts.append(delimiter)
+        elif mode == _STRIP_CR:
+            # Drop one b"\r" before the b"\n", wherever the pieces put it.
+            for index in range(len(parts) - 1, -1, -1):
+                if len(parts[index]):
+                    if parts[index][-1] == 13:
+                        parts[index] = memoryview(parts[index])[:-1]
+                    break
+        frame = b"".join(parts)
+        del parts
+        for _ in range(k):
+            self._more_len -= len(more.popleft()) - self._more_off
+            self._more_off = 0
+        self._more_len -= after - self._more_off
+        self._more_off = after
+        self._adopt_next()
+        return frame
 
     def _find_any(self, delimiters: tuple[bytes, ...]) -> tuple[int, int]:
         """Return (index, length) of the winning match, (-1, 0) if none is
