@@ -200,60 +200,34 @@ class BufferedStream(trio.abc.Stream):
     async def _receive_more(self, take: Take, args: tuple[Any, ...], expected: int | None) -> bytes:
         """Read until ``take(*args)`` gives a frame; every read is a checkpoint."""
         buffer = self._buffer
-        transport = self.transport_stream
-        size = self.receive_size
         while True:
             if self._state & _CLOSED:
                 raise trio.ClosedResourceError("this BufferedStream was closed")
             if buffer.eof:
                 raise IncompleteReadError(buffer.peek(), expected)
-            # _fill, inlined (once per transport read).
-            room = buffer.capacity - len(buffer)
-            data = await transport.receive_some(size if room >= size else (room or 1))
-            if data:
-                buffer.feed(data)
-            else:
-                buffer.feed_eof()
+            await self._fill()
             frame = take(*args)
             if frame is not None:
                 return frame
 
-    async def _next_frame_slow(self, take: Take, args: tuple[Any, ...]) -> bytes:
+    async def _next_frame_slow(self, take: Take, args: tuple[Any, ...]) -> bytes | None:
         """Refill for the frame iterators: read until a frame is complete.
 
-        Each read is a full checkpoint. Ends the iteration (after a
-        checkpoint) at a clean EOF; raises `IncompleteReadError` at EOF
-        inside a frame.
+        Each read is a full checkpoint. Returns None at a clean EOF (after a
+        checkpoint, also when EOF was already known); raises
+        `IncompleteReadError` at EOF inside a frame.
         """
         if self._state:
             await self._refuse()
         self._state = _RECEIVING
         try:
-            buffer = self._buffer
-            if buffer.eof:
-                await checkpoint()
-                if buffer:
-                    raise IncompleteReadError(buffer.peek(), None)
-                raise StopAsyncIteration
-            transport = self.transport_stream
-            size = self.receive_size
-            while True:
-                # _receive_more, inlined (once per transport read).
-                room = buffer.capacity - len(buffer)
-                data = await transport.receive_some(size if room >= size else (room or 1))
-                if data:
-                    buffer.feed(data)
-                else:
-                    buffer.feed_eof()
-                frame = take(*args)
-                if frame is not None:
-                    return frame
-                if buffer.eof:
-                    if buffer:
-                        raise IncompleteReadError(buffer.peek(), None)
-                    raise StopAsyncIteration
-                if self._state & _CLOSED:
-                    raise trio.ClosedResourceError("this BufferedStream was closed")
+            if self._buffer.eof:
+                await checkpoint()  # no read will come: still a checkpoint
+            return await self._receive_more(take, args, None)
+        except IncompleteReadError as exc:
+            if exc.partial:
+                raise
+            return None
         finally:
             self._state &= _CLOSED
 
@@ -726,4 +700,7 @@ class FrameIterator:
                 raise
             if frame is not None:
                 return frame
-        return await stream._next_frame_slow(self._take, self._args)
+        frame = await stream._next_frame_slow(self._take, self._args)
+        if frame is None:
+            raise StopAsyncIteration
+        return frame
