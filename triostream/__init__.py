@@ -4,15 +4,38 @@ The public API is re-exported here; the modules behind it are private.
 """
 
 from ._buffer import ReceiveBuffer, normalize_delimiters
-from ._errors import FrameTooLongError, IncompleteReadError
+from ._channel import FrameChannel
+from ._codecs import (
+    Codec,
+    Decoder,
+    Delimited,
+    FixedSize,
+    FrameDecoder,
+    LengthPrefixed,
+    Lines,
+    Netstring,
+    VarintPrefixed,
+)
+from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError
 from ._stream import BufferedStream, FrameIterator
 
 __all__ = [
     "BufferedStream",
+    "Codec",
+    "CorruptFrameError",
+    "Decoder",
+    "Delimited",
+    "FixedSize",
+    "FrameChannel",
+    "FrameDecoder",
     "FrameIterator",
     "FrameTooLongError",
     "IncompleteReadError",
+    "LengthPrefixed",
+    "Lines",
+    "Netstring",
     "ReceiveBuffer",
+    "VarintPrefixed",
     "normalize_delimiters",
 ]
 

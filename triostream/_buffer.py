@@ -123,6 +123,7 @@ class ReceiveBuffer:
         "_batch_window",
         "_data",
         "_eof",
+        "_fed",
         "_gen",
         "_mfound",
         "_mkey",
@@ -166,6 +167,7 @@ class ReceiveBuffer:
         self._qgen = self._qpos = self._qsearched = self._qtotal = 0
         self._qcarry = b""
         self._eof = False
+        self._fed = 0  # bytes fed in all (minus unreceived ones): gives `offset`
         self.capacity = capacity
         # Single-delimiter search memory: searching _skey from _snext (an index
         # into _data) finds the next occurrence, i.e. there is none starting
@@ -204,6 +206,13 @@ class ReceiveBuffer:
         return self._eof
 
     @property
+    def offset(self) -> int:
+        """The stream offset of the next byte to be consumed: how many bytes
+        were consumed so far (bytes pushed back with `unreceive` count as
+        not consumed). For error messages such as `CorruptFrameError`'s."""
+        return self._fed - len(self)
+
+    @property
     def room(self) -> int:
         """How many bytes can be fed before reaching `capacity` (never negative)."""
         room = self.capacity - len(self)
@@ -223,6 +232,7 @@ class ReceiveBuffer:
             return
         if self._eof:
             raise RuntimeError("data fed after EOF")
+        self._fed += size
         if not self._more_len and len(self._data) == self._pos and type(chunk) is bytes:
             # Everything before was consumed: adopt the chunk, no copy. The
             # search memory is about consumed bytes: forget it.
@@ -314,6 +324,7 @@ class ReceiveBuffer:
         if not len(data):
             return
         self._merge_all()
+        self._fed += len(data)
         merged = bytearray(data)
         merged += memoryview(self._data)[self._pos :]
         self._data = merged
@@ -368,6 +379,84 @@ class ReceiveBuffer:
         if max_bytes is not None and max_bytes < stop - pos:
             stop = pos + max(max_bytes, 0)
         return bytes(self._data[pos:stop])
+
+    # ------------------------------------------------- the cursor (for codecs)
+
+    def view(self) -> tuple[bytes | bytearray, int]:
+        """``(data, pos)``: the next bytes are ``data[pos:]`` (more may follow in
+        the queue, see `make_contiguous`). For decoders that parse in place;
+        indices into ``data`` are valid until the buffer is changed."""
+        return self._data, self._pos
+
+    def make_contiguous(self, n: int) -> bool:
+        """Make the next ``n`` bytes contiguous in `view`, joining queued chunks
+        as needed; False (with everything buffered joined) if fewer than ``n``
+        bytes are buffered. Amortized O(bytes joined)."""
+        while len(self._data) - self._pos < n:
+            if not self._more:
+                return False
+            self._merge_next()
+        return True
+
+    def cut(self, start: int, stop: int, consume_to: int) -> bytes:
+        """Consume ``view()`` data through index ``consume_to`` and return
+        ``data[start:stop]`` as bytes (``pos <= start <= stop <= consume_to``)."""
+        return self._cut(start, stop, consume_to)
+
+    def byte_at(self, index: int) -> int:
+        """The buffered byte ``index`` bytes ahead of the next one to be
+        consumed, without consuming or copying anything; IndexError if fewer
+        are buffered."""
+        data = self._data
+        at = self._pos + index
+        if at < len(data):
+            return data[at]
+        at -= len(data)
+        off = self._more_off
+        for chunk in self._more:
+            if at < len(chunk) - off:
+                return chunk[off + at]
+            at -= len(chunk) - off
+            off = 0
+        raise IndexError("not that many bytes buffered")
+
+    def peek_prefix(self, n: int) -> bytes | None:
+        """The next ``n`` buffered bytes (not consumed), or None if fewer are
+        buffered. Costs O(n): unlike `peek`, it joins nothing in the buffer."""
+        if n > len(self):
+            return None
+        data = self._data
+        pos = self._pos
+        if pos + n <= len(data):
+            return bytes(data[pos : pos + n])
+        parts = [bytes(data[pos:])]
+        need = n - len(parts[0])
+        off = self._more_off
+        for chunk in self._more:
+            piece = chunk[off : off + need]
+            parts.append(piece)
+            need -= len(piece)
+            off = 0
+            if not need:
+                break
+        return b"".join(parts)
+
+    def skip(self, n: int) -> int:
+        """Consume and drop up to ``n`` bytes without copying them; returns
+        how many were dropped (fewer than ``n`` only if fewer are buffered)."""
+        dropped = 0
+        while dropped < n:
+            pos = self._pos
+            step = min(n - dropped, len(self._data) - pos)
+            if step:
+                if self._batch_len:
+                    self._drop_batch()
+                self._pos = pos + step
+                dropped += step
+            if dropped == n or not self._more:
+                break
+            self._adopt_next()
+        return dropped
 
     def take_some(self, max_bytes: int | None = None) -> bytes:
         """Consume and return up to ``max_bytes`` buffered bytes (all if None).

@@ -9,7 +9,7 @@ This module imports nothing from trio so that the pure layers can raise them.
 
 from __future__ import annotations
 
-__all__ = ["FrameTooLongError", "IncompleteReadError"]
+__all__ = ["CorruptFrameError", "FrameTooLongError", "IncompleteReadError"]
 
 
 class IncompleteReadError(EOFError):
@@ -55,3 +55,24 @@ class FrameTooLongError(ValueError):
 
     def __reduce__(self) -> tuple[type[FrameTooLongError], tuple[int, str]]:
         return (type(self), (self.max_size, str(self)))
+
+
+class CorruptFrameError(ValueError):
+    """The bytes on the wire break the framing (a codec's rules).
+
+    The message says what was wrong and at which stream offset; the offset is
+    also ``.offset`` (counted in bytes from the start of the stream, as
+    consumed through the buffer). Like the other framing errors it consumes
+    nothing: the offending bytes stay buffered.
+
+    Attributes:
+      offset (int): stream offset of the first offending byte.
+    """
+
+    def __init__(self, message: str, offset: int) -> None:
+        self.offset = offset
+        super().__init__(f"{message} (at stream offset {offset})")
+        self.reason = message
+
+    def __reduce__(self) -> tuple[type[CorruptFrameError], tuple[str, int]]:
+        return (type(self), (self.reason, self.offset))

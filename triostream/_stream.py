@@ -16,6 +16,7 @@ import trio
 from trio.lowlevel import checkpoint
 
 from ._buffer import ReceiveBuffer, normalize_delimiters
+from ._codecs import Codec, FrameDecoder
 from ._errors import FrameTooLongError, IncompleteReadError
 
 __all__ = ["BufferedStream", "FrameIterator"]
@@ -128,6 +129,7 @@ class BufferedStream(trio.abc.Stream):
         self._buffer = ReceiveBuffer(self.max_buffer_size)
         self._state = 0  # _RECEIVING | _CLOSED bits: one test on the hot paths
         self._sending = False
+        self._decoders: dict[Codec, FrameDecoder] = {}
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._buffer)} bytes buffered"
@@ -554,6 +556,53 @@ class BufferedStream(trio.abc.Stream):
         """An async iterator of the lines `receive_line` would return, with
         the checkpoint and cancellation rules of `iter_until`."""
         return FrameIterator(self, self._buffer.take_line, (self._limit(max_size),))
+
+    # ------------------------------------------------------------ codecs
+
+    def _decoder(self, codec: Codec) -> FrameDecoder:
+        """This stream's decoding state for ``codec`` (kept across calls, so a
+        frame being discarded stays discarded)."""
+        decoder = self._decoders.get(codec)
+        if decoder is None:
+            if codec.wire_limit > self.max_buffer_size:
+                raise ValueError(
+                    f"{codec!r} needs max_buffer_size >= {codec.wire_limit}, this stream has {self.max_buffer_size}"
+                )
+            decoder = self._decoders[codec] = codec.decoder()
+        return decoder
+
+    async def receive_frame(self, codec: Codec) -> bytes:
+        """Return the next frame of ``codec`` (see `triostream.Lines`,
+        `triostream.LengthPrefixed`, ...). A full checkpoint; all or nothing.
+
+        Raises:
+          FrameTooLongError: a frame over the codec's ``max_size`` (with
+            ``on_too_long="discard"``: raised once, after the frame was skipped).
+          CorruptFrameError: bytes that break the framing.
+          IncompleteReadError: EOF before a whole frame (``.partial == b""``
+            at a clean EOF between frames).
+          ValueError: the codec's frames cannot fit ``max_buffer_size``.
+          trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
+        """
+        decoder = self._decoder(codec)
+        return await self._receive(decoder.decode, (self._buffer,))
+
+    def receive_frame_nowait(self, codec: Codec) -> bytes:
+        """`receive_frame` from the buffer only (not a checkpoint); raises
+        `trio.WouldBlock` when no whole frame is buffered."""
+        if self._state:
+            self._refuse_nowait()
+        frame = self._decoder(codec).decode(self._buffer)
+        if frame is None:
+            self._no_frame(None)
+        return frame
+
+    def frames(self, codec: Codec) -> FrameIterator:
+        """An async iterator of ``codec``'s frames, with the checkpoint and
+        cancellation rules of `iter_until`: buffered frames come without a
+        checkpoint, each transport read is a full checkpoint, a cancellation
+        loses no frame, a clean EOF between frames ends the iteration."""
+        return FrameIterator(self, self._decoder(codec).bind(self._buffer), ())
 
     # ------------------------------------------------------ buffer access
 
