@@ -31,7 +31,7 @@ import trio
 if importlib.util.find_spec("triostream") is None:  # run from a checkout without installing it
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import triostream
-from triostream import BufferedStream, IncompleteReadError
+from triostream import BufferedStream, IncompleteReadError, LengthPrefixed
 
 PEERS: dict[str, str | None] = {}  # peer -> version, or None when it is not installed
 
@@ -464,6 +464,16 @@ async def ts_iter_lines(stream: trio.abc.Stream, wl: Workload) -> Tally:
     return frames, nbytes
 
 
+async def ts_iter_frames(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    """``frames(LengthPrefixed(...))``: the framing codec's fast iterator."""
+    frames = nbytes = 0
+    s = _buffered(stream, wl)
+    async for payload in s.frames(LengthPrefixed(s.max_buffer_size - 4)):
+        frames += 1
+        nbytes += len(payload)
+    return frames, nbytes
+
+
 async def ts_iter_until(stream: trio.abc.Stream, wl: Workload) -> Tally:
     frames = nbytes = 0
     async for line in _buffered(stream, wl).iter_until(b"\n"):
@@ -749,7 +759,11 @@ def build_methods(anyio_backend: str) -> list[Method]:
             (on_trio(ts_nowait_exactly), "receive_exactly_nowait()"),
         ),
         Method(TS_NOWAIT_UNTIL, (on_trio(ts_nowait_until), "receive_until_nowait(b'\\n')")),
-        Method(TS_ITER, (on_trio(ts_iter_lines), "async for in lines()")),
+        Method(
+            TS_ITER,
+            (on_trio(ts_iter_lines), "async for in lines()"),
+            (on_trio(ts_iter_frames), "async for in frames(LengthPrefixed)"),
+        ),
         Method(TS_ITER_UNTIL, (on_trio(ts_iter_until), "async for in iter_until(b'\\n')")),
     ]
     peers = [
@@ -949,6 +963,14 @@ def compute_targets(workloads: list[Workload], methods: list[Method], results: R
             if ratio is not None and results.checkpoint_ns:
                 ratio /= min(results.checkpoint_ns)
             targets.append(Target(f"{m} per frame / bare checkpoint at {CHECKPOINT_WORKLOAD}", ratio, 1.2, False))
+    # Framing: frames(LengthPrefixed) against uvloop-asyncio and the baseline.
+    if "prefixed-64B" in names:
+        uv = next((m.name for m in methods if m.name == "uvloop" and m.skipped is None), None)
+        ratio = throughput_ratio(results, "prefixed-64B", TS_ITER, uv) if uv else None
+        targets.append(Target(f"{TS_ITER} frames(LengthPrefixed) vs uvloop at prefixed-64B", ratio, 1.5, True))
+    if "prefixed-4KiB" in names:
+        ratio = throughput_ratio(results, "prefixed-4KiB", TS_ITER, BASELINE)
+        targets.append(Target(f"{TS_ITER} frames(LengthPrefixed) vs baseline at prefixed-4KiB", ratio, 0.9, True))
     ratios = scaling_ratios(workloads, methods, results)
     for group in sorted({w.group for w in workloads if w.group.startswith("scale-")}):
         for m in TRIOSTREAM_METHODS:

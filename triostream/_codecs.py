@@ -388,28 +388,41 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         self._include = codec.include_header
 
     def decode(self, buffer: ReceiveBuffer) -> bytes | None:
+        # The hot path of length-prefixed streams: a frame whole in the
+        # buffer's current chunk is parsed and sliced in place (reading the
+        # buffer's cursor directly; both classes are the pure layer).
+        data = buffer._data
+        pos = buffer._pos
+        start = pos + self._header
+        if start <= len(data) and not self._skip_left:
+            body = int.from_bytes(data[pos + self._field : start], self._byteorder) + self._adjustment
+            end = start + body
+            if end <= len(data) and 0 <= body <= self.max_size and not buffer._batch_len and type(data) is bytes:
+                buffer._pos = end
+                return data[pos if self._include else start : end]
+        return self._decode(buffer)
+
+    def _decode(self, buffer: ReceiveBuffer) -> bytes | None:
         if self._skip_left:
             return self._skip(buffer)
         header = self._header
+        if not buffer.make_contiguous(header):
+            return None
         data, pos = buffer.view()
-        if pos + header > len(data):
-            if not buffer.make_contiguous(header):
-                return None
-            data, pos = buffer.view()
         start = pos + header
         body = int.from_bytes(data[pos + self._field : start], self._byteorder) + self._adjustment
         if body < 0:
             raise CorruptFrameError(f"length field gives a negative body size ({body})", buffer.offset + self._field)
         if body > self.max_size:
             return self._too_long(buffer, body, header + body)
-        end = start + body
-        if end > len(data):
-            if not buffer.make_contiguous(header + body):
-                return None
-            data, pos = buffer.view()
-            start = pos + header
-            end = start + body
-        return buffer.cut(pos if self._include else start, end, end)
+        if len(buffer) < header + body:
+            return None
+        # The frame spans chunks: copy just the frame (the chunk it ends in
+        # becomes the buffer's current chunk without a copy).
+        if self._include:
+            return buffer.take_exactly(header + body)
+        buffer.skip(header)
+        return buffer.take_exactly(body)
 
 
 class FixedSize(Codec):
