@@ -117,6 +117,18 @@ async def test_channel_round_trip_over_memory_streams() -> None:
         await a.send(b"late")
 
 
+async def test_channel_send_and_receive_are_checkpoints() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    a, b = FrameChannel(left, Lines(100)), FrameChannel(right, Lines(100))
+    with trio.testing.assert_checkpoints():
+        await a.send(b"one")
+    await a.send(b"two")
+    with trio.testing.assert_checkpoints():
+        assert await b.receive() == b"one"  # reads the transport
+    with trio.testing.assert_checkpoints():
+        assert await b.receive() == b"two"  # already buffered
+
+
 async def test_channel_truncated_last_frame() -> None:
     channel = FrameChannel(ScriptedStream([b"2:ok,5:abc"]), Netstring(100))
     assert [f async for f in _until_error(channel)] == [b"ok"]

@@ -180,7 +180,7 @@ class Delimited(Codec):
         return wire
 
     def decoder(self) -> FrameDecoder:
-        return _DelimitedDecoder(self, self.delimiters, False)
+        return _DelimitedDecoder(self, lines=False)
 
 
 class Lines(Delimited):
@@ -209,13 +209,13 @@ class Lines(Delimited):
         return super().encode(frame)
 
     def decoder(self) -> FrameDecoder:
-        return _DelimitedDecoder(self, self.delimiters, self.strip_cr)
+        return _DelimitedDecoder(self, lines=self.strip_cr)
 
 
 class _DelimitedDecoder(FrameDecoder):
     __slots__ = ("_codec", "_discarding", "_lines")
 
-    def __init__(self, codec: Delimited, delimiters: Delimiters, lines: bool) -> None:
+    def __init__(self, codec: Delimited, *, lines: bool) -> None:
         self._codec = codec
         self._lines = lines
         self._discarding = False
