@@ -31,6 +31,7 @@ Errors (nothing consumed unless said):
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -374,8 +375,11 @@ class LengthPrefixed(Codec):
         return _LengthPrefixedDecoder(self)
 
 
+_STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
 class _LengthPrefixedDecoder(_SizedDecoder):
-    __slots__ = ("_adjustment", "_byteorder", "_field", "_header", "_include", "max_size", "on_too_long")
+    __slots__ = ("_adjustment", "_byteorder", "_field", "_header", "_include", "_unpack", "max_size", "on_too_long")
 
     def __init__(self, codec: LengthPrefixed) -> None:
         super().__init__()
@@ -386,6 +390,13 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         self._byteorder = codec.byteorder
         self._adjustment = codec.length_adjustment
         self._include = codec.include_header
+        code = _STRUCT_CODES.get(codec.length_size)
+        prefix = ">" if codec.byteorder == "big" else "<"
+        # Reads the length field in place (no slice); 3-byte fields slice.
+        self._unpack = struct.Struct(prefix + code).unpack_from if code else self._unpack_slice
+
+    def _unpack_slice(self, data: bytes | bytearray, offset: int) -> tuple[int]:
+        return (int.from_bytes(data[offset : offset + self._header - self._field], self._byteorder),)
 
     def decode(self, buffer: ReceiveBuffer) -> bytes | None:
         # The hot path of length-prefixed streams: a frame whole in the
@@ -395,7 +406,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         pos = buffer._pos
         start = pos + self._header
         if start <= len(data) and not self._skip_left:
-            body = int.from_bytes(data[pos + self._field : start], self._byteorder) + self._adjustment
+            body = self._unpack(data, pos + self._field)[0] + self._adjustment
             end = start + body
             if end <= len(data) and 0 <= body <= self.max_size and not buffer._batch_len and type(data) is bytes:
                 buffer._pos = end
