@@ -16,12 +16,15 @@ from ._codecs import (
     Netstring,
     VarintPrefixed,
 )
+from ._connection import CloseReason, Connection, WriteBufferFullError, open_connection
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError
 from ._stream import BufferedStream, FrameIterator
 
 __all__ = [
     "BufferedStream",
+    "CloseReason",
     "Codec",
+    "Connection",
     "CorruptFrameError",
     "Decoder",
     "Delimited",
@@ -36,7 +39,9 @@ __all__ = [
     "Netstring",
     "ReceiveBuffer",
     "VarintPrefixed",
+    "WriteBufferFullError",
     "normalize_delimiters",
+    "open_connection",
 ]
 
 __version__ = "0.1.0"

@@ -109,6 +109,10 @@ class BufferedStream(trio.abc.Stream):
     the buffer by the ``*_nowait`` methods, which do not touch the transport.
     """
 
+    # Subclasses whose bytes come from elsewhere (a read-ahead task) set this
+    # False: every read then goes through _fill.
+    _direct_reads = True
+
     def __new__(cls, transport_stream: trio.abc.Stream, **kwargs: int) -> BufferedStream:
         # Over a half-closeable transport, be one too (isinstance checks, such
         # as trio.testing.check_half_closeable_stream's, see it).
@@ -261,6 +265,11 @@ class BufferedStream(trio.abc.Stream):
                 if self._state & _CLOSED:
                     raise trio.ClosedResourceError("this BufferedStream was closed")
                 return buffer.take_some(max_bytes)
+            if not self._direct_reads:
+                await self._fill()  # a checkpoint
+                if buffer:
+                    return buffer.take_some(max_bytes)
+                return b""
             # Nothing buffered: read the transport directly (its receive_some
             # is the checkpoint), without copying through the buffer.
             data = await self.transport_stream.receive_some(max_bytes or self.receive_size)
@@ -340,6 +349,10 @@ class BufferedStream(trio.abc.Stream):
                     if stored.eof:
                         raise IncompleteReadError(bytes(view[:got]), need)
                     want = need - got
+                    if not self._direct_reads:
+                        await self._fill()
+                        got += stored.take_into(view[got:])
+                        continue
                     data = await self.transport_stream.receive_some(min(self.receive_size, want + stored.room))
                     if not data:
                         stored.feed_eof()

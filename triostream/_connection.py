@@ -1,0 +1,478 @@
+"""`Connection`: a `BufferedStream` with a lifecycle, run by helper tasks.
+
+``async with open_connection(stream) as conn:`` starts, in a nursery owned
+by that block, a *reader* task (read-ahead: peer EOF and resets are noticed
+while the application is busy) and a *writer* task (``write()`` queues,
+the writer coalesces and sends), plus a watchdog when an idle timeout is
+set. Leaving the block by any path ends them all.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+from trio.lowlevel import checkpoint
+
+from ._stream import _CLOSED, BufferedStream
+
+__all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection"]
+
+log = logging.getLogger("triostream")
+
+# Errors of the transport itself: they end the connection, not the program.
+TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+# Small writes are joined into sends of up to this many bytes; a write this
+# large or larger is sent on its own, without a copy.
+_COALESCE = 64 * 1024
+
+
+class WriteBufferFullError(trio.BusyResourceError):
+    """`Connection.write` would grow the write queue past
+    ``max_write_buffer_size``. Nothing was queued; `drain` first."""
+
+
+class CloseReason(enum.Enum):
+    """Why a `Connection` ended (`Connection.close_reason`)."""
+
+    LOCAL = "closed locally"
+    PEER_EOF = "the peer ended the stream"
+    TIMEOUT = "timed out"
+    ERROR = "transport error"
+
+
+class Connection(BufferedStream):
+    """A buffered stream with read-ahead, a write queue and a close lifecycle.
+
+    Create it with `open_connection` (or `connect_tcp`, `serve_tcp`): its
+    helper tasks need the nursery that block provides. Every receive method
+    of `BufferedStream` works the same (same contract: all or nothing, full
+    checkpoints, `trio.BusyResourceError` on concurrent receives).
+
+    **Reading.** With ``read_ahead`` (default) a helper task keeps reading
+    while the buffer has room (never past ``max_buffer_size``: a slow
+    consumer pushes back on the peer through TCP). Receives take from the
+    buffer and wait for the reader when they need more.
+
+    **Writing.** `write` queues bytes at once (no checkpoint) and raises
+    `WriteBufferFullError` rather than queue past ``max_write_buffer_size``;
+    a helper task sends the queue, joining small writes into one transport
+    send and sending large ones without a copy. `drain` waits until the queue
+    is at most ``write_low_water`` bytes (`flush`: empty); `send_all` queues
+    and then waits like `drain` when the queue is over ``write_high_water``.
+
+    **Closing.** `aclose` stops new writes, flushes the queue (for at most
+    ``close_timeout`` seconds), sends EOF when the transport can, closes the
+    transport and ends the helpers; ``trio.aclose_forcefully(conn)`` drops
+    the queue. `closed`, `wait_closed`, `close_reason` (a `CloseReason`) and
+    `close_error` tell what happened; `add_close_callback` registers
+    synchronous callbacks run once, in order, when it closes (an exception in
+    one is logged and the others still run).
+
+    **Errors.** A transport error in a helper task does not escape as an
+    exception group: it closes the connection (reason `CloseReason.ERROR`,
+    `close_error` set) and every later receive or send raises
+    `trio.BrokenResourceError` chained from it, receives only after the
+    bytes that arrived before the error have been delivered. Any other
+    exception in a helper is a bug and propagates through the nursery.
+
+    **Timeouts** (seconds, None for none): ``idle_timeout`` (no byte either
+    way), ``read_timeout`` (a receive waiting that long for the rest of its
+    frame: slowloris) and ``write_timeout`` (one transport send blocked that
+    long: a peer not reading) each close the connection with
+    `CloseReason.TIMEOUT`.
+
+    Peer EOF does not close the connection by itself (TCP can half-close:
+    you may still send); `peer_eof` tells, and `close_reason` is
+    `CloseReason.PEER_EOF` if the peer had ended before the close.
+    """
+
+    _direct_reads = False
+
+    def __init__(
+        self,
+        transport_stream: trio.abc.Stream,
+        *,
+        max_buffer_size: int = 65536,
+        receive_size: int = 65536,
+        max_write_buffer_size: int = 1 << 20,
+        write_high_water: int = 65536,
+        write_low_water: int | None = None,
+        read_ahead: bool = True,
+        idle_timeout: float | None = None,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
+        close_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(transport_stream, max_buffer_size=max_buffer_size, receive_size=receive_size)
+        if write_low_water is None:
+            write_low_water = write_high_water // 4
+        if not 0 <= write_low_water <= write_high_water <= max_write_buffer_size:
+            raise ValueError("need 0 <= write_low_water <= write_high_water <= max_write_buffer_size")
+        self.max_write_buffer_size = max_write_buffer_size
+        self.write_high_water = write_high_water
+        self.write_low_water = write_low_water
+        self.read_ahead = read_ahead
+        self.idle_timeout = idle_timeout
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        self.close_timeout = close_timeout
+        self._queue: deque[bytes] = deque()
+        self._queued = 0  # bytes queued and not yet sent
+        self._data_arrived = trio.Event()  # replaced after each wake-up
+        self._room_made = trio.Event()
+        self._queue_changed = trio.Event()
+        self._closed_event = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._closing = False
+        self._error: BaseException | None = None
+        self._reason: CloseReason | None = None
+        self._callbacks: list[Callable[[Connection], object]] = []
+        self._last_activity = trio.current_time()
+        self._wait_offset = -1
+        self._wait_start = 0.0
+        self._want_data = False
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection ended (closed locally, failed or timed out)."""
+        return self._closed_event.is_set()
+
+    @property
+    def close_reason(self) -> CloseReason | None:
+        """Why it ended, or None while open."""
+        return self._reason
+
+    @property
+    def close_error(self) -> BaseException | None:
+        """The exception that ended it (transport error, or a `trio.TooSlowError`
+        for a timeout), or None."""
+        return self._error
+
+    @property
+    def peer_eof(self) -> bool:
+        """True once the peer ended its side (everything it sent is buffered)."""
+        return self._buffer.eof
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes written and not yet handed to the transport."""
+        return self._queued
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has ended (a checkpoint)."""
+        await self._closed_event.wait()
+
+    def add_close_callback(self, callback: Callable[[Connection], object]) -> None:
+        """Call ``callback(conn)`` once when the connection ends (at once if it
+        already has). Callbacks run in registration order; one that raises is
+        logged and does not stop the others."""
+        if self.closed:
+            self._run_callback(callback)
+        else:
+            self._callbacks.append(callback)
+
+    def _run_callback(self, callback: Callable[[Connection], object]) -> None:
+        try:
+            callback(self)
+        except Exception:
+            log.exception("close callback %r of %r failed", callback, self)
+
+    def _broken(self) -> trio.BrokenResourceError:
+        exc = trio.BrokenResourceError(f"connection ended: {self._reason.value if self._reason else 'closed'}")
+        exc.__cause__ = self._error
+        return exc
+
+    def _end(self, reason: CloseReason, error: BaseException | None = None) -> None:
+        """Mark the connection ended (first cause wins) and wake everyone."""
+        if self._reason is None:
+            if reason is CloseReason.LOCAL and self._buffer.eof:
+                reason = CloseReason.PEER_EOF
+            self._reason = reason
+            self._error = error
+        self._closing = True
+        self._data_arrived.set()
+        self._queue_changed.set()
+        self._room_made.set()
+        if not self._closed_event.is_set():
+            self._closed_event.set()
+            callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                self._run_callback(callback)
+
+    def _fail(self, reason: CloseReason, error: BaseException) -> None:
+        """A helper hit a transport error or a timeout: end the connection
+        and close the transport (in a helper task). The helpers then end on
+        their own; the nursery is not cancelled, since the ``async with``
+        body runs inside it."""
+        already = self.closed
+        self._end(reason, error)
+        if not already and self._nursery is not None:
+            self._nursery.start_soon(trio.aclose_forcefully, self.transport_stream)
+
+    # ------------------------------------------------------------ helpers
+
+    def _start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        if self.read_ahead:
+            nursery.start_soon(self._reader)
+        nursery.start_soon(self._writer)
+        if self.idle_timeout is not None:
+            nursery.start_soon(self._watchdog)
+
+    async def _reader(self) -> None:
+        buffer = self._buffer
+        transport = self.transport_stream
+        try:
+            while not buffer.eof and not self._closing:
+                room = buffer.room
+                if not room:
+                    if not self._want_data:
+                        self._room_made = trio.Event()
+                        await self._room_made.wait()
+                        continue
+                    room = 1  # receive_until_eof's probe past a full buffer
+                self._want_data = False
+                data = await transport.receive_some(min(room, self.receive_size))
+                self._last_activity = trio.current_time()
+                if data:
+                    buffer.feed(data)
+                else:
+                    buffer.feed_eof()
+                self._data_arrived.set()
+                self._data_arrived = trio.Event()
+        except TRANSPORT_ERRORS as exc:
+            if not self._closing:
+                self._fail(CloseReason.ERROR, exc)
+            self._data_arrived.set()
+
+    async def _writer(self) -> None:
+        queue = self._queue
+        transport = self.transport_stream
+        try:
+            while True:
+                if not queue:
+                    if self._closing:
+                        return
+                    self._queue_changed = trio.Event()
+                    await self._queue_changed.wait()
+                    continue
+                # Coalesce small writes; send a large one on its own.
+                data = queue.popleft()
+                if len(data) < _COALESCE and queue and len(queue[0]) < _COALESCE:
+                    parts = [data]
+                    size = len(data)
+                    while queue and size + len(queue[0]) <= _COALESCE:
+                        chunk = queue.popleft()
+                        parts.append(chunk)
+                        size += len(chunk)
+                    data = b"".join(parts)
+                if self.write_timeout is None:
+                    await transport.send_all(data)
+                else:
+                    with trio.move_on_after(self.write_timeout) as scope:
+                        await transport.send_all(data)
+                    if scope.cancelled_caught:
+                        self._fail(CloseReason.TIMEOUT, trio.TooSlowError("write timed out: the peer is not reading"))
+                        return
+                self._queued -= len(data)
+                self._last_activity = trio.current_time()
+                self._queue_changed.set()
+        except TRANSPORT_ERRORS as exc:
+            if not self._closing:
+                self._fail(CloseReason.ERROR, exc)
+
+    async def _watchdog(self) -> None:
+        assert self.idle_timeout is not None
+        while not self.closed:
+            deadline = self._last_activity + self.idle_timeout
+            if trio.current_time() >= deadline:
+                self._fail(CloseReason.TIMEOUT, trio.TooSlowError("idle timeout: no bytes either way"))
+                return
+            with trio.move_on_at(deadline):
+                await self._closed_event.wait()
+
+    async def _fill(self) -> None:
+        """Wait for the reader to bring more bytes (a checkpoint)."""
+        if not self.read_ahead:
+            if self.closed and self._reason is not CloseReason.LOCAL:
+                await checkpoint()
+                raise self._broken()
+            try:
+                await super()._fill()
+            except TRANSPORT_ERRORS as exc:
+                if self._state & _CLOSED:
+                    raise
+                self._fail(CloseReason.ERROR, exc)
+                raise self._broken() from exc
+            self._last_activity = trio.current_time()
+            return
+        if self._error is not None or (self.closed and not self._buffer.eof):
+            await checkpoint()
+            raise self._broken()
+        self._want_data = True
+        self._room_made.set()
+        arrived = self._data_arrived
+        if self.read_timeout is None:
+            await arrived.wait()
+            return
+        # Slowloris: the wait for the current frame (the buffer's consumption
+        # offset has not moved) may not exceed read_timeout in all.
+        offset = self._buffer.offset
+        if offset != self._wait_offset:
+            self._wait_offset = offset
+            self._wait_start = trio.current_time()
+        with trio.move_on_at(self._wait_start + self.read_timeout):
+            await arrived.wait()
+            return
+        self._fail(CloseReason.TIMEOUT, trio.TooSlowError("read timed out: a frame was not completed in time"))
+        raise self._broken()
+
+    # ------------------------------------------------------------ writing
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` for sending; returns at once (not a checkpoint).
+
+        Raises:
+          WriteBufferFullError: the queue would exceed ``max_write_buffer_size``
+            (nothing is queued).
+          trio.ClosedResourceError: the connection is closing or closed locally.
+          trio.BrokenResourceError: it ended by an error or a timeout.
+        """
+        if self._closing:
+            if self._error is not None:
+                raise self._broken()
+            raise trio.ClosedResourceError("this Connection is closed")
+        size = len(data)
+        if not size:
+            return
+        if self._queued + size > self.max_write_buffer_size:
+            raise WriteBufferFullError(
+                f"{size} more bytes would queue {self._queued + size} > max_write_buffer_size="
+                f"{self.max_write_buffer_size}; await drain() first"
+            )
+        self._queue.append(data if type(data) is bytes else bytes(data))
+        self._queued += size
+        self._queue_changed.set()
+
+    async def drain(self, *, flush: bool = False) -> None:
+        """Wait until at most ``write_low_water`` bytes are queued (none with
+        ``flush``). A full checkpoint. Raises `trio.BrokenResourceError` if the
+        connection ended by an error or timeout with bytes still queued."""
+        target = 0 if flush else self.write_low_water
+        await checkpoint()
+        while self._queued > target:
+            if self._error is not None:
+                raise self._broken()
+            if self.closed:
+                raise trio.ClosedResourceError("this Connection is closed")
+            self._queue_changed = trio.Event()
+            await self._queue_changed.wait()
+
+    async def flush(self) -> None:
+        """Wait until everything written has been handed to the transport."""
+        await self.drain(flush=True)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data``, then wait like `drain` if the queue is over
+        ``write_high_water`` (backpressure). A full checkpoint.
+
+        Unlike a raw Trio stream, returning does not mean the bytes reached
+        the transport: `flush` for that. Data larger than
+        ``max_write_buffer_size`` is queued in pieces as room frees up.
+        """
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this Connection")
+        self._sending = True
+        try:
+            view = memoryview(data).cast("B") if type(data) is not bytes else data
+            start = 0
+            await checkpoint()
+            while start < len(view):
+                room = self.max_write_buffer_size - self._queued
+                if room <= 0:
+                    await self.drain()
+                    continue
+                self.write(view[start : start + room])
+                start += room
+            if self._queued > self.write_high_water:
+                await self.drain()
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Wait until the queue is below the high-water mark (a checkpoint)."""
+        await checkpoint()
+        while self._queued > self.write_high_water and not self.closed:
+            self._queue_changed = trio.Event()
+            await self._queue_changed.wait()
+        if self._error is not None:
+            raise self._broken()
+        if self._closing:
+            raise trio.ClosedResourceError("this Connection is closed")
+
+    async def send_eof(self) -> None:
+        """Flush the queue, then half-close the transport (when it can)."""
+        await self.flush()
+        await super().send_eof()
+
+    # ------------------------------------------------------------ closing
+
+    async def aclose(self) -> None:
+        """Close gracefully: no new writes, flush (at most ``close_timeout``
+        seconds), send EOF where possible, close the transport, end the
+        helpers. Idempotent; cancelled (as in ``trio.aclose_forcefully``) it
+        drops the queue and closes at once."""
+        if self._state & _CLOSED:
+            await checkpoint()
+            return
+        was_ended = self.closed
+        self._closing = True
+        self._queue_changed.set()
+        try:
+            if not was_ended:
+                with trio.move_on_after(self.close_timeout):
+                    await self.flush()
+                    if self.can_send_eof:
+                        await super().send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._end(CloseReason.LOCAL)
+            self._queue.clear()
+            self._queued = 0
+            # Closing the transport also ends the helpers (they see the
+            # connection closing, or their transport call fails).
+            await super().aclose()
+
+
+@asynccontextmanager
+async def open_connection(transport_stream: trio.abc.Stream, **options: Any) -> AsyncIterator[Connection]:
+    """Run a `Connection` over ``transport_stream`` for the ``async with`` block.
+
+    The helper tasks live in a nursery owned by the block. Leaving it
+    normally closes the connection gracefully (`Connection.aclose`); leaving
+    it by an exception or a cancellation closes it at once (the write queue
+    is dropped). Either way every helper task has ended when the block exits.
+    Options are those of `Connection`.
+    """
+    conn = Connection(transport_stream, **options)
+    async with trio.open_nursery() as nursery:
+        conn._start(nursery)
+        try:
+            yield conn
+        except BaseException:
+            await trio.aclose_forcefully(conn)
+            raise
+        else:
+            await conn.aclose()
+        finally:
+            nursery.cancel_scope.cancel()
