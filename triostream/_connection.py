@@ -19,7 +19,7 @@ from typing import Any
 import trio
 from trio.lowlevel import checkpoint
 
-from ._stream import _CLOSED, BufferedStream
+from ._stream import _CLOSED, _RECEIVING, BufferedStream
 
 __all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection"]
 
@@ -110,6 +110,8 @@ class Connection(BufferedStream):
         write_timeout: float | None = None,
         close_timeout: float = 10.0,
     ) -> None:
+        self._reader_waiting = False
+        self._room_made = trio.Event()
         super().__init__(transport_stream, max_buffer_size=max_buffer_size, receive_size=receive_size)
         if write_low_water is None:
             write_low_water = write_high_water // 4
@@ -126,7 +128,6 @@ class Connection(BufferedStream):
         self._queue: deque[bytes] = deque()
         self._queued = 0  # bytes queued and not yet sent
         self._data_arrived = trio.Event()  # replaced after each wake-up
-        self._room_made = trio.Event()
         self._queue_changed = trio.Event()
         self._closed_event = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -139,7 +140,22 @@ class Connection(BufferedStream):
         self._wait_start = 0.0
         self._want_data = False
 
+    def __repr__(self) -> str:
+        state = self._reason.value if self._reason else f"open, {len(self._buffer)} bytes buffered"
+        return f"<Connection over {self.transport_stream!r}: {state}, {self._queued} bytes queued>"
+
     # ------------------------------------------------------------ state
+
+    @property  # type: ignore[override]
+    def _state(self) -> int:
+        return self._state_bits
+
+    @_state.setter
+    def _state(self, value: int) -> None:
+        # When a receive ends and made room, wake a reader waiting for room.
+        self._state_bits = value
+        if self._reader_waiting and not value & _RECEIVING and self._buffer.room:
+            self._room_made.set()
 
     @property
     def closed(self) -> bool:
@@ -185,6 +201,19 @@ class Connection(BufferedStream):
             callback(self)
         except Exception:
             log.exception("close callback %r of %r failed", callback, self)
+
+    def _check_open(self) -> None:
+        """After a wait for data: a local close meanwhile ends the receive."""
+        if self._state & _CLOSED:
+            raise trio.ClosedResourceError("this Connection was closed")
+
+    def _refuse_send(self) -> None:
+        """Raise what a send-side call gets once the connection is closing:
+        `trio.ClosedResourceError` after a local close, else a
+        `trio.BrokenResourceError` chained from the error that ended it."""
+        if self._state & _CLOSED or self._error is None:
+            raise trio.ClosedResourceError("this Connection is closed")
+        raise self._broken()
 
     def _broken(self) -> trio.BrokenResourceError:
         exc = trio.BrokenResourceError(f"connection ended: {self._reason.value if self._reason else 'closed'}")
@@ -237,7 +266,11 @@ class Connection(BufferedStream):
                 if not room:
                     if not self._want_data:
                         self._room_made = trio.Event()
-                        await self._room_made.wait()
+                        self._reader_waiting = True
+                        try:
+                            await self._room_made.wait()
+                        finally:
+                            self._reader_waiting = False
                         continue
                     room = 1  # receive_until_eof's probe past a full buffer
                 self._want_data = False
@@ -323,6 +356,7 @@ class Connection(BufferedStream):
         arrived = self._data_arrived
         if self.read_timeout is None:
             await arrived.wait()
+            self._check_open()
             return
         # Slowloris: the wait for the current frame (the buffer's consumption
         # offset has not moved) may not exceed read_timeout in all.
@@ -332,6 +366,7 @@ class Connection(BufferedStream):
             self._wait_start = trio.current_time()
         with trio.move_on_at(self._wait_start + self.read_timeout):
             await arrived.wait()
+            self._check_open()
             return
         self._fail(CloseReason.TIMEOUT, trio.TooSlowError("read timed out: a frame was not completed in time"))
         raise self._broken()
@@ -348,9 +383,7 @@ class Connection(BufferedStream):
           trio.BrokenResourceError: it ended by an error or a timeout.
         """
         if self._closing:
-            if self._error is not None:
-                raise self._broken()
-            raise trio.ClosedResourceError("this Connection is closed")
+            self._refuse_send()
         size = len(data)
         if not size:
             return
@@ -365,15 +398,22 @@ class Connection(BufferedStream):
 
     async def drain(self, *, flush: bool = False) -> None:
         """Wait until at most ``write_low_water`` bytes are queued (none with
-        ``flush``). A full checkpoint. Raises `trio.BrokenResourceError` if the
-        connection ended by an error or timeout with bytes still queued."""
-        target = 0 if flush else self.write_low_water
+        ``flush``). A full checkpoint.
+
+        Raises:
+          trio.BrokenResourceError: the connection ended by an error or a
+            timeout (chained from it).
+          trio.ClosedResourceError: it was closed locally.
+        """
         await checkpoint()
+        if self._closing:
+            self._refuse_send()
+        await self._wait_queue(0 if flush else self.write_low_water)
+
+    async def _wait_queue(self, target: int) -> None:
         while self._queued > target:
-            if self._error is not None:
-                raise self._broken()
             if self.closed:
-                raise trio.ClosedResourceError("this Connection is closed")
+                self._refuse_send()
             self._queue_changed = trio.Event()
             await self._queue_changed.wait()
 
@@ -396,15 +436,17 @@ class Connection(BufferedStream):
             view = memoryview(data).cast("B") if type(data) is not bytes else data
             start = 0
             await checkpoint()
+            if self._closing:
+                self._refuse_send()
             while start < len(view):
                 room = self.max_write_buffer_size - self._queued
                 if room <= 0:
-                    await self.drain()
+                    await self._wait_queue(self.write_low_water)
                     continue
                 self.write(view[start : start + room])
                 start += room
             if self._queued > self.write_high_water:
-                await self.drain()
+                await self._wait_queue(self.write_low_water)
         finally:
             self._sending = False
 
@@ -414,10 +456,8 @@ class Connection(BufferedStream):
         while self._queued > self.write_high_water and not self.closed:
             self._queue_changed = trio.Event()
             await self._queue_changed.wait()
-        if self._error is not None:
-            raise self._broken()
         if self._closing:
-            raise trio.ClosedResourceError("this Connection is closed")
+            self._refuse_send()
 
     async def send_eof(self) -> None:
         """Flush the queue, then half-close the transport (when it can)."""
@@ -440,7 +480,7 @@ class Connection(BufferedStream):
         try:
             if not was_ended:
                 with trio.move_on_after(self.close_timeout):
-                    await self.flush()
+                    await self._wait_queue(0)
                     if self.can_send_eof:
                         await super().send_eof()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -465,14 +505,19 @@ async def open_connection(transport_stream: trio.abc.Stream, **options: Any) -> 
     Options are those of `Connection`.
     """
     conn = Connection(transport_stream, **options)
+    error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         conn._start(nursery)
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
+            # Re-raised below, outside the nursery, so that the block's own
+            # exception is not wrapped in an exception group.
+            error = exc
             await trio.aclose_forcefully(conn)
-            raise
         else:
             await conn.aclose()
         finally:
             nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error

@@ -1,0 +1,360 @@
+"""Connection: read-ahead, write queue, close lifecycle, errors, timeouts."""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+from scripted import ScriptedStream
+
+from triostream import (
+    CloseReason,
+    Connection,
+    IncompleteReadError,
+    WriteBufferFullError,
+    open_connection,
+)
+
+
+@asynccontextmanager
+async def tcp_pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream]]:
+    """A connected pair of real loopback TCP streams."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with listeners[0] as listener:
+        client = await trio.testing.open_stream_to_socket_listener(listener)
+        server = await listener.accept()
+    async with client, server:
+        yield client, server  # type: ignore[misc]
+
+
+class CountingStream(trio.abc.HalfCloseableStream):
+    """Wraps a stream and counts its transport sends."""
+
+    def __init__(self, inner: trio.abc.HalfCloseableStream) -> None:
+        self.inner = inner
+        self.sends = 0
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.sends += 1
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return bytes(await self.inner.receive_some(max_bytes))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def read_all(stream: trio.abc.ReceiveStream) -> bytes:
+    out = bytearray()
+    while chunk := await stream.receive_some():
+        out += chunk
+    return bytes(out)
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def test_receives_over_tcp_with_read_ahead() -> None:
+    async with tcp_pair() as (client, server), open_connection(server, max_buffer_size=1024) as conn:
+        await client.send_all(b"GET /\r\nHost: x\r\n\r\nBODY1234")
+        assert await conn.receive_line() == b"GET /"
+        assert await conn.receive_until(b"\r\n\r\n") == b"Host: x"
+        assert await conn.receive_exactly(8) == b"BODY1234"
+        await client.send_eof()
+        assert await conn.receive_some() == b""
+        assert conn.peer_eof
+
+
+async def test_read_ahead_notices_eof_while_idle_and_respects_max_buffer() -> None:
+    async with tcp_pair() as (client, server), open_connection(server, max_buffer_size=4096) as conn:
+        await client.send_all(b"x" * 100)
+        await client.send_eof()
+        with trio.fail_after(5):
+            while not conn.peer_eof:  # noqa: ASYNC110 - polling on purpose: no receive may run
+                await trio.sleep(0.001)
+        assert conn.peer_eof, "EOF seen without any receive call"
+        assert await conn.receive_until_eof() == b"x" * 100
+
+
+async def test_read_ahead_stops_at_max_buffer_size() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with open_connection(right, max_buffer_size=1000, receive_size=300) as conn:
+        await left.send_all(b"y" * 5000)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(conn.peek()) == 1000, "never past max_buffer_size"
+        assert await conn.receive_exactly(600) == b"y" * 600
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(conn.peek()) == 1000, "reading resumes when room is made"
+
+
+# ---------------------------------------------------------------- writing
+
+
+async def test_write_coalesces_small_writes() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    counting = CountingStream(right)
+    async with open_connection(counting) as conn:
+        for i in range(1000):
+            conn.write(b"%04d" % i)
+        await conn.flush()
+        assert counting.sends < 20, f"{counting.sends} transport sends for 1000 writes"
+        got = b""
+        while len(got) < 4000:
+            got += await left.receive_some()
+        assert got == b"".join(b"%04d" % i for i in range(1000))
+
+
+async def test_backpressure_with_a_peer_that_stops_reading() -> None:
+    async with (
+        tcp_pair() as (client, server),
+        open_connection(server, max_write_buffer_size=200_000, write_high_water=100_000) as conn,
+    ):
+        chunk = b"z" * 10_000
+        queued = 0
+        with pytest.raises(WriteBufferFullError):
+            for _ in range(10_000):
+                conn.write(chunk)
+                queued += len(chunk)
+        assert conn.write_buffer_size <= 200_000
+        with trio.move_on_after(0.2) as scope:
+            await conn.drain()
+        assert scope.cancelled_caught, "drain waits while the peer does not read"
+
+        async def reader() -> bytes:
+            return await read_all(client)
+
+        async with trio.open_nursery() as nursery:
+            results: list[bytes] = []
+
+            async def collect() -> None:
+                results.append(await reader())
+
+            nursery.start_soon(collect)
+            await conn.drain()
+            assert conn.write_buffer_size <= conn.write_low_water
+            await conn.send_all(b"end")
+            await conn.aclose()
+        assert results[0] == chunk * (queued // len(chunk)) + b"end"
+
+
+async def test_send_all_larger_than_the_write_buffer() -> None:
+    async with tcp_pair() as (client, server):
+        async with trio.open_nursery() as nursery:
+            received: list[bytes] = []
+
+            async def collect() -> None:
+                received.append(await read_all(client))
+
+            nursery.start_soon(collect)
+            async with open_connection(server, max_write_buffer_size=5000, write_high_water=2000) as conn:
+                await conn.send_all(bytes(range(256)) * 100)
+        assert received[0] == bytes(range(256)) * 100
+
+
+# ---------------------------------------------------------------- closing
+
+
+async def test_graceful_close_flushes_and_sends_eof() -> None:
+    async with tcp_pair() as (client, server):
+        async with open_connection(server) as conn:
+            conn.write(b"a" * 100_000)
+            conn.write(b"tail")
+        assert conn.closed
+        assert conn.close_reason is CloseReason.LOCAL
+        assert await read_all(client) == b"a" * 100_000 + b"tail"
+
+
+async def test_forceful_close_drops_the_queue() -> None:
+    left, right = trio.testing.lockstep_stream_pair()
+    async with open_connection(right) as conn:
+        conn.write(b"q" * 10)
+        await trio.aclose_forcefully(conn)
+        assert conn.closed
+        assert conn.write_buffer_size == 0
+    with pytest.raises(trio.ClosedResourceError):
+        conn.write(b"more")
+    await left.aclose()
+
+
+async def test_close_on_exception_in_the_block_is_forceful_and_propagates() -> None:
+    _, right = trio.testing.memory_stream_pair()
+    with pytest.raises(KeyError):
+        async with open_connection(right) as conn:
+            conn.write(b"never flushed")
+            raise KeyError("app bug")
+    assert conn.closed
+
+
+async def test_close_reasons_and_callbacks(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[str] = []
+    left, right = trio.testing.memory_stream_pair()
+    async with open_connection(right) as conn:
+        conn.add_close_callback(lambda c: calls.append("first"))
+        conn.add_close_callback(lambda c: 1 / 0)
+        conn.add_close_callback(lambda c: calls.append(f"third {c.close_reason.name}"))
+        await left.send_all(b"bye")
+        await left.send_eof()
+        assert await conn.receive_until_eof() == b"bye"
+    assert calls == ["first", "third PEER_EOF"]
+    assert "close callback" in caplog.text
+    conn.add_close_callback(lambda c: calls.append("late"))
+    assert calls[-1] == "late", "a callback added after the close runs at once"
+    await conn.aclose()
+    assert calls.count("first") == 1, "callbacks run once"
+
+
+# ---------------------------------------------------------------- errors
+
+
+async def test_peer_reset_mid_frame_delivers_data_then_broken() -> None:
+    async with tcp_pair() as (client, server), open_connection(server) as conn:
+        await client.send_all(b"line one\nline tw")
+        # An abortive close: RST instead of FIN.
+        client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await client.aclose()
+        with trio.fail_after(5):
+            await conn.wait_closed()
+        assert conn.close_reason is CloseReason.ERROR
+        assert isinstance(conn.close_error, (trio.BrokenResourceError, OSError))
+        assert await conn.receive_line() == b"line one", "data before the reset is delivered"
+        with pytest.raises(trio.BrokenResourceError) as info:
+            await conn.receive_line()
+        assert info.value.__cause__ is conn.close_error
+        assert conn.peek() == b"line tw", "nothing lost"
+        with pytest.raises(trio.BrokenResourceError):
+            conn.write(b"x")
+
+
+async def test_transport_error_in_helper_is_not_an_exception_group() -> None:
+    transport = ScriptedStream([b"partial"], error=trio.BrokenResourceError("boom"))
+    async with open_connection(transport) as conn:
+        with pytest.raises(trio.BrokenResourceError):
+            await conn.receive_line()
+    assert conn.close_reason is CloseReason.ERROR
+
+
+async def test_a_bug_in_a_helper_propagates() -> None:
+    transport = ScriptedStream([], error=ZeroDivisionError("a genuine bug"))
+    with pytest.raises(BaseException) as info:
+        async with open_connection(transport) as conn:
+            await conn.wait_closed()
+    assert info.group_contains(ZeroDivisionError)
+
+
+async def test_cancelling_the_block_leaves_no_tasks_or_sockets() -> None:
+    rng = random.Random(3)
+    for _ in range(30):
+        async with tcp_pair() as (client, server):
+            before = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+            with trio.move_on_after(rng.choice([0, 0.0005, 0.002, 0.01])):
+                async with open_connection(server, idle_timeout=60) as conn:
+                    conn.write(b"x" * rng.randrange(1, 100_000))
+                    await client.send_all(b"data\n" * rng.randrange(1, 50))
+                    async for _ in conn.lines():
+                        await trio.sleep(0.001)
+            assert conn.closed
+            assert server.socket.fileno() == -1, "the socket is closed"
+            after = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+            assert after == before, "no helper task survives the block"
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+async def test_idle_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with open_connection(right, idle_timeout=30) as conn:
+        await trio.sleep(10)
+        await left.send_all(b"activity\n")
+        assert await conn.receive_line() == b"activity"
+        await conn.wait_closed()
+        assert trio.current_time() >= 40 - 1e-6
+        assert conn.close_reason is CloseReason.TIMEOUT
+        assert isinstance(conn.close_error, trio.TooSlowError)
+
+
+async def test_read_timeout_slowloris(autojump_clock: trio.testing.MockClock) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with open_connection(right, read_timeout=5) as conn:
+        await left.send_all(b"fast\n")
+        assert await conn.receive_line() == b"fast"
+
+        async def trickle() -> None:
+            for byte in b"slowloris":
+                await left.send_all(bytes([byte]))
+                await trio.sleep(1)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trickle)
+            with pytest.raises(trio.BrokenResourceError) as info:
+                await conn.receive_line()
+            nursery.cancel_scope.cancel()
+        assert conn.close_reason is CloseReason.TIMEOUT
+        assert isinstance(info.value.__cause__, trio.TooSlowError)
+
+
+async def test_write_timeout_peer_not_reading(autojump_clock: trio.testing.MockClock) -> None:
+    left, right = trio.testing.lockstep_stream_pair()
+    async with open_connection(right, write_timeout=3) as conn:
+        conn.write(b"nobody reads this")
+        await conn.wait_closed()
+        assert conn.close_reason is CloseReason.TIMEOUT
+        with pytest.raises(trio.BrokenResourceError):
+            await conn.drain()
+    await left.aclose()
+
+
+# ---------------------------------------------------------------- conformance
+
+
+async def test_connection_passes_trio_two_way_stream_checks() -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def maker() -> tuple[Connection, Connection]:
+            left, right = trio.testing.memory_stream_pair()
+            a, b = Connection(left), Connection(right)
+            a._start(nursery)
+            b._start(nursery)
+            return a, b
+
+        await trio.testing.check_two_way_stream(maker, None)
+        nursery.cancel_scope.cancel()
+
+
+async def test_receive_contract_holds_on_connection() -> None:
+    """All or nothing under cancellation, through the read-ahead path."""
+    rng = random.Random(11)
+    data = bytes(rng.choice(b"ab\n") for _ in range(20_000))
+    left, right = trio.testing.memory_stream_pair()
+    received = bytearray()
+    async with open_connection(right, max_buffer_size=256, receive_size=17) as conn, trio.open_nursery() as nursery:
+
+        async def sender() -> None:
+            for i in range(0, len(data), 50):
+                await left.send_all(data[i : i + 50])
+                await trio.lowlevel.checkpoint()
+            await left.send_eof()
+
+        nursery.start_soon(sender)
+        while True:
+            with trio.move_on_after(rng.choice([0, 0.0001, 0.001])):
+                try:
+                    received += await conn.receive_until(b"\n", keep_delimiter=True)
+                except IncompleteReadError as exc:
+                    received += exc.partial
+                    break
+    assert bytes(received) == data
