@@ -17,7 +17,8 @@ from ._codecs import (
     VarintPrefixed,
 )
 from ._connection import CloseReason, Connection, WriteBufferFullError, open_connection
-from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError
+from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError, StartTLSRefusedError
+from ._network import connect_tcp, connect_unix, serve_tcp, serve_unix
 from ._stream import BufferedStream, FrameIterator
 
 __all__ = [
@@ -38,10 +39,15 @@ __all__ = [
     "Lines",
     "Netstring",
     "ReceiveBuffer",
+    "StartTLSRefusedError",
     "VarintPrefixed",
     "WriteBufferFullError",
+    "connect_tcp",
+    "connect_unix",
     "normalize_delimiters",
     "open_connection",
+    "serve_tcp",
+    "serve_unix",
 ]
 
 __version__ = "0.1.0"

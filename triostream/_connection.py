@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from typing import Any
 import trio
 from trio.lowlevel import checkpoint
 
+from ._errors import StartTLSRefusedError
 from ._stream import _CLOSED, _RECEIVING, BufferedStream
 
 __all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection"]
@@ -139,6 +141,8 @@ class Connection(BufferedStream):
         self._wait_offset = -1
         self._wait_start = 0.0
         self._want_data = False
+        self._reader_scope: trio.CancelScope | None = None
+        self._reader_done = trio.Event()
 
     def __repr__(self) -> str:
         state = self._reason.value if self._reason else f"open, {len(self._buffer)} bytes buffered"
@@ -146,7 +150,7 @@ class Connection(BufferedStream):
 
     # ------------------------------------------------------------ state
 
-    @property  # type: ignore[override]
+    @property
     def _state(self) -> int:
         return self._state_bits
 
@@ -258,6 +262,14 @@ class Connection(BufferedStream):
             nursery.start_soon(self._watchdog)
 
     async def _reader(self) -> None:
+        self._reader_done = done = trio.Event()
+        try:
+            with trio.CancelScope() as self._reader_scope:
+                await self._read_ahead()
+        finally:
+            done.set()
+
+    async def _read_ahead(self) -> None:
         buffer = self._buffer
         transport = self.transport_stream
         try:
@@ -289,7 +301,6 @@ class Connection(BufferedStream):
 
     async def _writer(self) -> None:
         queue = self._queue
-        transport = self.transport_stream
         try:
             while True:
                 if not queue:
@@ -308,6 +319,7 @@ class Connection(BufferedStream):
                         parts.append(chunk)
                         size += len(chunk)
                     data = b"".join(parts)
+                transport = self.transport_stream  # start_tls may replace it
                 if self.write_timeout is None:
                     await transport.send_all(data)
                 else:
@@ -463,6 +475,56 @@ class Connection(BufferedStream):
         """Flush the queue, then half-close the transport (when it can)."""
         await self.flush()
         await super().send_eof()
+
+    # ------------------------------------------------------------ TLS
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        response: bytes | None = None,
+    ) -> None:
+        """Upgrade to TLS in place (STARTTLS), as `BufferedStream.start_tls`.
+
+        The read-ahead task is paused first, so nothing more is read as
+        plaintext. Refuses with `StartTLSRefusedError` (connection left as
+        it was, read-ahead resumed) when unread plaintext is buffered or
+        writes are still queued. ``response`` (say ``b"220 Ready\r\n"``) is
+        sent and flushed after that check and right before the handshake: a
+        server must send its go-ahead this way, as with read-ahead running
+        the peer's handshake bytes would otherwise be read as plaintext.
+        """
+        if self._closing:
+            await checkpoint()
+            self._refuse_send()
+        await self._pause_reader()
+        try:
+            if self._queued:
+                await checkpoint()
+                raise StartTLSRefusedError(f"{self._queued} bytes of writes still queued; refusing to start TLS")
+            try:
+                self._refuse_plaintext_before_tls()
+            except StartTLSRefusedError:
+                await checkpoint()
+                raise
+            if response:
+                self.write(response)
+                await self._wait_queue(0)
+            await super().start_tls(ssl_context, server_side=server_side, server_hostname=server_hostname)
+        finally:
+            self._resume_reader()
+
+    async def _pause_reader(self) -> None:
+        scope = self._reader_scope
+        if scope is not None and not self._reader_done.is_set():
+            scope.cancel()  # a cancelled receive_some loses no data
+            await self._reader_done.wait()
+
+    def _resume_reader(self) -> None:
+        if self.read_ahead and self._nursery is not None and not self._closing and not self._buffer.eof:
+            self._nursery.start_soon(self._reader)
 
     # ------------------------------------------------------------ closing
 

@@ -9,7 +9,7 @@ This module imports nothing from trio so that the pure layers can raise them.
 
 from __future__ import annotations
 
-__all__ = ["CorruptFrameError", "FrameTooLongError", "IncompleteReadError"]
+__all__ = ["CorruptFrameError", "FrameTooLongError", "IncompleteReadError", "StartTLSRefusedError"]
 
 
 class IncompleteReadError(EOFError):
@@ -76,3 +76,12 @@ class CorruptFrameError(ValueError):
 
     def __reduce__(self) -> tuple[type[CorruptFrameError], tuple[str, int]]:
         return (type(self), (self.reason, self.offset))
+
+
+class StartTLSRefusedError(RuntimeError):
+    """``start_tls`` refused to upgrade the stream, which is left as it was.
+
+    Raised when plaintext is buffered (the peer sent bytes after the upgrade
+    command, before the handshake: the STARTTLS command-injection attack of
+    CVE-2011-0411's class) or writes are still queued.
+    """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import re
+import ssl
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -17,7 +18,7 @@ from trio.lowlevel import checkpoint
 
 from ._buffer import ReceiveBuffer, normalize_delimiters
 from ._codecs import Codec, FrameDecoder
-from ._errors import FrameTooLongError, IncompleteReadError
+from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 
 __all__ = ["BufferedStream", "FrameIterator"]
 
@@ -655,6 +656,57 @@ class BufferedStream(trio.abc.Stream):
         leftover = self._buffer.peek()
         self._buffer.clear()
         return self.transport_stream, leftover
+
+    # ------------------------------------------------------------ TLS
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+    ) -> None:
+        """Upgrade the transport to TLS in place (STARTTLS) and do the handshake.
+
+        Afterwards `transport_stream` is a `trio.SSLStream` over the old one.
+        Refuses with `StartTLSRefusedError` (after a checkpoint, the stream
+        left as it was) when unread plaintext is buffered: bytes the peer sent
+        after the upgrade command and before the handshake must never be read
+        as if they came through TLS (CVE-2011-0411's class). A failed
+        handshake raises what `trio.SSLStream.do_handshake` raises and leaves
+        the stream unusable; close it.
+
+        Raises:
+          StartTLSRefusedError, trio.BusyResourceError, trio.ClosedResourceError,
+          trio.BrokenResourceError (handshake failures).
+        """
+        if self._state & _RECEIVING or self._sending:
+            raise trio.BusyResourceError("cannot start TLS while a receive or send is running")
+        if self._state & _CLOSED:
+            await checkpoint()
+            raise trio.ClosedResourceError("this BufferedStream was closed")
+        try:
+            self._refuse_plaintext_before_tls()
+        except StartTLSRefusedError:
+            await checkpoint()
+            raise
+        tls = trio.SSLStream(
+            self.transport_stream, ssl_context, server_side=server_side, server_hostname=server_hostname
+        )
+        self._state |= _RECEIVING
+        self._sending = True
+        try:
+            await tls.do_handshake()
+        finally:
+            self._state &= ~_RECEIVING
+            self._sending = False
+        self.transport_stream = tls
+
+    def _refuse_plaintext_before_tls(self) -> None:
+        if self._buffer:
+            raise StartTLSRefusedError(
+                f"{len(self._buffer)} bytes of plaintext arrived after the upgrade command; refusing to start TLS"
+            )
 
     # ------------------------------------------------------------ sending
 

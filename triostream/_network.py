@@ -1,0 +1,178 @@
+"""Network helpers: connect (TCP, Unix, TLS) and serve, yielding `Connection`s."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ._connection import Connection, open_connection
+
+__all__ = ["connect_tcp", "connect_unix", "serve_tcp", "serve_unix"]
+
+log = logging.getLogger("triostream")
+
+Handler = Callable[[Connection], Awaitable[object]]
+
+
+@asynccontextmanager
+async def connect_tcp(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    happy_eyeballs_delay: float | None = 0.25,
+    **options: Any,
+) -> AsyncIterator[Connection]:
+    """Connect over TCP (`trio.open_tcp_stream`, with Happy Eyeballs), with
+    TLS if ``ssl_context`` is given (handshake done before the block runs;
+    ``server_hostname`` defaults to ``host``), and run a `Connection` over
+    it for the ``async with`` block. ``options`` are `Connection`'s."""
+    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
+    async with _opened(stream, ssl_context, server_hostname or host, options) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def connect_unix(
+    path: str,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    **options: Any,
+) -> AsyncIterator[Connection]:
+    """Like `connect_tcp`, over a Unix domain socket (`trio.open_unix_socket`)."""
+    stream: trio.abc.Stream = await trio.open_unix_socket(path)
+    async with _opened(stream, ssl_context, server_hostname, options) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def _opened(
+    stream: trio.abc.Stream, ssl_context: ssl.SSLContext | None, server_hostname: str | None, options: dict[str, Any]
+) -> AsyncIterator[Connection]:
+    if ssl_context is not None:
+        tls = trio.SSLStream(stream, ssl_context, server_hostname=server_hostname)
+        try:
+            await tls.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(tls)
+            raise
+        stream = tls
+    async with open_connection(stream, **options) as conn:
+        yield conn
+
+
+async def serve_tcp(
+    handler: Handler,
+    port: int,
+    *,
+    host: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    max_connections: int | None = None,
+    backlog: int | None = None,
+    handler_nursery: trio.Nursery | None = None,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    **options: Any,
+) -> None:
+    """Serve TCP connections: each accepted stream (TLS-wrapped if
+    ``ssl_context``) runs ``await handler(conn)`` in a `Connection`.
+
+    Built on `trio.open_tcp_listeners`; ``task_status.started`` reports the
+    listeners (use ``nursery.start`` and port 0 for a free port).
+
+    ``max_connections`` bounds the handlers running at once: while that
+    many run, the server stops accepting, so further clients wait in the
+    kernel's listen backlog (``backlog``) and are served in turn; they are
+    not refused by the server (the kernel may refuse them once the backlog is
+    full). An exception in a handler is logged and closes that connection
+    only. Cancelling ``serve_tcp`` shuts down gracefully: it stops accepting,
+    cancels the handlers, and closes each connection with its queued writes
+    flushed for at most ``close_timeout`` (an option of `Connection`).
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    await _serve(handler, listeners, ssl_context, max_connections, handler_nursery, task_status, options)
+
+
+async def serve_unix(
+    handler: Handler,
+    path: str,
+    *,
+    max_connections: int | None = None,
+    backlog: int = 128,
+    handler_nursery: trio.Nursery | None = None,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    **options: Any,
+) -> None:
+    """Like `serve_tcp`, on a Unix domain socket bound at ``path`` (which must
+    not exist yet)."""
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        await sock.bind(path)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    await _serve(handler, [trio.SocketListener(sock)], None, max_connections, handler_nursery, task_status, options)
+
+
+async def _serve(
+    handler: Handler,
+    listeners: list[trio.SocketListener],
+    ssl_context: ssl.SSLContext | None,
+    max_connections: int | None,
+    handler_nursery: trio.Nursery | None,
+    task_status: trio.TaskStatus[list[trio.SocketListener]],
+    options: dict[str, Any],
+) -> None:
+    limiter = trio.CapacityLimiter(max_connections) if max_connections else None
+
+    async def run(stream: trio.abc.Stream, token: object) -> None:
+        try:
+            if ssl_context is not None:
+                stream = trio.SSLStream(stream, ssl_context, server_side=True)
+            async with open_connection(stream, **options) as conn:
+                try:
+                    await handler(conn)
+                except trio.Cancelled:
+                    # Server shutdown: flush what the handler queued, within
+                    # close_timeout, before the connection is dropped.
+                    with trio.CancelScope(shield=True):
+                        await conn.aclose()
+                    raise
+        except Exception:
+            log.exception("connection handler %r failed", handler)
+        finally:
+            if limiter is not None:
+                limiter.release_on_behalf_of(token)
+
+    async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        async with listener:
+            while True:
+                token = object()
+                if limiter is not None:
+                    await limiter.acquire_on_behalf_of(token)
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:  # EMFILE and friends: wait and retry
+                    log.warning("accept failed: %s", exc)
+                    if limiter is not None:
+                        limiter.release_on_behalf_of(token)
+                    await trio.sleep(0.1)
+                    continue
+                except BaseException:
+                    if limiter is not None:
+                        limiter.release_on_behalf_of(token)
+                    raise
+                nursery.start_soon(run, stream, token)
+
+    async with trio.open_nursery() as nursery:
+        target = handler_nursery or nursery
+        for listener in listeners:
+            nursery.start_soon(accept_loop, listener, target)
+        task_status.started(listeners)
