@@ -131,25 +131,40 @@ async def _serve(
     options: dict[str, Any],
 ) -> None:
     limiter = trio.CapacityLimiter(max_connections) if max_connections else None
+    # Handlers run in cancel scopes of their own, inside a shielded scope
+    # holding the connection: a shutdown cancels the handlers, and each
+    # connection then closes gracefully (flushing for at most close_timeout).
+    handlers: set[trio.CancelScope] = set()
+    shutting_down = False
 
     async def run(stream: trio.abc.Stream, token: object) -> None:
         try:
-            if ssl_context is not None:
-                stream = trio.SSLStream(stream, ssl_context, server_side=True)
-            async with open_connection(stream, **options) as conn:
-                try:
-                    await handler(conn)
-                except trio.Cancelled:
-                    # Server shutdown: flush what the handler queued, within
-                    # close_timeout, before the connection is dropped.
-                    with trio.CancelScope(shield=True):
-                        await conn.aclose()
-                    raise
+            with trio.CancelScope(shield=True):
+                if ssl_context is not None:
+                    stream = trio.SSLStream(stream, ssl_context, server_side=True)
+                async with open_connection(stream, **options) as conn:
+                    with trio.CancelScope() as scope:
+                        handlers.add(scope)
+                        if shutting_down:
+                            scope.cancel()
+                        try:
+                            await handler(conn)
+                        finally:
+                            handlers.discard(scope)
         except Exception:
             log.exception("connection handler %r failed", handler)
         finally:
             if limiter is not None:
                 limiter.release_on_behalf_of(token)
+
+    async def shutdown_watcher() -> None:
+        nonlocal shutting_down
+        try:
+            await trio.sleep_forever()
+        finally:
+            shutting_down = True
+            for scope in list(handlers):
+                scope.cancel()
 
     async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         async with listener:
@@ -173,6 +188,7 @@ async def _serve(
 
     async with trio.open_nursery() as nursery:
         target = handler_nursery or nursery
+        nursery.start_soon(shutdown_watcher)
         for listener in listeners:
             nursery.start_soon(accept_loop, listener, target)
         task_status.started(listeners)
