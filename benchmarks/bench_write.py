@@ -42,7 +42,7 @@ import triostream
 try:
     import uvloop
 except ImportError:  # pragma: no cover
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 SINK = """
 import socket, sys
