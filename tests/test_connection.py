@@ -217,6 +217,23 @@ async def test_close_reasons_and_callbacks(caplog: pytest.LogCaptureFixture) -> 
     assert calls.count("first") == 1, "callbacks run once"
 
 
+async def test_send_eof_then_writes_refused_and_detach() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with open_connection(right) as conn:
+        conn.write(b"last words")
+        await conn.send_eof()
+        assert await read_all(left) == b"last words"
+        with pytest.raises(trio.ClosedResourceError):
+            conn.write(b"more")
+        await left.send_all(b"still receiving\nleft")
+        assert await conn.receive_line() == b"still receiving"
+        await trio.testing.wait_all_tasks_blocked()
+        transport, leftover = conn.detach()
+        assert transport is right
+        assert leftover == b"left"
+        assert conn.closed
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -142,6 +142,7 @@ class Connection(BufferedStream):
         self._wait_start = 0.0
         self._want_data = False
         self._reader_scope: trio.CancelScope | None = None
+        self._eof_sent = False
         self._reader_done = trio.Event()
 
     def __repr__(self) -> str:
@@ -394,7 +395,9 @@ class Connection(BufferedStream):
           trio.ClosedResourceError: the connection is closing or closed locally.
           trio.BrokenResourceError: it ended by an error or a timeout.
         """
-        if self._closing:
+        if self._closing or self._eof_sent:
+            if self._eof_sent and not self._closing:
+                raise trio.ClosedResourceError("EOF was sent on this Connection")
             self._refuse_send()
         size = len(data)
         if not size:
@@ -472,9 +475,26 @@ class Connection(BufferedStream):
             self._refuse_send()
 
     async def send_eof(self) -> None:
-        """Flush the queue, then half-close the transport (when it can)."""
+        """Flush the queue, then half-close the transport (when it can); later
+        writes raise `trio.ClosedResourceError`. Receiving goes on."""
         await self.flush()
         await super().send_eof()
+        self._eof_sent = True
+
+    def detach(self) -> tuple[trio.abc.Stream, bytes]:
+        """Stop the helpers and give up the transport, as `BufferedStream.detach`.
+
+        Raises `trio.BusyResourceError` while writes are queued (`flush`
+        first). The read-ahead task is cancelled, which loses no data: what it
+        had read is in the leftover bytes.
+        """
+        if self._queued:
+            raise trio.BusyResourceError(f"{self._queued} bytes of writes still queued; flush() first")
+        result = super().detach()
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+        self._end(CloseReason.LOCAL)
+        return result
 
     # ------------------------------------------------------------ TLS
 
