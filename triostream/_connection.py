@@ -310,6 +310,17 @@ class Connection(BufferedStream):
                     self._queue_changed = trio.Event()
                     await self._queue_changed.wait()
                     continue
+                # Let writers that are still producing add to the queue first
+                # (a yield per round while it grows): a producer calling
+                # send_all per message then costs a syscall per batch, not per
+                # message. A lone message waits one schedule round.
+                while len(queue[0]) < _COALESCE and self._queued < _COALESCE:
+                    before = self._queued
+                    await trio.lowlevel.checkpoint()
+                    if self._queued == before or not queue:
+                        break
+                if not queue:
+                    continue
                 # Coalesce small writes; send a large one on its own.
                 data = queue.popleft()
                 if len(data) < _COALESCE and queue and len(queue[0]) < _COALESCE:
