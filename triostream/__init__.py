@@ -16,7 +16,7 @@ from ._codecs import (
     Netstring,
     VarintPrefixed,
 )
-from ._connection import CloseReason, Connection, WriteBufferFullError, open_connection
+from ._connection import CloseReason, Connection, WriteBufferFullError, open_connection, start_connection
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._network import connect_tcp, connect_unix, serve_tcp, serve_unix
 from ._stream import BufferedStream, FrameIterator
@@ -48,6 +48,7 @@ __all__ = [
     "open_connection",
     "serve_tcp",
     "serve_unix",
+    "start_connection",
 ]
 
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ from trio.lowlevel import checkpoint
 from ._errors import StartTLSRefusedError
 from ._stream import _CLOSED, _RECEIVING, BufferedStream
 
-__all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection"]
+__all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection", "start_connection"]
 
 log = logging.getLogger("triostream")
 
@@ -576,7 +576,7 @@ class Connection(BufferedStream):
                     await self._wait_queue(0)
                     if self.can_send_eof:
                         await super().send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, NotImplementedError):
             pass
         finally:
             self._end(CloseReason.LOCAL)
@@ -585,6 +585,18 @@ class Connection(BufferedStream):
             # Closing the transport also ends the helpers (they see the
             # connection closing, or their transport call fails).
             await super().aclose()
+
+
+def start_connection(nursery: trio.Nursery, transport_stream: trio.abc.Stream, **options: Any) -> Connection:
+    """Create a `Connection` whose helper tasks run in ``nursery``.
+
+    For code that manages its own nursery (servers, test kits): the helpers
+    live until the connection is closed or the nursery is cancelled. Prefer
+    `open_connection`, which also closes the connection when its block ends.
+    """
+    conn = Connection(transport_stream, **options)
+    conn._start(nursery)
+    return conn
 
 
 @asynccontextmanager

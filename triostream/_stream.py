@@ -741,7 +741,7 @@ class BufferedStream(trio.abc.Stream):
     @property
     def can_send_eof(self) -> bool:
         """Whether the transport is half-closeable, so `send_eof` works."""
-        return callable(getattr(self.transport_stream, "send_eof", None))
+        return isinstance(self.transport_stream, trio.abc.HalfCloseableStream)
 
     async def send_eof(self) -> None:
         """Close the sending side, keep receiving (`trio.abc.HalfCloseableStream`).
@@ -759,11 +759,11 @@ class BufferedStream(trio.abc.Stream):
             if self._state & _CLOSED:
                 await checkpoint()
                 raise trio.ClosedResourceError("this BufferedStream was closed")
-            send_eof = getattr(self.transport_stream, "send_eof", None)
-            if not callable(send_eof):
+            transport = self.transport_stream
+            if not isinstance(transport, trio.abc.HalfCloseableStream):
                 await checkpoint()
-                raise NotImplementedError(f"{type(self.transport_stream).__name__} cannot send EOF (half-close)")
-            await send_eof()
+                raise NotImplementedError(f"{type(transport).__name__} cannot send EOF (half-close)")
+            await transport.send_eof()
         finally:
             self._sending = False
 
