@@ -740,15 +740,16 @@ class BufferedStream(trio.abc.Stream):
 
     @property
     def can_send_eof(self) -> bool:
-        """Whether the transport is half-closeable, so `send_eof` works."""
+        """Whether the transport is a `trio.abc.HalfCloseableStream`, so
+        `send_eof` works. (`start_tls` can change the answer.)"""
         return isinstance(self.transport_stream, trio.abc.HalfCloseableStream)
 
     async def send_eof(self) -> None:
         """Close the sending side, keep receiving (`trio.abc.HalfCloseableStream`).
 
-        Delegates to the transport when it has ``send_eof`` (TCP sockets,
-        Unix sockets, memory streams). Otherwise (`trio.SSLStream`, most
-        wrappers) it raises `NotImplementedError` after a checkpoint and
+        Delegates to the transport when it is a `trio.abc.HalfCloseableStream`
+        (TCP and Unix sockets, memory streams). Otherwise (`trio.SSLStream`,
+        most wrappers) it raises `NotImplementedError` after a checkpoint and
         leaves the stream as it was: check `can_send_eof`, or end the
         conversation with `aclose`. A checkpoint.
         """
