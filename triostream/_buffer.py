@@ -420,27 +420,6 @@ class ReceiveBuffer:
             off = 0
         raise IndexError("not that many bytes buffered")
 
-    def peek_prefix(self, n: int) -> bytes | None:
-        """The next ``n`` buffered bytes (not consumed), or None if fewer are
-        buffered. Costs O(n): unlike `peek`, it joins nothing in the buffer."""
-        if n > len(self):
-            return None
-        data = self._data
-        pos = self._pos
-        if pos + n <= len(data):
-            return bytes(data[pos : pos + n])
-        parts = [bytes(data[pos:])]
-        need = n - len(parts[0])
-        off = self._more_off
-        for chunk in self._more:
-            piece = chunk[off : off + need]
-            parts.append(piece)
-            need -= len(piece)
-            off = 0
-            if not need:
-                break
-        return b"".join(parts)
-
     def skip(self, n: int) -> int:
         """Consume and drop up to ``n`` bytes without copying them; returns
         how many were dropped (fewer than ``n`` only if fewer are buffered)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import operator
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
 import trio
@@ -710,33 +711,32 @@ class BufferedStream(trio.abc.Stream):
 
     # ------------------------------------------------------------ sending
 
+    @asynccontextmanager
+    async def _send_guard(self) -> AsyncIterator[None]:
+        """One send-side operation at a time; refused (after a checkpoint)
+        once the stream is closed."""
+        if self._sending:
+            raise trio.BusyResourceError(_BUSY_SEND)
+        self._sending = True
+        try:
+            if self._state & _CLOSED:
+                await checkpoint()
+                raise trio.ClosedResourceError("this BufferedStream was closed")
+            yield
+        finally:
+            self._sending = False
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of ``data`` through the transport (`trio.abc.SendStream`
         contract; a checkpoint). Raises `trio.BusyResourceError` if another
         task is sending, `trio.ClosedResourceError` after close."""
-        if self._sending:
-            raise trio.BusyResourceError(_BUSY_SEND)
-        self._sending = True
-        try:
-            if self._state & _CLOSED:
-                await checkpoint()
-                raise trio.ClosedResourceError("this BufferedStream was closed")
+        async with self._send_guard():
             await self.transport_stream.send_all(data)
-        finally:
-            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
         """Pass through to the transport (counts as a send for conflict detection)."""
-        if self._sending:
-            raise trio.BusyResourceError(_BUSY_SEND)
-        self._sending = True
-        try:
-            if self._state & _CLOSED:
-                await checkpoint()
-                raise trio.ClosedResourceError("this BufferedStream was closed")
+        async with self._send_guard():
             await self.transport_stream.wait_send_all_might_not_block()
-        finally:
-            self._sending = False
 
     @property
     def can_send_eof(self) -> bool:
@@ -753,20 +753,12 @@ class BufferedStream(trio.abc.Stream):
         leaves the stream as it was: check `can_send_eof`, or end the
         conversation with `aclose`. A checkpoint.
         """
-        if self._sending:
-            raise trio.BusyResourceError(_BUSY_SEND)
-        self._sending = True
-        try:
-            if self._state & _CLOSED:
-                await checkpoint()
-                raise trio.ClosedResourceError("this BufferedStream was closed")
+        async with self._send_guard():
             transport = self.transport_stream
             if not isinstance(transport, trio.abc.HalfCloseableStream):
                 await checkpoint()
                 raise NotImplementedError(f"{type(transport).__name__} cannot send EOF (half-close)")
             await transport.send_eof()
-        finally:
-            self._sending = False
 
     async def aclose(self) -> None:
         """Close the stream and its transport; drop whatever is buffered.
