@@ -1,63 +1,80 @@
-"""The conformance kit passes triostream's streams and fails broken wrappers."""
+"""The conformance kit passes triostream's streams and fails broken wrappers.
+
+`Wrapper` is a small correct buffered wrapper with a ``receive_line``; each
+broken wrapper below changes one thing, and the kit must name what broke.
+"""
 
 from __future__ import annotations
 
 import operator
+from typing import Any
 
 import pytest
 import trio
 
-from triostream import BufferedStream, FrameChannel, Lines, start_connection
-from triostream.testing._conformance import check_buffered_stream
+from triostream import BufferedStream, Connection, FrameChannel, Lines, start_connection
+from triostream.testing import ConformanceReport, check_buffered_stream
+
+MiB = 1 << 20
 
 
 class Wrapper(trio.abc.HalfCloseableStream):
-    """A minimal correct buffered wrapper; the broken ones below change one thing."""
+    """A minimal correct buffered wrapper."""
 
-    def __init__(self, transport: trio.abc.HalfCloseableStream) -> None:
+    def __init__(self, transport: trio.abc.HalfCloseableStream, max_line: int = 2 * MiB) -> None:
         self.transport = transport
-        self.buffer = b""
+        self.max_line = max_line
+        self.buffer = bytearray()
+        self.searched = 0  # how much of the buffer holds no b"\n": kept across cancellations
         self.receiving = False
-
-    async def _more(self) -> bytes:
-        return bytes(await self.transport.receive_some(4096))
 
     def _check(self, max_bytes: int | None) -> None:
         if max_bytes is not None and operator.index(max_bytes) < 1:
             raise ValueError("max_bytes must be >= 1")
 
+    def _enter(self) -> None:
+        if self.receiving:
+            raise trio.BusyResourceError("another task is receiving")
+        self.receiving = True
+
+    async def _more(self, size: int = 4096) -> bytes:
+        return bytes(await self.transport.receive_some(size))
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        self.searched = 0
+        return data
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         self._check(max_bytes)
-        if self.receiving:
-            raise trio.BusyResourceError
-        self.receiving = True
+        self._enter()
         try:
-            if not self.buffer:
-                self.buffer = await self._more()
-            else:
+            if self.buffer:
                 await trio.lowlevel.checkpoint()
-            n = max_bytes or len(self.buffer)
-            data, self.buffer = self.buffer[:n], self.buffer[n:]
-            return data
+            else:
+                self.buffer += await self._more()
+            return self._take(max_bytes or len(self.buffer))
         finally:
             self.receiving = False
 
     async def receive_line(self) -> bytes:
-        # Linear: remembers how far it searched.
-        searched = 0
-        parts = [self.buffer]
-        size = len(self.buffer)
-        while (i := parts[-1].find(b"\n")) < 0:
-            searched += len(parts[-1])
-            chunk = await self._more()
-            if not chunk:
-                raise EOFError
-            parts.append(chunk)
-            size += len(chunk)
-        whole = b"".join(parts)
-        end = searched + i
-        line, self.buffer = whole[:end], whole[end + 1 :]
-        return line
+        self._enter()
+        try:
+            if b"\n" in self.buffer:
+                await trio.lowlevel.checkpoint()
+            while (end := self.buffer.find(b"\n", self.searched)) < 0:
+                self.searched = len(self.buffer)
+                room = self.max_line + 1 - len(self.buffer)
+                if room <= 0:
+                    raise ValueError(f"line longer than {self.max_line} bytes")
+                chunk = await self._more(min(room, 4096))
+                if not chunk:
+                    raise EOFError
+                self.buffer += chunk
+            return self._take(end + 1)
+        finally:
+            self.receiving = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.transport.send_all(data)
@@ -69,7 +86,7 @@ class Wrapper(trio.abc.HalfCloseableStream):
         await self.transport.send_eof()
 
     async def aclose(self) -> None:
-        self.buffer = b""
+        self.buffer.clear()
         await self.transport.aclose()
 
 
@@ -77,9 +94,8 @@ class DropsOnCancel(Wrapper):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         self._check(max_bytes)
         if not self.buffer:
-            self.buffer = await self._more()
-        n = max_bytes or len(self.buffer)
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
+            self.buffer += await self._more()
+        data = self._take(max_bytes or len(self.buffer))
         await trio.lowlevel.checkpoint()  # cancelled here: the data is gone
         return data
 
@@ -88,21 +104,196 @@ class SkipsCheckpoints(Wrapper):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         self._check(max_bytes)
         if not self.buffer:
-            self.buffer = await self._more()
+            self.buffer += await self._more()
+        return self._take(max_bytes or len(self.buffer))  # buffered path: no checkpoint at all
+
+
+class CopiesOnEveryRead(Wrapper):
+    """Takes all the transport offers and copies the rest of its buffer on every read."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self._check(max_bytes)
+        if self.buffer:
+            await trio.lowlevel.checkpoint()
+        else:
+            self.buffer += await self._more(1 << 30)
         n = max_bytes or len(self.buffer)
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data  # buffered path: no checkpoint at all
+        data, rest = bytes(self.buffer[:n]), bytes(self.buffer[n:])
+        self.buffer = bytearray(rest)
+        return data
+
+
+class DropsPartialLineOnCancel(Wrapper):
+    """Collects the pieces of a line in a local list: a cancelled read loses them."""
+
+    async def receive_line(self) -> bytes:
+        if b"\n" in self.buffer:
+            await trio.lowlevel.checkpoint()
+            return self._take(self.buffer.find(b"\n") + 1)
+        pieces = [bytes(self.buffer)]
+        while b"\n" not in pieces[-1]:
+            chunk = await self._more()
+            if not chunk:
+                raise EOFError
+            pieces.append(chunk)
+        whole = b"".join(pieces)
+        end = whole.find(b"\n") + 1
+        self.buffer = bytearray(whole[end:])
+        return whole[:end]
+
+
+class SkipsLineCheckpoints(Wrapper):
+    async def receive_line(self) -> bytes:
+        while (end := self.buffer.find(b"\n")) < 0:
+            self.buffer += await self._more()
+        return self._take(end + 1)  # a buffered line: no checkpoint
+
+
+class RescansLines(Wrapper):
+    """Searches the whole buffer again after every read: quadratic."""
+
+    async def receive_line(self) -> bytes:
+        if b"\n" in self.buffer:
+            await trio.lowlevel.checkpoint()
+        while (end := self.buffer.find(b"\n")) < 0:
+            if len(self.buffer) > self.max_line:
+                raise ValueError("line too long")
+            self.buffer += await self._more(4096)
+        return self._take(end + 1)
+
+
+class UnboundedLines(Wrapper):
+    """No line limit: a peer that never sends b"\\n" fills memory."""
+
+    async def receive_line(self) -> bytes:
+        self.max_line = 1 << 62
+        return await super().receive_line()
+
+
+class LimitTooLate(Wrapper):
+    """Checks its limit only after reading far past it."""
+
+    async def receive_line(self) -> bytes:
+        while (end := self.buffer.find(b"\n")) < 0:
+            self.buffer += await self._more(1 << 30)
+            if len(self.buffer) > 2 * self.max_line:
+                raise ValueError("line too long")
+        await trio.lowlevel.checkpoint()
+        return self._take(end + 1)
+
+
+class ReadsAheadWithoutBound(Wrapper):
+    """A helper task reads ahead for as long as the peer sends."""
+
+    def start(self, nursery: trio.Nursery) -> ReadsAheadWithoutBound:
+        self.arrived = trio.Event()
+        self.ended = False
+        self.closed = False
+        nursery.start_soon(self._read_ahead)
+        return self
+
+    async def _read_ahead(self) -> None:
+        try:
+            while chunk := await self.transport.receive_some(4096):
+                self.buffer += chunk
+                self.arrived.set()
+        except trio.ClosedResourceError:
+            pass
+        self.ended = True
+        self.arrived.set()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self._check(max_bytes)
+        self._enter()
+        try:
+            await trio.lowlevel.checkpoint()
+            while not self.buffer and not self.ended and not self.closed:
+                self.arrived = trio.Event()
+                await self.arrived.wait()
+            if self.closed:
+                raise trio.ClosedResourceError
+            return self._take(max_bytes or len(self.buffer))
+        finally:
+            self.receiving = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self.arrived.set()
+        await super().aclose()
+
+
+def line_of(stream: Any) -> Any:
+    return stream.receive_line()
 
 
 async def test_a_correct_wrapper_passes() -> None:
-    await check_buffered_stream(lambda t, n: Wrapper(t), max_buffered=8192)  # type: ignore[arg-type]
+    report = await check_buffered_stream(
+        lambda t, n: Wrapper(t),  # type: ignore[arg-type]
+        max_buffered=4 * MiB,
+        receive_line=line_of,
+        max_line=2 * MiB,
+    )
+    assert len(report.passed) == 11, report
+    assert report.not_run == []
+    # Linear is about 16; the check fails above 40.
+    assert all(ratio <= 40 for ratio in report.time_ratios.values()), report.time_ratios
+    assert set(report.time_ratios) == {"linear time of small reads", "linear time of a trickling line"}
 
 
-async def test_triostream_streams_pass() -> None:
-    await check_buffered_stream(lambda t, n: BufferedStream(t), max_buffered=65536)
-    await check_buffered_stream(lambda t, n: start_connection(n, t, max_buffer_size=65536), max_buffered=2 * 65536)
-    # A FrameChannel is a channel, not a stream: the stream it runs on passes.
-    await check_buffered_stream(lambda t, n: FrameChannel(t, Lines(100)).stream, max_buffered=65536)
+async def test_the_report_says_what_did_not_run() -> None:
+    report = await check_buffered_stream(
+        lambda t, n: Wrapper(t, max_line=8192),  # type: ignore[arg-type]
+        max_buffered=8193,
+        receive_line=line_of,
+        cancellations=200,
+    )
+    assert report.not_run == [("linear time of a trickling line", "max_line=4096 is below 1048576 (1 MiB)")]
+    report = await check_buffered_stream(lambda t, n: Wrapper(t), cancellations=200)  # type: ignore[arg-type]
+    assert report.not_run == [("line checks", "no receive_line given")]
+    assert "linear time of small reads" in report.passed
+
+
+async def test_buffered_stream_passes() -> None:
+    report = await check_buffered_stream(
+        lambda t, n: BufferedStream(t, max_buffer_size=4 * MiB),
+        max_buffered=4 * MiB,
+        receive_line=lambda s: s.receive_line(max_size=2 * MiB),
+        max_line=2 * MiB,
+    )
+    assert len(report.passed) == 11 and report.not_run == [], report
+
+
+async def test_connection_passes() -> None:
+    def wrap(transport: trio.abc.Stream, nursery: trio.Nursery) -> Connection:
+        return start_connection(nursery, transport, max_buffer_size=4 * MiB)
+
+    report = await check_buffered_stream(
+        wrap, max_buffered=4 * MiB, receive_line=lambda c: c.receive_line(max_size=2 * MiB), max_line=2 * MiB
+    )
+    assert len(report.passed) == 11 and report.not_run == [], report
+
+
+async def test_frame_channel_passes_the_line_checks() -> None:
+    codec = Lines(2 * MiB)
+    report = await check_buffered_stream(
+        lambda t, n: FrameChannel(t, codec),
+        max_buffered=max(codec.wire_limit, 65536),
+        receive_line=lambda channel: channel.receive(),
+        max_line=2 * MiB,
+    )
+    assert report.passed == [
+        "checkpoints on buffered lines",
+        "whole lines under cancellation",
+        "line chunking invariance",
+        "a line that never ends",
+        "linear time of a trickling line",
+    ]
+    assert report.not_run == [("stream checks", "FrameChannel is not a trio.abc.Stream")]
+
+
+async def test_a_channel_needs_receive_line() -> None:
+    with pytest.raises(TypeError, match="pass receive_line"):
+        await check_buffered_stream(lambda t, n: FrameChannel(t, Lines(100)))
 
 
 async def test_fails_a_wrapper_that_drops_data_on_cancellation() -> None:
@@ -113,3 +304,51 @@ async def test_fails_a_wrapper_that_drops_data_on_cancellation() -> None:
 async def test_fails_a_wrapper_that_skips_checkpoints() -> None:
     with pytest.raises(AssertionError):
         await check_buffered_stream(lambda t, n: SkipsCheckpoints(t))  # type: ignore[arg-type]
+
+
+async def test_fails_a_wrapper_that_copies_its_buffer_on_every_read() -> None:
+    with pytest.raises(AssertionError, match=r"^linear time of small reads: .* times as long"):
+        await check_buffered_stream(lambda t, n: CopiesOnEveryRead(t), cancellations=200)  # type: ignore[arg-type]
+
+
+async def line_check(wrapper: type[Wrapper], **options: Any) -> ConformanceReport:
+    options = {"max_buffered": 4 * MiB, "max_line": 2 * MiB, "cancellations": 300, **options}
+    return await check_buffered_stream(
+        lambda t, n: wrapper(t, max_line=options["max_line"]),  # type: ignore[arg-type]
+        receive_line=line_of,
+        **options,
+    )
+
+
+async def test_fails_a_line_reader_that_drops_a_partial_line_on_cancellation() -> None:
+    with pytest.raises(AssertionError, match=r"^whole lines under cancellation: line \d+ of 900 .*differs"):
+        await line_check(DropsPartialLineOnCancel)
+
+
+async def test_fails_a_line_reader_that_skips_checkpoints() -> None:
+    with pytest.raises(AssertionError, match=r"^checkpoints on buffered lines: "):
+        await line_check(SkipsLineCheckpoints)
+
+
+async def test_fails_a_line_reader_that_rescans_quadratically() -> None:
+    with pytest.raises(AssertionError, match=r"^linear time of a trickling line: .* rescans or copies"):
+        await line_check(RescansLines)
+
+
+async def test_fails_a_line_reader_without_a_limit() -> None:
+    with pytest.raises(AssertionError, match=r"^a line that never ends: receive_line was still waiting"):
+        await line_check(UnboundedLines, max_buffered=MiB, max_line=MiB // 2)
+
+
+async def test_fails_a_line_reader_that_enforces_its_limit_too_late() -> None:
+    with pytest.raises(AssertionError, match=r"^a line that never ends: receive_line read \d+ bytes .* ValueError"):
+        await line_check(LimitTooLate, max_buffered=MiB, max_line=MiB // 2)
+
+
+async def test_fails_a_wrapper_that_reads_ahead_without_bound() -> None:
+    with pytest.raises(AssertionError, match=r"^bounded buffering: the wrapper read .* nobody asked for"):
+        await check_buffered_stream(
+            lambda t, n: ReadsAheadWithoutBound(t).start(n),  # type: ignore[arg-type]
+            max_buffered=65536,
+            cancellations=200,
+        )

@@ -14,13 +14,14 @@ entry point and is not imported here, so this package needs no pytest.
 """
 
 from ._chunking import ChunkedStream, chunkings
-from ._conformance import check_buffered_stream
+from ._conformance import ConformanceReport, check_buffered_stream
 from ._faults import Fault, FaultyStream, run_with_each_fault
 from ._scripted import ScriptedPeer, ScriptMismatch, run_script, split_chunks
 from ._sockets import open_socket_stream_pair, socket_stream_pair
 
 __all__ = [
     "ChunkedStream",
+    "ConformanceReport",
     "Fault",
     "FaultyStream",
     "ScriptMismatch",
