@@ -10,6 +10,7 @@ import trio.testing
 import trustme
 
 from triostream import BufferedStream
+from triostream.testing import open_socket_stream_pair
 
 Pair = tuple[BufferedStream, BufferedStream]
 
@@ -32,19 +33,11 @@ async def lockstep_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
 
 
 async def socketpair_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
-    left, right = trio.socket.socketpair()
-    return trio.SocketStream(left), trio.SocketStream(right)
+    return await open_socket_stream_pair("unix")
 
 
 async def tcp_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    listener = listeners[0]
-    try:
-        client = await trio.testing.open_stream_to_socket_listener(listener)
-        server = await listener.accept()
-    finally:
-        await listener.aclose()
-    return client, server
+    return await open_socket_stream_pair("tcp")
 
 
 async def fill(stream: trio.abc.SendStream) -> None:

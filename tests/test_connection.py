@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 import socket
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -21,17 +19,7 @@ from triostream import (
     WriteBufferFullError,
     open_connection,
 )
-
-
-@asynccontextmanager
-async def tcp_pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream]]:
-    """A connected pair of real loopback TCP streams."""
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    async with listeners[0] as listener:
-        client = await trio.testing.open_stream_to_socket_listener(listener)
-        server = await listener.accept()
-    async with client, server:
-        yield client, server  # type: ignore[misc]
+from triostream.testing import socket_stream_pair
 
 
 class CountingStream(trio.abc.HalfCloseableStream):
@@ -69,7 +57,7 @@ async def read_all(stream: trio.abc.ReceiveStream) -> bytes:
 
 
 async def test_receives_over_tcp_with_read_ahead() -> None:
-    async with tcp_pair() as (client, server), open_connection(server, max_buffer_size=1024) as conn:
+    async with socket_stream_pair() as (client, server), open_connection(server, max_buffer_size=1024) as conn:
         await client.send_all(b"GET /\r\nHost: x\r\n\r\nBODY1234")
         assert await conn.receive_line() == b"GET /"
         assert await conn.receive_until(b"\r\n\r\n") == b"Host: x"
@@ -80,7 +68,7 @@ async def test_receives_over_tcp_with_read_ahead() -> None:
 
 
 async def test_read_ahead_notices_eof_while_idle_and_respects_max_buffer() -> None:
-    async with tcp_pair() as (client, server), open_connection(server, max_buffer_size=4096) as conn:
+    async with socket_stream_pair() as (client, server), open_connection(server, max_buffer_size=4096) as conn:
         await client.send_all(b"x" * 100)
         await client.send_eof()
         with trio.fail_after(5):
@@ -120,7 +108,7 @@ async def test_write_coalesces_small_writes() -> None:
 
 async def test_backpressure_with_a_peer_that_stops_reading() -> None:
     async with (
-        tcp_pair() as (client, server),
+        socket_stream_pair() as (client, server),
         open_connection(server, max_write_buffer_size=200_000, write_high_water=100_000) as conn,
     ):
         chunk = b"z" * 10_000
@@ -152,7 +140,7 @@ async def test_backpressure_with_a_peer_that_stops_reading() -> None:
 
 
 async def test_send_all_larger_than_the_write_buffer() -> None:
-    async with tcp_pair() as (client, server):
+    async with socket_stream_pair() as (client, server):
         async with trio.open_nursery() as nursery:
             received: list[bytes] = []
 
@@ -169,7 +157,7 @@ async def test_send_all_larger_than_the_write_buffer() -> None:
 
 
 async def test_graceful_close_flushes_and_sends_eof() -> None:
-    async with tcp_pair() as (client, server):
+    async with socket_stream_pair() as (client, server):
         async with open_connection(server) as conn:
             conn.write(b"a" * 100_000)
             conn.write(b"tail")
@@ -238,7 +226,7 @@ async def test_send_eof_then_writes_refused_and_detach() -> None:
 
 
 async def test_peer_reset_mid_frame_delivers_data_then_broken() -> None:
-    async with tcp_pair() as (client, server), open_connection(server) as conn:
+    async with socket_stream_pair() as (client, server), open_connection(server) as conn:
         await client.send_all(b"line one\nline tw")
         # An abortive close: RST instead of FIN.
         client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -275,7 +263,7 @@ async def test_a_bug_in_a_helper_propagates() -> None:
 async def test_cancelling_the_block_leaves_no_tasks_or_sockets() -> None:
     rng = random.Random(3)
     for _ in range(30):
-        async with tcp_pair() as (client, server):
+        async with socket_stream_pair() as (client, server):
             before = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
             with trio.move_on_after(rng.choice([0, 0.0005, 0.002, 0.01])):
                 async with open_connection(server, idle_timeout=60) as conn:

@@ -4,13 +4,15 @@
   delivered in any chunking, reads back exactly the frames written.
 * Cancellation fuzz: thousands of cancellations at random moments; what was
   received, concatenated, is exactly what was sent.
-* Faults: EOF or a transport error at every byte offset of a small exchange;
-  the frames before it arrive whole, and every received byte not handed out
-  is still buffered afterwards.
+* Faults (`triostream.testing.run_with_each_fault`): EOF, a reset or another
+  transport error at every byte offset of a small exchange, in three
+  chunkings; the frames before it arrive whole, and every received byte not
+  handed out is still buffered afterwards.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,9 +22,9 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scripted import ScriptedStream, chunked
 
 from triostream import BufferedStream, FrameTooLongError, IncompleteReadError
+from triostream.testing import ChunkedStream, Fault, FaultyStream, chunkings, run_with_each_fault
 
 # ---------------------------------------------------------------- a protocol script
 
@@ -120,6 +122,14 @@ async def run_step(stream: BufferedStream, step: Step) -> object:
     raise AssertionError(m)
 
 
+async def delivering(data: bytes, chunking: list[int]) -> ChunkedStream:
+    """A transport that delivers ``data`` in the given chunking, then EOF."""
+    peer, end = trio.testing.memory_stream_pair()
+    await peer.send_all(data)
+    await peer.send_eof()
+    return ChunkedStream(end, chunking)
+
+
 def expected_result(step: Step) -> object:
     return len(step.wire) if step.method == "discard" else step.payload
 
@@ -127,15 +137,16 @@ def expected_result(step: Step) -> object:
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     script=st.lists(steps(), max_size=12),
-    cuts=st.lists(st.integers(min_value=0), max_size=30),
+    chunking=chunkings(max_chunk=40),
     trailer=st.binary(max_size=20),
     receive_size=st.integers(min_value=1, max_value=80),
 )
-def test_any_script_any_chunking(script: list[Step], cuts: list[int], trailer: bytes, receive_size: int) -> None:
+def test_any_script_any_chunking(script: list[Step], chunking: list[int], trailer: bytes, receive_size: int) -> None:
     data = b"".join(step.wire for step in script) + trailer
 
     async def main() -> None:
-        stream = BufferedStream(ScriptedStream(chunked(data, cuts)), max_buffer_size=256, receive_size=receive_size)
+        transport = await delivering(data, chunking)
+        stream = BufferedStream(transport, max_buffer_size=256, receive_size=receive_size)
         for step in script:
             assert await run_step(stream, step) == expected_result(step), step
         assert await stream.receive_until_eof() == trailer
@@ -144,10 +155,10 @@ def test_any_script_any_chunking(script: list[Step], cuts: list[int], trailer: b
 
 
 @settings(deadline=None)
-@given(payload=st.binary(max_size=300), cuts=st.lists(st.integers(min_value=0), max_size=30))
-def test_receive_some_reassembles_anything(payload: bytes, cuts: list[int]) -> None:
+@given(payload=st.binary(max_size=300), chunking=chunkings(max_chunk=40))
+def test_receive_some_reassembles_anything(payload: bytes, chunking: list[int]) -> None:
     async def main() -> None:
-        stream = BufferedStream(ScriptedStream(chunked(payload, cuts)), max_buffer_size=64, receive_size=7)
+        stream = BufferedStream(await delivering(payload, chunking), max_buffer_size=64, receive_size=7)
         out = bytearray()
         # Mix receive_some with an occasional small receive_exactly.
         while True:
@@ -313,27 +324,25 @@ class TransportFault(Exception):
     pass
 
 
-@pytest.mark.parametrize("fault", ["eof", "error", "broken"])
-@pytest.mark.parametrize("chunking", ["bytewise", "whole", "pairs"])
-async def test_fault_at_every_offset(fault: str, chunking: str) -> None:
-    steps = exchange_steps()
-    for offset in range(len(EXCHANGE_DATA) + 1):
-        head = EXCHANGE_DATA[:offset]
-        if chunking == "bytewise":
-            chunks = [head[i : i + 1] for i in range(len(head))]
-        elif chunking == "pairs":
-            chunks = [head[i : i + 2] for i in range(0, len(head), 2)]
-        else:
-            chunks = [head]
-        error: BaseException | None = {
-            "eof": None,
-            "error": TransportFault("boom"),
-            "broken": trio.BrokenResourceError("reset"),
-        }[fault]
-        stream = BufferedStream(ScriptedStream(chunks, error), max_buffer_size=64, receive_size=5)
+FAULTS: dict[str, Callable[[int], Fault]] = {
+    "eof": lambda n: Fault.eof(at_byte=n),
+    "error": lambda n: Fault.raise_(TransportFault, at_byte=n),
+    "reset": lambda n: Fault.reset(at_byte=n),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("chunks", [1, 2, 1 << 20], ids=["bytewise", "pairs", "whole"])
+async def test_fault_at_every_offset(fault: str, chunks: int) -> None:
+    async def scenario(injected: Fault) -> None:
+        peer, end = trio.testing.memory_stream_pair()
+        await peer.send_all(EXCHANGE_DATA)
+        await peer.send_eof()
+        faulty = FaultyStream(ChunkedStream(end, chunks), receive=injected)
+        stream = BufferedStream(faulty, max_buffer_size=64, receive_size=5)
         consumed = 0
         raised: BaseException | None = None
-        for step in steps:
+        for step in exchange_steps():
             try:
                 result = await run_step(stream, step)
             except (IncompleteReadError, TransportFault, trio.BrokenResourceError) as exc:
@@ -341,21 +350,20 @@ async def test_fault_at_every_offset(fault: str, chunking: str) -> None:
                 break
             assert result == expected_result(step)
             consumed += len(step.wire)
-        # Exactly the frames that were wholly delivered came out.
-        complete = 0
-        for _, wire in EXCHANGE:
-            if complete + len(wire) > offset:
-                break
-            complete += len(wire)
-        assert consumed == complete, (offset, consumed, complete)
+        offset = injected.at_byte
+        assert offset is not None
+        head = EXCHANGE_DATA[:offset]
+        # Exactly the frames that were wholly delivered came out...
+        ends = list(itertools.accumulate(len(wire) for _, wire in EXCHANGE))
+        assert consumed == max([end for end in ends if end <= offset], default=0)
         if offset == len(EXCHANGE_DATA):
             assert raised is None
-            continue
-        assert raised is not None
-        if fault == "eof":
-            assert isinstance(raised, IncompleteReadError)
+            return
+        expected = {"eof": IncompleteReadError, "error": TransportFault, "reset": trio.BrokenResourceError}[fault]
+        assert isinstance(raised, expected)
+        if isinstance(raised, IncompleteReadError):
             assert raised.partial == head[consumed:]
-        else:
-            assert raised is error
-        # Every received byte that was not handed out is still buffered.
-        assert stream.peek() == head[consumed:], (offset, fault)
+        # ... and every received byte that was not handed out is still buffered.
+        assert stream.peek() == head[consumed:]
+
+    await run_with_each_fault(scenario, len(EXCHANGE_DATA), make_fault=FAULTS[fault])

@@ -29,6 +29,7 @@ import pytest
 import trio
 
 from triostream import BufferedStream
+from triostream.testing import socket_stream_pair
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "line_server.py"
@@ -327,22 +328,10 @@ async def test_concurrent_clients() -> None:
                 await stream.aclose()
 
 
-@asynccontextmanager
-async def accepted_pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream]]:
-    """A connected (client, server side) pair of real TCP streams."""
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    async with listeners[0]:
-        client = await trio.open_tcp_stream("127.0.0.1", listeners[0].socket.getsockname()[1])
-        async with client:
-            server_side = await listeners[0].accept()
-            async with server_side:
-                yield client, server_side
-
-
 @pytest.mark.parametrize("how", ["eof-clean", "eof-mid-line", "reset-mid-line", "reset-after-long-line"])
 async def test_handle_client_returns_quietly_when_the_client_goes_away(how: str) -> None:
     with trio.fail_after(TIMEOUT):
-        async with accepted_pair() as (client, server_side):
+        async with socket_stream_pair() as (client, server_side):
             if how == "eof-clean":
                 await client.send_all(b"ECHO a\n")
                 await client.aclose()
@@ -364,7 +353,7 @@ async def test_handle_client_survives_reset_while_sending() -> None:
     # The client floods commands and never reads the replies, so the server
     # ends up blocked in send_all; then the client resets the connection.
     with trio.fail_after(TIMEOUT):
-        async with accepted_pair() as (client, server_side), trio.open_nursery() as nursery:
+        async with socket_stream_pair() as (client, server_side), trio.open_nursery() as nursery:
 
             async def flood() -> None:
                 try:

@@ -18,6 +18,11 @@ Fixtures:
   ``(client, server)``: two `trio.SocketStream` connected over TCP on
   127.0.0.1 (an async fixture: Trio tests only); both are closed at teardown
   (closing them earlier in the test is fine).
+``faulty_stream_pair``
+  a factory: ``peer, faulty = faulty_stream_pair(receive=Fault.reset(at_byte=10),
+  send=None, chunks=None)`` gives a fresh memory stream pair whose second end
+  is wrapped in a `FaultyStream` (over a `ChunkedStream` when ``chunks`` is
+  given). Synchronous; call it as often as needed.
 ``chunking_seed``
   the seed of this repetition (an int, also shown in the test id as
   ``[seed=N]``).
@@ -43,13 +48,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Generator
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import pytest
 import trio
 import trio.testing
 
 from triostream._stream import BufferedStream
+from triostream.testing._chunking import ChunkedStream, ChunkSizes
+from triostream.testing._faults import Fault, FaultyStream
+from triostream.testing._sockets import socket_stream_pair as socket_stream_pair_cm
 
 # A pytest plugin: pytest finds its hooks and fixtures by name. Nothing here
 # is for import (and importing it imports pytest): triostream.testing must not
@@ -190,19 +198,30 @@ async def socket_stream_pair() -> AsyncIterator[tuple[trio.SocketStream, trio.So
     """``(client, server)``: a TCP connection over 127.0.0.1, as two
     `trio.SocketStream`. The listener is closed before the test runs; both
     streams are closed at teardown. An async fixture (needs pytest-trio)."""
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    try:
-        client = await trio.testing.open_stream_to_socket_listener(listeners[0])
-        try:
-            server = await listeners[0].accept()
-        except BaseException:
-            await trio.aclose_forcefully(client)
-            raise
-    finally:
-        for listener in listeners:
-            await trio.aclose_forcefully(listener)
-    try:
-        yield client, server
-    finally:
-        await trio.aclose_forcefully(client)
-        await trio.aclose_forcefully(server)
+    async with socket_stream_pair_cm("tcp") as pair:
+        yield pair
+
+
+class FaultyStreamPairFactory(Protocol):
+    def __call__(
+        self, *, receive: Fault | None = None, send: Fault | None = None, chunks: ChunkSizes | None = None
+    ) -> tuple[MemoryStream, FaultyStream]: ...
+
+
+@pytest.fixture
+def faulty_stream_pair() -> FaultyStreamPairFactory:
+    """A factory: ``peer, faulty = faulty_stream_pair(receive=..., send=...,
+    chunks=...)`` makes a fresh ``trio.testing.memory_stream_pair()`` and wraps
+    its second end in a `FaultyStream` with the given faults (over a
+    `ChunkedStream` delivering ``chunks`` first, when given). Hand ``faulty``
+    to the code under test and drive ``peer``. Synchronous; call it as often
+    as the test needs."""
+
+    def make(
+        *, receive: Fault | None = None, send: Fault | None = None, chunks: ChunkSizes | None = None
+    ) -> tuple[MemoryStream, FaultyStream]:
+        peer, end = trio.testing.memory_stream_pair()
+        inner: trio.abc.Stream = end if chunks is None else ChunkedStream(end, chunks)
+        return peer, FaultyStream(inner, receive=receive, send=send)
+
+    return make
