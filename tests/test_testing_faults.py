@@ -659,6 +659,35 @@ async def test_run_with_each_fault_reports_every_failing_offset() -> None:
         await run_with_each_fault(scenario, -1)
 
 
+async def test_run_with_each_fault_counts_pytest_failures_per_offset() -> None:
+    ran: list[int] = []
+
+    async def scenario(fault: Fault) -> None:
+        assert fault.at_byte is not None
+        ran.append(fault.at_byte)
+        if fault.at_byte == 1:
+            with pytest.raises(ValueError):  # nothing raised: pytest's Failed, a BaseException
+                pass
+        if fault.at_byte == 3:
+            pytest.fail("first line\nsecond line\nthird line")
+
+    with pytest.raises(AssertionError) as info:
+        await run_with_each_fault(scenario, 4)
+    assert ran == [0, 1, 2, 3, 4]
+    lines = str(info.value).splitlines()
+    assert lines[0] == "scenario failed at 2 of 5 fault offsets: [1, 3]"
+    assert "  offset 1: Fault.reset(at_byte=1): Failed: DID NOT RAISE <class 'ValueError'>" in lines
+    assert "  offset 3: Fault.reset(at_byte=3): Failed: first line (+2 lines)" in lines
+
+
+async def test_run_with_each_fault_lets_pytest_skip_through() -> None:
+    async def scenario(fault: Fault) -> None:
+        pytest.skip("not on this platform")
+
+    with pytest.raises(pytest.skip.Exception):
+        await run_with_each_fault(scenario, 3)
+
+
 async def test_run_with_each_fault_times_out_hanging_runs(autojump_clock: trio.testing.MockClock) -> None:
     async def scenario(fault: Fault) -> None:
         _, right = await loaded_pair(b"abc")

@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from hypothesis import given
 
 from triostream import BufferedStream, CorruptFrameError, LengthPrefixed, Lines, Netstring
+from triostream.testing._chunking import ChunkedStream, chunkings
+from triostream.testing._conformance import check_buffered_stream
+from triostream.testing._faults import Fault, FaultyStream, run_with_each_fault
 from triostream.testing._scripted import ScriptedPeer, ScriptMismatch, run_script, split_chunks
 
 pytest_plugins = ["pytester"]
@@ -91,12 +95,55 @@ async def test_line_protocol_any_chunking(memory_stream_pair: Pair, chunk_sizes:
         await peer.expect_eof()
 
 
+@given(chunking=chunkings(max_chunk=8))
+async def test_line_protocol_any_split(chunking: list[int]) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    await client.send_all(b"ECHO one\nUPPER two\r\nECHO three\n")
+    await client.send_eof()
+    await serve_lines(ChunkedStream(server, chunking))  # each read returns at most the next size
+    await run_script(client, [("expect", b"one\nTWO\nthree\n"), ("expect_eof",)])
+
+
+REQUEST = b"ECHO one\nUPPER two\nECHO three\n"
+REPLIES = [b"one\n", b"TWO\n", b"three\n"]
+
+
+async def test_line_protocol_reset_anywhere() -> None:
+    async def scenario(fault: Fault) -> None:
+        client, server = trio.testing.memory_stream_pair()
+        await client.send_all(REQUEST)
+        await client.send_eof()
+        faulty = FaultyStream(server, receive=fault)
+        try:
+            await serve_lines(faulty)
+        except trio.BrokenResourceError:
+            pass
+        else:
+            raise AssertionError("the server did not see the reset")
+        assert faulty.bytes_received == fault.at_byte
+        # One reply per whole line received before the reset, then the server closes.
+        whole_lines = REQUEST[: faulty.bytes_received].count(b"\n")
+        await run_script(client, [("expect", b"".join(REPLIES[:whole_lines])), ("expect_eof",)])
+
+    await run_with_each_fault(scenario, len(REQUEST))
+
+
+async def test_buffered_stream_passes_the_conformance_kit() -> None:
+    report = await check_buffered_stream(
+        lambda transport, nursery: BufferedStream(transport, max_buffer_size=4 << 20),
+        max_buffered=4 << 20,
+        receive_line=lambda stream: stream.receive_line(max_size=2 << 20),
+        max_line=2 << 20,
+    )
+    assert report.not_run == []
+
+
 def test_docs_examples_are_tested() -> None:
     """Every python block of docs/testing.md is code from this module, but for
     the import block: its imports must work (the names from triostream.testing,
-    which this module imports by their private path, must exist), its other
+    which this module imports by their private path, must be public), its other
     lines be in this module."""
-    import triostream.testing._scripted as scripted
+    import triostream.testing as testing
 
     docs = (ROOT / "docs" / "testing.md").read_text()
     source = Path(__file__).read_text()
@@ -110,7 +157,7 @@ def test_docs_examples_are_tested() -> None:
         for line in block.splitlines():
             if line.startswith(public_import):
                 names = line[len(public_import) :].split(", ")
-                assert all(name in scripted.__all__ for name in names), line
+                assert all(name in testing.__all__ for name in names), line
             elif line.startswith(("import ", "from ")):
                 exec(line, {})  # the import works
             else:

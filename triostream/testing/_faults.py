@@ -312,6 +312,8 @@ class FaultyStream(trio.abc.Stream):
       bytes_received, bytes_sent: bytes that went through each side.
       receive_calls, send_calls: calls started on each side (the ``at_call``
         counters).
+      receive_fault_fired, send_fault_fired: whether each side's fault has
+        fired (a stall counts from its start).
     """
 
     def __new__(
@@ -599,13 +601,16 @@ async def run_with_each_fault(
     out in whole frames or is still buffered.
 
     Any `Exception` escaping a run (a failed assertion, an unexpected or
-    unhandled error, `trio.TooSlowError` when ``run_timeout`` passed) is a
-    failure at that offset; the other offsets still run. Other base
-    exceptions (`trio.Cancelled`, `KeyboardInterrupt`) stop everything and
-    propagate. At the end, if any run failed, raises
+    unhandled error, `trio.TooSlowError` when ``run_timeout`` passed), and
+    pytest's own failure (``pytest.fail``, a ``pytest.raises`` block that saw
+    no exception: a `BaseException` named ``Failed``), is a failure at that
+    offset; the other offsets still run. Other base exceptions
+    (`trio.Cancelled`, `KeyboardInterrupt`, ``pytest.skip``) stop everything
+    and propagate. At the end, if any run failed, raises
     `AssertionError` whose message starts with
     ``"scenario failed at F of N fault offsets: [o1, o2, ...]"``, then one
-    line per failing offset (its fault and exception, the first 20) and the
+    line per failing offset (its fault and the first line of its exception,
+    the first 20) and the
     last frames of the first ``max_tracebacks`` tracebacks; the first
     failure is also chained as ``__cause__``.
 
@@ -646,7 +651,7 @@ async def run_with_each_fault(
     total_bytes = operator.index(total_bytes)
     if total_bytes < 0:
         raise ValueError(f"total_bytes must be >= 0, not {total_bytes}")
-    failures: list[tuple[int, Fault, Exception]] = []
+    failures: list[tuple[int, Fault, BaseException]] = []
     for offset in range(total_bytes + 1):
         fault = make_fault(offset)
         try:
@@ -655,18 +660,31 @@ async def run_with_each_fault(
             else:
                 with trio.fail_after(run_timeout):
                     await scenario(fault)
-        except Exception as exc:
+        except BaseException as exc:
+            if not (isinstance(exc, Exception) or _is_pytest_failure(exc)):
+                raise
             failures.append((offset, fault, exc))
     if failures:
         raise AssertionError(_describe(failures, total_bytes + 1, max_tracebacks)) from failures[0][2]
 
 
-def _describe(failures: list[tuple[int, Fault, Exception]], runs: int, max_tracebacks: int) -> str:
+def _is_pytest_failure(exc: BaseException) -> bool:
+    """``pytest.fail`` and a failed ``pytest.raises`` raise
+    ``_pytest.outcomes.Failed``, a BaseException (recognised without
+    importing pytest)."""
+    mro = type(exc).__mro__
+    is_outcome = any(cls.__name__ == "OutcomeException" and cls.__module__ == "_pytest.outcomes" for cls in mro)
+    return is_outcome and any(cls.__name__ == "Failed" for cls in mro)
+
+
+def _describe(failures: list[tuple[int, Fault, BaseException]], runs: int, max_tracebacks: int) -> str:
     offsets = [offset for offset, _, _ in failures]
     lines = [f"scenario failed at {len(failures)} of {runs} fault offsets: {offsets}"]
     shown = 20
     for offset, fault, exc in failures[:shown]:
-        lines.append(f"  offset {offset}: {fault!r}: {type(exc).__name__}: {exc}")
+        message = str(exc).strip().splitlines()
+        more = f" (+{len(message) - 1} lines)" if len(message) > 1 else ""
+        lines.append(f"  offset {offset}: {fault!r}: {type(exc).__name__}: {message[0] if message else ''}{more}")
     if len(failures) > shown:
         lines.append(f"  ... and {len(failures) - shown} more")
     for offset, fault, exc in failures[:max_tracebacks]:
