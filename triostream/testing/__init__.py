@@ -4,12 +4,14 @@
 * `Fault`, `FaultyStream`, `run_with_each_fault`: inject resets, early EOF,
   stalls and closes at a byte offset or call count.
 * `open_socket_stream_pair`, `socket_stream_pair`: real loopback sockets.
-* `check_buffered_stream`: a conformance kit for buffered wrappers.
+* `check_buffered_stream` (returns a `ConformanceReport`): a conformance kit
+  for buffered wrappers and line readers.
 * `ScriptedPeer`, `run_script`, `ScriptMismatch`: drive one end with an
   expect/send script.
 
 The pytest plugin (fixtures ``memory_stream_pair``, ``socket_stream_pair``,
-``buffered_stream_pair``, the ``chunkings`` marker) is registered through an
+``buffered_stream_pair``, ``faulty_stream_pair``, the ``chunkings`` marker)
+is registered through an
 entry point and is not imported here, so this package needs no pytest.
 """
 
