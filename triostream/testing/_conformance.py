@@ -291,6 +291,22 @@ def _strip(line: bytes | bytearray) -> bytes:
     return line
 
 
+async def _expect_cancelled(name: str, call: Callable[[], Awaitable[object]]) -> None:
+    """``call()`` in an already cancelled scope must raise Cancelled."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            lost = await call()
+        except trio.Cancelled:
+            return
+    raise AssertionError(f"{name} in a cancelled scope returned {lost!r} instead of raising")
+
+
+def _chunkings(rng: random.Random, total: int) -> list[list[int]]:
+    """The peer's send sizes the chunking checks try: one byte, mixed, all at once, random."""
+    return [[1], [7, 1, 300], [total], [rng.randrange(1, 50) for _ in range(20)]]
+
+
 async def _cancelled_reads(read: Callable[[], Awaitable[bool]], rng: random.Random, nursery: trio.Nursery) -> int:
     """Call ``read()`` until it returns False, each call in its own cancel
     scope, cancelled at random: before it starts, or from another task after
@@ -349,14 +365,7 @@ async def _check_buffered_checkpoints(wrap: Wrap) -> None:
         with trio.testing.assert_checkpoints():
             second = await stream.receive_some(1)
         # ... and a cancelled buffered read must consume nothing.
-        with trio.CancelScope() as scope:
-            scope.cancel()
-            try:
-                lost = await stream.receive_some(1)
-            except trio.Cancelled:
-                pass
-            else:
-                raise AssertionError(f"receive_some in a cancelled scope returned {lost!r} instead of raising")
+        await _expect_cancelled("receive_some", lambda: stream.receive_some(1))
         rest = b""
         with trio.move_on_after(2):
             while len(first + second + rest) < 6:
@@ -392,7 +401,7 @@ async def _check_cancellation(wrap: Wrap, cancellations: int, seed: int) -> None
 async def _check_chunking_invariance(wrap: Wrap, seed: int) -> None:
     rng = random.Random(seed + 1)
     data = rng.randbytes(5000)
-    for chunking in ([1], [7, 1, 300], [len(data)], [rng.randrange(1, 50) for _ in range(20)]):
+    for chunking in _chunkings(rng, len(data)):
         async with _wrapped_pair(wrap) as (peer, stream, _):
             got = bytearray()
             async with trio.open_nursery() as nursery:
@@ -495,14 +504,7 @@ async def _check_line_checkpoints(wrap: Wrap, receive_line: ReceiveLine) -> None
         await trio.testing.wait_all_tasks_blocked()
         with trio.testing.assert_checkpoints():
             lines.append(_strip(await receive_line(stream)))
-        with trio.CancelScope() as scope:
-            scope.cancel()
-            try:
-                lost = await receive_line(stream)
-            except trio.Cancelled:
-                pass
-            else:
-                raise AssertionError(f"receive_line in a cancelled scope returned {lost!r} instead of raising")
+        await _expect_cancelled("receive_line", lambda: receive_line(stream))
         with trio.move_on_after(2):
             lines.append(_strip(await receive_line(stream)))
         if lines != [b"one", b"two", b"three"]:
@@ -540,7 +542,7 @@ async def _check_line_chunking(wrap: Wrap, receive_line: ReceiveLine, seed: int)
     rng = random.Random(seed + 3)
     lines = _random_lines(rng, 60, 200)
     data = b"".join(line + b"\n" for line in lines)
-    for chunking in ([1], [7, 1, 300], [len(data)], [rng.randrange(1, 50) for _ in range(20)]):
+    for chunking in _chunkings(rng, len(data)):
         async with _wrapped_pair(wrap) as (peer, stream, _):
             got: list[bytes] = []
             async with trio.open_nursery() as nursery:
