@@ -1,4 +1,5 @@
-"""Trio's generic stream conformance checks, run over BufferedStream."""
+"""Trio's generic stream conformance checks, run over BufferedStream and
+HalfCloseableBufferedStream."""
 
 from __future__ import annotations
 
@@ -9,34 +10,47 @@ import trio
 import trio.testing
 import trustme
 
-from triostream import BufferedStream
+from triostream import BufferedStream, HalfCloseableBufferedStream
 from triostream.testing import open_socket_stream_pair
 
-Pair = tuple[BufferedStream, BufferedStream]
+Pair = tuple[HalfCloseableBufferedStream, HalfCloseableBufferedStream]
+Maker = Callable[[], Awaitable[tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]]]
 
 
-def wrapped(make: Callable[[], Awaitable[tuple[trio.abc.Stream, trio.abc.Stream]]]) -> Callable[[], Awaitable[Pair]]:
+def wrapped(make: Maker) -> Callable[[], Awaitable[Pair]]:
     async def maker() -> Pair:
         left, right = await make()
         # Small buffers so the checks' large transfers exercise refills.
+        return HalfCloseableBufferedStream(left, max_buffer_size=4096, receive_size=1000), HalfCloseableBufferedStream(
+            right
+        )
+
+    return maker
+
+
+def wrapped_plain(
+    make: Callable[[], Awaitable[tuple[trio.abc.Stream, trio.abc.Stream]]],
+) -> Callable[[], Awaitable[tuple[BufferedStream, BufferedStream]]]:
+    async def maker() -> tuple[BufferedStream, BufferedStream]:
+        left, right = await make()
         return BufferedStream(left, max_buffer_size=4096, receive_size=1000), BufferedStream(right)
 
     return maker
 
 
-async def memory_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+async def memory_pair() -> tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]:
     return trio.testing.memory_stream_pair()
 
 
-async def lockstep_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+async def lockstep_pair() -> tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]:
     return trio.testing.lockstep_stream_pair()
 
 
-async def socketpair_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+async def socketpair_pair() -> tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]:
     return await open_socket_stream_pair("unix")
 
 
-async def tcp_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+async def tcp_pair() -> tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]:
     return await open_socket_stream_pair("tcp")
 
 
@@ -53,7 +67,7 @@ async def fill(stream: trio.abc.SendStream) -> None:
         nursery.cancel_scope.cancel()
 
 
-def clogged(make: Callable[[], Awaitable[tuple[trio.abc.Stream, trio.abc.Stream]]]) -> Callable[[], Awaitable[Pair]]:
+def clogged(make: Maker) -> Callable[[], Awaitable[Pair]]:
     async def maker() -> Pair:
         left, right = await wrapped(make)()
         await fill(left)
@@ -105,4 +119,13 @@ async def test_tls_over_memory_is_a_two_way_stream() -> None:
     async def lockstep() -> tuple[trio.abc.Stream, trio.abc.Stream]:
         return await tls_pair(trio.testing.lockstep_stream_pair)
 
-    await trio.testing.check_two_way_stream(wrapped(memory), wrapped(lockstep))
+    await trio.testing.check_two_way_stream(wrapped_plain(memory), wrapped_plain(lockstep))
+
+
+async def test_plain_buffered_stream_over_tcp_is_a_two_way_stream() -> None:
+    """A plain BufferedStream never claims half-close, whatever its transport."""
+    left, right = await wrapped_plain(tcp_pair)()
+    assert not isinstance(left, trio.abc.HalfCloseableStream)
+    await left.aclose()
+    await right.aclose()
+    await trio.testing.check_two_way_stream(wrapped_plain(tcp_pair), None)

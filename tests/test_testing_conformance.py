@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import trio
 
-from triostream import Connection, FrameChannel, Lines, start_connection
+from triostream import Connection, FrameChannel, Lines
+from triostream._connection import start_connection
+from triostream._options import ConnectionOptions
 from triostream.testing import ConformanceReport, check_buffered_stream
 
 MiB = 1 << 20
@@ -259,7 +261,7 @@ async def test_the_report_says_what_did_not_run() -> None:
 
 async def test_connection_passes() -> None:
     def wrap(transport: trio.abc.Stream, nursery: trio.Nursery) -> Connection:
-        return start_connection(nursery, transport, max_buffer_size=4 * MiB)
+        return start_connection(nursery, transport, ConnectionOptions(max_buffer_size=4 * MiB))
 
     report = await check_buffered_stream(
         wrap, max_buffered=4 * MiB, receive_line=lambda c: c.receive_line(max_size=2 * MiB), max_line=2 * MiB

@@ -16,10 +16,10 @@ from ._codecs import (
     Netstring,
     VarintPrefixed,
 )
-from ._connection import CloseReason, Connection, WriteBufferFullError, open_connection, start_connection
+from ._connection import CloseReason, Connection, WriteBufferFullError, open_connection
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._network import connect_tcp, connect_unix, serve_tcp, serve_unix
-from ._stream import BufferedStream, FrameIterator
+from ._stream import BufferedStream, FrameIterator, HalfCloseableBufferedStream
 
 __all__ = [
     "BufferedStream",
@@ -34,6 +34,7 @@ __all__ = [
     "FrameDecoder",
     "FrameIterator",
     "FrameTooLongError",
+    "HalfCloseableBufferedStream",
     "IncompleteReadError",
     "LengthPrefixed",
     "Lines",
@@ -48,7 +49,6 @@ __all__ = [
     "open_connection",
     "serve_tcp",
     "serve_unix",
-    "start_connection",
 ]
 
 __version__ = "0.1.0"

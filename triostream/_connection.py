@@ -14,16 +14,16 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import trio
 from trio.lowlevel import checkpoint
 
 from ._errors import StartTLSRefusedError
+from ._options import ConnectionOptions
 from ._stream import _CLOSED, _RECEIVING, BufferedStream
 
-__all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection", "start_connection"]
+__all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection"]
 
 log = logging.getLogger("triostream")
 
@@ -35,9 +35,12 @@ TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _COALESCE = 64 * 1024
 
 
-class WriteBufferFullError(trio.BusyResourceError):
+class WriteBufferFullError(trio.WouldBlock):
     """`Connection.write` would grow the write queue past
-    ``max_write_buffer_size``. Nothing was queued; `drain` first."""
+    ``max_write_buffer_size``: it would have to wait, which `write` never
+    does. Nothing was queued; ``await conn.drain()`` (or use `send_all`,
+    which waits) and write again. A `trio.WouldBlock`, like every
+    "not now" of a ``*_nowait`` call."""
 
 
 class CloseReason(enum.Enum):
@@ -95,6 +98,16 @@ class Connection(BufferedStream):
     `CloseReason.PEER_EOF` if the peer had ended before the close.
     """
 
+    #: The options, as given (validated) to the constructor.
+    max_write_buffer_size: int
+    write_high_water: int
+    write_low_water: int
+    read_ahead: bool
+    idle_timeout: float | None
+    read_timeout: float | None
+    write_timeout: float | None
+    close_timeout: float
+
     _direct_reads = False
 
     def __init__(
@@ -112,21 +125,63 @@ class Connection(BufferedStream):
         write_timeout: float | None = None,
         close_timeout: float = 10.0,
     ) -> None:
+        """Create a connection over ``transport_stream`` (which it owns and
+        closes). It does nothing until its helper tasks run: use
+        `open_connection`, `connect_tcp` or `serve_tcp`, which create it and
+        start them; a receive or send on a connection whose helpers never
+        started raises `RuntimeError`.
+
+        Options (all validated here: `TypeError` for the wrong kind,
+        `ValueError` out of range):
+
+        * ``max_buffer_size``, ``receive_size``: as for `BufferedStream`.
+        * ``max_write_buffer_size`` (1 MiB): the most bytes `write` queues.
+        * ``write_high_water`` (64 KiB), ``write_low_water`` (a quarter of
+          the high-water mark): `send_all` waits while more than the high
+          mark is queued, until at most the low mark is; ``0 <=
+          write_low_water <= write_high_water <= max_write_buffer_size``.
+        * ``read_ahead`` (True): run the reader task (see above).
+        * ``idle_timeout``, ``read_timeout``, ``write_timeout`` (None):
+          seconds, finite and > 0, or None for none.
+        * ``close_timeout`` (10): seconds the graceful close may flush;
+          finite and > 0 (every close is bounded).
+        """
+        self._setup(
+            transport_stream,
+            ConnectionOptions(
+                max_buffer_size=max_buffer_size,
+                receive_size=receive_size,
+                max_write_buffer_size=max_write_buffer_size,
+                write_high_water=write_high_water,
+                write_low_water=write_low_water,
+                read_ahead=read_ahead,
+                idle_timeout=idle_timeout,
+                read_timeout=read_timeout,
+                write_timeout=write_timeout,
+                close_timeout=close_timeout,
+            ),
+        )
+
+    @classmethod
+    def _from_options(cls, transport_stream: trio.abc.Stream, options: ConnectionOptions) -> Connection:
+        """A connection with options the caller has already validated."""
+        conn = cls.__new__(cls)
+        conn._setup(transport_stream, options)
+        return conn
+
+    def _setup(self, transport_stream: trio.abc.Stream, options: ConnectionOptions) -> None:
         self._reader_waiting = False
         self._room_made = trio.Event()
-        super().__init__(transport_stream, max_buffer_size=max_buffer_size, receive_size=receive_size)
-        if write_low_water is None:
-            write_low_water = write_high_water // 4
-        if not 0 <= write_low_water <= write_high_water <= max_write_buffer_size:
-            raise ValueError("need 0 <= write_low_water <= write_high_water <= max_write_buffer_size")
-        self.max_write_buffer_size = max_write_buffer_size
-        self.write_high_water = write_high_water
-        self.write_low_water = write_low_water
-        self.read_ahead = read_ahead
-        self.idle_timeout = idle_timeout
-        self.read_timeout = read_timeout
-        self.write_timeout = write_timeout
-        self.close_timeout = close_timeout
+        super().__init__(transport_stream, max_buffer_size=options.max_buffer_size, receive_size=options.receive_size)
+        low = options.write_low_water
+        self.max_write_buffer_size = options.max_write_buffer_size
+        self.write_high_water = options.write_high_water
+        self.write_low_water = options.write_high_water // 4 if low is None else low
+        self.read_ahead = options.read_ahead
+        self.idle_timeout = options.idle_timeout
+        self.read_timeout = options.read_timeout
+        self.write_timeout = options.write_timeout
+        self.close_timeout = options.close_timeout
         self._queue: deque[bytes] = deque()
         self._queued = 0  # bytes queued and not yet sent
         self._data_arrived = trio.Event()  # replaced after each wake-up
@@ -206,6 +261,15 @@ class Connection(BufferedStream):
             callback(self)
         except Exception:
             log.exception("close callback %r of %r failed", callback, self)
+
+    def _require_helpers(self) -> None:
+        """Refuse work that needs the helper tasks when they never started
+        (instead of waiting for them forever)."""
+        if self._nursery is None:
+            raise RuntimeError(
+                "this Connection's helper tasks are not running: create it with "
+                "open_connection(), connect_tcp()/connect_unix() or serve_tcp()/serve_unix()"
+            )
 
     def _check_open(self) -> None:
         """After a wait for data: a local close meanwhile ends the receive."""
@@ -359,6 +423,7 @@ class Connection(BufferedStream):
 
     async def _fill(self) -> None:
         """Wait for the reader to bring more bytes (a checkpoint)."""
+        self._require_helpers()
         if not self.read_ahead:
             if self.closed and self._reason is not CloseReason.LOCAL:
                 await checkpoint()
@@ -410,7 +475,9 @@ class Connection(BufferedStream):
             if self._eof_sent and not self._closing:
                 raise trio.ClosedResourceError("EOF was sent on this Connection")
             self._refuse_send()
-        size = len(data)
+        self._require_helpers()
+        # Sizes count bytes: len() of a memoryview counts its items.
+        size = len(data) if type(data) is bytes else memoryview(data).nbytes
         if not size:
             return
         if self._queued + size > self.max_write_buffer_size:
@@ -434,6 +501,7 @@ class Connection(BufferedStream):
         await checkpoint()
         if self._closing:
             self._refuse_send()
+        self._require_helpers()
         await self._wait_queue(0 if flush else self.write_low_water)
 
     async def _wait_queue(self, target: int) -> None:
@@ -464,6 +532,7 @@ class Connection(BufferedStream):
             await checkpoint()
             if self._closing:
                 self._refuse_send()
+            self._require_helpers()
             while start < len(view):
                 room = self.max_write_buffer_size - self._queued
                 if room <= 0:
@@ -479,6 +548,7 @@ class Connection(BufferedStream):
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the queue is below the high-water mark (a checkpoint)."""
         await checkpoint()
+        self._require_helpers()
         while self._queued > self.write_high_water and not self.closed:
             self._queue_changed = trio.Event()
             await self._queue_changed.wait()
@@ -516,20 +586,33 @@ class Connection(BufferedStream):
         server_side: bool = False,
         server_hostname: str | None = None,
         response: bytes | None = None,
-    ) -> None:
-        """Upgrade to TLS in place (STARTTLS), as `BufferedStream.start_tls`.
+    ) -> Connection:
+        """Upgrade to TLS in place (STARTTLS), as `BufferedStream.start_tls`,
+        and return this connection (its helpers and its ``async with`` block
+        carry on over the `trio.SSLStream`).
 
         The read-ahead task is paused first, so nothing more is read as
         plaintext. Refuses with `StartTLSRefusedError` (connection left as
         it was, read-ahead resumed) when unread plaintext is buffered or
-        writes are still queued. ``response`` (say ``b"220 Ready\r\n"``) is
+        writes are still queued. ``response`` (say ``b"220 Ready\\r\\n"``) is
         sent and flushed after that check and right before the handshake: a
         server must send its go-ahead this way, as with read-ahead running
-        the peer's handshake bytes would otherwise be read as plaintext.
+        the peer's handshake bytes would otherwise be read as plaintext. A
+        full checkpoint.
+
+        Raises:
+          StartTLSRefusedError: plaintext buffered or writes queued.
+          RuntimeError: the helper tasks are not running.
+          trio.ClosedResourceError, trio.BrokenResourceError: the connection
+            ended, or the handshake failed.
+          trio.BusyResourceError: a receive or send is running.
         """
         if self._closing:
             await checkpoint()
             self._refuse_send()
+        if self._nursery is None:
+            await checkpoint()
+            self._require_helpers()
         await self._pause_reader()
         try:
             if self._queued:
@@ -543,9 +626,10 @@ class Connection(BufferedStream):
             if response:
                 self.write(response)
                 await self._wait_queue(0)
-            await super().start_tls(ssl_context, server_side=server_side, server_hostname=server_hostname)
+            await self._handshake(ssl_context, server_side=server_side, server_hostname=server_hostname)
         finally:
             self._resume_reader()
+        return self
 
     async def _pause_reader(self) -> None:
         scope = self._reader_scope
@@ -587,29 +671,66 @@ class Connection(BufferedStream):
             await super().aclose()
 
 
-def start_connection(nursery: trio.Nursery, transport_stream: trio.abc.Stream, **options: Any) -> Connection:
-    """Create a `Connection` whose helper tasks run in ``nursery``.
-
-    For code that manages its own nursery (servers, test kits): the helpers
-    live until the connection is closed or the nursery is cancelled. Prefer
-    `open_connection`, which also closes the connection when its block ends.
-    """
-    conn = Connection(transport_stream, **options)
+def start_connection(
+    nursery: trio.Nursery, transport_stream: trio.abc.Stream, options: ConnectionOptions | None = None
+) -> Connection:
+    """Create a `Connection` whose helper tasks run in ``nursery`` (private:
+    for the server and the test kit, which own that nursery and close the
+    connection themselves; users have `open_connection`)."""
+    conn = Connection._from_options(transport_stream, options or ConnectionOptions())
     conn._start(nursery)
     return conn
 
 
-@asynccontextmanager
-async def open_connection(transport_stream: trio.abc.Stream, **options: Any) -> AsyncIterator[Connection]:
-    """Run a `Connection` over ``transport_stream`` for the ``async with`` block.
+def open_connection(
+    transport_stream: trio.abc.Stream,
+    *,
+    max_buffer_size: int = 65536,
+    receive_size: int = 65536,
+    max_write_buffer_size: int = 1 << 20,
+    write_high_water: int = 65536,
+    write_low_water: int | None = None,
+    read_ahead: bool = True,
+    idle_timeout: float | None = None,
+    read_timeout: float | None = None,
+    write_timeout: float | None = None,
+    close_timeout: float = 10.0,
+) -> AbstractAsyncContextManager[Connection]:
+    """Run a `Connection` over ``transport_stream`` for an ``async with`` block::
+
+        async with open_connection(stream, idle_timeout=30.0) as conn:
+            conn.write(b"hello\\n")
+            line = await conn.receive_line()
 
     The helper tasks live in a nursery owned by the block. Leaving it
     normally closes the connection gracefully (`Connection.aclose`); leaving
     it by an exception or a cancellation closes it at once (the write queue
-    is dropped). Either way every helper task has ended when the block exits.
-    Options are those of `Connection`.
+    is dropped). Either way every helper task has ended when the block
+    exits, and the transport is closed.
+
+    The options are `Connection`'s, validated by this call itself: a bad
+    value raises `TypeError` or `ValueError` here, before the block runs (the
+    transport is then still the caller's to close).
     """
-    conn = Connection(transport_stream, **options)
+    options = ConnectionOptions(
+        max_buffer_size=max_buffer_size,
+        receive_size=receive_size,
+        max_write_buffer_size=max_write_buffer_size,
+        write_high_water=write_high_water,
+        write_low_water=write_low_water,
+        read_ahead=read_ahead,
+        idle_timeout=idle_timeout,
+        read_timeout=read_timeout,
+        write_timeout=write_timeout,
+        close_timeout=close_timeout,
+    )
+    return run_connection(transport_stream, options)
+
+
+@asynccontextmanager
+async def run_connection(transport_stream: trio.abc.Stream, options: ConnectionOptions) -> AsyncIterator[Connection]:
+    """`open_connection` with validated options (private)."""
+    conn = Connection._from_options(transport_stream, options)
     error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         conn._start(nursery)

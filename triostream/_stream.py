@@ -20,8 +20,9 @@ from trio.lowlevel import checkpoint
 from ._buffer import ReceiveBuffer, normalize_delimiters
 from ._codecs import Codec, FrameDecoder
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
+from ._options import check_positive
 
-__all__ = ["BufferedStream", "FrameIterator"]
+__all__ = ["BufferedStream", "FrameIterator", "HalfCloseableBufferedStream"]
 
 DelimiterArg = bytes | bytearray | memoryview | tuple[bytes, ...]
 Take = Callable[..., "bytes | None"]
@@ -32,13 +33,6 @@ _CLOSED = 2
 
 _BUSY_RECEIVE = "another task is already receiving from this BufferedStream"
 _BUSY_SEND = "another task is already sending on this BufferedStream"
-
-
-def _positive(name: str, value: int) -> int:
-    value = operator.index(value)
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, not {value}")
-    return value
 
 
 class BufferedStream(trio.abc.Stream):
@@ -96,10 +90,11 @@ class BufferedStream(trio.abc.Stream):
        hand out buffered frames without one and make every read from the
        transport a full checkpoint. Two tasks receiving at once (or sending
        at once) get `trio.BusyResourceError`.
-    5. *Conformance.* Over a `trio.abc.HalfCloseableStream` the instance is
-       one too (a private subclass), and `send_eof` delegates. It passes `trio.testing.check_half_closeable_stream`
-       over half-closeable transports and `trio.testing.check_two_way_stream`
-       over the others.
+    5. *Conformance.* It passes `trio.testing.check_two_way_stream`. It is
+       not a `trio.abc.HalfCloseableStream`, whatever the transport: use
+       `HalfCloseableBufferedStream` for that (it passes
+       `trio.testing.check_half_closeable_stream`). `send_eof` still works
+       here when the transport can half-close (`can_send_eof`).
 
     ``max_size`` arguments count the bytes the call consumes, delimiter (or
     regex match) included. They default to ``max_buffer_size`` and may not
@@ -111,16 +106,17 @@ class BufferedStream(trio.abc.Stream):
     the buffer by the ``*_nowait`` methods, which do not touch the transport.
     """
 
+    #: The stream bytes are read from and written to (a `trio.SSLStream`
+    #: over the original one after `start_tls`).
+    transport_stream: trio.abc.Stream
+    #: The most bytes the buffer holds (see the class docstring).
+    max_buffer_size: int
+    #: The most bytes asked of the transport in one read.
+    receive_size: int
+
     # Subclasses whose bytes come from elsewhere (a read-ahead task) set this
     # False: every read then goes through _fill.
-    _direct_reads = True
-
-    def __new__(cls, transport_stream: trio.abc.Stream, **kwargs: int) -> BufferedStream:
-        # Over a half-closeable transport, be one too (isinstance checks, such
-        # as trio.testing.check_half_closeable_stream's, see it).
-        if cls is BufferedStream and isinstance(transport_stream, trio.abc.HalfCloseableStream):
-            cls = _HalfCloseableBufferedStream
-        return super().__new__(cls)
+    _direct_reads: bool = True
 
     def __init__(
         self,
@@ -130,8 +126,8 @@ class BufferedStream(trio.abc.Stream):
         receive_size: int = 65536,
     ) -> None:
         self.transport_stream = transport_stream
-        self.max_buffer_size = _positive("max_buffer_size", max_buffer_size)
-        self.receive_size = _positive("receive_size", receive_size)
+        self.max_buffer_size = check_positive("max_buffer_size", max_buffer_size)
+        self.receive_size = check_positive("receive_size", receive_size)
         self._buffer = ReceiveBuffer(self.max_buffer_size)
         self._state = 0  # _RECEIVING | _CLOSED bits: one test on the hot paths
         self._sending = False
@@ -168,6 +164,14 @@ class BufferedStream(trio.abc.Stream):
             raise trio.BusyResourceError(_BUSY_RECEIVE)
         raise trio.ClosedResourceError("this BufferedStream was closed")
 
+    def _raise_if_closed_meanwhile(self, exc: trio.ClosedResourceError) -> None:
+        """A transport call failed because another task closed this stream:
+        say so (the transport's own message may be empty)."""
+        if self._state & _CLOSED:
+            raise trio.ClosedResourceError(
+                f"this {type(self).__name__} was closed by another task during the call"
+            ) from exc
+
     def _no_frame(self, expected: int | None) -> NoReturn:
         """What a ``*_nowait`` method raises when the buffer holds no frame."""
         buffer = self._buffer
@@ -182,7 +186,11 @@ class BufferedStream(trio.abc.Stream):
         buffer = self._buffer
         room = buffer.room
         size = self.receive_size
-        data = await self.transport_stream.receive_some(size if room >= size else (room or 1))
+        try:
+            data = await self.transport_stream.receive_some(size if room >= size else (room or 1))
+        except trio.ClosedResourceError as exc:
+            self._raise_if_closed_meanwhile(exc)
+            raise
         if data:
             buffer.feed(data)
         else:
@@ -247,8 +255,9 @@ class BufferedStream(trio.abc.Stream):
         The `trio.abc.ReceiveStream` contract: returns between 1 and
         ``max_bytes`` bytes (any number if None), or ``b""`` at EOF, and
         then ``b""`` again on every later call. When the buffer is empty the
-        call reads the transport directly, without copying through the
-        buffer. A full checkpoint.
+        call reads the transport directly (asking for at most
+        ``receive_size`` bytes), without copying through the buffer. A full
+        checkpoint.
 
         Raises:
           ValueError: ``max_bytes`` < 1.
@@ -256,7 +265,7 @@ class BufferedStream(trio.abc.Stream):
           trio.ClosedResourceError: the stream was closed or detached.
         """
         if max_bytes is not None:
-            max_bytes = _positive("max_bytes", max_bytes)
+            max_bytes = check_positive("max_bytes", max_bytes)
         if self._state:
             await self._refuse()
         self._state = _RECEIVING
@@ -274,7 +283,13 @@ class BufferedStream(trio.abc.Stream):
                 return b""
             # Nothing buffered: read the transport directly (its receive_some
             # is the checkpoint), without copying through the buffer.
-            data = await self.transport_stream.receive_some(max_bytes or self.receive_size)
+            # No read asks for more than receive_size (contract item 2).
+            size = self.receive_size
+            try:
+                data = await self.transport_stream.receive_some(max_bytes if max_bytes and max_bytes < size else size)
+            except trio.ClosedResourceError as exc:
+                self._raise_if_closed_meanwhile(exc)
+                raise
             if not data:
                 buffer.feed_eof()
             return data if type(data) is bytes else bytes(data)
@@ -355,7 +370,11 @@ class BufferedStream(trio.abc.Stream):
                         await self._fill()
                         got += stored.take_into(view[got:])
                         continue
-                    data = await self.transport_stream.receive_some(min(self.receive_size, want + stored.room))
+                    try:
+                        data = await self.transport_stream.receive_some(min(self.receive_size, want + stored.room))
+                    except trio.ClosedResourceError as exc:
+                        self._raise_if_closed_meanwhile(exc)
+                        raise
                     if not data:
                         stored.feed_eof()
                     elif len(data) <= want:
@@ -666,21 +685,37 @@ class BufferedStream(trio.abc.Stream):
         *,
         server_side: bool = False,
         server_hostname: str | None = None,
-    ) -> None:
-        """Upgrade the transport to TLS in place (STARTTLS) and do the handshake.
+    ) -> BufferedStream:
+        """Upgrade the transport to TLS (STARTTLS), do the handshake, and
+        return the stream to use from now on.
 
-        Afterwards `transport_stream` is a `trio.SSLStream` over the old one.
+        A `BufferedStream` (and a `Connection`) is upgraded in place and
+        returns itself: afterwards `transport_stream` is a `trio.SSLStream`
+        over the old one. A `HalfCloseableBufferedStream` cannot stay what it
+        claims to be (TLS has no half-close), so it returns a new
+        `BufferedStream` over the `trio.SSLStream`, with the same settings,
+        and is itself detached (closed, without closing the transport, which
+        the new stream owns). Writing ``stream = await stream.start_tls(...)``
+        is right for all of them.
+
         Refuses with `StartTLSRefusedError` (after a checkpoint, the stream
         left as it was) when unread plaintext is buffered: bytes the peer sent
         after the upgrade command and before the handshake must never be read
         as if they came through TLS (CVE-2011-0411's class). A failed
         handshake raises what `trio.SSLStream.do_handshake` raises and leaves
-        the stream unusable; close it.
+        the stream unusable; close it. A full checkpoint.
 
         Raises:
-          StartTLSRefusedError, trio.BusyResourceError, trio.ClosedResourceError,
-          trio.BrokenResourceError (handshake failures).
+          StartTLSRefusedError: plaintext is buffered (nothing changed).
+          trio.BusyResourceError: a receive or send is running.
+          trio.ClosedResourceError: the stream was closed or detached.
+          trio.BrokenResourceError: the handshake failed.
         """
+        await self._handshake(ssl_context, server_side=server_side, server_hostname=server_hostname)
+        return self
+
+    async def _handshake(self, ssl_context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None) -> None:
+        """`start_tls` in place: refuse or handshake, then adopt the `trio.SSLStream`."""
         if self._state & _RECEIVING or self._sending:
             raise trio.BusyResourceError("cannot start TLS while a receive or send is running")
         if self._state & _CLOSED:
@@ -740,18 +775,23 @@ class BufferedStream(trio.abc.Stream):
 
     @property
     def can_send_eof(self) -> bool:
-        """Whether the transport is a `trio.abc.HalfCloseableStream`, so
-        `send_eof` works. (`start_tls` can change the answer.)"""
+        """Whether `send_eof` works: the transport is a
+        `trio.abc.HalfCloseableStream` (`start_tls` makes it False)."""
         return isinstance(self.transport_stream, trio.abc.HalfCloseableStream)
 
     async def send_eof(self) -> None:
-        """Close the sending side, keep receiving (`trio.abc.HalfCloseableStream`).
+        """Close the sending side, keep receiving, when the transport can.
 
         Delegates to the transport when it is a `trio.abc.HalfCloseableStream`
         (TCP and Unix sockets, memory streams). Otherwise (`trio.SSLStream`,
         most wrappers) it raises `NotImplementedError` after a checkpoint and
-        leaves the stream as it was: check `can_send_eof`, or end the
-        conversation with `aclose`. A checkpoint.
+        leaves the stream as it was: check `can_send_eof`, or use
+        `HalfCloseableBufferedStream`, whose type promises it. A checkpoint.
+
+        Raises:
+          NotImplementedError: the transport cannot half-close.
+          trio.BusyResourceError: another task is sending.
+          trio.ClosedResourceError: the stream was closed or detached.
         """
         async with self._send_guard():
             transport = self.transport_stream
@@ -775,8 +815,68 @@ class BufferedStream(trio.abc.Stream):
         await self.transport_stream.aclose()
 
 
-class _HalfCloseableBufferedStream(BufferedStream, trio.abc.HalfCloseableStream):
-    """What `BufferedStream` instantiates over a `trio.abc.HalfCloseableStream`."""
+class HalfCloseableBufferedStream(BufferedStream, trio.abc.HalfCloseableStream):
+    """A `BufferedStream` over a `trio.abc.HalfCloseableStream`, and one itself.
+
+    Everything of `BufferedStream`, and its type promises `send_eof`: it
+    passes `trio.testing.check_half_closeable_stream`, and code that needs a
+    `trio.abc.HalfCloseableStream` accepts it. Use it over TCP and Unix
+    sockets (`trio.SocketStream`) or memory streams when you half-close.
+
+    Args:
+      transport_stream: a `trio.abc.HalfCloseableStream`; anything else
+        raises `TypeError` (a `trio.SSLStream` cannot half-close: wrap it in a
+        plain `BufferedStream`).
+      max_buffer_size, receive_size: as for `BufferedStream`.
+
+    `start_tls` returns a new plain `BufferedStream` and detaches this one,
+    since after the upgrade ``send_eof`` could not work any more.
+    """
+
+    def __init__(
+        self,
+        transport_stream: trio.abc.HalfCloseableStream,
+        *,
+        max_buffer_size: int = 65536,
+        receive_size: int = 65536,
+    ) -> None:
+        if not isinstance(transport_stream, trio.abc.HalfCloseableStream):
+            raise TypeError(
+                "HalfCloseableBufferedStream needs a trio.abc.HalfCloseableStream, "
+                f"not {type(transport_stream).__name__}; use BufferedStream"
+            )
+        super().__init__(transport_stream, max_buffer_size=max_buffer_size, receive_size=receive_size)
+
+    def __repr__(self) -> str:
+        return "<HalfCloseable" + super().__repr__()[1:]
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+    ) -> BufferedStream:
+        """Upgrade to TLS and return a new `BufferedStream` over the
+        `trio.SSLStream` (same settings); this stream is detached. Raises
+        what `BufferedStream.start_tls` raises: after a refusal this stream
+        is left as it was, after a failed handshake it is unusable (close
+        it)."""
+        await self._handshake(ssl_context, server_side=server_side, server_hostname=server_hostname)
+        # Nothing is left over: buffered plaintext was refused, and the
+        # handshake read through the SSLStream, not into our buffer.
+        tls, _ = self.detach()
+        return BufferedStream(tls, max_buffer_size=self.max_buffer_size, receive_size=self.receive_size)
+
+    async def send_eof(self) -> None:
+        """Close the sending side and keep receiving (`trio.abc.HalfCloseableStream`):
+        delegates to the transport. A checkpoint.
+
+        Raises:
+          trio.BusyResourceError: another task is sending.
+          trio.ClosedResourceError: the stream was closed or detached.
+        """
+        await super().send_eof()
 
 
 class FrameIterator:

@@ -12,7 +12,7 @@ Fixtures:
   ``trio.testing.memory_stream_pair()``: two connected in-memory
   `trio.StapledStream` ends, ``(left, right)``. Synchronous; nothing to close.
 ``buffered_stream_pair``
-  two `triostream.BufferedStream`, each over one end of a fresh memory stream
+  two `triostream.HalfCloseableBufferedStream`, each over one end of a fresh memory stream
   pair. Synchronous.
 ``socket_stream_pair``
   ``(client, server)``: two `trio.SocketStream` connected over TCP on
@@ -54,7 +54,7 @@ import pytest
 import trio
 import trio.testing
 
-from triostream._stream import BufferedStream
+from triostream._stream import HalfCloseableBufferedStream
 from triostream.testing._chunking import ChunkedStream, ChunkSizes
 from triostream.testing._faults import Fault, FaultyStream
 from triostream.testing._sockets import socket_stream_pair as socket_stream_pair_cm
@@ -186,11 +186,11 @@ def memory_stream_pair() -> tuple[MemoryStream, MemoryStream]:
 
 
 @pytest.fixture
-def buffered_stream_pair() -> tuple[BufferedStream, BufferedStream]:
-    """Two `triostream.BufferedStream` (default sizes), over the two ends of a
-    fresh ``trio.testing.memory_stream_pair()``."""
+def buffered_stream_pair() -> tuple[HalfCloseableBufferedStream, HalfCloseableBufferedStream]:
+    """Two `triostream.HalfCloseableBufferedStream` (default sizes), over the
+    two ends of a fresh ``trio.testing.memory_stream_pair()``."""
     left, right = trio.testing.memory_stream_pair()
-    return BufferedStream(left), BufferedStream(right)
+    return HalfCloseableBufferedStream(left), HalfCloseableBufferedStream(right)
 
 
 @pytest.fixture
