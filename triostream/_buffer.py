@@ -227,6 +227,8 @@ class ReceiveBuffer:
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         """Append received bytes. Amortized O(len(chunk)); never copies the
         whole buffer. Raises `RuntimeError` after `feed_eof`."""
+        if type(chunk) is not bytes:
+            chunk = memoryview(chunk).cast("B")  # count bytes, not items
         size = len(chunk)
         if not size:
             return
@@ -319,8 +321,11 @@ class ReceiveBuffer:
 
         It will be the next thing consumed. O(len(data) + len(self)); resets
         the search memory. Allowed after EOF (the bytes were received before
-        it). The buffer may exceed `capacity` afterwards.
+        it). The buffer may exceed `capacity` afterwards. Any bytes-like
+        object is counted in bytes (a typed ``memoryview`` too).
         """
+        if type(data) is not bytes:
+            data = memoryview(data).cast("B")
         if not len(data):
             return
         self._merge_all()

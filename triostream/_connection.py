@@ -192,7 +192,7 @@ class Connection(BufferedStream):
         self._error: BaseException | None = None
         self._reason: CloseReason | None = None
         self._callbacks: list[Callable[[Connection], object]] = []
-        self._last_activity = trio.current_time()
+        self._last_activity = 0.0  # set when the helpers start
         self._wait_offset = -1
         self._wait_start = 0.0
         self._want_data = False
@@ -320,6 +320,7 @@ class Connection(BufferedStream):
 
     def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+        self._last_activity = trio.current_time()
         if self.read_ahead:
             nursery.start_soon(self._reader)
         nursery.start_soon(self._writer)
