@@ -209,7 +209,9 @@ FACTORIES: dict[str, Callable[..., object]] = {
 
 @pytest.mark.parametrize(("options", "error"), BAD_OPTIONS, ids=lambda x: repr(x) if isinstance(x, dict) else "")
 @pytest.mark.parametrize("factory", sorted(FACTORIES))
-def test_bad_option_is_refused_by_the_call_itself(factory: str, options: dict[str, Any], error: type[Exception]) -> None:
+def test_bad_option_is_refused_by_the_call_itself(
+    factory: str, options: dict[str, Any], error: type[Exception]
+) -> None:
     """No event loop, no connection, no socket: the call itself refuses."""
     with pytest.raises(error):
         FACTORIES[factory](**options)
