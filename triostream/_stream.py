@@ -880,7 +880,11 @@ class HalfCloseableBufferedStream(BufferedStream, trio.abc.HalfCloseableStream):
 
 
 class FrameIterator:
-    """The async iterator behind `BufferedStream.iter_until` and `lines`.
+    """The async iterator that `BufferedStream.iter_until`, `BufferedStream.lines`,
+    `BufferedStream.frames` and `FrameChannel.frames` return.
+
+    Public as a type (for annotations), not to be constructed: its
+    constructor takes the stream's private frame-cutting function.
 
     Buffered frames are returned without a checkpoint; refills go through the
     stream's transport with a full checkpoint each. Holds no lock between
