@@ -193,7 +193,7 @@ async def test_close_reasons_and_callbacks(caplog: pytest.LogCaptureFixture) -> 
     async with open_connection(right) as conn:
         conn.add_close_callback(lambda c: calls.append("first"))
         conn.add_close_callback(lambda c: 1 / 0)
-        conn.add_close_callback(lambda c: calls.append(f"third {c.close_reason.name}"))
+        conn.add_close_callback(lambda c: calls.append(f"third {c.close_reason and c.close_reason.name}"))
         await left.send_all(b"bye")
         await left.send_eof()
         assert await conn.receive_until_eof() == b"bye"
@@ -260,11 +260,17 @@ async def test_a_bug_in_a_helper_propagates() -> None:
     assert info.group_contains(ZeroDivisionError)
 
 
+def root_task() -> trio.lowlevel.Task:
+    task = trio.lowlevel.current_root_task()
+    assert task is not None
+    return task
+
+
 async def test_cancelling_the_block_leaves_no_tasks_or_sockets() -> None:
     rng = random.Random(3)
     for _ in range(30):
         async with socket_stream_pair() as (client, server):
-            before = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+            before = len(root_task().child_nurseries[0].child_tasks)
             with trio.move_on_after(rng.choice([0, 0.0005, 0.002, 0.01])):
                 async with open_connection(server, idle_timeout=60) as conn:
                     conn.write(b"x" * rng.randrange(1, 100_000))
@@ -273,7 +279,7 @@ async def test_cancelling_the_block_leaves_no_tasks_or_sockets() -> None:
                         await trio.sleep(0.001)
             assert conn.closed
             assert server.socket.fileno() == -1, "the socket is closed"
-            after = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+            after = len(root_task().child_nurseries[0].child_tasks)
             assert after == before, "no helper task survives the block"
 
 
