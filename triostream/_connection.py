@@ -185,7 +185,13 @@ class Connection(BufferedStream):
         self._queue: deque[bytes] = deque()
         self._queued = 0  # bytes queued and not yet sent
         self._data_arrived = trio.Event()  # replaced after each wake-up
-        self._queue_changed = trio.Event()
+        # Everyone waiting on the write queue (the writer for data, any number
+        # of tasks in drain/flush/send_all/wait_send_all_might_not_block for
+        # room) parks here; every change of the queue wakes them all, and each
+        # re-checks its own condition. A ParkingLot, not an Event replaced by
+        # each waiter: replacing orphaned the earlier waiters.
+        self._queue_lot = trio.lowlevel.ParkingLot()
+        self._dropped = 0  # times queued bytes were dropped (forceful close)
         self._closed_event = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._closing = False
@@ -195,7 +201,9 @@ class Connection(BufferedStream):
         self._last_activity = 0.0  # set when the helpers start
         self._wait_offset = -1
         self._wait_start = 0.0
-        self._want_data = False
+        # A receive needs one byte past a full buffer (receive_until_eof's
+        # EOF probe): only then may the reader read beyond max_buffer_size.
+        self._want_probe = False
         self._reader_scope: trio.CancelScope | None = None
         self._eof_sent = False
         self._reader_done = trio.Event()
@@ -298,7 +306,7 @@ class Connection(BufferedStream):
             self._error = error
         self._closing = True
         self._data_arrived.set()
-        self._queue_changed.set()
+        self._queue_lot.unpark_all()
         self._room_made.set()
         if not self._closed_event.is_set():
             self._closed_event.set()
@@ -342,7 +350,7 @@ class Connection(BufferedStream):
             while not buffer.eof and not self._closing:
                 room = buffer.room
                 if not room:
-                    if not self._want_data:
+                    if not self._want_probe:
                         self._room_made = trio.Event()
                         self._reader_waiting = True
                         try:
@@ -351,7 +359,7 @@ class Connection(BufferedStream):
                             self._reader_waiting = False
                         continue
                     room = 1  # receive_until_eof's probe past a full buffer
-                self._want_data = False
+                self._want_probe = False
                 data = await transport.receive_some(min(room, self.receive_size))
                 self._last_activity = trio.current_time()
                 if data:
@@ -372,8 +380,7 @@ class Connection(BufferedStream):
                 if not queue:
                     if self._closing:
                         return
-                    self._queue_changed = trio.Event()
-                    await self._queue_changed.wait()
+                    await self._queue_lot.park()
                     continue
                 # Let writers that are still producing add to the queue first
                 # (a yield per round while it grows): a producer calling
@@ -407,7 +414,7 @@ class Connection(BufferedStream):
                         return
                 self._queued -= len(data)
                 self._last_activity = trio.current_time()
-                self._queue_changed.set()
+                self._queue_lot.unpark_all()
         except TRANSPORT_ERRORS as exc:
             if not self._closing:
                 self._fail(CloseReason.ERROR, exc)
@@ -441,8 +448,9 @@ class Connection(BufferedStream):
         if self._error is not None or (self.closed and not self._buffer.eof):
             await checkpoint()
             raise self._broken()
-        self._want_data = True
-        self._room_made.set()
+        if not self._buffer.room:
+            self._want_probe = True
+        self._room_made.set()  # frames taken without a receive (the iterators) made room
         arrived = self._data_arrived
         if self.read_timeout is None:
             await arrived.wait()
@@ -488,7 +496,7 @@ class Connection(BufferedStream):
             )
         self._queue.append(data if type(data) is bytes else bytes(data))
         self._queued += size
-        self._queue_changed.set()
+        self._queue_lot.unpark_all()
 
     async def drain(self, *, flush: bool = False) -> None:
         """Wait until at most ``write_low_water`` bytes are queued (none with
@@ -506,11 +514,17 @@ class Connection(BufferedStream):
         await self._wait_queue(0 if flush else self.write_low_water)
 
     async def _wait_queue(self, target: int) -> None:
+        """Wait until at most ``target`` bytes are queued. Raises (as a send
+        on a closed connection does) if the connection ends first, or if the
+        queue is dropped meanwhile (a forceful close): the waiter's data was
+        then never sent, and returning would say it was."""
+        dropped = self._dropped
         while self._queued > target:
             if self.closed:
                 self._refuse_send()
-            self._queue_changed = trio.Event()
-            await self._queue_changed.wait()
+            await self._queue_lot.park()
+        if self._dropped != dropped:
+            self._refuse_send()
 
     async def flush(self) -> None:
         """Wait until everything written has been handed to the transport."""
@@ -551,8 +565,7 @@ class Connection(BufferedStream):
         await checkpoint()
         self._require_helpers()
         while self._queued > self.write_high_water and not self.closed:
-            self._queue_changed = trio.Event()
-            await self._queue_changed.wait()
+            await self._queue_lot.park()
         if self._closing:
             self._refuse_send()
 
@@ -654,7 +667,7 @@ class Connection(BufferedStream):
             return
         was_ended = self.closed
         self._closing = True
-        self._queue_changed.set()
+        self._queue_lot.unpark_all()
         try:
             if not was_ended:
                 with trio.move_on_after(self.close_timeout):
@@ -665,8 +678,11 @@ class Connection(BufferedStream):
             pass
         finally:
             self._end(CloseReason.LOCAL)
+            if self._queued:
+                self._dropped += 1
             self._queue.clear()
             self._queued = 0
+            self._queue_lot.unpark_all()
             # Closing the transport also ends the helpers (they see the
             # connection closing, or their transport call fails).
             await super().aclose()
