@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import NoReturn
 
 import trio
 from trio.lowlevel import checkpoint
@@ -201,6 +203,7 @@ class Connection(BufferedStream):
         self._last_activity = 0.0  # set when the helpers start
         self._wait_offset = -1
         self._wait_start = 0.0
+        self._new_receive = True
         # A receive needs one byte past a full buffer (receive_until_eof's
         # EOF probe): only then may the reader read beyond max_buffer_size.
         self._want_probe = False
@@ -222,8 +225,10 @@ class Connection(BufferedStream):
     def _state(self, value: int) -> None:
         # When a receive ends and made room, wake a reader waiting for room.
         self._state_bits = value
-        if self._reader_waiting and not value & _RECEIVING and self._buffer.room:
-            self._room_made.set()
+        if not value & _RECEIVING:
+            self._new_receive = True  # the next wait belongs to a new call
+            if self._reader_waiting and self._buffer.room:
+                self._room_made.set()
 
     @property
     def closed(self) -> bool:
@@ -430,21 +435,26 @@ class Connection(BufferedStream):
                 await self._closed_event.wait()
 
     async def _fill(self) -> None:
-        """Wait for the reader to bring more bytes (a checkpoint)."""
+        """Wait for the reader to bring more bytes (a checkpoint); without
+        read-ahead, read the transport here. Either way the wait counts
+        against ``read_timeout`` (see `_read_deadline`)."""
         self._require_helpers()
+        deadline = self._read_deadline()
         if not self.read_ahead:
             if self.closed and self._reason is not CloseReason.LOCAL:
                 await checkpoint()
                 raise self._broken()
-            try:
-                await super()._fill()
-            except TRANSPORT_ERRORS as exc:
-                if self._state & _CLOSED:
-                    raise
-                self._fail(CloseReason.ERROR, exc)
-                raise self._broken() from exc
-            self._last_activity = trio.current_time()
-            return
+            with trio.move_on_at(deadline):
+                try:
+                    await super()._fill()
+                except TRANSPORT_ERRORS as exc:
+                    if self._state & _CLOSED:
+                        raise
+                    self._fail(CloseReason.ERROR, exc)
+                    raise self._broken() from exc
+                self._last_activity = trio.current_time()
+                return
+            self._read_timed_out()
         if self._error is not None or (self.closed and not self._buffer.eof):
             await checkpoint()
             raise self._broken()
@@ -452,20 +462,32 @@ class Connection(BufferedStream):
             self._want_probe = True
         self._room_made.set()  # frames taken without a receive (the iterators) made room
         arrived = self._data_arrived
-        if self.read_timeout is None:
+        with trio.move_on_at(deadline):
             await arrived.wait()
             self._check_open()
             return
-        # Slowloris: the wait for the current frame (the buffer's consumption
-        # offset has not moved) may not exceed read_timeout in all.
+        self._read_timed_out()
+
+    def _read_deadline(self) -> float:
+        """When the current receive must have its frame (``read_timeout``).
+
+        The clock starts when a receive first waits, and runs on across all
+        the waits of that call, whatever arrives meanwhile: bytes skipped in
+        discard mode, or a frame trickling in a byte at a time, are not
+        progress. A retry of the same frame (a new call after a cancelled
+        one, nothing consumed in between) continues the same clock; it
+        starts afresh only for a new call after something was consumed.
+        """
+        if self.read_timeout is None:
+            return math.inf
         offset = self._buffer.offset
-        if offset != self._wait_offset:
+        if self._new_receive and offset != self._wait_offset:
             self._wait_offset = offset
             self._wait_start = trio.current_time()
-        with trio.move_on_at(self._wait_start + self.read_timeout):
-            await arrived.wait()
-            self._check_open()
-            return
+        self._new_receive = False
+        return self._wait_start + self.read_timeout
+
+    def _read_timed_out(self) -> NoReturn:
         self._fail(CloseReason.TIMEOUT, trio.TooSlowError("read timed out: a frame was not completed in time"))
         raise self._broken()
 

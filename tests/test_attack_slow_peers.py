@@ -1,0 +1,121 @@
+"""Slow peers are cut off: ``read_timeout`` bounds the wait for a frame with
+and without read-ahead, and skipping an over-long frame is not progress.
+
+(Part of the attack suite: each test is a hostile peer a server meets.)
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from triostream import CloseReason, FrameTooLongError, LengthPrefixed, Lines, open_connection
+
+
+async def trickle(stream: trio.abc.SendStream, data: bytes, interval: float) -> None:
+    """Send ``data`` a byte at a time; stop when the server hangs up."""
+    for byte in data:
+        try:
+            await stream.send_all(bytes([byte]))
+        except trio.BrokenResourceError:
+            return
+        await trio.sleep(interval)
+
+
+@pytest.mark.parametrize("read_ahead", [True, False], ids=["read-ahead", "no-read-ahead"])
+async def test_slowloris_is_cut_off(autojump_clock: trio.testing.MockClock, read_ahead: bool) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(100):
+        async with open_connection(right, read_timeout=2, read_ahead=read_ahead) as conn:
+            await left.send_all(b"fast\n")
+            assert await conn.receive_line() == b"fast"
+            start = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle, left, b"x" * 1000, 0.5)  # never a newline
+                with pytest.raises(trio.BrokenResourceError) as info:
+                    await conn.receive_line()
+                nursery.cancel_scope.cancel()
+            assert trio.current_time() - start == pytest.approx(2, abs=0.6)
+            assert conn.close_reason is CloseReason.TIMEOUT
+            assert isinstance(info.value.__cause__, trio.TooSlowError)
+
+
+@pytest.mark.parametrize("read_ahead", [True, False], ids=["read-ahead", "no-read-ahead"])
+async def test_retried_receive_continues_the_same_clock(
+    autojump_clock: trio.testing.MockClock, read_ahead: bool
+) -> None:
+    """A handler that retries a receive after its own short timeout does not
+    give a slowloris peer a fresh read_timeout each time."""
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(100):
+        async with open_connection(right, read_timeout=3, read_ahead=read_ahead) as conn:
+            start = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle, left, b"y" * 1000, 0.5)
+                with pytest.raises(trio.BrokenResourceError):
+                    while True:
+                        with trio.move_on_after(1):
+                            await conn.receive_line()
+            assert trio.current_time() - start == pytest.approx(3, abs=1.1)
+            assert conn.close_reason is CloseReason.TIMEOUT
+
+
+async def test_discarding_a_huge_declared_frame_is_not_progress(autojump_clock: trio.testing.MockClock) -> None:
+    """A peer declares 2**63 - 1 bytes and trickles them: skipping them in
+    discard mode does not count as progress against read_timeout."""
+    codec = LengthPrefixed(100, length_size=8, on_too_long="discard")
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(100):
+        async with open_connection(right, read_timeout=2) as conn:
+            await left.send_all((2**63 - 1).to_bytes(8, "big"))
+            start = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle, left, b"z" * 1000, 0.5)
+                with pytest.raises((trio.BrokenResourceError, FrameTooLongError)) as first:
+                    await conn.receive_frame(codec)
+                if isinstance(first.value, FrameTooLongError):
+                    # Reported as soon as the header showed it; the skip then
+                    # runs into the timeout.
+                    with pytest.raises(trio.BrokenResourceError):
+                        await conn.receive_frame(codec)
+                nursery.cancel_scope.cancel()
+            assert trio.current_time() - start < 4
+            assert conn.close_reason is CloseReason.TIMEOUT
+
+
+async def test_discarding_an_over_long_line_is_not_progress(autojump_clock: trio.testing.MockClock) -> None:
+    codec = Lines(10, on_too_long="discard")
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(100):
+        async with open_connection(right, read_timeout=2) as conn:
+            start = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle, left, b"w" * 1000, 0.25)
+                with pytest.raises((trio.BrokenResourceError, FrameTooLongError)) as first:
+                    await conn.receive_frame(codec)
+                if isinstance(first.value, FrameTooLongError):
+                    with pytest.raises(trio.BrokenResourceError):
+                        await conn.receive_frame(codec)
+                nursery.cancel_scope.cancel()
+            assert trio.current_time() - start < 6
+            assert conn.close_reason is CloseReason.TIMEOUT
+
+
+async def test_a_steady_stream_of_frames_is_never_cut_off(autojump_clock: trio.testing.MockClock) -> None:
+    """The clock restarts for each new frame: a peer sending a line every
+    second against read_timeout=2 is served for as long as it likes."""
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(100):
+        async with open_connection(right, read_timeout=2) as conn:
+
+            async def steady() -> None:
+                for i in range(30):
+                    await left.send_all(b"line %d\n" % i)
+                    await trio.sleep(1)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(steady)
+                for i in range(30):
+                    assert await conn.receive_line() == b"line %d" % i
+            assert not conn.closed
