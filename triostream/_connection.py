@@ -9,10 +9,13 @@ set. Leaving the block by any path ends them all.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
+import socket
 import ssl
+import struct
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -327,6 +330,8 @@ class Connection(BufferedStream):
         already = self.closed
         self._end(reason, error)
         if not already and self._nursery is not None:
+            if self._queued:
+                reset_on_close(self.transport_stream)  # queued bytes are lost: say so
             self._nursery.start_soon(trio.aclose_forcefully, self.transport_stream)
 
     # ------------------------------------------------------------ helpers
@@ -680,19 +685,29 @@ class Connection(BufferedStream):
     # ------------------------------------------------------------ closing
 
     async def aclose(self) -> None:
-        """Close gracefully: no new writes, flush (at most ``close_timeout``
-        seconds), send EOF where possible, close the transport, end the
-        helpers. Idempotent; cancelled (as in ``trio.aclose_forcefully``) it
-        drops the queue and closes at once."""
+        """Close gracefully, within ``close_timeout`` seconds in all.
+
+        Stops new writes, flushes the queue, sends EOF where the transport
+        can, closes the transport (a TLS ``close_notify`` included) and ends
+        the helpers. One deadline bounds all of it: what is left when it
+        passes is closed forcefully. Whenever queued bytes are dropped (the
+        deadline passed, or the close was cancelled, as in
+        ``trio.aclose_forcefully(conn)``), a TCP transport is reset (RST,
+        through ``SO_LINGER`` 0) instead of ended with a FIN, so the peer can
+        tell a truncated reply from a complete one; over TLS the reset of
+        the TCP connection below is what the peer sees (no ``close_notify``).
+        Idempotent, and a checkpoint.
+        """
         if self._state & _CLOSED:
             await checkpoint()
             return
         was_ended = self.closed
         self._closing = True
         self._queue_lot.unpark_all()
+        deadline = trio.current_time() + self.close_timeout
         try:
             if not was_ended:
-                with trio.move_on_after(self.close_timeout):
+                with trio.move_on_at(deadline):
                     await self._wait_queue(0)
                     if self.can_send_eof:
                         await super().send_eof()
@@ -700,14 +715,37 @@ class Connection(BufferedStream):
             pass
         finally:
             self._end(CloseReason.LOCAL)
-            if self._queued:
+            truncated = self._queued > 0  # includes bytes the writer had in flight
+            if truncated:
                 self._dropped += 1
             self._queue.clear()
             self._queued = 0
             self._queue_lot.unpark_all()
+            self._state |= _CLOSED
+            self._buffer.clear()
             # Closing the transport also ends the helpers (they see the
             # connection closing, or their transport call fails).
-            await super().aclose()
+            transport = self.transport_stream
+            if truncated:
+                reset_on_close(transport)
+                await trio.aclose_forcefully(transport)
+            else:
+                with trio.move_on_at(deadline):
+                    await transport.aclose()  # cancelled, it still closes (forcefully)
+                if trio.current_time() >= deadline:
+                    await trio.aclose_forcefully(transport)
+
+
+def reset_on_close(transport: trio.abc.Stream) -> None:
+    """Make closing ``transport`` reset the TCP connection (RST) instead of
+    ending it with a FIN: ``SO_LINGER`` with a zero timeout on the socket
+    under any `trio.SSLStream` layers. A no-op for other transports."""
+    while isinstance(transport, trio.SSLStream):
+        transport = transport.transport_stream
+    if isinstance(transport, trio.SocketStream):
+        # Already closed, or not a socket that lingers: nothing to reset.
+        with contextlib.suppress(OSError):
+            transport.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def start_connection(
