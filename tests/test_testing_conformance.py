@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import trio
 
-from triostream import Connection, FrameChannel, Lines, start_connection
+from triostream import Connection, FrameChannel, Lines
+from triostream._connection import start_connection
 from triostream.testing import ConformanceReport, check_buffered_stream
 
 MiB = 1 << 20

@@ -170,6 +170,8 @@ def test_docs_examples_are_tested() -> None:
 async def test_peer_steps_offsets_and_leftovers(memory_stream_pair: Pair) -> None:
     client, server = memory_stream_pair
     peer = ScriptedPeer(client)
+    assert peer.transport_stream is client  # one name across the library, as BufferedStream's
+    assert not hasattr(peer, "transport")
     await server.send_all(b"one\ntwo\nthree")
     await peer.expect_line(b"one")
     assert (peer.steps, peer.offset) == (1, 4)
