@@ -701,6 +701,17 @@ async def test_run_with_each_fault_counts_pytest_failures_per_offset() -> None:
     assert info.value.__cause__ is raised[1]
 
 
+async def test_run_with_each_fault_is_a_full_checkpoint() -> None:
+    runs: list[Fault] = []
+
+    async def scenario(fault: Fault) -> None:  # never awaits anything
+        runs.append(fault)
+
+    with trio.testing.assert_checkpoints():
+        await run_with_each_fault(scenario, 0)
+    assert runs == [Fault.reset(at_byte=0)]
+
+
 async def test_run_with_each_fault_lets_pytest_skip_through() -> None:
     async def scenario(fault: Fault) -> None:
         pytest.skip("not on this platform")

@@ -5,14 +5,17 @@
 when the wrapper is half-closeable), plus what that suite does not check.
 On the wrapper's ``receive_some``:
 
+* **at most max_bytes per read**: ``receive_some(n)`` never returns more
+  than ``n`` bytes, also when more is buffered;
 * **checkpoints on buffered reads**: a read served from the wrapper's buffer
   is still a cancel point and a schedule point, and a cancelled one consumes
   nothing;
-* **all or nothing under cancellation**: thousands of reads cancelled at
-  random moments (deadlines and cancellation from another task) while the
-  peer sends in random pieces lose and duplicate nothing;
-* **chunking invariance**: the bytes read do not depend on how the peer's
-  writes were cut;
+* **all or nothing under cancellation**: thousands of reads, cancelled by a
+  seeded plan (before they start, after a few of their own schedule points,
+  or right after the transport handed them data) while the transport
+  delivers in seeded pieces, lose and duplicate nothing;
+* **chunking invariance**: the bytes read do not depend on how the
+  transport cut them;
 * **bounded buffering**: with a hostile peer sending far more than is read,
   the wrapper takes at most ``max_buffered`` bytes from its transport beyond
   what it handed out;
@@ -27,6 +30,19 @@ is refused (any exception) after at most ``max_buffered`` bytes; and a long
 line trickling in costs time linear in its length (no rescanning from the
 start on every read). The line checks also work on wrappers that are not
 streams at all, such as a `triostream.FrameChannel`.
+
+Repeatability: the seeded checks (cancellation and chunking) read from a
+transport that the kit drives from the calling task, with no peer task, so
+nothing in them waits for another task. Trio's scheduler shuffles the order
+of runnable tasks and offers no public way to seed that, so the kit does not
+depend on it: the data, the size of the ``k``-th transport piece, and the
+size and cancellation plan of the ``i``-th read are drawn from the seed and
+the index alone, and a cancellation "after k schedule points" counts the
+reading task's own steps. A wrapper that does its receiving in the calling
+task therefore sees exactly the same run for the same seed: the same
+verdict, the same message. A wrapper with helper tasks gets the same pieces
+and plan, but how its tasks interleave with the reader is up to Trio, so the
+read that a bug shows up in can vary from run to run.
 """
 
 from __future__ import annotations
@@ -107,19 +123,39 @@ async def check_buffered_stream(
         linear-time line check needs at least 1 MiB and uses a line of
         ``min(max_line, 2 MiB)`` bytes; below 1 MiB it is not run (the
         report says so).
-      cancellations: how many cancelled reads each fuzz must see at least.
-      seed: seed of the random choices (failure messages repeat it).
+      cancellations: how many cancelled reads each fuzz must see at least
+        (once reached, the fuzz ends its data at the current position and
+        reads the rest to EOF).
+      seed: seed of the random choices (failure messages repeat it): the
+        data, the transport's pieces and the reads' sizes and cancellation
+        points, each by its index. For a wrapper that receives in the
+        calling task (no helper tasks), the same seed gives the same run and
+        verdict; with helper tasks, Trio's scheduling order (not seedable)
+        decides how they interleave with the reads.
       phase_timeout: seconds each check may take before the wrapper is
         declared hanging.
 
     Returns:
       A `ConformanceReport`: the checks that passed, those that did not
-      apply and why, and the measured time ratios.
+      apply and why, the measured time ratios and the number of cancelled
+      reads.
 
     Raises:
-      AssertionError: a check failed; the message names the check and what
-        went wrong (with the seed, where it matters).
+      AssertionError: a check failed: the message starts with the check's
+        name and says what went wrong (with the seed, where it matters:
+        ``"all or nothing under cancellation: lost 56 bytes at offset 0
+        (seed=7); before it, read 0 was cancelled right after the transport
+        delivered 56 bytes"``). Always a plain AssertionError: a failure
+        inside trio's own checks, or an unexpected exception from the
+        wrapper, that escapes as an exception group or as another exception
+        type is turned into one (its first AssertionError's message, or
+        ``"the wrapper raised <type>: <message>"``), with the original as
+        ``__cause__``. A check still running after ``phase_timeout``
+        seconds fails as hanging.
       TypeError: the wrapper is not a stream and no ``receive_line`` was given.
+
+    Cancellation, KeyboardInterrupt and other BaseExceptions propagate as
+    they are. A full checkpoint (it runs the wrapper under Trio).
 
     The linear-time checks compare CPU time (``time.process_time``, garbage
     collection paused) of two sizes in the same run, the best of five, and

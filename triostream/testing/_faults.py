@@ -334,7 +334,7 @@ class FaultyStream(trio.abc.Stream):
                 "an eof fault belongs on a receive side: to make the peer see an early EOF, "
                 "give the peer's stream a receive=Fault.eof(...)"
             )
-        self.transport_stream = stream
+        self.transport_stream: trio.abc.Stream = stream
         self.receive_fault = receive
         self.send_fault = send
         self._receive = _Side(receive)
@@ -627,6 +627,8 @@ async def run_with_each_fault(
         `trio.testing.MockClock`, use its virtual seconds).
       max_tracebacks: how many tracebacks the message shows.
 
+    A full checkpoint (also for a scenario that never awaits anything).
+
     Example: a line reader keeps every byte it received when the
     connection resets, whichever byte it resets at::
 
@@ -652,6 +654,7 @@ async def run_with_each_fault(
     total_bytes = operator.index(total_bytes)
     if total_bytes < 0:
         raise ValueError(f"total_bytes must be >= 0, not {total_bytes}")
+    await checkpoint()  # a full checkpoint, whatever the scenario does
     failures: list[tuple[int, Fault, BaseException]] = []
     for offset in range(total_bytes + 1):
         fault = make_fault(offset)

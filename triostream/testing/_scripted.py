@@ -283,8 +283,8 @@ class ScriptedPeer:
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 or None, not {timeout!r}")
         self.transport_stream: trio.abc.Stream = stream
-        self.codec = codec
-        self.timeout = timeout
+        self.codec: Codec | None = codec
+        self.timeout: float | None = timeout
         self._chunk_sizes = None if chunk_sizes is None else itertools.cycle(_check_sizes(chunk_sizes))
         self._recording = _RecordingStream(stream)
         buffer_size = max(1 << 16, codec.wire_limit if codec is not None else 0)
