@@ -275,6 +275,14 @@ class ReceivesAfterClose(Wrapper):
         await super().aclose()
 
 
+class RaisesOnRead(Wrapper):
+    """Raises an exception no stream should raise from ``receive_some``."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        raise RuntimeError("the wrapper's own bug")
+
+
 def line_of(stream: Any) -> Any:
     return stream.receive_line()
 
@@ -520,3 +528,15 @@ async def test_same_seed_same_verdict_for_a_broken_wrapper() -> None:
         messages.add(str(info.value))
     assert len(messages) == 1
     assert messages.pop().startswith("whole lines under cancellation: line ")
+
+
+async def test_an_unexpected_exception_from_the_wrapper_is_an_assertion_error_naming_the_check() -> None:
+    with pytest.raises(BaseException) as info:  # what escapes is the point of the test
+        await check_buffered_stream(lambda t, n: RaisesOnRead(t), cancellations=200)  # type: ignore[arg-type]
+    failure = info.value
+    assert type(failure) is AssertionError, repr(failure)
+    assert str(failure).startswith(
+        "trio's stream conformance checks: the wrapper raised RuntimeError: the wrapper's own bug"
+    )
+    assert failure.__cause__ is not None
+    assert any(isinstance(leaf, RuntimeError) for leaf in leaves(failure.__cause__))
