@@ -13,9 +13,9 @@ from scripted import chunked
 from triostream import (
     Codec,
     CorruptFrameError,
-    Decoder,
     Delimited,
     FixedSize,
+    FrameParser,
     FrameTooLongError,
     IncompleteReadError,
     LengthPrefixed,
@@ -27,7 +27,7 @@ from triostream._codecs import encode_varint
 
 
 def decode_all(codec: Codec, chunks: list[bytes]) -> list[bytes]:
-    decoder = Decoder(codec)
+    decoder = FrameParser(codec)
     out: list[bytes] = []
     for chunk in chunks:
         decoder.feed(chunk)
@@ -150,7 +150,7 @@ def test_codec_argument_validation() -> None:
 
 
 def test_length_prefix_over_max_size_refused_from_the_header() -> None:
-    decoder = Decoder(LengthPrefixed(1000))
+    decoder = FrameParser(LengthPrefixed(1000))
     decoder.feed(struct.pack(">I", 1 << 30))  # declares 1 GiB, sends nothing of it
     with pytest.raises(FrameTooLongError) as info:
         decoder.next_frame()
@@ -169,7 +169,7 @@ def test_length_prefix_over_max_size_refused_from_the_header() -> None:
     ],
 )
 def test_declared_sizes_over_the_limit(codec: Codec, header: bytes) -> None:
-    decoder = Decoder(codec)
+    decoder = FrameParser(codec)
     decoder.feed(header)
     with pytest.raises(FrameTooLongError):
         decoder.next_frame()
@@ -177,7 +177,7 @@ def test_declared_sizes_over_the_limit(codec: Codec, header: bytes) -> None:
 
 
 def test_negative_length_after_adjustment_is_corrupt() -> None:
-    decoder = Decoder(LengthPrefixed(100, length_size=2, length_adjustment=-2))
+    decoder = FrameParser(LengthPrefixed(100, length_size=2, length_adjustment=-2))
     decoder.feed(b"\x00\x01")
     with pytest.raises(CorruptFrameError) as info:
         decoder.next_frame()
@@ -200,7 +200,7 @@ def test_negative_length_after_adjustment_is_corrupt() -> None:
     ],
 )
 def test_netstring_corruption(wire: bytes, offset: int, words: str) -> None:
-    decoder = Decoder(Netstring(100))
+    decoder = FrameParser(Netstring(100))
     decoder.feed(wire)
     with pytest.raises(CorruptFrameError, match=words) as info:
         list(decoder)
@@ -209,7 +209,7 @@ def test_netstring_corruption(wire: bytes, offset: int, words: str) -> None:
 
 
 def test_varint_longer_than_ten_bytes_is_corrupt() -> None:
-    decoder = Decoder(VarintPrefixed(1 << 20, on_too_long="discard"))
+    decoder = FrameParser(VarintPrefixed(1 << 20, on_too_long="discard"))
     decoder.feed(b"\x80" * 10 + b"\x01")
     with pytest.raises(CorruptFrameError, match="10 bytes"):
         decoder.next_frame()
@@ -222,13 +222,13 @@ def test_varint_longer_than_ten_bytes_is_corrupt() -> None:
 def test_truncated_frame_at_eof(codec: Codec) -> None:
     wire = codec.encode(b"hello")
     for cut in range(1, len(wire)):
-        decoder = Decoder(codec)
+        decoder = FrameParser(codec)
         decoder.feed(wire[:cut])
         decoder.feed_eof()
         with pytest.raises(IncompleteReadError) as info:
             decoder.next_frame()
         assert info.value.partial == wire[:cut]
-    decoder = Decoder(codec)
+    decoder = FrameParser(codec)
     decoder.feed_eof()
     assert decoder.next_frame() is None, "a clean EOF is no error"
 
@@ -256,7 +256,7 @@ def test_discard_mode_skips_in_bounded_memory_and_raises_once(codec: Codec) -> N
         if isinstance(codec, LengthPrefixed):
             loose = LengthPrefixed(10**6, length_size=codec.length_size, length_offset=codec.length_offset)
         wire = codec.encode(b"ok") + loose.encode(big) + codec.encode(b"next")
-    decoder = Decoder(codec)
+    decoder = FrameParser(codec)
     got: list[object] = []
     peak = 0
     for i in range(0, len(wire), 7):
@@ -276,12 +276,12 @@ def test_discard_mode_skips_in_bounded_memory_and_raises_once(codec: Codec) -> N
 
 
 def test_raise_mode_consumes_nothing_and_discard_until_recovers() -> None:
-    decoder = Decoder(Lines(8))
+    decoder = FrameParser(Lines(8))
     decoder.feed(b"way too long line\nok\n")
     with pytest.raises(FrameTooLongError):
         decoder.next_frame()
     assert decoder.buffer.peek() == b"way too long line\nok\n"
-    assert decoder.buffer.discard_through(b"\n") == (18, True)
+    assert decoder.buffer.discard_until(b"\n") == (18, True)
     assert list(decoder) == [b"ok"]
 
 
