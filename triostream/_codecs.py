@@ -588,7 +588,9 @@ class _LengthPrefixedDecoder(_SizedDecoder):
 class FixedSize(_FrozenCodec):
     """Frames of exactly ``n`` bytes (Netty's ``FixedLengthFrameDecoder``).
 
-    At EOF inside a frame, `IncompleteReadError` has ``expected == n``.
+    At EOF inside a frame, `IncompleteReadError` has the buffered bytes as
+    ``partial`` and ``expected`` None, like every frame without a header (the
+    decoder is the buffer's ``take_exactly(n)`` itself, the fastest path).
 
     Attributes:
       n: the frame size, as given.
@@ -623,10 +625,10 @@ class _FixedSizeDecoder(FrameDecoder):
         self._n = n
 
     def decode(self, buffer: ReceiveBuffer) -> bytes | None:
-        frame = buffer.take_exactly(self._n)
-        if frame is None and buffer.eof and buffer:
-            raise IncompleteReadError(buffer.peek(), self._n)
-        return frame
+        return buffer.take_exactly(self._n)
+
+    def bind(self, buffer: ReceiveBuffer) -> Take:
+        return functools.partial(buffer.take_exactly, self._n)
 
 
 @dataclass(frozen=True, init=False, repr=False)

@@ -1,8 +1,10 @@
 """The exceptions triostream raises.
 
 Trio's own exceptions are used wherever they fit (``trio.ClosedResourceError``,
-``trio.BusyResourceError``, ``trio.WouldBlock``); the two defined here describe
-what a *frame* can do wrong, and both leave every received byte buffered.
+``trio.BusyResourceError``, ``trio.WouldBlock``); the three frame errors
+defined here describe what a *frame* can do wrong, and leave every received
+byte buffered (the one exception: a codec with ``on_too_long="discard"``
+skipping an over-long frame, see `FrameTooLongError.discarding`).
 
 This module imports nothing from trio so that the pure layers can raise them.
 """
