@@ -322,6 +322,18 @@ async def test_frames_decode_any_valid_encoding(memory_stream_pair: Pair) -> Non
     assert info.value.arrived == b"partial"
 
 
+async def test_eof_inside_a_skipped_frame_is_not_called_between_frames(memory_stream_pair: Pair) -> None:
+    client, server = memory_stream_pair
+    peer = ScriptedPeer(client, codec=LengthPrefixed(10, on_too_long="discard"))
+    await server.send_all(b"\x00\x00\x00\x64" + b"x" * 5)  # declares 100 bytes, sends 5
+    await server.send_eof()
+    with pytest.raises(ScriptMismatch, match="not a valid frame"):
+        await peer.expect_frame(b"x")
+    with pytest.raises(ScriptMismatch, match="inside an over-long frame being skipped") as info:
+        await peer.expect_frame(b"x")
+    assert "between frames" not in str(info.value)
+
+
 async def test_frame_errors(memory_stream_pair: Pair, autojump_clock: trio.testing.MockClock) -> None:
     client, server = memory_stream_pair
     peer = ScriptedPeer(client, codec=Netstring(100), timeout=1)

@@ -241,7 +241,7 @@ class BufferedStream(trio.abc.Stream):
                 await checkpoint()  # no read will come: still a checkpoint
             return await self._receive_more(take, args, None)
         except IncompleteReadError as exc:
-            if exc.partial:
+            if exc.partial or exc.skipped:  # EOF inside a frame, or inside one being skipped
                 raise
             return None
         finally:
@@ -942,11 +942,5 @@ class FrameIterator:
                 return frame
         frame = await stream._next_frame_slow(self._take, self._args)
         if frame is None:
-            # _next_frame_slow reads an IncompleteReadError without buffered
-            # bytes as a clean EOF; a decoder whose frame was being skipped
-            # when the EOF came raises one too, and again on every call:
-            # one more call tells the two apart.
-            frame = self._take(*self._args)
-            if frame is None:
-                raise StopAsyncIteration
+            raise StopAsyncIteration
         return frame

@@ -545,7 +545,12 @@ class ScriptedPeer:
             with self._deadline():
                 got = await self._stream.receive_frame(codec)
         except IncompleteReadError as exc:
-            where = f"inside a frame; its first {len(exc.partial)} bytes arrived" if exc.partial else "between frames"
+            if exc.skipped:
+                where = f"inside an over-long frame being skipped ({exc.skipped} bytes skipped)"
+            elif exc.partial:
+                where = f"inside a frame; its first {len(exc.partial)} bytes arrived"
+            else:
+                where = "between frames"
             raise ScriptMismatch(
                 f"step {step} ({action}): the stream ended (EOF) at stream offset {start + len(exc.partial)}, {where}"
                 f"\n  expected: {_show(expected)} (a frame of {codec!r})\n  arrived:  {_show(exc.partial)} then EOF",
