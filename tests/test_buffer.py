@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import triostream._buffer
-from triostream import FrameTooLongError, ReceiveBuffer, normalize_delimiters
+from triostream import FrameTooLongError, ReceiveBuffer
+from triostream._buffer import normalize_delimiters
 
 
 def buffer_of(*chunks: bytes, capacity: int = 65536, eof: bool = False) -> ReceiveBuffer:
@@ -172,12 +173,12 @@ def test_take_all() -> None:
         buffer_of(b"abcd").take_all(3)
 
 
-def test_discard_through_keeps_possible_delimiter_start() -> None:
+def test_discard_until_keeps_possible_delimiter_start() -> None:
     buffer = buffer_of(b"xxxxxx\r\n\r")
-    assert buffer.discard_through(b"\r\n\r\n") == (6, False)
+    assert buffer.discard_until(b"\r\n\r\n") == (6, False)
     assert buffer.peek() == b"\r\n\r"
     buffer.feed(b"\nrest")
-    assert buffer.discard_through(b"\r\n\r\n") == (4, True)
+    assert buffer.discard_until(b"\r\n\r\n") == (4, True)
     assert buffer.peek() == b"rest"
 
 

@@ -13,9 +13,9 @@ from scripted import chunked
 from triostream import (
     Codec,
     CorruptFrameError,
-    Decoder,
     Delimited,
     FixedSize,
+    FrameParser,
     FrameTooLongError,
     IncompleteReadError,
     LengthPrefixed,
@@ -27,13 +27,13 @@ from triostream._codecs import encode_varint
 
 
 def decode_all(codec: Codec, chunks: list[bytes]) -> list[bytes]:
-    decoder = Decoder(codec)
+    parser = FrameParser(codec)
     out: list[bytes] = []
     for chunk in chunks:
-        decoder.feed(chunk)
-        out.extend(decoder)
-    decoder.feed_eof()
-    out.extend(decoder)
+        parser.feed(chunk)
+        out.extend(parser)
+    parser.feed_eof()
+    out.extend(parser)
     return out
 
 
@@ -150,12 +150,12 @@ def test_codec_argument_validation() -> None:
 
 
 def test_length_prefix_over_max_size_refused_from_the_header() -> None:
-    decoder = Decoder(LengthPrefixed(1000))
-    decoder.feed(struct.pack(">I", 1 << 30))  # declares 1 GiB, sends nothing of it
+    parser = FrameParser(LengthPrefixed(1000))
+    parser.feed(struct.pack(">I", 1 << 30))  # declares 1 GiB, sends nothing of it
     with pytest.raises(FrameTooLongError) as info:
-        decoder.next_frame()
+        parser.next_frame()
     assert info.value.max_size == 1000
-    assert len(decoder.buffer) == 4, "nothing consumed, nothing allocated beyond the header"
+    assert len(parser.buffer) == 4, "nothing consumed, nothing allocated beyond the header"
 
 
 @pytest.mark.parametrize(
@@ -169,18 +169,18 @@ def test_length_prefix_over_max_size_refused_from_the_header() -> None:
     ],
 )
 def test_declared_sizes_over_the_limit(codec: Codec, header: bytes) -> None:
-    decoder = Decoder(codec)
-    decoder.feed(header)
+    parser = FrameParser(codec)
+    parser.feed(header)
     with pytest.raises(FrameTooLongError):
-        decoder.next_frame()
-    assert decoder.buffer.peek() == header
+        parser.next_frame()
+    assert parser.buffer.peek() == header
 
 
 def test_negative_length_after_adjustment_is_corrupt() -> None:
-    decoder = Decoder(LengthPrefixed(100, length_size=2, length_adjustment=-2))
-    decoder.feed(b"\x00\x01")
+    parser = FrameParser(LengthPrefixed(100, length_size=2, length_adjustment=-2))
+    parser.feed(b"\x00\x01")
     with pytest.raises(CorruptFrameError) as info:
-        decoder.next_frame()
+        parser.next_frame()
     assert info.value.offset == 0
     assert "negative" in str(info.value)
 
@@ -200,19 +200,19 @@ def test_negative_length_after_adjustment_is_corrupt() -> None:
     ],
 )
 def test_netstring_corruption(wire: bytes, offset: int, words: str) -> None:
-    decoder = Decoder(Netstring(100))
-    decoder.feed(wire)
+    parser = FrameParser(Netstring(100))
+    parser.feed(wire)
     with pytest.raises(CorruptFrameError, match=words) as info:
-        list(decoder)
+        list(parser)
     assert info.value.offset == offset
     assert f"offset {offset}" in str(info.value)
 
 
 def test_varint_longer_than_ten_bytes_is_corrupt() -> None:
-    decoder = Decoder(VarintPrefixed(1 << 20, on_too_long="discard"))
-    decoder.feed(b"\x80" * 10 + b"\x01")
+    parser = FrameParser(VarintPrefixed(1 << 20, on_too_long="discard"))
+    parser.feed(b"\x80" * 10 + b"\x01")
     with pytest.raises(CorruptFrameError, match="10 bytes"):
-        decoder.next_frame()
+        parser.next_frame()
 
 
 @pytest.mark.parametrize(
@@ -222,15 +222,15 @@ def test_varint_longer_than_ten_bytes_is_corrupt() -> None:
 def test_truncated_frame_at_eof(codec: Codec) -> None:
     wire = codec.encode(b"hello")
     for cut in range(1, len(wire)):
-        decoder = Decoder(codec)
-        decoder.feed(wire[:cut])
-        decoder.feed_eof()
+        parser = FrameParser(codec)
+        parser.feed(wire[:cut])
+        parser.feed_eof()
         with pytest.raises(IncompleteReadError) as info:
-            decoder.next_frame()
+            parser.next_frame()
         assert info.value.partial == wire[:cut]
-    decoder = Decoder(codec)
-    decoder.feed_eof()
-    assert decoder.next_frame() is None, "a clean EOF is no error"
+    parser = FrameParser(codec)
+    parser.feed_eof()
+    assert parser.next_frame() is None, "a clean EOF is no error"
 
 
 # ---------------------------------------------------------------- discarding mode
@@ -256,33 +256,33 @@ def test_discard_mode_skips_in_bounded_memory_and_raises_once(codec: Codec) -> N
         if isinstance(codec, LengthPrefixed):
             loose = LengthPrefixed(10**6, length_size=codec.length_size, length_offset=codec.length_offset)
         wire = codec.encode(b"ok") + loose.encode(big) + codec.encode(b"next")
-    decoder = Decoder(codec)
+    parser = FrameParser(codec)
     got: list[object] = []
     peak = 0
     for i in range(0, len(wire), 7):
-        decoder.feed(wire[i : i + 7])
+        parser.feed(wire[i : i + 7])
         while True:
             try:
-                frame = decoder.next_frame()
+                frame = parser.next_frame()
             except FrameTooLongError:
                 got.append("too long")
                 continue
             if frame is None:
                 break
             got.append(frame)
-        peak = max(peak, len(decoder.buffer))
+        peak = max(peak, len(parser.buffer))
     assert got == [b"ok", "too long", b"next"]
     assert peak <= 64, f"the over-long frame was buffered ({peak} bytes)"
 
 
 def test_raise_mode_consumes_nothing_and_discard_until_recovers() -> None:
-    decoder = Decoder(Lines(8))
-    decoder.feed(b"way too long line\nok\n")
+    parser = FrameParser(Lines(8))
+    parser.feed(b"way too long line\nok\n")
     with pytest.raises(FrameTooLongError):
-        decoder.next_frame()
-    assert decoder.buffer.peek() == b"way too long line\nok\n"
-    assert decoder.buffer.discard_through(b"\n") == (18, True)
-    assert list(decoder) == [b"ok"]
+        parser.next_frame()
+    assert parser.buffer.peek() == b"way too long line\nok\n"
+    assert parser.buffer.discard_until(b"\n") == (18, True)
+    assert list(parser) == [b"ok"]
 
 
 # ---------------------------------------------------------------- interop

@@ -224,6 +224,66 @@ class ReadsAheadWithoutBound(Wrapper):
         await super().aclose()
 
 
+class HoldsBytesAcrossACheckpoint(Wrapper):
+    """Keeps the bytes just read from the transport in a local across one
+    more checkpoint: cancelled there, they are lost."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self._check(max_bytes)
+        self._enter()
+        try:
+            if self.buffer:
+                await trio.lowlevel.checkpoint()
+            else:
+                data = await self._more()
+                await trio.lowlevel.checkpoint()  # cancelled here: data is lost
+                self.buffer += data
+            return self._take(max_bytes or len(self.buffer))
+        finally:
+            self.receiving = False
+
+
+class ReturnsMoreThanMaxBytes(Wrapper):
+    """Hands out its whole buffer, whatever ``max_bytes`` says."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self._check(max_bytes)
+        self._enter()
+        try:
+            if self.buffer:
+                await trio.lowlevel.checkpoint()
+            else:
+                self.buffer += await self._more()
+            return self._take(len(self.buffer))
+        finally:
+            self.receiving = False
+
+
+class ReceivesAfterClose(Wrapper):
+    """After ``aclose``, ``receive_some`` returns b"" instead of raising
+    `trio.ClosedResourceError`: only trio's own checks see it."""
+
+    closed = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self.closed:
+            await trio.lowlevel.checkpoint()
+            return b""
+        return await super().receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await super().aclose()
+
+
+class RaisesOnRead(Wrapper):
+    """Raises an exception no stream should raise from ``receive_some``."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        raise RuntimeError("the wrapper's own bug")
+
+
 def line_of(stream: Any) -> Any:
     return stream.receive_line()
 
@@ -235,7 +295,7 @@ async def test_a_correct_wrapper_passes() -> None:
         receive_line=line_of,
         max_line=2 * MiB,
     )
-    assert len(report.passed) == 11, report
+    assert len(report.passed) == 12, report
     assert report.not_run == []
     # Linear is about 16; the check fails above 40.
     assert all(ratio <= 40 for ratio in report.time_ratios.values()), report.time_ratios
@@ -266,7 +326,7 @@ async def test_connection_passes() -> None:
     report = await check_buffered_stream(
         wrap, max_buffered=4 * MiB, receive_line=lambda c: c.receive_line(max_size=2 * MiB), max_line=2 * MiB
     )
-    assert len(report.passed) == 11 and report.not_run == [], report
+    assert len(report.passed) == 12 and report.not_run == [], report
 
 
 async def test_frame_channel_passes_the_line_checks() -> None:
@@ -293,12 +353,15 @@ async def test_a_channel_needs_receive_line() -> None:
 
 
 async def test_fails_a_wrapper_that_drops_data_on_cancellation() -> None:
-    with pytest.raises(AssertionError, match="cancel"):
+    with pytest.raises(AssertionError, match=r"^checkpoints on buffered reads: read b'abdef' around a cancelled read"):
         await check_buffered_stream(lambda t, n: DropsOnCancel(t))  # type: ignore[arg-type]
 
 
 async def test_fails_a_wrapper_that_skips_checkpoints() -> None:
-    with pytest.raises(AssertionError):
+    with pytest.raises(
+        AssertionError,
+        match=r"^checkpoints on buffered reads: a receive_some served from the buffer is not a checkpoint$",
+    ):
         await check_buffered_stream(lambda t, n: SkipsCheckpoints(t))  # type: ignore[arg-type]
 
 
@@ -317,12 +380,14 @@ async def line_check(wrapper: type[Wrapper], **options: Any) -> ConformanceRepor
 
 
 async def test_fails_a_line_reader_that_drops_a_partial_line_on_cancellation() -> None:
-    with pytest.raises(AssertionError, match=r"^whole lines under cancellation: line \d+ of 900 .*differs"):
+    with pytest.raises(AssertionError, match=r"^whole lines under cancellation: line \d+ of \d+ .*differs \(seed=0\)"):
         await line_check(DropsPartialLineOnCancel)
 
 
 async def test_fails_a_line_reader_that_skips_checkpoints() -> None:
-    with pytest.raises(AssertionError, match=r"^checkpoints on buffered lines: "):
+    with pytest.raises(
+        AssertionError, match=r"^checkpoints on buffered lines: a line served from the buffer is not a checkpoint$"
+    ):
         await line_check(SkipsLineCheckpoints)
 
 
@@ -348,3 +413,131 @@ async def test_fails_a_wrapper_that_reads_ahead_without_bound() -> None:
             max_buffered=65536,
             cancellations=200,
         )
+
+
+async def test_fails_a_wrapper_that_holds_bytes_across_a_checkpoint() -> None:
+    # Cancelled right after the transport read returned, at the wrapper's next
+    # checkpoint: reported as the loss it is, with the seed, not as a hang.
+    pattern = r"^all or nothing under cancellation: lost \d+ bytes at offset \d+ \(seed=7\)"
+    with pytest.raises(AssertionError, match=pattern) as info:
+        await check_buffered_stream(
+            lambda t, n: HoldsBytesAcrossACheckpoint(t),  # type: ignore[arg-type]
+            cancellations=200,
+            seed=7,
+            phase_timeout=30,
+        )
+    assert "right after the transport delivered" in str(info.value)
+
+
+async def test_fails_a_wrapper_that_returns_more_than_max_bytes() -> None:
+    with pytest.raises(AssertionError, match=r"^at most max_bytes per read: receive_some\(\d+\) returned \d+ bytes"):
+        await check_buffered_stream(
+            lambda t, n: ReturnsMoreThanMaxBytes(t),  # type: ignore[arg-type]
+            cancellations=200,
+            phase_timeout=30,
+        )
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    inner = getattr(exc, "exceptions", None)
+    if isinstance(inner, tuple):
+        return [leaf for sub in inner for leaf in leaves(sub)]
+    return [exc]
+
+
+async def test_a_failure_of_trios_checks_is_an_assertion_error_naming_the_check() -> None:
+    with pytest.raises(BaseException) as info:  # what escapes is the point of the test
+        await check_buffered_stream(lambda t, n: ReceivesAfterClose(t), cancellations=200)  # type: ignore[arg-type]
+    failure = info.value
+    assert type(failure) is AssertionError, repr(failure)  # not an exception group
+    message = str(failure)
+    assert message.startswith("trio's stream conformance checks: ")
+    # The original is kept as __cause__; trio's own assertion is in it, and its
+    # message (whatever trio's wording) is repeated in ours.
+    assert failure.__cause__ is not None
+    trio_failures = [leaf for leaf in leaves(failure.__cause__) if isinstance(leaf, AssertionError)]
+    assert trio_failures
+    assert str(trio_failures[0]) in message
+
+
+class Recording(Wrapper):
+    """A correct wrapper that logs what happens to it: each transport read,
+    each read it returns, each cancellation."""
+
+    def __init__(self, transport: trio.abc.HalfCloseableStream, log: list[tuple[object, ...]]) -> None:
+        super().__init__(transport, max_line=8192)
+        self.log = log
+
+    async def _more(self, size: int = 4096) -> bytes:
+        data = await super()._more(size)
+        self.log.append(("transport", size, len(data)))
+        return data
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        try:
+            data = await super().receive_some(max_bytes)
+        except trio.Cancelled:
+            self.log.append(("cancelled", max_bytes))
+            raise
+        self.log.append(("read", max_bytes, len(data)))
+        return data
+
+    async def receive_line(self) -> bytes:
+        try:
+            line = await super().receive_line()
+        except trio.Cancelled:
+            self.log.append(("cancelled line",))
+            raise
+        self.log.append(("line", len(line)))
+        return line
+
+
+async def fuzz_logs(seed: int) -> tuple[ConformanceReport, list[list[tuple[object, ...]]]]:
+    """The logs of the wrappers the cancellation checks ran on (those
+    cancelled many times), and the report."""
+    logs: list[list[tuple[object, ...]]] = []
+
+    def wrap(transport: trio.abc.Stream, nursery: trio.Nursery) -> Recording:
+        logs.append([])
+        return Recording(transport, logs[-1])  # type: ignore[arg-type]
+
+    report = await check_buffered_stream(wrap, max_buffered=8193, receive_line=line_of, cancellations=300, seed=seed)
+    return report, [log for log in logs if sum(entry[0].startswith("cancelled") for entry in log) >= 100]  # type: ignore[attr-defined]
+
+
+async def test_same_seed_same_cancellation_points_and_pieces() -> None:
+    first_report, first = await fuzz_logs(3)
+    assert len(first) == 2  # the reads fuzz and the lines fuzz
+    for _ in range(2):
+        report, again = await fuzz_logs(3)
+        # The same transport pieces, read sizes and cancellation points, in the same order...
+        assert again == first
+        assert report.cancelled_reads == first_report.cancelled_reads
+    # ...which the seed chooses.
+    other_report, other = await fuzz_logs(4)
+    assert other != first
+    assert set(first_report.cancelled_reads) == {"all or nothing under cancellation", "whole lines under cancellation"}
+    assert all(count >= 300 for count in first_report.cancelled_reads.values())
+    assert all(count >= 300 for count in other_report.cancelled_reads.values())
+
+
+async def test_same_seed_same_verdict_for_a_broken_wrapper() -> None:
+    messages = set()
+    for _ in range(3):
+        with pytest.raises(AssertionError) as info:
+            await line_check(DropsPartialLineOnCancel, seed=11)
+        messages.add(str(info.value))
+    assert len(messages) == 1
+    assert messages.pop().startswith("whole lines under cancellation: line ")
+
+
+async def test_an_unexpected_exception_from_the_wrapper_is_an_assertion_error_naming_the_check() -> None:
+    with pytest.raises(BaseException) as info:  # what escapes is the point of the test
+        await check_buffered_stream(lambda t, n: RaisesOnRead(t), cancellations=200)  # type: ignore[arg-type]
+    failure = info.value
+    assert type(failure) is AssertionError, repr(failure)
+    assert str(failure).startswith(
+        "trio's stream conformance checks: the wrapper raised RuntimeError: the wrapper's own bug"
+    )
+    assert failure.__cause__ is not None
+    assert any(isinstance(leaf, RuntimeError) for leaf in leaves(failure.__cause__))

@@ -661,23 +661,55 @@ async def test_run_with_each_fault_reports_every_failing_offset() -> None:
 
 async def test_run_with_each_fault_counts_pytest_failures_per_offset() -> None:
     ran: list[int] = []
+    raised: dict[int, BaseException] = {}
 
     async def scenario(fault: Fault) -> None:
         assert fault.at_byte is not None
         ran.append(fault.at_byte)
-        if fault.at_byte == 1:
-            with pytest.raises(ValueError):  # nothing raised: pytest's Failed, a BaseException
-                pass
-        if fault.at_byte == 3:
-            pytest.fail("first line\nsecond line\nthird line")
+        try:
+            if fault.at_byte == 1:
+                with pytest.raises(ValueError):  # nothing raised: pytest's failure, a BaseException
+                    pass
+            if fault.at_byte == 3:
+                pytest.fail("first line\nsecond line\nthird line")
+        except BaseException as exc:
+            raised[fault.at_byte] = exc
+            raise
 
     with pytest.raises(AssertionError) as info:
         await run_with_each_fault(scenario, 4)
-    assert ran == [0, 1, 2, 3, 4]
+    assert ran == [0, 1, 2, 3, 4]  # a pytest failure does not stop the other offsets
+    assert sorted(raised) == [1, 3]
+    assert all(isinstance(exc, pytest.fail.Exception) for exc in raised.values())
+    assert not any(isinstance(exc, Exception) for exc in raised.values())  # what makes them special
     lines = str(info.value).splitlines()
     assert lines[0] == "scenario failed at 2 of 5 fault offsets: [1, 3]"
-    assert "  offset 1: Fault.reset(at_byte=1): Failed: DID NOT RAISE <class 'ValueError'>" in lines
-    assert "  offset 3: Fault.reset(at_byte=3): Failed: first line (+2 lines)" in lines
+    # Our format, whatever pytest's wording: the offset, the fault's repr, the exception's type name
+    # and the first line of its message, and how many lines more.
+    for offset in (1, 3):
+        exc = raised[offset]
+        message = str(exc).strip().splitlines()
+        more = f" (+{len(message) - 1} lines)" if len(message) > 1 else ""
+        first = message[0] if message else ""
+        expected = f"  offset {offset}: {Fault.reset(at_byte=offset)!r}: {type(exc).__name__}: {first}{more}"
+        assert expected in lines
+    # Our own message for offset 3 (its text is ours), spelled out:
+    assert f"  offset 3: Fault.reset(at_byte=3): {type(raised[3]).__name__}: first line (+2 lines)" in lines
+    assert [line for line in lines if line.startswith("  offset ")] == [
+        line for line in lines if line.startswith(("  offset 1: ", "  offset 3: "))
+    ]  # one line per failing offset, none for the others
+    assert info.value.__cause__ is raised[1]
+
+
+async def test_run_with_each_fault_is_a_full_checkpoint() -> None:
+    runs: list[Fault] = []
+
+    async def scenario(fault: Fault) -> None:  # never awaits anything
+        runs.append(fault)
+
+    with trio.testing.assert_checkpoints():
+        await run_with_each_fault(scenario, 0)
+    assert runs == [Fault.reset(at_byte=0)]
 
 
 async def test_run_with_each_fault_lets_pytest_skip_through() -> None:
@@ -695,8 +727,12 @@ async def test_run_with_each_fault_times_out_hanging_runs(autojump_clock: trio.t
 
     with pytest.raises(AssertionError) as info:
         await run_with_each_fault(scenario, 3, make_fault=lambda n: Fault.stall(math.inf, at_byte=n), run_timeout=60)
-    assert str(info.value).startswith("scenario failed at 4 of 4 fault offsets: [0, 1, 2, 3]")
-    assert "TooSlowError" in str(info.value)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "scenario failed at 4 of 4 fault offsets: [0, 1, 2, 3]"
+    for offset in range(4):
+        fault = Fault.stall(math.inf, at_byte=offset)
+        assert any(line.startswith(f"  offset {offset}: {fault!r}: {trio.TooSlowError.__name__}") for line in lines)
+    assert isinstance(info.value.__cause__, trio.TooSlowError)
 
 
 async def test_run_with_each_fault_lets_cancellation_through() -> None:

@@ -3,14 +3,14 @@
 The public API is re-exported here; the modules behind it are private.
 """
 
-from ._buffer import ReceiveBuffer, normalize_delimiters
+from ._buffer import ReceiveBuffer
 from ._channel import FrameChannel
 from ._codecs import (
     Codec,
-    Decoder,
     Delimited,
     FixedSize,
     FrameDecoder,
+    FrameParser,
     LengthPrefixed,
     Lines,
     Netstring,
@@ -27,12 +27,12 @@ __all__ = [
     "Codec",
     "Connection",
     "CorruptFrameError",
-    "Decoder",
     "Delimited",
     "FixedSize",
     "FrameChannel",
     "FrameDecoder",
     "FrameIterator",
+    "FrameParser",
     "FrameTooLongError",
     "HalfCloseableBufferedStream",
     "IncompleteReadError",
@@ -45,7 +45,6 @@ __all__ = [
     "WriteBufferFullError",
     "connect_tcp",
     "connect_unix",
-    "normalize_delimiters",
     "open_connection",
     "serve_tcp",
     "serve_unix",

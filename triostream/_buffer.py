@@ -35,9 +35,10 @@ from collections import deque
 
 from ._errors import FrameTooLongError
 
-__all__ = ["Delimiters", "ReceiveBuffer", "normalize_delimiters"]
+__all__ = ["Delimiters", "ReceiveBuffer"]
 
-#: A single delimiter, or a tuple of alternatives (see `normalize_delimiters`).
+#: A single delimiter, or a tuple of alternatives (see `normalize_delimiters`,
+#: which is internal: `triostream` does not export it).
 Delimiters = bytes | tuple[bytes, ...]
 
 _delimiter_cache: dict[object, Delimiters] = {}
@@ -113,7 +114,21 @@ class ReceiveBuffer:
     The buffer also records end-of-file (`feed_eof`): after it, frames that
     would need more bytes can never complete, and ambiguous delimiter matches
     are settled with what is there.
+
+    **For custom codecs.** A `triostream.FrameDecoder` gets the stream's
+    buffer in ``decode(buffer)`` and may use: ``len(buffer)`` and
+    ``bool(buffer)`` (bytes buffered), `eof`, `offset` (for error messages),
+    `peek` (look without consuming), and the consuming methods `take_exactly`,
+    `take_until`, `take_line`, `take_regex`, `skip` and `discard_until`. Each
+    ``take_*`` method consumes a whole frame or nothing, so a decoder that
+    checks ``len(buffer)`` against the frame's size before consuming keeps the
+    all-or-nothing rule. The other methods (`feed`, `feed_eof`, `unreceive`,
+    `clear`, `take_some`, `take_into`, `take_all`) belong to whoever owns the
+    buffer (a `triostream.BufferedStream`, a `triostream.FrameParser`), not
+    to decoders.
     """
+
+    capacity: int
 
     __slots__ = (
         "_batch",
@@ -385,16 +400,20 @@ class ReceiveBuffer:
             stop = pos + max(max_bytes, 0)
         return bytes(self._data[pos:stop])
 
-    # ------------------------------------------------- the cursor (for codecs)
+    # ------------------------------------------------- the cursor (built-in codecs)
 
-    def view(self) -> tuple[bytes | bytearray, int]:
+    # Private: the built-in decoders of ``_codecs.py`` parse headers in place
+    # through these. Custom decoders use the public methods (see the class
+    # docstring), which keep the all-or-nothing rule by themselves.
+
+    def _view(self) -> tuple[bytes | bytearray, int]:
         """``(data, pos)``: the next bytes are ``data[pos:]`` (more may follow in
-        the queue, see `make_contiguous`). For decoders that parse in place;
+        the queue, see `_make_contiguous`). For decoders that parse in place;
         indices into ``data`` are valid until the buffer is changed."""
         return self._data, self._pos
 
-    def make_contiguous(self, n: int) -> bool:
-        """Make the next ``n`` bytes contiguous in `view`, joining queued chunks
+    def _make_contiguous(self, n: int) -> bool:
+        """Make the next ``n`` bytes contiguous in `_view`, joining queued chunks
         as needed; False (with everything buffered joined) if fewer than ``n``
         bytes are buffered. Amortized O(bytes joined)."""
         while len(self._data) - self._pos < n:
@@ -403,12 +422,7 @@ class ReceiveBuffer:
             self._merge_next()
         return True
 
-    def cut(self, start: int, stop: int, consume_to: int) -> bytes:
-        """Consume ``view()`` data through index ``consume_to`` and return
-        ``data[start:stop]`` as bytes (``pos <= start <= stop <= consume_to``)."""
-        return self._cut(start, stop, consume_to)
-
-    def byte_at(self, index: int) -> int:
+    def _byte_at(self, index: int) -> int:
         """The buffered byte ``index`` bytes ahead of the next one to be
         consumed, without consuming or copying anything; IndexError if fewer
         are buffered."""
@@ -573,7 +587,10 @@ class ReceiveBuffer:
     def take_until(self, delimiters: Delimiters, max_size: int, keep_delimiter: bool = False) -> bytes | None:
         """Consume and return the frame before the next delimiter.
 
-        ``delimiters`` is the output of `normalize_delimiters`. With a tuple,
+        ``delimiters`` is non-empty ``bytes``, or a tuple of two or more
+        distinct non-empty ``bytes`` (a `triostream.Delimited` codec's
+        ``delimiters`` attribute has this form; other values are not checked
+        here, where every call counts). With a tuple,
         the earliest match wins (the shortest frame) and at the same position
         the longest delimiter wins; a match is not taken while a delimiter
         that would win could still complete with more data (``b"\\r"`` at
@@ -839,8 +856,10 @@ class ReceiveBuffer:
             raise ValueError(f"the pattern {pattern.pattern!r} matched an empty string")
         return self._cut(pos, end if keep_delimiter else start, end)
 
-    def discard_through(self, delimiters: Delimiters) -> tuple[int, bool]:
-        """Drop bytes up to and including the next delimiter.
+    def discard_until(self, delimiters: Delimiters) -> tuple[int, bool]:
+        """Drop bytes up to and including the next delimiter (``delimiters``
+        as for `take_until`), in bounded memory: the pure half of
+        `triostream.BufferedStream.discard_until`.
 
         Returns ``(dropped, found)``. When no delimiter is buffered, drops all
         but the last ``len(longest delimiter) - 1`` bytes (which may start a

@@ -33,11 +33,19 @@ class FrameChannel(trio.abc.Channel[bytes]):
     are full checkpoints, and `receive` keeps the core's contract: a
     cancelled receive consumes nothing. Two tasks sending (or receiving) at
     once get `trio.BusyResourceError`. `receive` raises `trio.EndOfChannel`
-    at a clean EOF between frames and `IncompleteReadError` at EOF inside one;
-    `FrameTooLongError` and `CorruptFrameError` as the codec says. A frame
-    that ``codec.encode`` refuses raises `ValueError` in `send`, before
-    anything is sent.
+    at a clean EOF between frames and `IncompleteReadError` at EOF inside one
+    (also inside a frame the codec was skipping); `FrameTooLongError` and
+    `CorruptFrameError` as the codec says (see `BufferedStream.receive_frame`).
+    A frame that ``codec.encode`` refuses raises `ValueError` in `send`,
+    before anything is sent.
+
+    Attributes:
+      stream: the `BufferedStream` the frames travel over.
+      codec: the codec, as given.
     """
+
+    stream: BufferedStream
+    codec: Codec
 
     def __init__(self, stream: trio.abc.Stream, codec: Codec) -> None:
         if not isinstance(stream, BufferedStream):
@@ -66,24 +74,26 @@ class FrameChannel(trio.abc.Channel[bytes]):
 
         Raises:
           trio.EndOfChannel: clean EOF between frames.
-          IncompleteReadError: EOF inside a frame.
-          FrameTooLongError, CorruptFrameError: as the codec says.
+          IncompleteReadError: EOF inside a frame, or inside an over-long
+            frame being skipped (``.skipped`` > 0).
+          FrameTooLongError, CorruptFrameError: as the codec says (see
+            `BufferedStream.receive_frame`).
           trio.BusyResourceError, trio.ClosedResourceError: as for any receive.
         """
         try:
             return await self.stream.receive_frame(self.codec)
         except IncompleteReadError as exc:
-            if exc.partial:
+            if exc.partial or exc.skipped:
                 raise
             raise trio.EndOfChannel from None
 
     def receive_nowait(self) -> bytes:
         """`receive` from the buffer only; `trio.WouldBlock` when no whole
-        frame is buffered (no checkpoint)."""
+        frame is buffered (no checkpoint), otherwise errors as `receive`."""
         try:
             return self.stream.receive_frame_nowait(self.codec)
         except IncompleteReadError as exc:
-            if exc.partial:
+            if exc.partial or exc.skipped:
                 raise
             raise trio.EndOfChannel from None
 
@@ -98,7 +108,8 @@ class FrameChannel(trio.abc.Channel[bytes]):
 
     def frames(self) -> FrameIterator:
         """The fast iterator of `BufferedStream.frames` for this channel:
-        buffered frames without a checkpoint per frame."""
+        buffered frames without a checkpoint per frame; a clean EOF ends it,
+        errors as for `receive`."""
         return self.stream.frames(self.codec)
 
     async def aclose(self) -> None:

@@ -1,12 +1,16 @@
 """Framing codecs: pure encoders and incremental decoders (no trio import).
 
-A codec describes a wire framing and its limits; it is immutable and can be
-shared. ``codec.encode(frame)`` returns the bytes to send;
-``codec.decoder()`` returns a `FrameDecoder` holding the per-stream state
-(for instance, how much of an over-long frame is still to be skipped), whose
-``decode(buffer)`` consumes one frame from a `ReceiveBuffer` or nothing.
-`Decoder` bundles a decoder with its own buffer for sans-I/O use:
-``feed(data)``, then iterate over the frames.
+A `Codec` describes a wire framing and its limits. Codecs are immutable
+values: equal configurations compare and hash equal (``Lines(100) ==
+Lines(100)``), so they can be shared, used as dict keys, and a
+`BufferedStream` keeps one decoding state per distinct codec.
+``codec.encode(frame)`` returns the bytes to send; ``codec.decoder()``
+returns a `FrameDecoder` holding the per-stream state (for instance, how
+much of an over-long frame is still to be skipped), whose ``decode(buffer)``
+consumes one frame from a `ReceiveBuffer` or nothing. `FrameParser` bundles
+a decoder with its own buffer for sans-I/O use (a push parser, like the
+stdlib's ``email.parser.FeedParser``): ``feed(data)``, then iterate over the
+frames.
 
 Every decoder is incremental and linear-time: it works with any chunking,
 never rescans what it has seen (delimiter codecs use the buffer's search
@@ -14,36 +18,52 @@ memory; header codecs parse at most a bounded header per call), and decides
 a frame's size from its header before any of the body is buffered, so a
 peer cannot make it allocate what it declares.
 
-Errors (nothing consumed unless said):
+Errors, and exactly when they fire (nothing consumed unless said):
 
-* `FrameTooLongError` - a frame over ``max_size``. With
-  ``on_too_long="discard"`` the decoder skips the offending frame in bounded
-  memory (a delimited frame through its delimiter, a length-prefixed frame
-  exactly its declared body, never buffering it) and raises once when it has
-  been skipped; the next call returns the following frame.
+* `FrameTooLongError` - a frame over ``max_size``. For `LengthPrefixed`,
+  `Netstring` and `VarintPrefixed` on the call that parses a header declaring
+  more than ``max_size`` (``.declared`` holds the declared body size), or, in
+  ``"raise"`` mode, as soon as an unfinished header already shows it (more
+  length digits or varint bytes than ``max_size`` needs; ``.declared`` is
+  then None). For `Lines` and `Delimited` as soon as ``max_size`` bytes are
+  buffered without a delimiter, or the first delimiter ends beyond
+  ``max_size``. With ``on_too_long="raise"`` (the default) nothing is
+  consumed. With ``on_too_long="discard"`` it is the same call that raises
+  (fail fast: a peer declaring 2**63 bytes is reported at once), with
+  ``.discarding`` True: that call drops what is buffered of the frame, and
+  the following calls drop the rest of it as it arrives, in bounded memory
+  (a length-prefixed body by its declared size, a delimited frame through its
+  delimiter), then return the next frame.
 * `CorruptFrameError` - bytes that break the framing (a non-digit in a
   netstring length, a missing terminator, a negative length), with the stream
   offset of the first offending byte.
-* `IncompleteReadError` - raised by `Decoder` (and the Trio layer) at EOF
-  inside a frame.
+* `IncompleteReadError` - EOF inside a frame: raised by ``decode`` at EOF
+  when the codec knows more than the buffered bytes say (``.expected`` is the
+  frame's size on the wire once its header has arrived; ``.skipped`` counts
+  the dropped bytes when the EOF cut short a frame being skipped), and
+  otherwise by the caller (`FrameParser`, `BufferedStream`) from the buffered
+  bytes. A clean EOF between frames is not an error for a decoder: it returns
+  None.
 """
 
 from __future__ import annotations
 
 import functools
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, NoReturn
 
 from ._buffer import Delimiters, ReceiveBuffer, normalize_delimiters
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError
 
 __all__ = [
     "Codec",
-    "Decoder",
     "Delimited",
     "FixedSize",
     "FrameDecoder",
+    "FrameParser",
     "LengthPrefixed",
     "Lines",
     "Netstring",
@@ -51,11 +71,12 @@ __all__ = [
 ]
 
 OnTooLong = Literal["raise", "discard"]
+#: What `FrameDecoder.bind` returns: a zero-argument ``decode``.
 Take = Callable[[], "bytes | None"]
 
 
 def _check_limit(name: str, value: int) -> int:
-    if not isinstance(value, int) or value < 1:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int, not {value!r}")
     return value
 
@@ -66,67 +87,130 @@ def _check_mode(on_too_long: str) -> OnTooLong:
     return on_too_long  # type: ignore[return-value]
 
 
-class FrameDecoder:
-    """Per-stream decoding state for one codec.
+class FrameDecoder(ABC):
+    """Per-stream decoding state for one codec: what `Codec.decoder` returns.
 
-    ``decode(buffer)`` consumes one frame and returns it, returns None
-    (consuming nothing, or only bytes of a frame being discarded) when more
-    data is needed, or raises `FrameTooLongError` / `CorruptFrameError`.
+    A `BufferedStream` keeps one per distinct codec (`FrameChannel` and
+    `BufferedStream.frames` use the same one), a `FrameParser` has its own.
+    To write a codec of your own, subclass `Codec` and this class; the
+    decoder implements ``decode`` and may override ``idle`` and ``bind``.
+
+    ``decode(buffer)`` is called whenever a frame is wanted, and again after
+    each read from the transport. It must:
+
+    * return a whole frame (``bytes``), consuming exactly its bytes from the
+      `ReceiveBuffer`; or
+    * return None when more data is needed, consuming nothing; or
+    * raise, consuming nothing: `FrameTooLongError` for a frame over the
+      codec's limit (decide it from a header before waiting for the body:
+      nothing may be buffered beyond what the codec's ``wire_limit`` allows),
+      `CorruptFrameError` for bytes that break the framing.
+
+    Use only the buffer's public methods (see `ReceiveBuffer`): check
+    ``len(buffer)`` or ``buffer.peek(n)`` before consuming, then consume with
+    ``take_exactly``, ``take_until``, ``take_line`` or ``skip``. At EOF
+    (``buffer.eof``) returning None is right: the caller then raises
+    `IncompleteReadError` with the buffered bytes as ``partial``, or treats
+    an empty buffer as a clean EOF; ``decode`` may raise a more precise
+    `IncompleteReadError` itself (with the frame's ``expected`` size).
+
+    The one exception to "consume nothing" is a decoder that skips frames
+    (the built-in ``on_too_long="discard"``): it may drop bytes it has
+    decided to throw away, keeping how far it got as its state, and must then
+    report ``idle`` False until it is back at a frame boundary, and raise
+    `IncompleteReadError` (with ``skipped``) if the EOF comes first.
     """
 
     __slots__ = ()
 
+    @abstractmethod
     def decode(self, buffer: ReceiveBuffer) -> bytes | None:
-        raise NotImplementedError
+        """Consume and return one frame from ``buffer``, or return None
+        (consuming nothing) when more data is needed; see the class
+        docstring for the rules."""
+
+    @property
+    def idle(self) -> bool:
+        """True when the decoder holds no state about a frame in progress, so
+        replacing it by a fresh one would change nothing (the default). A
+        `BufferedStream` never drops a decoder that is not idle from its
+        cache while an idle one can go instead."""
+        return True
 
     def bind(self, buffer: ReceiveBuffer) -> Take:
         """The fastest zero-argument callable doing ``decode(buffer)`` (used by
-        the frame iterators, where a call per frame counts)."""
+        the frame iterators, where a call per frame counts). The default is
+        ``functools.partial(self.decode, buffer)``; a decoder may return a
+        buffer method bound to its arguments instead, when that is all its
+        ``decode`` does."""
         return functools.partial(self.decode, buffer)
 
 
-class Codec:
-    """A wire framing with its limits. Subclasses: `Lines`, `Delimited`,
+class Codec(ABC):
+    """A wire framing with its limits. Built in: `Lines`, `Delimited`,
     `LengthPrefixed`, `Netstring`, `FixedSize`, `VarintPrefixed`.
 
-    Attributes:
-      max_size: the limit on a frame (what it counts depends on the codec).
-      on_too_long: ``"raise"`` or ``"discard"``.
-      wire_limit: the most bytes one acceptable frame occupies on the wire;
-        a `BufferedStream` needs at least this ``max_buffer_size``.
+    A codec is an immutable value: the built-in ones are frozen dataclasses
+    (assigning an attribute raises `dataclasses.FrozenInstanceError`), equal
+    when their configurations are equal, hashable, picklable.
+
+    **Writing your own**: subclass `Codec` (as a frozen dataclass, so that
+    equal configurations share one decoding state per stream) and implement
+
+    * ``wire_limit`` (a property): the most bytes one acceptable frame
+      occupies on the wire. A `BufferedStream` refuses the codec
+      (`ValueError`) unless its ``max_buffer_size`` is at least this;
+    * ``encode(frame)``: the wire bytes for ``frame``; raise `ValueError`
+      for a frame the peer's decoder would reject;
+    * ``decoder()``: a fresh `FrameDecoder` (see its rules for ``decode``).
+
+    The codec then works with `BufferedStream.receive_frame`,
+    `BufferedStream.frames`, `FrameChannel` and `FrameParser`.
     """
 
-    __slots__ = ("max_size", "on_too_long")
-
-    max_size: int
-    on_too_long: OnTooLong
+    __slots__ = ()
 
     @property
+    @abstractmethod
     def wire_limit(self) -> int:
-        raise NotImplementedError
+        """The most bytes one acceptable frame occupies on the wire."""
 
+    @abstractmethod
     def encode(self, frame: bytes | bytearray | memoryview) -> bytes:
         """The wire bytes for ``frame``. Raises `ValueError` for a frame the
         peer's decoder would reject (over ``max_size``, or one containing the
         delimiter)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decoder(self) -> FrameDecoder:
         """A fresh decoding state, for one stream."""
-        raise NotImplementedError
+
+
+class _FrozenCodec(Codec):
+    """What the built-in codecs share: a repr of their configuration, and
+    unpickling past the frozen ``__setattr__`` (they have ``__slots__``
+    and no ``__dict__``, so pickle restores them attribute by attribute)."""
+
+    __slots__ = ()
+
+    _repr_fields: ClassVar[tuple[str, ...]] = ("max_size", "on_too_long")
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._repr_fields())
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._repr_fields)
         return f"{type(self).__name__}({fields})"
 
-    def _repr_fields(self) -> tuple[str, ...]:
-        return ("max_size", "on_too_long")
+    def __setstate__(self, state: Any) -> None:
+        # The default reduce of a slotted object gives (None, {slot: value}).
+        for part in state if isinstance(state, tuple) else (state,):
+            for name, value in (part or {}).items():
+                object.__setattr__(self, name, value)
 
 
 # ---------------------------------------------------------------- delimiters
 
 
-class Delimited(Codec):
+@dataclass(frozen=True, init=False, repr=False)
+class Delimited(_FrozenCodec):
     """Frames ended by a delimiter (bytes, or a tuple: earliest match wins,
     then the longest), like Netty's ``DelimiterBasedFrameDecoder``.
 
@@ -135,9 +219,20 @@ class Delimited(Codec):
     delimiter unless ``keep_delimiter``. `encode` appends the first delimiter
     and refuses frames containing any delimiter (or ending in a way that
     would make the delimiter match earlier), or too long.
+
+    Attributes:
+      delimiters: the delimiter as given (``bytes``), or the tuple of
+        distinct delimiters (a one-element tuple becomes its ``bytes``).
+      max_size, keep_delimiter, on_too_long: as given.
     """
 
-    __slots__ = ("delimiters", "keep_delimiter")
+    __slots__ = ("delimiters", "keep_delimiter", "max_size", "on_too_long")
+    _repr_fields: ClassVar[tuple[str, ...]] = ("delimiters", "max_size", "keep_delimiter", "on_too_long")
+
+    delimiters: Delimiters
+    max_size: int
+    keep_delimiter: bool
+    on_too_long: OnTooLong
 
     def __init__(
         self,
@@ -147,18 +242,11 @@ class Delimited(Codec):
         keep_delimiter: bool = False,
         on_too_long: OnTooLong = "raise",
     ) -> None:
-        self.delimiters: Delimiters = normalize_delimiters(delimiter)
-        self.max_size = _check_limit("max_size", max_size)
-        self.keep_delimiter = keep_delimiter
-        self.on_too_long = _check_mode(on_too_long)
-
-    def _repr_fields(self) -> tuple[str, ...]:
-        return ("delimiters", "max_size", "keep_delimiter", "on_too_long")
-
-    @property
-    def _first(self) -> bytes:
-        d = self.delimiters
-        return d if isinstance(d, bytes) else d[0]
+        # Frozen: fields are set past the dataclass's __setattr__ (as h11 does).
+        object.__setattr__(self, "delimiters", normalize_delimiters(delimiter))
+        object.__setattr__(self, "max_size", _check_limit("max_size", max_size))
+        object.__setattr__(self, "keep_delimiter", bool(keep_delimiter))
+        object.__setattr__(self, "on_too_long", _check_mode(on_too_long))
 
     @property
     def _all(self) -> tuple[bytes, ...]:
@@ -171,7 +259,7 @@ class Delimited(Codec):
 
     def encode(self, frame: bytes | bytearray | memoryview) -> bytes:
         frame = bytes(frame)
-        delimiter = self._first
+        delimiter = self._all[0]
         wire = frame + delimiter
         if len(wire) > self.max_size:
             raise ValueError(f"frame of {len(frame)} bytes: with its delimiter over max_size={self.max_size}")
@@ -184,6 +272,7 @@ class Delimited(Codec):
         return _DelimitedDecoder(self, lines=False)
 
 
+@dataclass(frozen=True, init=False, repr=False)
 class Lines(Delimited):
     """Lines ended by ``\\n``; with ``strip_cr`` (default) one ``\\r`` before
     it is dropped too, so LF and CRLF peers both work (Netty's
@@ -195,13 +284,13 @@ class Lines(Delimited):
     """
 
     __slots__ = ("strip_cr",)
+    _repr_fields: ClassVar[tuple[str, ...]] = ("max_size", "strip_cr", "on_too_long")
+
+    strip_cr: bool
 
     def __init__(self, max_size: int, *, strip_cr: bool = True, on_too_long: OnTooLong = "raise") -> None:
         super().__init__(b"\n", max_size, on_too_long=on_too_long)
-        self.strip_cr = strip_cr
-
-    def _repr_fields(self) -> tuple[str, ...]:
-        return ("max_size", "strip_cr", "on_too_long")
+        object.__setattr__(self, "strip_cr", bool(strip_cr))
 
     def encode(self, frame: bytes | bytearray | memoryview) -> bytes:
         frame = bytes(frame)
@@ -214,42 +303,62 @@ class Lines(Delimited):
 
 
 class _DelimitedDecoder(FrameDecoder):
-    __slots__ = ("_codec", "_discarding", "_lines")
+    # The codec's fields, copied: decode is the hot path of delimited streams.
+    __slots__ = ("_delimiters", "_discard", "_keep", "_lines", "_max_size", "_skipped")
 
     def __init__(self, codec: Delimited, *, lines: bool) -> None:
-        self._codec = codec
+        self._delimiters = codec.delimiters
+        self._max_size = codec.max_size
+        self._keep = codec.keep_delimiter
         self._lines = lines
-        self._discarding = False
+        self._discard = codec.on_too_long == "discard"
+        # While an over-long frame is being skipped: how many of its bytes
+        # were dropped so far. -1 between frames.
+        self._skipped = -1
 
-    def _take(self, buffer: ReceiveBuffer) -> bytes | None:
-        codec = self._codec
-        if self._lines:
-            return buffer.take_line(codec.max_size)
-        return buffer.take_until(codec.delimiters, codec.max_size, codec.keep_delimiter)
+    @property
+    def idle(self) -> bool:
+        return self._skipped < 0
 
     def bind(self, buffer: ReceiveBuffer) -> Take:
-        codec = self._codec
-        if codec.on_too_long == "discard":
+        if self._discard:
             return functools.partial(self.decode, buffer)
         if self._lines:
-            return functools.partial(buffer.take_line, codec.max_size)
-        return functools.partial(buffer.take_until, codec.delimiters, codec.max_size, codec.keep_delimiter)
+            return functools.partial(buffer.take_line, self._max_size)
+        return functools.partial(buffer.take_until, self._delimiters, self._max_size, self._keep)
 
     def decode(self, buffer: ReceiveBuffer) -> bytes | None:
-        if not self._discarding:
-            try:
-                return self._take(buffer)
-            except FrameTooLongError:
-                if self._codec.on_too_long == "raise":
-                    raise
-                self._discarding = True
-        # Discarding mode: skip through the next delimiter in bounded memory.
-        _, found = buffer.discard_through(self._codec.delimiters)
-        if not found:
+        if self._skipped >= 0 and not self._skip(buffer):
             return None
-        self._discarding = False
-        max_size = self._codec.max_size
-        raise FrameTooLongError(max_size, f"a frame over max_size={max_size} bytes was skipped")
+        try:
+            if self._lines:
+                return buffer.take_line(self._max_size)
+            return buffer.take_until(self._delimiters, self._max_size, self._keep)
+        except FrameTooLongError:
+            if not self._discard:
+                raise
+        # Fail fast: report the frame now, drop what is buffered of it, and
+        # let the next calls drop the rest.
+        offset = buffer.offset
+        dropped, found = buffer.discard_until(self._delimiters)
+        self._skipped = -1 if found else dropped
+        raise FrameTooLongError(
+            self._max_size,
+            f"a frame with no delimiter within max_size={self._max_size} bytes (at stream offset {offset}):"
+            " skipping it",
+            discarding=True,
+        )
+
+    def _skip(self, buffer: ReceiveBuffer) -> bool:
+        """Drop more of the frame being skipped; True once its delimiter went too."""
+        dropped, found = buffer.discard_until(self._delimiters)
+        if found:
+            self._skipped = -1
+            return True
+        self._skipped += dropped
+        if buffer.eof:
+            raise IncompleteReadError(buffer.peek(), None, self._skipped)
+        return False
 
 
 # ---------------------------------------------------------------- size headers
@@ -258,34 +367,53 @@ class _DelimitedDecoder(FrameDecoder):
 class _SizedDecoder(FrameDecoder):
     """Shared machinery for frames whose header declares the body size: the
     header is parsed in place, the size checked before the body is awaited,
-    and over-long bodies skipped without being buffered."""
+    and over-long frames skipped by their declared size without being
+    buffered."""
 
-    __slots__ = ("_skip_left",)
+    __slots__ = ("_discard", "_max_size", "_skip_left", "_skip_total")
 
-    max_size: int
-    on_too_long: OnTooLong
+    def __init__(self, max_size: int, on_too_long: OnTooLong) -> None:
+        self._max_size = max_size
+        self._discard = on_too_long == "discard"
+        # The frame being skipped: its size on the wire, and how many of its
+        # bytes are still to drop (0 between frames).
+        self._skip_total = 0
+        self._skip_left = 0
 
-    def __init__(self) -> None:
-        self._skip_left = 0  # bytes of a discarded frame still to drop
+    @property
+    def idle(self) -> bool:
+        return not self._skip_left
 
-    def _too_long(self, buffer: ReceiveBuffer, body: int, total: int) -> bytes | None:
-        """A header declared ``body`` bytes (``total`` on the wire)."""
-        if self.on_too_long == "raise":
-            raise FrameTooLongError(
-                self.max_size,
-                f"declared body of {body} bytes over max_size={self.max_size} (at stream offset {buffer.offset})",
-            )
-        self._skip_left = total
-        return self._skip(buffer)
+    def _too_long(self, buffer: ReceiveBuffer, body: int, total: int) -> NoReturn:
+        """A header declared ``body`` bytes (``total`` on the wire): report it
+        now, and in discard mode drop what is buffered of the frame and leave
+        the rest to the next calls."""
+        where = f"declared body of {body} bytes over max_size={self._max_size} (at stream offset {buffer.offset})"
+        if not self._discard:
+            raise FrameTooLongError(self._max_size, where, body)
+        self._skip_total = total
+        self._skip_left = total - buffer.skip(total)
+        raise FrameTooLongError(self._max_size, where + ": skipping the frame", body, True)
 
-    def _skip(self, buffer: ReceiveBuffer) -> bytes | None:
+    def _skip(self, buffer: ReceiveBuffer) -> bool:
+        """Drop more of the frame being skipped; True once it is all gone."""
         self._skip_left -= buffer.skip(self._skip_left)
-        if self._skip_left:
-            return None
-        raise FrameTooLongError(self.max_size, f"a frame over max_size={self.max_size} bytes was skipped")
+        if not self._skip_left:
+            return True
+        if buffer.eof:
+            raise IncompleteReadError(b"", self._skip_total, self._skip_total - self._skip_left)
+        return False
+
+    @staticmethod
+    def _unfinished(buffer: ReceiveBuffer, total: int | None) -> None:
+        """``decode``'s None (more data needed); at EOF inside a frame, the
+        error, with the frame's size on the wire once the header gave it."""
+        if buffer.eof and buffer:
+            raise IncompleteReadError(buffer.peek(), total)
 
 
-class LengthPrefixed(Codec):
+@dataclass(frozen=True, init=False, repr=False)
+class LengthPrefixed(_FrozenCodec):
     """Frames with a binary length field: the useful subset of Netty's
     ``LengthFieldBasedFrameDecoder``.
 
@@ -298,9 +426,38 @@ class LengthPrefixed(Codec):
 
     ``max_size`` counts the body. A declared body over ``max_size``, or one
     negative after adjustment, is refused before any of it is read.
+
+    Attributes:
+      max_size, length_size, byteorder, length_offset, length_adjustment,
+      include_header, on_too_long: as given.
     """
 
-    __slots__ = ("byteorder", "include_header", "length_adjustment", "length_offset", "length_size")
+    __slots__ = (
+        "byteorder",
+        "include_header",
+        "length_adjustment",
+        "length_offset",
+        "length_size",
+        "max_size",
+        "on_too_long",
+    )
+    _repr_fields: ClassVar[tuple[str, ...]] = (
+        "max_size",
+        "length_size",
+        "byteorder",
+        "length_offset",
+        "length_adjustment",
+        "include_header",
+        "on_too_long",
+    )
+
+    max_size: int
+    length_size: int
+    byteorder: Literal["big", "little"]
+    length_offset: int
+    length_adjustment: int
+    include_header: bool
+    on_too_long: OnTooLong
 
     def __init__(
         self,
@@ -319,27 +476,20 @@ class LengthPrefixed(Codec):
             raise ValueError(f'byteorder must be "big" or "little", not {byteorder!r}')
         if not isinstance(length_offset, int) or length_offset < 0:
             raise ValueError(f"length_offset must be >= 0, not {length_offset!r}")
-        self.max_size = _check_limit("max_size", max_size)
-        self.length_size = length_size
-        self.byteorder: Literal["big", "little"] = byteorder
-        self.length_offset = length_offset
-        self.length_adjustment = int(length_adjustment)
-        self.include_header = include_header
-        self.on_too_long = _check_mode(on_too_long)
-
-    def _repr_fields(self) -> tuple[str, ...]:
-        return (
-            "max_size",
-            "length_size",
-            "byteorder",
-            "length_offset",
-            "length_adjustment",
-            "include_header",
-            "on_too_long",
-        )
+        if not isinstance(length_adjustment, int):
+            raise ValueError(f"length_adjustment must be an int, not {length_adjustment!r}")
+        # Frozen: fields are set past the dataclass's __setattr__ (as h11 does).
+        object.__setattr__(self, "max_size", _check_limit("max_size", max_size))
+        object.__setattr__(self, "length_size", length_size)
+        object.__setattr__(self, "byteorder", byteorder)
+        object.__setattr__(self, "length_offset", length_offset)
+        object.__setattr__(self, "length_adjustment", length_adjustment)
+        object.__setattr__(self, "include_header", bool(include_header))
+        object.__setattr__(self, "on_too_long", _check_mode(on_too_long))
 
     @property
     def header_size(self) -> int:
+        """``length_offset + length_size``: the header's size in bytes."""
         return self.length_offset + self.length_size
 
     @property
@@ -379,12 +529,10 @@ _STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 class _LengthPrefixedDecoder(_SizedDecoder):
-    __slots__ = ("_adjustment", "_byteorder", "_field", "_header", "_include", "_unpack", "max_size", "on_too_long")
+    __slots__ = ("_adjustment", "_byteorder", "_field", "_header", "_include", "_unpack")
 
     def __init__(self, codec: LengthPrefixed) -> None:
-        super().__init__()
-        self.max_size = codec.max_size
-        self.on_too_long = codec.on_too_long
+        super().__init__(codec.max_size, codec.on_too_long)
         self._field = codec.length_offset
         self._header = codec.header_size
         self._byteorder = codec.byteorder
@@ -408,26 +556,26 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         if start <= len(data) and not self._skip_left:
             body = self._unpack(data, pos + self._field)[0] + self._adjustment
             end = start + body
-            if end <= len(data) and 0 <= body <= self.max_size and not buffer._batch_len and type(data) is bytes:
+            if end <= len(data) and 0 <= body <= self._max_size and not buffer._batch_len and type(data) is bytes:
                 buffer._pos = end
                 return data[pos if self._include else start : end]
         return self._decode(buffer)
 
     def _decode(self, buffer: ReceiveBuffer) -> bytes | None:
-        if self._skip_left:
-            return self._skip(buffer)
-        header = self._header
-        if not buffer.make_contiguous(header):
+        if self._skip_left and not self._skip(buffer):
             return None
-        data, pos = buffer.view()
+        header = self._header
+        if not buffer._make_contiguous(header):
+            return self._unfinished(buffer, None)
+        data, pos = buffer._view()
         start = pos + header
         body = int.from_bytes(data[pos + self._field : start], self._byteorder) + self._adjustment
         if body < 0:
             raise CorruptFrameError(f"length field gives a negative body size ({body})", buffer.offset + self._field)
-        if body > self.max_size:
-            return self._too_long(buffer, body, header + body)
+        if body > self._max_size:
+            self._too_long(buffer, body, header + body)
         if len(buffer) < header + body:
-            return None
+            return self._unfinished(buffer, header + body)
         # The frame spans chunks: copy just the frame (the chunk it ends in
         # becomes the buffer's current chunk without a copy).
         if self._include:
@@ -436,17 +584,25 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         return buffer.take_exactly(body)
 
 
-class FixedSize(Codec):
-    """Frames of exactly ``n`` bytes (Netty's ``FixedLengthFrameDecoder``)."""
+@dataclass(frozen=True, init=False, repr=False)
+class FixedSize(_FrozenCodec):
+    """Frames of exactly ``n`` bytes (Netty's ``FixedLengthFrameDecoder``).
+
+    At EOF inside a frame, `IncompleteReadError` has the buffered bytes as
+    ``partial`` and ``expected`` None, like every frame without a header (the
+    decoder is the buffer's ``take_exactly(n)`` itself, the fastest path).
+
+    Attributes:
+      n: the frame size, as given.
+    """
 
     __slots__ = ("n",)
+    _repr_fields: ClassVar[tuple[str, ...]] = ("n",)
+
+    n: int
 
     def __init__(self, n: int) -> None:
-        self.n = self.max_size = _check_limit("n", n)
-        self.on_too_long = "raise"
-
-    def _repr_fields(self) -> tuple[str, ...]:
-        return ("n",)
+        object.__setattr__(self, "n", _check_limit("n", n))
 
     @property
     def wire_limit(self) -> int:
@@ -475,21 +631,30 @@ class _FixedSizeDecoder(FrameDecoder):
         return functools.partial(buffer.take_exactly, self._n)
 
 
-class Netstring(Codec):
+@dataclass(frozen=True, init=False, repr=False)
+class Netstring(_FrozenCodec):
     """D. J. Bernstein's netstrings: ``b"5:hello,"``.
 
     The length is ASCII decimal digits without leading zeros (``0`` only
     for the empty string), then ``:``, the body, and ``,``. ``max_size``
     counts the body; a declared length over it is refused before the body
     is read (the length field itself is bounded by the digits ``max_size``
-    needs). Bad digits, a missing ``:`` or ``,`` raise `CorruptFrameError`.
+    needs, or by 19 digits with ``on_too_long="discard"``, which must learn
+    the length to skip the frame). Bad digits, a missing ``:`` or ``,``
+    raise `CorruptFrameError`.
+
+    Attributes:
+      max_size, on_too_long: as given.
     """
 
-    __slots__ = ()
+    __slots__ = ("max_size", "on_too_long")
+
+    max_size: int
+    on_too_long: OnTooLong
 
     def __init__(self, max_size: int, *, on_too_long: OnTooLong = "raise") -> None:
-        self.max_size = _check_limit("max_size", max_size)
-        self.on_too_long = _check_mode(on_too_long)
+        object.__setattr__(self, "max_size", _check_limit("max_size", max_size))
+        object.__setattr__(self, "on_too_long", _check_mode(on_too_long))
 
     @property
     def wire_limit(self) -> int:
@@ -506,26 +671,24 @@ class Netstring(Codec):
 
 
 class _NetstringDecoder(_SizedDecoder):
-    __slots__ = ("_width", "max_size", "on_too_long")
+    __slots__ = ("_width",)
 
     def __init__(self, codec: Netstring) -> None:
-        super().__init__()
-        self.max_size = codec.max_size
-        self.on_too_long = codec.on_too_long
+        super().__init__(codec.max_size, codec.on_too_long)
         # The most digits accepted: what max_size needs when over-long frames
         # raise; enough to learn any 64-bit size when they are skipped.
-        self._width = len(str(codec.max_size)) if codec.on_too_long == "raise" else 19
+        self._width = 19 if self._discard else len(str(codec.max_size))
 
     def decode(self, buffer: ReceiveBuffer) -> bytes | None:
-        if self._skip_left:
-            return self._skip(buffer)
+        if self._skip_left and not self._skip(buffer):
+            return None
         # The length field is parsed from at most _width + 1 bytes: bounded
         # work per call, however the bytes trickle in.
         scan = min(len(buffer), self._width + 1)
         if not scan:
             return None
-        buffer.make_contiguous(scan)
-        data, pos = buffer.view()
+        buffer._make_contiguous(scan)
+        data, pos = buffer._view()
         colon = data.find(b":", pos, pos + scan)
         stop = colon if colon >= 0 else pos + scan
         for index in range(pos, stop):
@@ -535,10 +698,10 @@ class _NetstringDecoder(_SizedDecoder):
                 )
         if colon < 0:
             if scan <= self._width:
-                return None
-            if self.on_too_long == "raise":
+                return self._unfinished(buffer, None)
+            if not self._discard:
                 raise FrameTooLongError(
-                    self.max_size, f"netstring length of more digits than max_size={self.max_size} has"
+                    self._max_size, f"netstring length of more digits than max_size={self._max_size} has"
                 )
             raise CorruptFrameError(f"netstring length of more than {self._width} digits", buffer.offset)
         if colon == pos:
@@ -548,30 +711,38 @@ class _NetstringDecoder(_SizedDecoder):
         body = int(data[pos:colon])
         header = colon + 1 - pos
         total = header + body + 1
-        if body > self.max_size:
-            return self._too_long(buffer, body, total)
+        if body > self._max_size:
+            self._too_long(buffer, body, total)
         if len(buffer) < total:
-            return None
-        if buffer.byte_at(total - 1) != 44:
+            return self._unfinished(buffer, total)
+        if buffer._byte_at(total - 1) != 44:
             raise CorruptFrameError(f"netstring of {body} bytes not ended by b','", buffer.offset + total - 1)
-        buffer.make_contiguous(total)
-        data, pos = buffer.view()
-        return buffer.cut(pos + header, pos + total - 1, pos + total)
+        buffer._make_contiguous(total)
+        data, pos = buffer._view()
+        return buffer._cut(pos + header, pos + total - 1, pos + total)
 
 
-class VarintPrefixed(Codec):
+@dataclass(frozen=True, init=False, repr=False)
+class VarintPrefixed(_FrozenCodec):
     """Frames prefixed by their length as a protobuf-style base-128 varint
     (7 bits per byte, least significant group first, high bit = more).
 
-    ``max_size`` counts the body. A varint longer than ``max_size`` needs,
-    or over 10 bytes, is refused as soon as its bytes show it.
+    ``max_size`` counts the body. A varint of more than 10 bytes is corrupt;
+    with ``on_too_long="raise"``, one longer than ``max_size`` needs is
+    refused as soon as its bytes show it.
+
+    Attributes:
+      max_size, on_too_long: as given.
     """
 
-    __slots__ = ()
+    __slots__ = ("max_size", "on_too_long")
+
+    max_size: int
+    on_too_long: OnTooLong
 
     def __init__(self, max_size: int, *, on_too_long: OnTooLong = "raise") -> None:
-        self.max_size = _check_limit("max_size", max_size)
-        self.on_too_long = _check_mode(on_too_long)
+        object.__setattr__(self, "max_size", _check_limit("max_size", max_size))
+        object.__setattr__(self, "on_too_long", _check_mode(on_too_long))
 
     @property
     def wire_limit(self) -> int:
@@ -607,22 +778,20 @@ def _varint_size(value: int) -> int:
 
 
 class _VarintDecoder(_SizedDecoder):
-    __slots__ = ("_limit_bytes", "max_size", "on_too_long")
+    __slots__ = ("_limit_bytes",)
 
     def __init__(self, codec: VarintPrefixed) -> None:
-        super().__init__()
-        self.max_size = codec.max_size
-        self.on_too_long = codec.on_too_long
+        super().__init__(codec.max_size, codec.on_too_long)
         self._limit_bytes = _varint_size(codec.max_size)
 
     def decode(self, buffer: ReceiveBuffer) -> bytes | None:
-        if self._skip_left:
-            return self._skip(buffer)
+        if self._skip_left and not self._skip(buffer):
+            return None
         scan = min(len(buffer), 10)
         if not scan:
             return None
-        buffer.make_contiguous(scan)
-        data, pos = buffer.view()
+        buffer._make_contiguous(scan)
+        data, pos = buffer._view()
         value = shift = 0
         for index in range(pos, pos + scan):
             byte = data[index]
@@ -634,58 +803,151 @@ class _VarintDecoder(_SizedDecoder):
             # Unfinished. Past _limit_bytes it declares more than max_size.
             if scan == 10:
                 raise CorruptFrameError("varint length longer than 10 bytes", buffer.offset)
-            if scan > self._limit_bytes and self.on_too_long == "raise":
-                raise FrameTooLongError(self.max_size, f"varint length declares more than max_size={self.max_size}")
-            return None
+            if scan > self._limit_bytes and not self._discard:
+                raise FrameTooLongError(self._max_size, f"varint length declares more than max_size={self._max_size}")
+            return self._unfinished(buffer, None)
         header = index + 1 - pos
         total = header + value
-        if value > self.max_size:
-            return self._too_long(buffer, value, total)
-        if not buffer.make_contiguous(total):
-            return None
-        data, pos = buffer.view()
-        return buffer.cut(pos + header, pos + total, pos + total)
+        if value > self._max_size:
+            self._too_long(buffer, value, total)
+        if not buffer._make_contiguous(total):
+            return self._unfinished(buffer, total)
+        data, pos = buffer._view()
+        return buffer._cut(pos + header, pos + total, pos + total)
 
 
 # ---------------------------------------------------------------- sans-I/O driver
 
 
-class Decoder:
-    """A codec's decoder with its own `ReceiveBuffer`: sans-I/O decoding.
+class FrameParser:
+    """A push parser: a codec's decoder with its own `ReceiveBuffer`, for
+    decoding without I/O (like the stdlib's ``email.parser.FeedParser``).
 
     ::
 
-        decoder = Decoder(Netstring(1024))
-        decoder.feed(b"5:hel")
-        decoder.feed(b"lo,0:,")
-        assert list(decoder) == [b"hello", b""]
+        parser = FrameParser(Netstring(1024))
+        parser.feed(b"5:hel")
+        parser.feed(b"lo,0:,")
+        assert list(parser) == [b"hello", b""]
 
-    Iterating yields the frames complete so far. After `feed_eof`, iteration
-    raises `IncompleteReadError` if a partial frame is left. ``buffer``
-    is the underlying `ReceiveBuffer` (``buffer.peek()`` shows the leftover).
+    Args:
+      codec: the framing.
+      max_buffer_size: the buffer's `ReceiveBuffer.capacity` (default: the
+        codec's ``wire_limit``, at least 64 KiB). The parser does not refuse
+        bytes past it (feeding is the caller's business); a full buffer only
+        settles delimiter matches that more data could change.
+
+    Attributes:
+      codec: the codec, as given.
+      decoder: its `FrameDecoder` (this parser's decoding state).
+      buffer: the `ReceiveBuffer` fed by `feed`; ``buffer.peek()`` shows what
+        is not decoded yet.
     """
 
-    __slots__ = ("buffer", "codec", "frame_decoder")
+    __slots__ = ("buffer", "codec", "decoder")
+
+    codec: Codec
+    decoder: FrameDecoder
+    buffer: ReceiveBuffer
 
     def __init__(self, codec: Codec, *, max_buffer_size: int | None = None) -> None:
+        if max_buffer_size is not None:
+            _check_limit("max_buffer_size", max_buffer_size)
         self.codec = codec
-        self.frame_decoder = codec.decoder()
+        self.decoder = codec.decoder()
         self.buffer = ReceiveBuffer(max_buffer_size or max(codec.wire_limit, 65536))
 
+    def __repr__(self) -> str:
+        return f"<FrameParser {self.codec!r}, {len(self.buffer)} bytes buffered{' eof' if self.buffer.eof else ''}>"
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append received bytes (no decoding happens yet). Raises
+        `RuntimeError` after `feed_eof`."""
         self.buffer.feed(data)
 
     def feed_eof(self) -> None:
+        """Record the end of the input: from now on, an unfinished frame is
+        an error. Idempotent."""
         self.buffer.feed_eof()
 
     def next_frame(self) -> bytes | None:
-        """The next complete frame, or None if more data is needed. At EOF
-        with a partial frame left, raises `IncompleteReadError`."""
-        frame = self.frame_decoder.decode(self.buffer)
-        if frame is None and self.buffer.eof and self.buffer:
-            raise IncompleteReadError(self.buffer.peek(), None)
+        """The next complete frame, or None if more data is needed (or, after
+        `feed_eof`, at the clean end of the input).
+
+        Raises what the decoder raises: `FrameTooLongError`,
+        `CorruptFrameError` (nothing consumed, unless the codec skips
+        over-long frames: see the module docstring). After `feed_eof`, raises
+        `IncompleteReadError` when an unfinished frame is left (``partial``
+        holds its buffered bytes and stays buffered) or the input ended
+        inside a frame being skipped (``skipped`` > 0).
+        """
+        buffer = self.buffer
+        frame = self.decoder.decode(buffer)
+        if frame is None and buffer.eof and buffer:
+            raise IncompleteReadError(buffer.peek(), None)
         return frame
 
     def __iter__(self) -> Iterator[bytes]:
+        """The frames complete so far (`next_frame` until it returns None);
+        raises as `next_frame` does."""
         while (frame := self.next_frame()) is not None:
             yield frame
+
+
+# ---------------------------------------------------------------- per-stream decoders
+
+#: How many decoders a `BufferedStream` keeps (one per distinct codec).
+_DECODERS_KEPT = 16
+
+
+class _DecoderCache:
+    """A stream's decoding states, one per distinct codec, bounded.
+
+    Keyed by codec *equality*: ``receive_frame(Lines(100))`` with a fresh
+    but equal codec on every call finds the same decoder, discard state
+    included. At most `_DECODERS_KEPT` are kept, the least recently used
+    going first, with one exception to the order: a decoder that is not
+    `FrameDecoder.idle` (in the middle of skipping a frame) is passed over
+    while an idle one can go instead, since dropping it would lose the skip.
+    Only when every kept decoder is in the middle of a frame does the least
+    recently used of them go; that takes as many different codecs each
+    abandoned inside a frame of the same stream, whose framing is lost by
+    then anyway (a decoder skipping a frame owns the next bytes, and each of
+    the others read some of them).
+    """
+
+    __slots__ = ("_last", "_last_codec", "_table")
+
+    def __init__(self) -> None:
+        # Least recently used first (dicts keep insertion order).
+        self._table: dict[Codec, FrameDecoder] = {}
+        # The last codec object asked for: found again without hashing it.
+        self._last_codec: Codec | None = None
+        self._last: FrameDecoder | None = None
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def get(self, codec: Codec) -> FrameDecoder | None:
+        """The decoder kept for ``codec`` (or an equal codec), now the most
+        recently used; None if there is none."""
+        if codec is self._last_codec:
+            return self._last
+        table = self._table
+        decoder = table.pop(codec, None)
+        if decoder is not None:
+            table[codec] = decoder
+            self._last_codec = codec
+            self._last = decoder
+        return decoder
+
+    def add(self, codec: Codec, decoder: FrameDecoder) -> None:
+        """Keep ``decoder`` for ``codec`` (which `get` did not find), making
+        room first if needed."""
+        table = self._table
+        if len(table) >= _DECODERS_KEPT:
+            victim = next((c for c, d in table.items() if d.idle), next(iter(table)))
+            del table[victim]
+        table[codec] = decoder
+        self._last_codec = codec
+        self._last = decoder

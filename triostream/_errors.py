@@ -1,8 +1,10 @@
 """The exceptions triostream raises.
 
 Trio's own exceptions are used wherever they fit (``trio.ClosedResourceError``,
-``trio.BusyResourceError``, ``trio.WouldBlock``); the two defined here describe
-what a *frame* can do wrong, and both leave every received byte buffered.
+``trio.BusyResourceError``, ``trio.WouldBlock``); the three frame errors
+defined here describe what a *frame* can do wrong, and leave every received
+byte buffered (the one exception: a codec with ``on_too_long="discard"``
+skipping an over-long frame, see `FrameTooLongError.discarding`).
 
 This module imports nothing from trio so that the pure layers can raise them.
 """
@@ -18,43 +20,77 @@ class IncompleteReadError(EOFError):
     Attributes:
       partial (bytes): the bytes of the unfinished frame that had arrived (a copy:
         they are still buffered, so ``receive_some`` or ``receive_until_eof``
-        can still read them). ``b""`` for a clean EOF with nothing buffered.
-      expected (int or None): the number of bytes the call needed in total
-        (``receive_exactly``), or ``None`` when the frame has no declared size
-        (delimiter and regex searches, ``discard_until``).
+        can still read them). ``b""`` when nothing of a frame is buffered.
+      expected (int or None): the size of the whole frame in bytes, counted
+        like ``partial``, when it is known: ``n`` for ``receive_exactly(n)``,
+        the frame's size on the wire (header, body and any trailer) once a
+        `LengthPrefixed`, `Netstring` or `VarintPrefixed` header has arrived.
+        ``None`` when the frame has no declared size (delimiter and regex
+        searches, ``discard_until``, an unfinished header).
+      skipped (int): how many bytes of the unfinished frame were already
+        thrown away by a codec skipping it (``on_too_long="discard"``): the
+        EOF cut short a frame being skipped. ``0`` otherwise.
+
+    The EOF was clean, between two frames, exactly when ``not partial and not
+    skipped`` (the message then says "EOF before a frame began").
     """
 
-    def __init__(self, partial: bytes, expected: int | None) -> None:
+    def __init__(self, partial: bytes, expected: int | None, skipped: int = 0) -> None:
         self.partial = partial
         self.expected = expected
-        if expected is None:
-            msg = f"EOF after {len(partial)} bytes of an unfinished frame"
+        self.skipped = skipped
+        arrived = skipped + len(partial)
+        if skipped:
+            of = f" of {expected}" if expected is not None else ""
+            msg = f"EOF after {arrived}{of} bytes of an over-long frame being skipped, before its end"
+        elif not partial:
+            msg = "EOF before a frame began" + (f" ({expected} bytes expected)" if expected is not None else "")
+        elif expected is None:
+            msg = f"EOF after {arrived} bytes of an unfinished frame"
         else:
-            msg = f"EOF after {len(partial)} of {expected} expected bytes"
+            msg = f"EOF after {arrived} of {expected} expected bytes"
         super().__init__(msg)
 
-    def __reduce__(self) -> tuple[type[IncompleteReadError], tuple[bytes, int | None]]:
-        return (type(self), (self.partial, self.expected))
+    def __reduce__(self) -> tuple[type[IncompleteReadError], tuple[bytes, int | None, int]]:
+        return (type(self), (self.partial, self.expected, self.skipped))
 
 
 class FrameTooLongError(ValueError):
-    """No frame boundary within ``max_size`` bytes.
+    """No frame boundary within ``max_size`` bytes, or a header declaring a
+    frame over ``max_size``.
 
     Raised when ``max_size`` bytes are buffered without a complete delimiter,
-    or when the first delimiter ends beyond ``max_size`` bytes, or when more
-    than ``max_size`` bytes arrive before EOF (``receive_until_eof``). Nothing
-    is consumed: the stream stays usable (for example with ``discard_until``).
+    when the first delimiter ends beyond ``max_size`` bytes, when more than
+    ``max_size`` bytes arrive before EOF (``receive_until_eof``), or when a
+    codec's header declares a frame over its ``max_size``. Nothing is consumed
+    (the stream stays usable, for example with ``discard_until``), except
+    where a codec's ``on_too_long="discard"`` took over (``discarding``).
 
     Attributes:
       max_size (int): the limit that was exceeded.
+      declared (int or None): the size the header declared (a body size for
+        the built-in codecs), when a header gave one; ``None`` otherwise.
+      discarding (bool): True when a codec with ``on_too_long="discard"``
+        raised it: the over-long frame is skipped (bytes of it may already be
+        dropped) and the next receive of that codec returns the frame after
+        it. False when nothing was consumed.
     """
 
-    def __init__(self, max_size: int, message: str | None = None) -> None:
+    def __init__(
+        self, max_size: int, message: str | None = None, declared: int | None = None, discarding: bool = False
+    ) -> None:
         self.max_size = max_size
-        super().__init__(message or f"no frame boundary within max_size={max_size} bytes")
+        self.declared = declared
+        self.discarding = discarding
+        if message is None:
+            if declared is None:
+                message = f"no frame boundary within max_size={max_size} bytes"
+            else:
+                message = f"a frame of {declared} bytes declared, over max_size={max_size}"
+        super().__init__(message)
 
-    def __reduce__(self) -> tuple[type[FrameTooLongError], tuple[int, str]]:
-        return (type(self), (self.max_size, str(self)))
+    def __reduce__(self) -> tuple[type[FrameTooLongError], tuple[int, str, int | None, bool]]:
+        return (type(self), (self.max_size, str(self), self.declared, self.discarding))
 
 
 class CorruptFrameError(ValueError):

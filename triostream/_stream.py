@@ -18,7 +18,7 @@ import trio
 from trio.lowlevel import checkpoint
 
 from ._buffer import ReceiveBuffer, normalize_delimiters
-from ._codecs import Codec, FrameDecoder
+from ._codecs import Codec, FrameDecoder, _DecoderCache
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._options import check_positive
 
@@ -131,7 +131,7 @@ class BufferedStream(trio.abc.Stream):
         self._buffer = ReceiveBuffer(self.max_buffer_size)
         self._state = 0  # _RECEIVING | _CLOSED bits: one test on the hot paths
         self._sending = False
-        self._decoders: dict[Codec, FrameDecoder] = {}
+        self._decoders = _DecoderCache()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._buffer)} bytes buffered"
@@ -241,7 +241,7 @@ class BufferedStream(trio.abc.Stream):
                 await checkpoint()  # no read will come: still a checkpoint
             return await self._receive_more(take, args, None)
         except IncompleteReadError as exc:
-            if exc.partial:
+            if exc.partial or exc.skipped:  # EOF inside a frame, or inside one being skipped
                 raise
             return None
         finally:
@@ -515,7 +515,7 @@ class BufferedStream(trio.abc.Stream):
             buffer = self._buffer
             skipped = 0
             while True:
-                dropped, found = buffer.discard_through(delimiters)
+                dropped, found = buffer.discard_until(delimiters)
                 skipped += dropped
                 if found:
                     return skipped
@@ -594,27 +594,45 @@ class BufferedStream(trio.abc.Stream):
     # ------------------------------------------------------------ codecs
 
     def _decoder(self, codec: Codec) -> FrameDecoder:
-        """This stream's decoding state for ``codec`` (kept across calls, so a
-        frame being discarded stays discarded)."""
+        """This stream's decoding state for ``codec``: one per distinct codec
+        (by equality), kept across calls so that a frame being skipped stays
+        skipped; at most a few are kept (see `_DecoderCache`)."""
         decoder = self._decoders.get(codec)
         if decoder is None:
+            if not isinstance(codec, Codec):
+                raise TypeError(f"expected a triostream.Codec, not {type(codec).__name__}")
             if codec.wire_limit > self.max_buffer_size:
                 raise ValueError(
                     f"{codec!r} needs max_buffer_size >= {codec.wire_limit}, this stream has {self.max_buffer_size}"
                 )
-            decoder = self._decoders[codec] = codec.decoder()
+            decoder = codec.decoder()
+            self._decoders.add(codec, decoder)
         return decoder
 
     async def receive_frame(self, codec: Codec) -> bytes:
         """Return the next frame of ``codec`` (see `triostream.Lines`,
         `triostream.LengthPrefixed`, ...). A full checkpoint; all or nothing.
 
+        The decoding state is kept per stream and per distinct codec: equal
+        codecs (``Lines(100)`` and another ``Lines(100)``) share it, and so
+        do `receive_frame_nowait`, `frames` and a `FrameChannel` over this
+        stream.
+
         Raises:
-          FrameTooLongError: a frame over the codec's ``max_size`` (with
-            ``on_too_long="discard"``: raised once, after the frame was skipped).
-          CorruptFrameError: bytes that break the framing.
-          IncompleteReadError: EOF before a whole frame (``.partial == b""``
-            at a clean EOF between frames).
+          FrameTooLongError: a frame over the codec's ``max_size``, raised as
+            soon as a header declares it (``.declared``) or ``max_size``
+            bytes hold no delimiter. Nothing consumed; with
+            ``on_too_long="discard"`` (``.discarding``) the frame is dropped
+            instead, by this call as far as it is buffered and by the next
+            calls as the rest arrives, which then return the next frame.
+          CorruptFrameError: bytes that break the framing (nothing consumed).
+          IncompleteReadError: EOF before a whole frame. ``.partial`` holds
+            the buffered bytes of the unfinished frame (they stay buffered),
+            ``.expected`` its size once a header gave it; ``.skipped`` is
+            non-zero when the EOF cut short a frame being skipped. A clean
+            EOF between frames has neither (message "EOF before a frame
+            began").
+          TypeError: ``codec`` is not a `triostream.Codec`.
           ValueError: the codec's frames cannot fit ``max_buffer_size``.
           trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
         """
@@ -623,7 +641,8 @@ class BufferedStream(trio.abc.Stream):
 
     def receive_frame_nowait(self, codec: Codec) -> bytes:
         """`receive_frame` from the buffer only (not a checkpoint); raises
-        `trio.WouldBlock` when no whole frame is buffered."""
+        `trio.WouldBlock` when no whole frame is buffered, and otherwise
+        what `receive_frame` raises."""
         if self._state:
             self._refuse_nowait()
         frame = self._decoder(codec).decode(self._buffer)
@@ -635,7 +654,9 @@ class BufferedStream(trio.abc.Stream):
         """An async iterator of ``codec``'s frames, with the checkpoint and
         cancellation rules of `iter_until`: buffered frames come without a
         checkpoint, each transport read is a full checkpoint, a cancellation
-        loses no frame, a clean EOF between frames ends the iteration."""
+        loses no frame, a clean EOF between frames ends the iteration.
+        Errors as for `receive_frame`, each after a checkpoint; an EOF inside
+        a frame (also one being skipped) raises `IncompleteReadError`."""
         return FrameIterator(self, self._decoder(codec).bind(self._buffer), ())
 
     # ------------------------------------------------------ buffer access
@@ -906,8 +927,16 @@ class FrameIterator:
         if not stream._state:
             try:
                 frame = self._take(*self._args)
-            except FrameTooLongError:
-                await checkpoint()
+            except Exception as exc:
+                # Every error is raised after a checkpoint, as from any receive.
+                if isinstance(exc, FrameTooLongError) and exc.discarding:
+                    # The codec already dropped bytes of the frame: the error
+                    # is the outcome, and a Cancelled in its place would hide
+                    # the skip (Trio's rule: Cancelled means nothing
+                    # happened). A schedule point, not a cancel point.
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                else:
+                    await checkpoint()
                 raise
             if frame is not None:
                 return frame

@@ -175,7 +175,7 @@ class ChunkedStream(trio.abc.Stream):
         return super().__new__(cls)
 
     def __init__(self, stream: trio.abc.Stream, chunks: ChunkSizes) -> None:
-        self.transport_stream = stream
+        self.transport_stream: trio.abc.Stream = stream
         self._sizes = _Sizes(chunks)
         self._pieces = 0
         self._leftover = b""

@@ -5,14 +5,17 @@
 when the wrapper is half-closeable), plus what that suite does not check.
 On the wrapper's ``receive_some``:
 
+* **at most max_bytes per read**: ``receive_some(n)`` never returns more
+  than ``n`` bytes, also when more is buffered;
 * **checkpoints on buffered reads**: a read served from the wrapper's buffer
   is still a cancel point and a schedule point, and a cancelled one consumes
   nothing;
-* **all or nothing under cancellation**: thousands of reads cancelled at
-  random moments (deadlines and cancellation from another task) while the
-  peer sends in random pieces lose and duplicate nothing;
-* **chunking invariance**: the bytes read do not depend on how the peer's
-  writes were cut;
+* **all or nothing under cancellation**: thousands of reads, cancelled by a
+  seeded plan (before they start, after a few of their own schedule points,
+  or right after the transport handed them data) while the transport
+  delivers in seeded pieces, lose and duplicate nothing;
+* **chunking invariance**: the bytes read do not depend on how the
+  transport cut them;
 * **bounded buffering**: with a hostile peer sending far more than is read,
   the wrapper takes at most ``max_buffered`` bytes from its transport beyond
   what it handed out;
@@ -27,15 +30,29 @@ is refused (any exception) after at most ``max_buffered`` bytes; and a long
 line trickling in costs time linear in its length (no rescanning from the
 start on every read). The line checks also work on wrappers that are not
 streams at all, such as a `triostream.FrameChannel`.
+
+Repeatability: the seeded checks (cancellation and chunking) read from a
+transport that the kit drives from the calling task, with no peer task, so
+nothing in them waits for another task. Trio's scheduler shuffles the order
+of runnable tasks and offers no public way to seed that, so the kit does not
+depend on it: the data, the size of the ``k``-th transport piece, and the
+size and cancellation plan of the ``i``-th read are drawn from the seed and
+the index alone, and a cancellation "after k schedule points" counts the
+reading task's own steps. A wrapper that does its receiving in the calling
+task therefore sees exactly the same run for the same seed: the same
+verdict, the same message. A wrapper with helper tasks gets the same pieces
+and plan, but how its tasks interleave with the reader is up to Trio, so the
+read that a bug shows up in can vary from run to run.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,11 +84,15 @@ class ConformanceReport:
       not_run: ``(name, reason)`` for each check that did not apply.
       time_ratios: for each linear-time check, the measured CPU-time ratio
         (linear is about 16; the check fails above 40).
+      cancelled_reads: for each cancellation check, how many reads were
+        cancelled (at least ``cancellations``); for a wrapper that does its
+        receiving in the calling task, a function of the seed.
     """
 
     passed: list[str] = field(default_factory=list)
     not_run: list[tuple[str, str]] = field(default_factory=list)
     time_ratios: dict[str, float] = field(default_factory=dict)
+    cancelled_reads: dict[str, int] = field(default_factory=dict)
 
 
 async def check_buffered_stream(
@@ -102,19 +123,39 @@ async def check_buffered_stream(
         linear-time line check needs at least 1 MiB and uses a line of
         ``min(max_line, 2 MiB)`` bytes; below 1 MiB it is not run (the
         report says so).
-      cancellations: how many cancelled reads each fuzz must see at least.
-      seed: seed of the random choices (failure messages repeat it).
+      cancellations: how many cancelled reads each fuzz must see at least
+        (once reached, the fuzz ends its data at the current position and
+        reads the rest to EOF).
+      seed: seed of the random choices (failure messages repeat it): the
+        data, the transport's pieces and the reads' sizes and cancellation
+        points, each by its index. For a wrapper that receives in the
+        calling task (no helper tasks), the same seed gives the same run and
+        verdict; with helper tasks, Trio's scheduling order (not seedable)
+        decides how they interleave with the reads.
       phase_timeout: seconds each check may take before the wrapper is
         declared hanging.
 
     Returns:
       A `ConformanceReport`: the checks that passed, those that did not
-      apply and why, and the measured time ratios.
+      apply and why, the measured time ratios and the number of cancelled
+      reads.
 
     Raises:
-      AssertionError: a check failed; the message names the check and what
-        went wrong (with the seed, where it matters).
+      AssertionError: a check failed: the message starts with the check's
+        name and says what went wrong (with the seed, where it matters:
+        ``"all or nothing under cancellation: lost 56 bytes at offset 0
+        (seed=7); before it, read 0 was cancelled right after the transport
+        delivered 56 bytes"``). Always a plain AssertionError: a failure
+        inside trio's own checks, or an unexpected exception from the
+        wrapper, that escapes as an exception group or as another exception
+        type is turned into one (its first AssertionError's message, or
+        ``"the wrapper raised <type>: <message>"``), with the original as
+        ``__cause__``. A check still running after ``phase_timeout``
+        seconds fails as hanging.
       TypeError: the wrapper is not a stream and no ``receive_line`` was given.
+
+    Cancellation, KeyboardInterrupt and other BaseExceptions propagate as
+    they are. A full checkpoint (it runs the wrapper under Trio).
 
     The linear-time checks compare CPU time (``time.process_time``, garbage
     collection paused) of two sizes in the same run, the best of five, and
@@ -137,6 +178,7 @@ async def check_buffered_stream(
     if is_stream:
         phases += [
             ("trio's stream conformance checks", lambda: _check_trio_conformance(wrap)),
+            ("at most max_bytes per read", lambda: _check_max_bytes(wrap, seed)),
             ("checkpoints on buffered reads", lambda: _check_buffered_checkpoints(wrap)),
             ("all or nothing under cancellation", lambda: _check_cancellation(wrap, cancellations, seed)),
             ("chunking invariance", lambda: _check_chunking_invariance(wrap, seed)),
@@ -168,14 +210,47 @@ async def check_buffered_stream(
         with trio.move_on_after(phase_timeout) as scope:
             try:
                 result = await phase()
-            except AssertionError as exc:
-                raise AssertionError(f"{name}: {exc}") from exc
+            except BaseException as exc:
+                failure = _as_failure(name, exc)
+                if failure is None:
+                    raise
+                raise failure from exc
         if scope.cancelled_caught:
             raise AssertionError(f"{name}: did not finish within {phase_timeout} s (a read or send hangs)")
-        if isinstance(result, float):
+        if isinstance(result, _Fuzzed):
+            report.cancelled_reads[name] = result.cancelled
+        elif isinstance(result, float):
             report.time_ratios[name] = result
         report.passed.append(name)
     return report
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions in ``exc``, exception groups (nested ones too) opened."""
+    inner = getattr(exc, "exceptions", None)
+    if isinstance(inner, tuple) and callable(getattr(exc, "split", None)):
+        return [leaf for sub in inner if isinstance(sub, BaseException) for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _as_failure(name: str, exc: BaseException) -> AssertionError | None:
+    """The documented failure for ``exc`` escaping check ``name``: an
+    AssertionError whose message starts with the name, also when ``exc`` is
+    an exception group (as trio's own checks and nurseries raise) or an
+    unexpected error from the wrapper. None for what must propagate as it
+    is: cancellation, KeyboardInterrupt and other BaseExceptions."""
+    leaves = _leaves(exc)
+    if not all(isinstance(leaf, Exception) for leaf in leaves):
+        return None
+    assertions = [leaf for leaf in leaves if isinstance(leaf, AssertionError)]
+    first = assertions[0] if assertions else leaves[0]
+    if isinstance(first, AssertionError):
+        message = f"{name}: {first}"
+    else:
+        message = f"{name}: the wrapper raised {type(first).__name__}: {first}"
+    if len(leaves) > 1:
+        message += f" (and {len(leaves) - 1} more exceptions, in __cause__)"
+    return AssertionError(message)
 
 
 # ------------------------------------------------------------------ transports
@@ -236,6 +311,190 @@ class _PreloadedStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
+
+
+class _PlannedTransport(trio.abc.HalfCloseableStream):
+    """The transport of the seeded checks: no peer task, nothing to wait for.
+
+    Holds ``data`` and hands it out in pieces: receive call ``k`` (counting
+    every call, a cancelled one too) passes ``1 + waits(k)`` checkpoints,
+    then returns at most ``piece(k)`` bytes (and at most ``max_bytes``, or
+    64 KiB for None), then b"" at the end. Since the transport never waits
+    for another task, a wrapper that receives in the calling task runs the
+    same way whatever order Trio schedules tasks in. ``on_delivery(n)`` is
+    called just before a call returns ``n`` > 0 bytes, with no checkpoint
+    left in the call: a cancellation it requests lands after the transport
+    read, at the wrapper's next checkpoint. Sends are discarded."""
+
+    def __init__(self, data: bytes, piece: Callable[[int], int], waits: Callable[[int], int] = lambda k: 0) -> None:
+        self.data = data
+        self.end = len(data)
+        self.pos = 0
+        self.calls = 0
+        self.piece = piece
+        self.waits = waits
+        self.on_delivery: Callable[[int], None] | None = None
+        self.closed = False
+
+    def end_soon(self, at_line_end: bool = False) -> None:
+        """End the data where the transport is now (at the end of the current
+        line with ``at_line_end``): EOF comes after what was handed out."""
+        end = self.pos
+        if at_line_end and end and self.data[end - 1 : end] != b"\n":
+            end = self.data.index(b"\n", end) + 1
+        self.end = min(end, self.end)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        call = self.calls
+        self.calls += 1
+        size, waits = self.piece(call), self.waits(call)
+        for _ in range(1 + waits):
+            await trio.lowlevel.checkpoint()
+        if self.closed:
+            raise trio.ClosedResourceError("the transport was closed")
+        size = min(size, max_bytes or 65536, self.end - self.pos)
+        chunk = self.data[self.pos : self.pos + size]
+        self.pos += len(chunk)
+        if chunk and self.on_delivery is not None:
+            self.on_delivery(len(chunk))
+        return chunk
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.closed:
+            raise trio.ClosedResourceError("the transport was closed")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await trio.lowlevel.checkpoint()
+
+
+@asynccontextmanager
+async def _wrapped(wrap: Wrap, transport: trio.abc.Stream) -> AsyncIterator[Any]:
+    """The wrapper over ``transport``, closed on leaving; errors come out
+    of the nursery as they are."""
+    error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        wrapper = wrap(transport, nursery)
+        try:
+            yield wrapper
+        except BaseException as exc:
+            error = exc  # re-raised outside the nursery: no exception group
+        finally:
+            await trio.aclose_forcefully(wrapper)
+            nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
+
+
+@dataclass
+class _Fuzzed:
+    cancelled: int
+
+
+@dataclass
+class _History:
+    """The last cancelled read of a fuzz, for failure messages."""
+
+    last: str = ""
+
+    def __str__(self) -> str:
+        return f"; before it, {self.last}" if self.last else ""
+
+
+class _Canceller(trio.abc.Instrument):
+    """Cancels the current read of one task at a planned point.
+
+    ``steps`` > 0: when the reading task resumes for the ``steps``-th time
+    during the read (so the cancellation lands at a later checkpoint of the
+    read); ``on_delivery``: when the transport is about to return data.
+    Counting the reading task's own steps, not another task's, keeps the
+    point independent of how Trio orders tasks."""
+
+    def __init__(self) -> None:
+        self.task: trio.lowlevel.Task | None = None
+        self.scope: trio.CancelScope | None = None
+        self.steps = 0
+        self.on_delivery = False
+        self.how = ""
+
+    def arm(self, scope: trio.CancelScope, *, steps: int = 0, on_delivery: bool = False) -> None:
+        self.task = trio.lowlevel.current_task()
+        self.scope, self.steps, self.on_delivery = scope, steps, on_delivery
+
+    def disarm(self) -> None:
+        self.scope, self.steps, self.on_delivery = None, 0, False
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.steps and task is self.task and self.scope is not None:
+            self.steps -= 1
+            if not self.steps:
+                self.scope.cancel()
+
+    def delivered(self, size: int) -> None:
+        if self.on_delivery and self.scope is not None:
+            self.on_delivery = False
+            self.how = f"right after the transport delivered {size} bytes"
+            self.scope.cancel()
+
+
+async def _cancelled_reads(
+    read: Callable[[int], Awaitable[bool]],
+    plan: random.Random,
+    transport: _PlannedTransport,
+    cancellations: int,
+    history: _History,
+    at_line_end: bool = False,
+) -> int:
+    """Call ``read(size)`` until it returns False, each call in its own
+    cancel scope, cancelled by plan: before it starts, after 1 to 4 of its
+    schedule points, right after the transport delivers data, or not at
+    all. Every choice for read ``i`` is the ``i``-th draw of ``plan``,
+    whatever happened before. Once ``cancellations`` reads were cancelled,
+    the transport's data ends at the current line (no more cancellations)
+    and the reads go on to EOF. Returns the number of cancelled reads;
+    ``history`` describes the last one."""
+    canceller = _Canceller()
+    transport.on_delivery = canceller.delivered
+    cancelled = index = 0
+    trio.lowlevel.add_instrument(canceller)
+    try:
+        more = True
+        while more:
+            roll, steps, size = plan.random(), plan.randrange(1, 5), plan.randrange(1, 33)
+            if cancelled >= cancellations:
+                transport.end_soon(at_line_end)
+                roll = 1.0
+            with trio.CancelScope() as scope:
+                if roll < 0.15:
+                    scope.cancel()
+                    canceller.how = "before it started"
+                elif roll < 0.4:
+                    canceller.arm(scope, steps=steps)
+                    canceller.how = f"after {steps} of its schedule points"
+                elif roll < 0.65:
+                    canceller.arm(scope, on_delivery=True)
+                    canceller.how = "by plan when the transport delivered data"
+                try:
+                    more = await read(size)
+                finally:
+                    canceller.disarm()
+            if scope.cancelled_caught:
+                cancelled += 1
+                history.last = f"read {index} was cancelled {canceller.how}"
+            index += 1
+    finally:
+        trio.lowlevel.remove_instrument(canceller)
+        transport.on_delivery = None
+    return cancelled
 
 
 @asynccontextmanager
@@ -302,36 +561,23 @@ async def _expect_cancelled(name: str, call: Callable[[], Awaitable[object]]) ->
     raise AssertionError(f"{name} in a cancelled scope returned {lost!r} instead of raising")
 
 
+@contextmanager
+def _our_message(message: str) -> Iterator[None]:
+    """Replace the AssertionError of a trio.testing helper with ``message``
+    (trio's is kept as ``__cause__``)."""
+    try:
+        yield
+    except AssertionError as exc:
+        raise AssertionError(message) from exc
+
+
+def _cycling(sizes: list[int]) -> Callable[[int], int]:
+    return lambda k: sizes[k % len(sizes)]
+
+
 def _chunkings(rng: random.Random, total: int) -> list[list[int]]:
     """The peer's send sizes the chunking checks try: one byte, mixed, all at once, random."""
     return [[1], [7, 1, 300], [total], [rng.randrange(1, 50) for _ in range(20)]]
-
-
-async def _cancelled_reads(read: Callable[[], Awaitable[bool]], rng: random.Random, nursery: trio.Nursery) -> int:
-    """Call ``read()`` until it returns False, each call in its own cancel
-    scope, cancelled at random: before it starts, or from another task after
-    a random number of schedule points. Returns how many calls were cancelled."""
-    scopes_in, scopes_out = trio.open_memory_channel[trio.CancelScope](float("inf"))
-
-    async def canceller() -> None:
-        async for scope in scopes_out:
-            for _ in range(rng.randrange(0, 4)):
-                await trio.lowlevel.checkpoint()
-            if rng.random() < 0.5:
-                scope.cancel()
-
-    nursery.start_soon(canceller)
-    cancelled = 0
-    more = True
-    while more:
-        with trio.CancelScope() as scope:
-            if rng.random() < 0.3:
-                scope.cancel()  # cancelled before it starts
-            scopes_in.send_nowait(scope)
-            more = await read()
-        cancelled += scope.cancelled_caught
-    scopes_in.close()
-    return cancelled
 
 
 # ------------------------------------------------------------ the stream checks
@@ -358,62 +604,98 @@ async def _check_trio_conformance(wrap: Wrap) -> None:
 async def _check_buffered_checkpoints(wrap: Wrap) -> None:
     async with _wrapped_pair(wrap) as (peer, stream, _):
         await peer.send_all(b"abcdef")
+        await peer.send_eof()  # a lost byte shows as an early EOF, not as a wait
         first = await stream.receive_some(1)
         # Whatever the wrapper keeps buffered now is served without the
         # transport: that path must still be a full checkpoint...
         await trio.testing.wait_all_tasks_blocked()
-        with trio.testing.assert_checkpoints():
+        with (
+            _our_message("a receive_some served from the buffer is not a checkpoint"),
+            trio.testing.assert_checkpoints(),
+        ):
             second = await stream.receive_some(1)
         # ... and a cancelled buffered read must consume nothing.
         await _expect_cancelled("receive_some", lambda: stream.receive_some(1))
         rest = b""
         with trio.move_on_after(2):
-            while len(first + second + rest) < 6:
-                rest += await stream.receive_some()
+            while len(first + second + rest) < 6 and (chunk := await stream.receive_some()):
+                rest += chunk
         if first + second + rest != b"abcdef":
             raise AssertionError(f"read {first + second + rest!r} around a cancelled read, expected b'abcdef'")
 
 
-async def _check_cancellation(wrap: Wrap, cancellations: int, seed: int) -> None:
-    rng = random.Random(seed)
-    data = rng.randbytes(max(20_000, cancellations * 64))
+def _difference(chunk: bytes, data: bytes, pos: int, handed_out: int) -> str:
+    """What is wrong with ``chunk``, read at offset ``pos`` of ``data``."""
+    if len(chunk) >= 4:
+        found = data.find(chunk, pos + 1, handed_out)
+        if found > pos:
+            return f"lost {found - pos} bytes at offset {pos}"
+        if data.find(chunk, 0, pos + len(chunk) - 1) >= 0:
+            return f"read {len(chunk)} bytes at offset {pos} that were already read (duplicated)"
+    first = pos + _first_difference(chunk, data[pos : pos + len(chunk)])
+    return f"the {len(chunk)} bytes read at offset {pos} differ from those sent from offset {first} on"
+
+
+async def _check_max_bytes(wrap: Wrap, seed: int) -> None:
+    data = random.Random(f"{seed}:max_bytes").randbytes(20_000)
+    pieces = [5000, 1, 300, 65536]
+    sizes = [1, 2, 3, 5, 8, 13, 100, 1000, 1, 4096, 7]
+    async with _wrapped(wrap, _PlannedTransport(data, lambda k: pieces[k % len(pieces)])) as stream:
+        got = 0
+        for index in itertools.count():
+            size = sizes[index % len(sizes)]
+            chunk = await stream.receive_some(size)
+            if len(chunk) > size:
+                raise AssertionError(f"receive_some({size}) returned {len(chunk)} bytes (at offset {got})")
+            if not chunk:
+                break
+            got += len(chunk)
+
+
+async def _check_cancellation(wrap: Wrap, cancellations: int, seed: int) -> _Fuzzed:
+    data = random.Random(f"{seed}:data").randbytes(max(20_000, cancellations * 160))
+    pieces = random.Random(f"{seed}:transport")
+    transport = _PlannedTransport(data, lambda k: pieces.randrange(1, 100), lambda k: pieces.randrange(0, 3))
     received = bytearray()
-    async with _wrapped_pair(wrap) as (peer, stream, _):
+    history = _History()
+    async with _wrapped(wrap, transport) as stream:
 
-        async def read() -> bool:
-            chunk = await stream.receive_some(rng.randrange(1, 33))
+        async def read(size: int) -> bool:
+            chunk = bytes(await stream.receive_some(size))
+            pos = len(received)
+            if len(chunk) > size:
+                raise AssertionError(f"receive_some({size}) returned {len(chunk)} bytes (seed={seed})")
+            if chunk != data[pos : pos + len(chunk)] or (not chunk and pos < transport.end):
+                what = (
+                    f"lost {transport.end - pos} bytes at offset {pos}: EOF came after {pos} of {transport.end}"
+                    if not chunk
+                    else _difference(chunk, data, pos, transport.pos)
+                )
+                raise AssertionError(f"{what} (seed={seed}){history}")
             received.extend(chunk)
-            return len(received) < len(data) and bool(chunk)
+            return bool(chunk)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_send_in_pieces, peer, data, lambda _: rng.randrange(1, 100))
-            cancelled = await _cancelled_reads(read, rng, nursery)
-            nursery.cancel_scope.cancel()
-    if bytes(received) != data:
-        raise AssertionError(
-            f"cancelled reads lost or duplicated data (seed={seed}): {len(received)} bytes read of {len(data)}, "
-            f"first difference at offset {_first_difference(bytes(received), data)}"
-        )
+        cancelled = await _cancelled_reads(read, random.Random(f"{seed}:reads"), transport, cancellations, history)
     if cancelled < cancellations:
         raise AssertionError(f"only {cancelled} cancelled reads happened (seed={seed}); wanted {cancellations}")
+    return _Fuzzed(cancelled)
 
 
 async def _check_chunking_invariance(wrap: Wrap, seed: int) -> None:
-    rng = random.Random(seed + 1)
+    rng = random.Random(f"{seed}:chunking")
     data = rng.randbytes(5000)
     for chunking in _chunkings(rng, len(data)):
-        async with _wrapped_pair(wrap) as (peer, stream, _):
+        reads = random.Random(f"{seed}:chunking reads")
+        transport = _PlannedTransport(data, _cycling(chunking))
+        async with _wrapped(wrap, transport) as stream:
             got = bytearray()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_send_in_pieces, peer, data, lambda i, c=chunking: c[i % len(c)])
-                while len(got) < len(data) and (chunk := await stream.receive_some(rng.randrange(1, 200))):
-                    got += chunk
-                nursery.cancel_scope.cancel()
-            if bytes(got) != data:
-                raise AssertionError(
-                    f"with chunks of {chunking[:5]}..., read {len(got)} bytes that differ from the sent at offset "
-                    f"{_first_difference(bytes(got), data)} (seed={seed})"
-                )
+            while len(got) <= len(data) and (chunk := await stream.receive_some(reads.randrange(1, 200))):
+                got += chunk
+        if bytes(got) != data:
+            raise AssertionError(
+                f"with the transport's pieces of {chunking[:5]}..., read {len(got)} bytes that differ from the sent "
+                f"at offset {_first_difference(bytes(got), data)} (seed={seed})"
+            )
 
 
 async def _check_bounded(wrap: Wrap, max_buffered: int) -> None:
@@ -500,62 +782,79 @@ async def _check_receive_time(wrap: Wrap) -> float:
 async def _check_line_checkpoints(wrap: Wrap, receive_line: ReceiveLine) -> None:
     async with _wrapped_pair(wrap) as (peer, stream, _):
         await peer.send_all(b"one\ntwo\nthree\n")
-        lines = [_strip(await receive_line(stream))]
+        await peer.send_eof()  # a lost line shows as an early EOF, not as a wait
+        lines: list[bytes | str] = [_strip(await receive_line(stream))]
         await trio.testing.wait_all_tasks_blocked()
-        with trio.testing.assert_checkpoints():
+        with _our_message("a line served from the buffer is not a checkpoint"), trio.testing.assert_checkpoints():
             lines.append(_strip(await receive_line(stream)))
         await _expect_cancelled("receive_line", lambda: receive_line(stream))
         with trio.move_on_after(2):
-            lines.append(_strip(await receive_line(stream)))
+            try:
+                lines.append(_strip(await receive_line(stream)))
+            except Exception as exc:
+                lines.append(f"<{type(exc).__name__} at EOF>")
         if lines != [b"one", b"two", b"three"]:
             raise AssertionError(f"read {lines!r} around a cancelled line read, expected [b'one', b'two', b'three']")
 
 
-async def _check_line_cancellation(wrap: Wrap, receive_line: ReceiveLine, cancellations: int, seed: int) -> None:
-    rng = random.Random(seed + 2)
-    lines = _random_lines(rng, max(300, 3 * cancellations), 80)  # about 40% of reads are cancelled
+async def _check_line_cancellation(wrap: Wrap, receive_line: ReceiveLine, cancellations: int, seed: int) -> _Fuzzed:
+    lines = _random_lines(random.Random(f"{seed}:lines"), max(300, 4 * cancellations), 80)
+    data = b"".join(line + b"\n" for line in lines)
+    pieces = random.Random(f"{seed}:line transport")  # lines arrive in many pieces
+    transport = _PlannedTransport(data, lambda k: pieces.randrange(1, 17), lambda k: pieces.randrange(0, 3))
     got: list[bytes] = []
-    async with _wrapped_pair(wrap) as (peer, stream, counting):
-        counting.cap = lambda: rng.randrange(1, 17)  # lines arrive in many pieces
+    history = _History()
+    async with _wrapped(wrap, transport) as stream:
 
-        async def read() -> bool:
-            got.append(_strip(await receive_line(stream)))
-            return len(got) < len(lines)
+        def expected() -> int:
+            return data.count(b"\n", 0, transport.end) if transport.end < len(data) else len(lines)
 
-        async with trio.open_nursery() as nursery:
-            data = b"".join(line + b"\n" for line in lines)
-            nursery.start_soon(_send_in_pieces, peer, data, lambda _: rng.randrange(1, 100))
-            cancelled = await _cancelled_reads(read, rng, nursery)
-            nursery.cancel_scope.cancel()
-    if got != lines:
-        i = _first_difference(got, lines)
-        raise AssertionError(
-            f"line {i} of {len(lines)} read under cancellation differs (seed={seed}): "
-            f"expected {lines[i][:40]!r} ({len(lines[i])} bytes), got "
-            + (f"{got[i][:40]!r} ({len(got[i])} bytes)" if i < len(got) else "nothing")
+        async def read(size: int) -> bool:
+            i = len(got)
+            if i >= expected():
+                return False
+            try:
+                line = _strip(await receive_line(stream))
+            except trio.Cancelled:
+                raise
+            except Exception as exc:
+                raise AssertionError(
+                    f"after {i} of {expected()} lines, receive_line raised {type(exc).__name__} "
+                    f"(seed={seed}): the rest was lost{history}"
+                ) from exc
+            if line != lines[i]:
+                raise AssertionError(
+                    f"line {i} of {expected()} read under cancellation differs (seed={seed}): "
+                    f"expected {lines[i][:40]!r} ({len(lines[i])} bytes), got {line[:40]!r} ({len(line)} bytes)"
+                    f"{history}"
+                )
+            got.append(line)
+            return True
+
+        cancelled = await _cancelled_reads(
+            read, random.Random(f"{seed}:line reads"), transport, cancellations, history, at_line_end=True
         )
     if cancelled < cancellations:
         raise AssertionError(f"only {cancelled} cancelled line reads happened (seed={seed}); wanted {cancellations}")
+    return _Fuzzed(cancelled)
 
 
 async def _check_line_chunking(wrap: Wrap, receive_line: ReceiveLine, seed: int) -> None:
-    rng = random.Random(seed + 3)
+    rng = random.Random(f"{seed}:line chunking")
     lines = _random_lines(rng, 60, 200)
     data = b"".join(line + b"\n" for line in lines)
     for chunking in _chunkings(rng, len(data)):
-        async with _wrapped_pair(wrap) as (peer, stream, _):
+        transport = _PlannedTransport(data, _cycling(chunking))
+        async with _wrapped(wrap, transport) as stream:
             got: list[bytes] = []
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_send_in_pieces, peer, data, lambda i, c=chunking: c[i % len(c)])
-                while len(got) < len(lines):
-                    got.append(_strip(await receive_line(stream)))
-                nursery.cancel_scope.cancel()
-            if got != lines:
-                i = _first_difference(got, lines)
-                raise AssertionError(
-                    f"with chunks of {chunking[:5]}..., line {i} is {got[i][:40]!r} instead of {lines[i][:40]!r} "
-                    f"(seed={seed})"
-                )
+            while len(got) < len(lines):
+                got.append(_strip(await receive_line(stream)))
+        if got != lines:
+            i = _first_difference(got, lines)
+            raise AssertionError(
+                f"with the transport's pieces of {chunking[:5]}..., line {i} is {got[i][:40]!r} instead of "
+                f"{lines[i][:40]!r} (seed={seed})"
+            )
 
 
 async def _check_endless_line(wrap: Wrap, receive_line: ReceiveLine, max_buffered: int) -> None:

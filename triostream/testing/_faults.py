@@ -13,6 +13,7 @@ import errno
 import math
 import operator
 import os
+import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -333,7 +334,7 @@ class FaultyStream(trio.abc.Stream):
                 "an eof fault belongs on a receive side: to make the peer see an early EOF, "
                 "give the peer's stream a receive=Fault.eof(...)"
             )
-        self.transport_stream = stream
+        self.transport_stream: trio.abc.Stream = stream
         self.receive_fault = receive
         self.send_fault = send
         self._receive = _Side(receive)
@@ -603,7 +604,7 @@ async def run_with_each_fault(
     Any `Exception` escaping a run (a failed assertion, an unexpected or
     unhandled error, `trio.TooSlowError` when ``run_timeout`` passed), and
     pytest's own failure (``pytest.fail``, a ``pytest.raises`` block that saw
-    no exception: a `BaseException` named ``Failed``), is a failure at that
+    no exception: ``pytest.fail.Exception``, a `BaseException`), is a failure at that
     offset; the other offsets still run. Other base exceptions
     (`trio.Cancelled`, `KeyboardInterrupt`, ``pytest.skip``) stop everything
     and propagate. At the end, if any run failed, raises
@@ -625,6 +626,8 @@ async def run_with_each_fault(
         scenario that hangs on a fault fails (with
         `trio.testing.MockClock`, use its virtual seconds).
       max_tracebacks: how many tracebacks the message shows.
+
+    A full checkpoint (also for a scenario that never awaits anything).
 
     Example: a line reader keeps every byte it received when the
     connection resets, whichever byte it resets at::
@@ -651,6 +654,7 @@ async def run_with_each_fault(
     total_bytes = operator.index(total_bytes)
     if total_bytes < 0:
         raise ValueError(f"total_bytes must be >= 0, not {total_bytes}")
+    await checkpoint()  # a full checkpoint, whatever the scenario does
     failures: list[tuple[int, Fault, BaseException]] = []
     for offset in range(total_bytes + 1):
         fault = make_fault(offset)
@@ -670,11 +674,11 @@ async def run_with_each_fault(
 
 def _is_pytest_failure(exc: BaseException) -> bool:
     """``pytest.fail`` and a failed ``pytest.raises`` raise
-    ``_pytest.outcomes.Failed``, a BaseException (recognised without
-    importing pytest)."""
-    mro = type(exc).__mro__
-    is_outcome = any(cls.__name__ == "OutcomeException" and cls.__module__ == "_pytest.outcomes" for cls in mro)
-    return is_outcome and any(cls.__name__ == "Failed" for cls in mro)
+    ``pytest.fail.Exception``, a BaseException (looked up only when pytest is
+    already imported: this module does not need pytest)."""
+    pytest = sys.modules.get("pytest")
+    failed = getattr(getattr(pytest, "fail", None), "Exception", None)
+    return isinstance(failed, type) and isinstance(exc, failed)
 
 
 def _describe(failures: list[tuple[int, Fault, BaseException]], runs: int, max_tracebacks: int) -> str:

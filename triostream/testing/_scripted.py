@@ -185,11 +185,11 @@ def _first_difference(got: bytes | bytearray, expected: bytes, lo: int, hi: int)
 
 
 class _RecordingStream(trio.abc.Stream):
-    """Passes through to ``transport``, counting what it receives and keeping
+    """Passes through to ``transport_stream``, counting what it receives and keeping
     it from stream offset ``kept_from`` on (see `forget_before`)."""
 
-    def __init__(self, transport: trio.abc.Stream) -> None:
-        self.transport = transport
+    def __init__(self, transport_stream: trio.abc.Stream) -> None:
+        self.transport_stream: trio.abc.Stream = transport_stream
         self.received = 0
         self.kept_from = 0
         self._kept = bytearray()
@@ -204,19 +204,19 @@ class _RecordingStream(trio.abc.Stream):
             self.kept_from = offset
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        data = await self.transport.receive_some(max_bytes)
+        data = await self.transport_stream.receive_some(max_bytes)
         self.received += len(data)
         self._kept += data
         return bytes(data)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.transport.send_all(data)
+        await self.transport_stream.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
-        await self.transport.wait_send_all_might_not_block()
+        await self.transport_stream.wait_send_all_might_not_block()
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        await self.transport_stream.aclose()
 
 
 # ------------------------------------------------------------ the peer
@@ -263,6 +263,13 @@ class ScriptedPeer:
 
     Only one task may run receiving steps at a time (and one sending steps);
     a sending and a receiving task may run concurrently.
+
+    Attributes:
+      transport_stream: ``stream``, the stream the peer plays (the same name
+        as `triostream.BufferedStream.transport_stream`; it was ``transport``
+        before).
+      codec: the ``codec`` argument.
+      timeout: the ``timeout`` argument.
     """
 
     def __init__(
@@ -275,9 +282,9 @@ class ScriptedPeer:
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 or None, not {timeout!r}")
-        self.transport = stream
-        self.codec = codec
-        self.timeout = timeout
+        self.transport_stream: trio.abc.Stream = stream
+        self.codec: Codec | None = codec
+        self.timeout: float | None = timeout
         self._chunk_sizes = None if chunk_sizes is None else itertools.cycle(_check_sizes(chunk_sizes))
         self._recording = _RecordingStream(stream)
         buffer_size = max(1 << 16, codec.wire_limit if codec is not None else 0)
@@ -286,7 +293,7 @@ class ScriptedPeer:
         self._sent = 0
 
     def __repr__(self) -> str:
-        return f"<ScriptedPeer over {self.transport!r}, {self._steps} steps, offset {self.offset}>"
+        return f"<ScriptedPeer over {self.transport_stream!r}, {self._steps} steps, offset {self.offset}>"
 
     async def __aenter__(self) -> ScriptedPeer:
         return self
@@ -370,11 +377,11 @@ class ScriptedPeer:
         try:
             with self._deadline() as scope:
                 if self._chunk_sizes is None:
-                    await self.transport.send_all(data)
+                    await self.transport_stream.send_all(data)
                     sent = len(data)
                 else:
                     for piece in _pieces(data, self._chunk_sizes):
-                        await self.transport.send_all(piece)
+                        await self.transport_stream.send_all(piece)
                         sent += len(piece)
                         await trio.testing.wait_all_tasks_blocked()
         except trio.BrokenResourceError as exc:
@@ -402,9 +409,9 @@ class ScriptedPeer:
         """
         __tracebackhide__ = True
         step = self._begin()
-        send_eof = getattr(self.transport, "send_eof", None)
+        send_eof = getattr(self.transport_stream, "send_eof", None)
         if not callable(send_eof):
-            raise NotImplementedError(f"{self.transport!r} cannot send EOF; use close()")
+            raise NotImplementedError(f"{self.transport_stream!r} cannot send EOF; use close()")
         try:
             with self._deadline() as scope:
                 await send_eof()
@@ -538,7 +545,12 @@ class ScriptedPeer:
             with self._deadline():
                 got = await self._stream.receive_frame(codec)
         except IncompleteReadError as exc:
-            where = f"inside a frame; its first {len(exc.partial)} bytes arrived" if exc.partial else "between frames"
+            if exc.skipped:
+                where = f"inside an over-long frame being skipped ({exc.skipped} bytes skipped)"
+            elif exc.partial:
+                where = f"inside a frame; its first {len(exc.partial)} bytes arrived"
+            else:
+                where = "between frames"
             raise ScriptMismatch(
                 f"step {step} ({action}): the stream ended (EOF) at stream offset {start + len(exc.partial)}, {where}"
                 f"\n  expected: {_show(expected)} (a frame of {codec!r})\n  arrived:  {_show(exc.partial)} then EOF",

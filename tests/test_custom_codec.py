@@ -1,0 +1,141 @@
+"""A codec written outside triostream, as `Codec` and `FrameDecoder` document
+it, works everywhere the built-in ones do: `BufferedStream.receive_frame` and
+`frames`, `FrameChannel`, and the sans-I/O `FrameParser`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import trio
+import trio.testing
+from scripted import ScriptedStream
+
+from triostream import (
+    BufferedStream,
+    Codec,
+    CorruptFrameError,
+    FrameChannel,
+    FrameDecoder,
+    FrameParser,
+    FrameTooLongError,
+    IncompleteReadError,
+    ReceiveBuffer,
+)
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+@dataclasses.dataclass(frozen=True)
+class HexLength(Codec):
+    """Frames prefixed by their length as two ASCII hex digits: ``b"05hello"``."""
+
+    max_size: int = 255
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_size <= 255:
+            raise ValueError("two hex digits declare at most 255 bytes")
+
+    @property
+    def wire_limit(self) -> int:
+        return 2 + self.max_size
+
+    def encode(self, frame: bytes | bytearray | memoryview) -> bytes:
+        frame = bytes(frame)
+        if len(frame) > self.max_size:
+            raise ValueError(f"frame of {len(frame)} bytes over max_size={self.max_size}")
+        return b"%02x" % len(frame) + frame
+
+    def decoder(self) -> FrameDecoder:
+        return HexLengthDecoder(self.max_size)
+
+
+class HexLengthDecoder(FrameDecoder):
+    """Only the buffer's public methods; consumes a whole frame or nothing."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+
+    def decode(self, buffer: ReceiveBuffer) -> bytes | None:
+        if len(buffer) < 2:
+            return None
+        header = buffer.peek(2)
+        if not _HEX.issuperset(header):
+            raise CorruptFrameError(f"length {header!r} is not two hex digits", buffer.offset)
+        size = int(header, 16)
+        if size > self.max_size:
+            raise FrameTooLongError(self.max_size, None, size)
+        if len(buffer) < 2 + size:
+            return None  # the header stays buffered until the body is there
+        buffer.skip(2)
+        frame = buffer.take_exactly(size)
+        assert frame is not None
+        return frame
+
+
+FRAMES = [b"hello", b"", b"x" * 200, b"bye"]
+WIRE = b"".join(HexLength().encode(f) for f in FRAMES)
+
+
+def test_parser() -> None:
+    parser = FrameParser(HexLength())
+    got: list[bytes] = []
+    for i in range(len(WIRE)):  # one byte at a time
+        parser.feed(WIRE[i : i + 1])
+        got.extend(parser)
+    parser.feed_eof()
+    assert list(parser) == []
+    assert got == FRAMES
+
+
+async def test_receive_frame_and_frames_one_byte_at_a_time() -> None:
+    stream = BufferedStream(ScriptedStream([WIRE[i : i + 1] for i in range(len(WIRE))]))
+    assert await stream.receive_frame(HexLength()) == b"hello"
+    assert [f async for f in stream.frames(HexLength())] == FRAMES[1:]
+    assert len(stream._decoders) == 1, "equal custom codecs share a decoder"
+
+
+async def test_channel() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    a, b = FrameChannel(left, HexLength(100)), FrameChannel(right, HexLength(100))
+    await a.send(b"ping")
+    assert await b.receive() == b"ping"
+    with pytest.raises(ValueError, match="max_size"):
+        await b.send(b"x" * 101)
+    await a.aclose()
+    with pytest.raises(trio.EndOfChannel):
+        await b.receive()
+
+
+async def test_errors_consume_nothing() -> None:
+    stream = BufferedStream(ScriptedStream([b"03abc" + b"zz" + b"rest"]))
+    assert await stream.receive_frame(HexLength()) == b"abc"
+    with pytest.raises(CorruptFrameError) as info:
+        await stream.receive_frame(HexLength())
+    assert info.value.offset == 5
+    assert stream.peek() == b"zzrest"
+
+    parser = FrameParser(HexLength(16))
+    parser.feed(b"ff")
+    with pytest.raises(FrameTooLongError) as too_long:
+        parser.next_frame()
+    assert too_long.value.declared == 255
+    assert parser.buffer.peek() == b"ff"
+
+
+async def test_truncated_frame_at_eof() -> None:
+    channel = FrameChannel(ScriptedStream([b"05hel"]), HexLength())
+    with pytest.raises(IncompleteReadError) as info:
+        await channel.receive()
+    assert info.value.partial == b"05hel"
+    parser = FrameParser(HexLength())
+    parser.feed(b"05hel")
+    parser.feed_eof()
+    with pytest.raises(IncompleteReadError):
+        parser.next_frame()
+
+
+async def test_a_codec_too_big_for_the_stream_is_refused() -> None:
+    stream = BufferedStream(ScriptedStream([]), max_buffer_size=100)
+    with pytest.raises(ValueError, match="max_buffer_size"):
+        await stream.receive_frame(HexLength())
