@@ -207,6 +207,10 @@ class Connection(BufferedStream):
         self._wait_offset = -1
         self._wait_start = 0.0
         self._new_receive = True
+        # Set by the server at shutdown: called when a receive is about to
+        # wait between frames; _idle_waiting is True during such a wait.
+        self._on_idle: Callable[[], object] | None = None
+        self._idle_waiting = False
         # A receive needs one byte past a full buffer (receive_until_eof's
         # EOF probe): only then may the reader read beyond max_buffer_size.
         self._want_probe = False
@@ -445,6 +449,18 @@ class Connection(BufferedStream):
         against ``read_timeout`` (see `_read_deadline`)."""
         self._require_helpers()
         deadline = self._read_deadline()
+        # Waiting with nothing buffered is waiting between frames: a server
+        # shutting down ends such a wait at once (see _server.py).
+        idle = not self._buffer
+        if idle and self._on_idle is not None:
+            self._on_idle()
+        self._idle_waiting = idle
+        try:
+            await self._wait_for_data(deadline)
+        finally:
+            self._idle_waiting = False
+
+    async def _wait_for_data(self, deadline: float) -> None:
         if not self.read_ahead:
             if self.closed and self._reason is not CloseReason.LOCAL:
                 await checkpoint()

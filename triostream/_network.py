@@ -3,26 +3,35 @@
 Every function here takes the options of `Connection` as explicit keyword
 parameters and validates them (and its own) at the call, before any socket
 is opened: a bad value is a `TypeError` or `ValueError` from the call
-itself, never a failure of each connection later.
+itself, never a failure of each connection later. The serving engine is in
+``_server.py``.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Literal
 
 import trio
 
 from ._connection import Connection, run_connection
 from ._options import ConnectionOptions, check_positive, check_timeout
+from ._server import ServerLimits, default_max_connections, serve_listeners
 
 __all__ = ["connect_tcp", "connect_unix", "serve_tcp", "serve_unix"]
 
-log = logging.getLogger("triostream")
-
 Handler = Callable[[Connection], Awaitable[object]]
+
+#: `serve_tcp`'s default ``idle_timeout``: a server drops a connection
+#: silent both ways for this long (clients and `open_connection` have none).
+DEFAULT_SERVER_IDLE_TIMEOUT = 300.0
+#: The default ``handshake_timeout`` everywhere a TLS handshake happens.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+#: `serve_tcp`'s default grace period for handlers at shutdown.
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 
 
 def connect_tcp(
@@ -32,6 +41,8 @@ def connect_tcp(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     happy_eyeballs_delay: float | None = 0.25,
+    connect_timeout: float | None = None,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     max_buffer_size: int = 65536,
     receive_size: int = 65536,
     max_write_buffer_size: int = 1 << 20,
@@ -48,14 +59,15 @@ def connect_tcp(
         async with connect_tcp("example.com", 443, ssl_context=ctx) as conn:
             ...
 
-    Uses `trio.open_tcp_stream` (with Happy Eyeballs), with TLS if
-    ``ssl_context`` is given (handshake done before the block runs;
-    ``server_hostname`` defaults to ``host``). The other options are
-    `Connection`'s. Options are checked by this call (`TypeError`,
-    `ValueError`); connecting happens when the block is entered, and raises
-    `OSError` (or `trio.BrokenResourceError` for a failed handshake), with
-    the socket closed. The block's end closes the connection as
-    `open_connection` does.
+    Uses `trio.open_tcp_stream` (with Happy Eyeballs; ``connect_timeout``
+    bounds it, default None), with TLS if ``ssl_context`` is given (the
+    handshake is done before the block runs, within ``handshake_timeout``
+    seconds, default 10; ``server_hostname`` defaults to ``host``). The other
+    options are `Connection`'s. Every option is checked by this call
+    (`TypeError`, `ValueError`); connecting happens when the block is
+    entered, and raises `OSError`, `trio.TooSlowError` (a timeout) or
+    `trio.BrokenResourceError` (a failed handshake), with the socket closed.
+    The block's end closes the connection as `open_connection` does.
     """
     options = ConnectionOptions(
         max_buffer_size=max_buffer_size,
@@ -71,7 +83,18 @@ def connect_tcp(
     )
     if happy_eyeballs_delay is not None:
         check_timeout("happy_eyeballs_delay", happy_eyeballs_delay)
-    return _connect_tcp(host, port, ssl_context, server_hostname or host, happy_eyeballs_delay, options)
+    connect_timeout = check_timeout("connect_timeout", connect_timeout)
+    handshake_timeout = check_timeout("handshake_timeout", handshake_timeout)
+    return _connect_tcp(
+        host,
+        port,
+        ssl_context,
+        server_hostname or host,
+        happy_eyeballs_delay,
+        connect_timeout,
+        handshake_timeout,
+        options,
+    )
 
 
 @asynccontextmanager
@@ -81,10 +104,13 @@ async def _connect_tcp(
     ssl_context: ssl.SSLContext | None,
     server_hostname: str,
     happy_eyeballs_delay: float | None,
+    connect_timeout: float | None,
+    handshake_timeout: float | None,
     options: ConnectionOptions,
 ) -> AsyncIterator[Connection]:
-    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
-    async with _opened(stream, ssl_context, server_hostname, options) as conn:
+    with trio.fail_after(math.inf if connect_timeout is None else connect_timeout):
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
+    async with _opened(stream, ssl_context, server_hostname, handshake_timeout, options) as conn:
         yield conn
 
 
@@ -93,6 +119,7 @@ def connect_unix(
     *,
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     max_buffer_size: int = 65536,
     receive_size: int = 65536,
     max_write_buffer_size: int = 1 << 20,
@@ -117,26 +144,36 @@ def connect_unix(
         write_timeout=write_timeout,
         close_timeout=close_timeout,
     )
-    return _connect_unix(path, ssl_context, server_hostname, options)
+    handshake_timeout = check_timeout("handshake_timeout", handshake_timeout)
+    return _connect_unix(path, ssl_context, server_hostname, handshake_timeout, options)
 
 
 @asynccontextmanager
 async def _connect_unix(
-    path: str, ssl_context: ssl.SSLContext | None, server_hostname: str | None, options: ConnectionOptions
+    path: str,
+    ssl_context: ssl.SSLContext | None,
+    server_hostname: str | None,
+    handshake_timeout: float | None,
+    options: ConnectionOptions,
 ) -> AsyncIterator[Connection]:
     stream: trio.abc.Stream = await trio.open_unix_socket(path)
-    async with _opened(stream, ssl_context, server_hostname, options) as conn:
+    async with _opened(stream, ssl_context, server_hostname, handshake_timeout, options) as conn:
         yield conn
 
 
 @asynccontextmanager
 async def _opened(
-    stream: trio.abc.Stream, ssl_context: ssl.SSLContext | None, server_hostname: str | None, options: ConnectionOptions
+    stream: trio.abc.Stream,
+    ssl_context: ssl.SSLContext | None,
+    server_hostname: str | None,
+    handshake_timeout: float | None,
+    options: ConnectionOptions,
 ) -> AsyncIterator[Connection]:
     if ssl_context is not None:
         tls = trio.SSLStream(stream, ssl_context, server_hostname=server_hostname)
         try:
-            await tls.do_handshake()
+            with trio.fail_after(math.inf if handshake_timeout is None else handshake_timeout):
+                await tls.do_handshake()
         except BaseException:
             await trio.aclose_forcefully(tls)
             raise
@@ -145,8 +182,35 @@ async def _opened(
         yield conn
 
 
-def _check_max_connections(max_connections: int | None) -> int | None:
-    return None if max_connections is None else check_positive("max_connections", max_connections)
+def _limits(
+    max_connections: int | Literal["auto"] | None,
+    max_connections_per_host: int | None,
+    handshake_timeout: float | None,
+    shutdown_timeout: float,
+    backlog: int | None,
+) -> ServerLimits:
+    if max_connections == "auto":
+        max_connections = default_max_connections()
+    elif max_connections is not None:
+        max_connections = check_positive("max_connections", max_connections)
+    if max_connections_per_host is not None:
+        max_connections_per_host = check_positive("max_connections_per_host", max_connections_per_host)
+    if backlog is not None:
+        check_positive("backlog", backlog)
+    return ServerLimits(
+        max_connections=max_connections,
+        max_connections_per_host=max_connections_per_host,
+        handshake_timeout=check_timeout("handshake_timeout", handshake_timeout),
+        shutdown_timeout=_check_shutdown_timeout(shutdown_timeout),
+    )
+
+
+def _check_shutdown_timeout(value: float) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return 0.0  # no grace period: cancel the handlers at once
+    checked = check_timeout("shutdown_timeout", value, optional=False)
+    assert checked is not None
+    return checked
 
 
 async def serve_tcp(
@@ -155,7 +219,10 @@ async def serve_tcp(
     *,
     host: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    max_connections: int | None = None,
+    max_connections: int | Literal["auto"] | None = "auto",
+    max_connections_per_host: int | None = None,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     backlog: int | None = None,
     handler_nursery: trio.Nursery | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
@@ -165,7 +232,7 @@ async def serve_tcp(
     write_high_water: int = 65536,
     write_low_water: int | None = None,
     read_ahead: bool = True,
-    idle_timeout: float | None = None,
+    idle_timeout: float | None = DEFAULT_SERVER_IDLE_TIMEOUT,
     read_timeout: float | None = None,
     write_timeout: float | None = None,
     close_timeout: float = 10.0,
@@ -174,20 +241,34 @@ async def serve_tcp(
     ``ssl_context``) runs ``await handler(conn)`` in a `Connection`.
 
     Built on `trio.open_tcp_listeners`; ``task_status.started`` reports the
-    listeners (use ``nursery.start`` and port 0 for a free port).
+    listeners (use ``nursery.start`` and port 0 for a free port). An
+    exception in a handler is logged and ends that connection only.
 
-    ``max_connections`` (None, or an int >= 1) bounds the handlers running
-    at once: while that many run, the server stops accepting, so further
-    clients wait in the kernel's listen backlog (``backlog``) and are served
-    in turn; they are not refused by the server (the kernel may refuse them
-    once the backlog is full). An exception in a handler is logged and closes
-    that connection only. Cancelling ``serve_tcp`` shuts down gracefully: it
-    stops accepting, cancels the handlers, and closes each connection with
-    its queued writes flushed for at most ``close_timeout``.
+    Limits, with defaults safe for a server on the internet:
 
-    The remaining options are `Connection`'s, applied to every connection.
-    All options are validated before any socket is opened: a bad value
-    raises `TypeError` or `ValueError` from this call (from
+    * ``max_connections`` (``"auto"``: the file-descriptor limit minus a
+      margin; None for no limit): while that many connections are open the
+      server stops accepting, so further clients wait in the kernel's listen
+      backlog (``backlog``) and are served in turn.
+    * ``max_connections_per_host`` (None): more connections from one peer
+      address are closed at once.
+    * ``handshake_timeout`` (10 s): a TLS client that has not finished its
+      handshake by then is dropped (the slot is freed at once).
+    * ``idle_timeout`` (300 s here, unlike `Connection`'s None), and every
+      other option of `Connection`, applied to each connection.
+
+    **Shutdown.** Cancelling ``serve_tcp`` stops accepting and abandons
+    handshakes at once. Handlers get ``shutdown_timeout`` seconds (5; 0 for
+    none): a handler waiting for the first byte of a new frame is cancelled
+    at once, one in the middle of a frame when the time is up. Each
+    connection then closes gracefully within ``close_timeout`` (replies
+    flushed, or the TCP connection reset when they cannot be), so the call
+    returns within ``shutdown_timeout + close_timeout`` plus about a second,
+    whatever the peers do. With a ``handler_nursery``, the connections run
+    there, and cancelling that nursery closes them forcefully.
+
+    Every option is validated before any socket is opened: a bad value
+    raises `TypeError` or `ValueError` from this call (through
     ``nursery.start``), not from each connection.
     """
     options = ConnectionOptions(
@@ -202,18 +283,28 @@ async def serve_tcp(
         write_timeout=write_timeout,
         close_timeout=close_timeout,
     )
-    max_connections = _check_max_connections(max_connections)
-    if backlog is not None:
-        backlog = check_positive("backlog", backlog)
+    limits = _limits(max_connections, max_connections_per_host, handshake_timeout, shutdown_timeout, backlog)
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    await _serve(handler, listeners, ssl_context, max_connections, handler_nursery, task_status, options)
+    await serve_listeners(
+        handler,
+        listeners,
+        ssl_context=ssl_context,
+        limits=limits,
+        options=options,
+        handler_nursery=handler_nursery,
+        task_status=task_status,
+    )
 
 
 async def serve_unix(
     handler: Handler,
     path: str,
     *,
-    max_connections: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    max_connections: int | Literal["auto"] | None = "auto",
+    max_connections_per_host: int | None = None,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     backlog: int = 128,
     handler_nursery: trio.Nursery | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
@@ -223,13 +314,14 @@ async def serve_unix(
     write_high_water: int = 65536,
     write_low_water: int | None = None,
     read_ahead: bool = True,
-    idle_timeout: float | None = None,
+    idle_timeout: float | None = DEFAULT_SERVER_IDLE_TIMEOUT,
     read_timeout: float | None = None,
     write_timeout: float | None = None,
     close_timeout: float = 10.0,
 ) -> None:
     """Like `serve_tcp`, on a Unix domain socket bound at ``path`` (which must
-    not exist yet). Options validated the same way, before binding."""
+    not exist yet), with the same options, defaults and shutdown. All peers
+    of a Unix socket count as one host for ``max_connections_per_host``."""
     options = ConnectionOptions(
         max_buffer_size=max_buffer_size,
         receive_size=receive_size,
@@ -242,8 +334,7 @@ async def serve_unix(
         write_timeout=write_timeout,
         close_timeout=close_timeout,
     )
-    max_connections = _check_max_connections(max_connections)
-    backlog = check_positive("backlog", backlog)
+    limits = _limits(max_connections, max_connections_per_host, handshake_timeout, shutdown_timeout, backlog)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     try:
         await sock.bind(path)
@@ -251,77 +342,12 @@ async def serve_unix(
     except BaseException:
         sock.close()
         raise
-    await _serve(handler, [trio.SocketListener(sock)], None, max_connections, handler_nursery, task_status, options)
-
-
-async def _serve(
-    handler: Handler,
-    listeners: list[trio.SocketListener],
-    ssl_context: ssl.SSLContext | None,
-    max_connections: int | None,
-    handler_nursery: trio.Nursery | None,
-    task_status: trio.TaskStatus[list[trio.SocketListener]],
-    options: ConnectionOptions,
-) -> None:
-    limiter = trio.CapacityLimiter(max_connections) if max_connections else None
-    # Handlers run in cancel scopes of their own, inside a shielded scope
-    # holding the connection: a shutdown cancels the handlers, and each
-    # connection then closes gracefully (flushing for at most close_timeout).
-    handlers: set[trio.CancelScope] = set()
-    shutting_down = False
-
-    async def run(stream: trio.abc.Stream, token: object) -> None:
-        try:
-            with trio.CancelScope(shield=True):
-                if ssl_context is not None:
-                    stream = trio.SSLStream(stream, ssl_context, server_side=True)
-                async with run_connection(stream, options) as conn:
-                    with trio.CancelScope() as scope:
-                        handlers.add(scope)
-                        if shutting_down:
-                            scope.cancel()
-                        try:
-                            await handler(conn)
-                        finally:
-                            handlers.discard(scope)
-        except Exception:
-            log.exception("connection handler %r failed", handler)
-        finally:
-            if limiter is not None:
-                limiter.release_on_behalf_of(token)
-
-    async def shutdown_watcher() -> None:
-        nonlocal shutting_down
-        try:
-            await trio.sleep_forever()
-        finally:
-            shutting_down = True
-            for scope in list(handlers):
-                scope.cancel()
-
-    async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        async with listener:
-            while True:
-                token = object()
-                if limiter is not None:
-                    await limiter.acquire_on_behalf_of(token)
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:  # EMFILE and friends: wait and retry
-                    log.warning("accept failed: %s", exc)
-                    if limiter is not None:
-                        limiter.release_on_behalf_of(token)
-                    await trio.sleep(0.1)
-                    continue
-                except BaseException:
-                    if limiter is not None:
-                        limiter.release_on_behalf_of(token)
-                    raise
-                nursery.start_soon(run, stream, token)
-
-    async with trio.open_nursery() as nursery:
-        target = handler_nursery or nursery
-        nursery.start_soon(shutdown_watcher)
-        for listener in listeners:
-            nursery.start_soon(accept_loop, listener, target)
-        task_status.started(listeners)
+    await serve_listeners(
+        handler,
+        [trio.SocketListener(sock)],
+        ssl_context=ssl_context,
+        limits=limits,
+        options=options,
+        handler_nursery=handler_nursery,
+        task_status=task_status,
+    )
