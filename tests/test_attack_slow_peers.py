@@ -6,11 +6,22 @@ and without read-ahead, and skipping an over-long frame is not progress.
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 import trio
 import trio.testing
+import trustme
 
-from triostream import CloseReason, FrameTooLongError, LengthPrefixed, Lines, open_connection
+from triostream import (
+    BufferedStream,
+    CloseReason,
+    FrameTooLongError,
+    HalfCloseableBufferedStream,
+    LengthPrefixed,
+    Lines,
+    open_connection,
+)
 
 
 async def trickle(stream: trio.abc.SendStream, data: bytes, interval: float) -> None:
@@ -119,3 +130,38 @@ async def test_a_steady_stream_of_frames_is_never_cut_off(autojump_clock: trio.t
                 for i in range(30):
                     assert await conn.receive_line() == b"line %d" % i
             assert not conn.closed
+
+
+def _server_context() -> ssl.SSLContext:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("example.org").configure_cert(context)
+    return context
+
+
+@pytest.mark.parametrize("kind", ["BufferedStream", "HalfCloseableBufferedStream", "Connection"])
+async def test_start_tls_with_a_silent_peer_times_out(autojump_clock: trio.testing.MockClock, kind: str) -> None:
+    context = _server_context()
+    _left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(100):
+        if kind == "Connection":
+            async with open_connection(right) as conn:
+                with pytest.raises(trio.TooSlowError):
+                    await conn.start_tls(context, server_side=True, handshake_timeout=3)
+        else:
+            stream = BufferedStream(right) if kind == "BufferedStream" else HalfCloseableBufferedStream(right)
+            start = trio.current_time()
+            with pytest.raises(trio.TooSlowError):
+                await stream.start_tls(context, server_side=True, handshake_timeout=3)
+            assert trio.current_time() - start == pytest.approx(3)
+            await stream.aclose()
+
+
+async def test_start_tls_refuses_a_bad_handshake_timeout() -> None:
+    _left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    with pytest.raises(ValueError, match="handshake_timeout"):
+        await stream.start_tls(_server_context(), server_side=True, handshake_timeout=-1)
+    async with open_connection(trio.testing.memory_stream_pair()[1]) as conn:
+        with pytest.raises(TypeError, match="handshake_timeout"):
+            await conn.start_tls(_server_context(), server_side=True, handshake_timeout="10")  # type: ignore[arg-type]

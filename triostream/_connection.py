@@ -25,7 +25,7 @@ import trio
 from trio.lowlevel import checkpoint
 
 from ._errors import StartTLSRefusedError
-from ._options import ConnectionOptions
+from ._options import ConnectionOptions, check_timeout
 from ._stream import _CLOSED, _RECEIVING, BufferedStream
 
 __all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection"]
@@ -215,6 +215,9 @@ class Connection(BufferedStream):
         # EOF probe): only then may the reader read beyond max_buffer_size.
         self._want_probe = False
         self._reader_scope: trio.CancelScope | None = None
+        # Bumped to stop the reader (start_tls, detach): a reader task that
+        # was started but has not run yet sees the change and never reads.
+        self._reader_gen = 0
         self._eof_sent = False
         self._reader_done = trio.Event()
 
@@ -344,12 +347,14 @@ class Connection(BufferedStream):
         self._nursery = nursery
         self._last_activity = trio.current_time()
         if self.read_ahead:
-            nursery.start_soon(self._reader)
+            nursery.start_soon(self._reader, self._reader_gen)
         nursery.start_soon(self._writer)
         if self.idle_timeout is not None:
             nursery.start_soon(self._watchdog)
 
-    async def _reader(self) -> None:
+    async def _reader(self, gen: int) -> None:
+        if gen != self._reader_gen:
+            return  # stopped before it ever ran
         self._reader_done = done = trio.Event()
         try:
             with trio.CancelScope() as self._reader_scope:
@@ -629,6 +634,7 @@ class Connection(BufferedStream):
         if self._queued:
             raise trio.BusyResourceError(f"{self._queued} bytes of writes still queued; flush() first")
         result = super().detach()
+        self._reader_gen += 1
         if self._reader_scope is not None:
             self._reader_scope.cancel()
         self._end(CloseReason.LOCAL)
@@ -643,6 +649,7 @@ class Connection(BufferedStream):
         server_side: bool = False,
         server_hostname: str | None = None,
         response: bytes | None = None,
+        handshake_timeout: float | None = 10.0,
     ) -> Connection:
         """Upgrade to TLS in place (STARTTLS), as `BufferedStream.start_tls`,
         and return this connection (its helpers and its ``async with`` block
@@ -664,6 +671,7 @@ class Connection(BufferedStream):
             ended, or the handshake failed.
           trio.BusyResourceError: a receive or send is running.
         """
+        check_timeout("handshake_timeout", handshake_timeout)
         if self._closing:
             await checkpoint()
             self._refuse_send()
@@ -683,12 +691,18 @@ class Connection(BufferedStream):
             if response:
                 self.write(response)
                 await self._wait_queue(0)
-            await self._handshake(ssl_context, server_side=server_side, server_hostname=server_hostname)
+            await self._handshake(
+                ssl_context,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                handshake_timeout=handshake_timeout,
+            )
         finally:
             self._resume_reader()
         return self
 
     async def _pause_reader(self) -> None:
+        self._reader_gen += 1
         scope = self._reader_scope
         if scope is not None and not self._reader_done.is_set():
             scope.cancel()  # a cancelled receive_some loses no data
@@ -696,7 +710,7 @@ class Connection(BufferedStream):
 
     def _resume_reader(self) -> None:
         if self.read_ahead and self._nursery is not None and not self._closing and not self._buffer.eof:
-            self._nursery.start_soon(self._reader)
+            self._nursery.start_soon(self._reader, self._reader_gen)
 
     # ------------------------------------------------------------ closing
 

@@ -7,6 +7,7 @@ decides where the checkpoints go; where a frame ends is decided in
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 import ssl
@@ -20,7 +21,7 @@ from trio.lowlevel import checkpoint
 from ._buffer import ReceiveBuffer, normalize_delimiters
 from ._codecs import Codec, FrameDecoder, _DecoderCache
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
-from ._options import check_positive
+from ._options import check_positive, check_timeout
 
 __all__ = ["BufferedStream", "FrameIterator", "HalfCloseableBufferedStream"]
 
@@ -706,6 +707,7 @@ class BufferedStream(trio.abc.Stream):
         *,
         server_side: bool = False,
         server_hostname: str | None = None,
+        handshake_timeout: float | None = 10.0,
     ) -> BufferedStream:
         """Upgrade the transport to TLS (STARTTLS), do the handshake, and
         return the stream to use from now on.
@@ -723,20 +725,35 @@ class BufferedStream(trio.abc.Stream):
         left as it was) when unread plaintext is buffered: bytes the peer sent
         after the upgrade command and before the handshake must never be read
         as if they came through TLS (CVE-2011-0411's class). A failed
-        handshake raises what `trio.SSLStream.do_handshake` raises and leaves
-        the stream unusable; close it. A full checkpoint.
+        handshake raises what `trio.SSLStream.do_handshake` raises, and one
+        not finished within ``handshake_timeout`` seconds (default 10, None
+        for no limit) raises `trio.TooSlowError`; either leaves the stream
+        unusable: close it. A full checkpoint.
 
         Raises:
           StartTLSRefusedError: plaintext is buffered (nothing changed).
+          trio.TooSlowError: no handshake within ``handshake_timeout``.
+          ValueError, TypeError: a bad ``handshake_timeout``.
           trio.BusyResourceError: a receive or send is running.
           trio.ClosedResourceError: the stream was closed or detached.
           trio.BrokenResourceError: the handshake failed.
         """
-        await self._handshake(ssl_context, server_side=server_side, server_hostname=server_hostname)
+        await self._handshake(
+            ssl_context, server_side=server_side, server_hostname=server_hostname, handshake_timeout=handshake_timeout
+        )
         return self
 
-    async def _handshake(self, ssl_context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None) -> None:
-        """`start_tls` in place: refuse or handshake, then adopt the `trio.SSLStream`."""
+    async def _handshake(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None,
+        handshake_timeout: float | None,
+    ) -> None:
+        """`start_tls` in place: refuse or handshake (within
+        ``handshake_timeout`` seconds), then adopt the `trio.SSLStream`."""
+        handshake_timeout = check_timeout("handshake_timeout", handshake_timeout)
         if self._state & _RECEIVING or self._sending:
             raise trio.BusyResourceError("cannot start TLS while a receive or send is running")
         if self._state & _CLOSED:
@@ -753,7 +770,8 @@ class BufferedStream(trio.abc.Stream):
         self._state |= _RECEIVING
         self._sending = True
         try:
-            await tls.do_handshake()
+            with trio.fail_after(math.inf if handshake_timeout is None else handshake_timeout):
+                await tls.do_handshake()
         finally:
             self._state &= ~_RECEIVING
             self._sending = False
@@ -877,13 +895,16 @@ class HalfCloseableBufferedStream(BufferedStream, trio.abc.HalfCloseableStream):
         *,
         server_side: bool = False,
         server_hostname: str | None = None,
+        handshake_timeout: float | None = 10.0,
     ) -> BufferedStream:
         """Upgrade to TLS and return a new `BufferedStream` over the
         `trio.SSLStream` (same settings); this stream is detached. Raises
         what `BufferedStream.start_tls` raises: after a refusal this stream
         is left as it was, after a failed handshake it is unusable (close
         it)."""
-        await self._handshake(ssl_context, server_side=server_side, server_hostname=server_hostname)
+        await self._handshake(
+            ssl_context, server_side=server_side, server_hostname=server_hostname, handshake_timeout=handshake_timeout
+        )
         # Nothing is left over: buffered plaintext was refused, and the
         # handshake read through the SSLStream, not into our buffer.
         tls, _ = self.detach()
