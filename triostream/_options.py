@@ -23,27 +23,23 @@ def check_positive(name: str, value: int) -> int:
     """``value`` as an int >= 1. `TypeError` for a non-integer (``bool``
     included: ``max_buffer_size=True`` is a mistake, not 1), `ValueError`
     below 1."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, not bool")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, not {value}")
-    return value
+    return _check_int(name, value, 1)
 
 
 def check_non_negative(name: str, value: int) -> int:
     """``value`` as an int >= 0 (errors as `check_positive`)."""
+    return _check_int(name, value, 0)
+
+
+def _check_int(name: str, value: int, minimum: int) -> int:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, not bool")
     try:
         value = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, not {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value}")
     return value
 
 
