@@ -18,6 +18,7 @@ Part of the attack suite: what a server author may rely on from `serve_tcp`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import inspect
@@ -28,7 +29,7 @@ from typing import Any, cast
 import pytest
 import trio
 import trio.testing
-from attack_kit import Countdown, is_reset, poll_until, read_until_end, serving, tls_contexts
+from attack_kit import Countdown, RunningServer, is_reset, poll_until, read_until_end, serving, tls_contexts
 
 from triostream import Connection, connect_tcp, serve_tcp, serve_unix
 from triostream._options import ConnectionOptions
@@ -117,6 +118,67 @@ async def test_shutdown_closes_handlers_between_requests_at_once() -> None:
             took = await server.stop()
     assert endings == [None] * n
     assert took < shutdown_timeout / 4, "did not wait out the grace period"
+
+
+async def request_during_shutdown(server: RunningServer, parts: list[bytes]) -> tuple[bytes, float]:
+    """Send ``parts[0]``, start the server's shutdown, then send the rest
+    (0.2 s apart, well within the grace period); returns what came back
+    (up to a clean EOF) and how long the shutdown took."""
+    took: list[float] = []
+
+    async def stop() -> None:
+        took.append(await server.stop())
+
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with stream, trio.open_nursery() as nursery:
+        await stream.send_all(parts[0])
+        await trio.sleep(0.2)  # the server has read it
+        nursery.start_soon(stop)
+        for part in parts[1:]:
+            await trio.sleep(0.2)
+            with contextlib.suppress(trio.BrokenResourceError):
+                await stream.send_all(part)
+        data, ending = await read_until_end(stream)
+        assert ending is None, repr(ending)
+    return data, took[0]
+
+
+async def test_a_frame_half_received_at_shutdown_gets_the_grace_period() -> None:
+    """A request line half received when the shutdown begins: its handler is
+    mid-frame, so it has the grace period to receive the rest and reply."""
+
+    async def handler(conn: Connection) -> None:
+        async for line in conn.lines():
+            await conn.send_all(b"reply " + line + b"\n")
+
+    shutdown_timeout, close_timeout = 3.0, 1.0
+    with trio.fail_after(20):
+        async with serving(handler, shutdown_timeout=shutdown_timeout, close_timeout=close_timeout) as server:
+            data, took = await request_during_shutdown(server, [b"half a ", b"line\n"])
+    assert data == b"reply half a line\n"
+    assert took < shutdown_timeout + close_timeout + 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: 'between frames' is judged per receive, so a request of several frames (request line "
+    "+ headers, a header then its body read with two receives) is cut at once if the buffer is empty between them",
+)
+async def test_a_request_of_several_frames_started_before_shutdown_gets_the_grace_period() -> None:
+    """A request of two lines, the first received before the shutdown, the
+    second 0.2 s into the grace period: the request started before the
+    shutdown and finishes within the grace period, so it should be answered."""
+
+    async def handler(conn: Connection) -> None:
+        while True:
+            first = await conn.receive_line()
+            second = await conn.receive_line()
+            await conn.send_all(b"reply " + first + b" " + second + b"\n")
+
+    with trio.fail_after(20):
+        async with serving(handler, shutdown_timeout=3, close_timeout=1) as server:
+            data, _ = await request_during_shutdown(server, [b"first\n", b"second\n"])
+    assert data == b"reply first second\n"
 
 
 async def test_a_truncated_reply_ends_in_a_reset() -> None:

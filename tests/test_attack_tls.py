@@ -16,9 +16,11 @@ what a server author may rely on when it does.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import socket
 import ssl
+import struct
 import tempfile
 
 import pytest
@@ -27,6 +29,7 @@ import trio.testing
 from attack_kit import (
     Countdown,
     count_tasks,
+    is_reset,
     live_connections,
     read_until_end,
     rss_kib,
@@ -218,3 +221,115 @@ async def test_serve_unix_with_tls(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -
                 data, _ = await read_until_end(stream)
                 assert b"echo" not in data
             nursery.cancel_scope.cancel()
+
+
+async def test_a_tls_reply_to_a_peer_that_stops_reading_is_bounded_and_reset(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """Over TLS, a reply the client never reads: the shutdown still returns
+    within shutdown_timeout + close_timeout (the TLS close is bounded too),
+    and the client sees the TCP connection reset, not a clean end."""
+    server_ctx, client_ctx = tls
+    queued = trio.Event()
+
+    async def handler(conn: Connection) -> None:
+        await conn.receive_line()
+        conn.write(b"x" * 5_000_000)
+        queued.set()
+        await conn.flush()
+
+    shutdown_timeout, close_timeout = 0.2, 0.5
+    with trio.fail_after(30):
+        async with serving(
+            handler,
+            ssl_context=server_ctx,
+            max_write_buffer_size=8_000_000,
+            shutdown_timeout=shutdown_timeout,
+            close_timeout=close_timeout,
+        ) as server:
+            sock = trio.socket.socket()
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+            await sock.connect(("127.0.0.1", server.port))
+            stream = trio.SSLStream(trio.SocketStream(sock), client_ctx, server_hostname="localhost")
+            async with stream:
+                await stream.send_all(b"give me a lot\n")
+                await queued.wait()
+                took = await server.stop()
+                data, ending = await read_until_end(stream)
+        assert took < shutdown_timeout + close_timeout + 3
+    assert len(data) < 5_000_000
+    assert is_reset(ending), repr(ending)
+
+
+def reset(stream: trio.SocketStream) -> None:
+    """Make closing ``stream`` send a TCP reset."""
+    stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+async def test_a_storm_of_resets_leaves_nothing_behind(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], caplog: pytest.LogCaptureFixture, transport: str
+) -> None:
+    """300 clients that connect and reset at once, or after a request or half
+    a ClientHello: no ERROR, no traceback, no task left, and a normal client
+    is served afterwards."""
+    server_ctx, client_ctx = tls
+    hello = await half_a_client_hello(client_ctx)
+    ssl_context = server_ctx if transport == "tls" else None
+
+    async def rude_client(port: int, i: int) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        if i % 3 == 1:
+            await stream.send_all(b"request\n" if ssl_context is None else hello)
+        elif i % 3 == 2:
+            await trio.sleep(0.05)
+        reset(stream)
+        await stream.aclose()
+
+    with caplog.at_level(logging.DEBUG, logger="triostream"), trio.fail_after(30):
+        async with serving(echo, ssl_context=ssl_context, handshake_timeout=2, backlog=1024) as server:
+            tasks_before = count_tasks()
+            async with trio.open_nursery() as clients:
+                for i in range(300):
+                    clients.start_soon(rude_client, server.port, i)
+            assert await tasks_settle_at(tasks_before) == tasks_before, "tasks left behind"
+            if ssl_context is None:
+                async with connect_tcp("127.0.0.1", server.port) as conn:
+                    await conn.send_all(b"hi\n")
+                    assert await conn.receive_line() == b"echo hi"
+            else:
+                await normal_tls_client(server.port, client_ctx, b"hi")
+    bad = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info is not None]
+    assert bad == []
+    # (No count of Connection objects here: the captured log records hold
+    # the exceptions, and through their tracebacks the connections.)
+
+
+async def test_garbage_after_the_handshake_is_not_an_error(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client completes its handshake, then sends bytes that are not TLS
+    records: the connection ends, logged at INFO/DEBUG without a traceback."""
+    server_ctx, client_ctx = tls
+    ended = trio.Event()
+
+    async def handler(conn: Connection) -> None:
+        try:
+            await echo(conn)
+        finally:
+            ended.set()
+
+    with caplog.at_level(logging.DEBUG, logger="triostream"), trio.fail_after(10):
+        async with serving(handler, ssl_context=server_ctx) as server:
+            tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+            tls_stream = trio.SSLStream(tcp, client_ctx, server_hostname="localhost")
+            await tls_stream.do_handshake()
+            await tls_stream.send_all(b"fine\n")
+            assert await tls_stream.receive_some() == b"echo fine\n"
+            await tcp.send_all(b"\x17\x03\x03\x00\x10" + b"not a real record")
+            await ended.wait()
+            await trio.aclose_forcefully(tls_stream)
+            await trio.sleep(0.05)
+    records = [r for r in caplog.records if r.name == "triostream"]
+    assert records, "the end is logged"
+    assert [r.getMessage() for r in records if r.levelno >= logging.ERROR or r.exc_info is not None] == []
