@@ -264,6 +264,39 @@ async def test_cancelling_the_handler_nursery_cancels_the_handlers() -> None:
             outer.cancel_scope.cancel()
 
 
+async def test_a_closed_handler_nursery_ends_the_server_and_the_socket_is_still_closed() -> None:
+    """Handing the server a nursery that has closed is a bug of the caller:
+    the server ends with trio's RuntimeError at the first connection, and
+    that connection's socket is closed all the same (its owner rule holds)."""
+
+    async def handler(conn: Connection) -> None:
+        pass
+
+    async with trio.open_nursery() as handler_nursery:
+        pass  # closed from here on
+    errors: list[BaseException] = []
+
+    async def run_server(task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await serve_tcp(handler, 0, host="127.0.0.1", handler_nursery=handler_nursery, task_status=task_status)
+        except BaseException as exc:
+            errors.append(exc)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(run_server)
+            stream = await trio.open_tcp_stream("127.0.0.1", listeners[0].socket.getsockname()[1])
+            async with stream:
+                with trio.fail_after(3):
+                    data, _ = await read_until_end(stream)
+                assert data == b""
+    assert len(errors) == 1
+    found = errors[0]
+    while hasattr(found, "exceptions"):  # (Base)ExceptionGroup, also on Python 3.10
+        found = found.exceptions[0]
+    assert isinstance(found, RuntimeError)
+
+
 # ---------------------------------------------------------------- accept errors
 
 

@@ -238,7 +238,12 @@ class _Server:
                     log.warning("accept works again after %d failures", failures)
                     failures = 0
                     backoff = _BACKOFF_MIN
-                nursery.start_soon(self.run, stream, token)
+                try:
+                    nursery.start_soon(self.run, stream, token)
+                except BaseException:  # a closed handler_nursery: the socket is still ours
+                    self._release(token)
+                    await trio.aclose_forcefully(stream)
+                    raise
 
     def _release(self, token: object) -> None:
         if self.limiter is not None:
