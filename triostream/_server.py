@@ -24,9 +24,12 @@ The rules it keeps, and where:
   reaches them directly, and closes the connections forcefully.)
 * **Logging.** An ordinary end (the peer left, reset, timed out, broke the
   framing, failed its handshake) is one line at INFO or DEBUG with the peer
-  address. An unexpected exception from a handler is logged at ERROR with
-  its traceback, at most `_ERROR_BURST` times per `_ERROR_WINDOW` seconds;
-  the rest are counted and reported in one line when the window ends.
+  address (the reason as text: a record kept by a handler such as
+  ``MemoryHandler`` must not keep the exception, its traceback and through
+  it the connection alive). An unexpected exception from a handler is
+  logged at ERROR with its traceback, at most `_ERROR_BURST` times per
+  `_ERROR_WINDOW` seconds; the rest are counted and reported in one line
+  when the window ends.
   Accept failures for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM)
   back off and log once per burst; any other accept error ends the server.
 """
@@ -238,7 +241,12 @@ class _Server:
                     log.warning("accept works again after %d failures", failures)
                     failures = 0
                     backoff = _BACKOFF_MIN
-                nursery.start_soon(self.run, stream, token)
+                try:
+                    nursery.start_soon(self.run, stream, token)
+                except BaseException:  # a closed handler_nursery: the socket is still ours
+                    self._release(token)
+                    await trio.aclose_forcefully(stream)
+                    raise
 
     def _release(self, token: object) -> None:
         if self.limiter is not None:
@@ -302,7 +310,7 @@ class _Server:
                 finally:
                     self.handshakes.discard(scope)
         except (trio.BrokenResourceError, OSError) as exc:
-            log.info("%s: TLS handshake failed: %s", peer, exc.__cause__ or exc)
+            log.info("%s: TLS handshake failed: %s", peer, str(exc.__cause__ or exc))
             await trio.aclose_forcefully(tls)
             return None
         except BaseException:
@@ -328,7 +336,7 @@ class _Server:
                     finally:
                         del self.handlers[scope]
         except _ORDINARY as exc:
-            log.info("%s: connection ended: %s: %s", peer, type(exc).__name__, exc)
+            log.info("%s: connection ended: %s: %s", peer, type(exc).__name__, str(exc))
             return
         except Exception as exc:
             self.errors.report(peer, exc)
@@ -336,7 +344,7 @@ class _Server:
         if conn is not None:
             reason = conn.close_reason
             if reason is CloseReason.TIMEOUT or reason is CloseReason.ERROR:
-                log.info("%s: connection ended: %s (%s)", peer, reason.value, conn.close_error)
+                log.info("%s: connection ended: %s (%s)", peer, reason.value, str(conn.close_error))
             else:
                 log.debug("%s: connection closed (%s)", peer, reason.value if reason else "open")
 
