@@ -160,11 +160,6 @@ async def test_a_frame_half_received_at_shutdown_gets_the_grace_period() -> None
     assert took < shutdown_timeout + close_timeout + 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: 'between frames' is judged per receive, so a request of several frames (request line "
-    "+ headers, a header then its body read with two receives) is cut at once if the buffer is empty between them",
-)
 async def test_a_request_of_several_frames_started_before_shutdown_gets_the_grace_period() -> None:
     """A request of two lines, the first received before the shutdown, the
     second 0.2 s into the grace period: the request started before the

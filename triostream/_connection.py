@@ -211,6 +211,7 @@ class Connection(BufferedStream):
         # wait between frames; _idle_waiting is True during such a wait.
         self._on_idle: Callable[[], object] | None = None
         self._idle_waiting = False
+        self._answered_offset = 0  # the stream offset at the last write
         # A receive needs one byte past a full buffer (receive_until_eof's
         # EOF probe): only then may the reader read beyond max_buffer_size.
         self._want_probe = False
@@ -454,9 +455,13 @@ class Connection(BufferedStream):
         against ``read_timeout`` (see `_read_deadline`)."""
         self._require_helpers()
         deadline = self._read_deadline()
-        # Waiting with nothing buffered is waiting between frames: a server
-        # shutting down ends such a wait at once (see _server.py).
-        idle = not self._buffer
+        # Waiting between requests: nothing buffered, and nothing consumed
+        # since this side last wrote (a request/response protocol has
+        # answered the last request; a fresh connection has none yet). A
+        # server shutting down ends such a wait at once (see _server.py);
+        # waiting for the next frame of a request not yet answered is not
+        # idle, and gets the shutdown's grace period.
+        idle = not self._buffer and self._buffer.offset == self._answered_offset
         if idle and self._on_idle is not None:
             self._on_idle()
         self._idle_waiting = idle
@@ -544,6 +549,7 @@ class Connection(BufferedStream):
             )
         self._queue.append(data if type(data) is bytes else bytes(data))
         self._queued += size
+        self._answered_offset = self._buffer.offset
         self._queue_lot.unpark_all()
 
     async def drain(self, *, flush: bool = False) -> None:

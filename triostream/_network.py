@@ -259,8 +259,9 @@ async def serve_tcp(
 
     **Shutdown.** Cancelling ``serve_tcp`` stops accepting and abandons
     handshakes at once. Handlers get ``shutdown_timeout`` seconds (5; 0 for
-    none): a handler waiting for the first byte of a new frame is cancelled
-    at once, one in the middle of a frame when the time is up. Each
+    none): a handler waiting between requests (nothing buffered, nothing
+    received since it last wrote) is cancelled at once, any other when the
+    time is up. Each
     connection then closes gracefully within ``close_timeout`` (replies
     flushed, or the TCP connection reset when they cannot be), so the call
     returns within ``shutdown_timeout + close_timeout`` plus about a second,

@@ -12,9 +12,10 @@ The rules it keeps, and where:
   file-descriptor limit) and per peer address (``max_connections_per_host``).
 * **Shutdown.** Cancelling the server (the task running `serve_tcp`) stops
   the accept loops at once and cancels handshakes in progress. Handlers get
-  a grace period of ``shutdown_timeout`` seconds: one waiting for the first
-  byte of a new frame (between requests) is cancelled at once, one in the
-  middle of a frame when the grace period ends. Each connection then closes
+  a grace period of ``shutdown_timeout`` seconds: one waiting between
+  requests (nothing buffered, and its last request answered: nothing
+  received since it last wrote) is cancelled at once, any other when the
+  grace period ends. Each connection then closes
   gracefully within ``close_timeout`` (its queued replies flushed, or the
   TCP connection reset if they cannot be). The connection tasks run in
   shielded scopes whose deadline is set when the shutdown begins, so the
@@ -198,9 +199,9 @@ class _Server:
             scope.deadline = min(scope.deadline, self.shield_end)
 
     def _bound_handler(self, scope: trio.CancelScope, conn: Connection) -> None:
-        """Shutdown for one handler: at once if it waits between frames,
+        """Shutdown for one handler: at once if it waits between requests,
         else when the grace period ends (or when it next waits between
-        frames, whichever comes first)."""
+        requests, whichever comes first)."""
         scope.deadline = min(scope.deadline, self.grace_end)
         conn._on_idle = scope.cancel
         if conn._idle_waiting:
