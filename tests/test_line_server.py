@@ -11,8 +11,11 @@ Every test is bounded by a timeout, so a hang fails fast instead of stalling CI.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import importlib.util
+import inspect
+import logging
 import os
 import re
 import shutil
@@ -20,7 +23,7 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from types import ModuleType
@@ -29,8 +32,12 @@ from typing import Literal
 import pytest
 import trio
 
+import triostream
 from triostream import BufferedStream, open_connection
 from triostream.testing import socket_stream_pair
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "line_server.py"
@@ -427,6 +434,114 @@ async def test_abrupt_disconnects_do_not_kill_the_server() -> None:
             assert await client.read_to_eof() == b"BYE\n"
 
 
+# ------------------------------------------------- limits and logging
+
+
+async def test_clients_beyond_max_connections_are_served_in_turn(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_server(max_connections=20) as port:
+
+        async def session(i: int, replies: dict[int, bytes]) -> None:
+            async with connect(port) as client:
+                await client.send(b"ECHO %d\nUPPER c%d\nQUIT\n" % (i, i))
+                replies[i] = await client.read_to_eof()
+
+        # 100 clients at once: 20 are served, the others wait in the listen
+        # queue and are served as slots free up.
+        replies: dict[int, bytes] = {}
+        async with trio.open_nursery() as nursery:
+            for i in range(100):
+                nursery.start_soon(session, i, replies)
+        assert replies == {i: b"%d\nC%d\nBYE\n" % (i, i) for i in range(100)}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_max_connections_makes_further_clients_wait() -> None:
+    async with running_server(max_connections=3) as port:
+        streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(4)]
+        held = [Client(stream) for stream in streams[:3]]
+        waiting = Client(streams[3])
+        try:
+            for i, client in enumerate(held):
+                assert await client.ask(b"ECHO %d\n" % i) == b"%d\n" % i
+            # All 3 slots taken: the 4th client is connected (the kernel
+            # queued it) but not served. A negative check, not a timing one.
+            await waiting.send(b"ECHO waited\n")
+            with trio.move_on_after(0.3):
+                await waiting.read_line()
+                pytest.fail("a 4th client was served while max_connections=3 were taken")
+            # One leaves: the waiting client is served.
+            await held[0].send(b"QUIT\n")
+            assert await held[0].read_to_eof() == b"BYE\n"
+            assert await waiting.read_line() == b"waited\n"
+            assert await held[1].ask(b"ECHO still\n") == b"still\n"
+        finally:
+            for stream in streams:
+                await stream.aclose()
+
+
+async def test_clients_that_leave_or_time_out_are_not_logged_as_errors(caplog: pytest.LogCaptureFixture) -> None:
+    # Every client here misbehaves in an ordinary way. serve_tcp logs each
+    # end of a connection at INFO or DEBUG, with the peer address; nothing
+    # may reach WARNING, let alone ERROR with a traceback.
+    caplog.set_level(logging.DEBUG)
+    async with running_server(max_line=32, idle_timeout=0.3) as port:
+        peers: list[str] = []
+
+        async def client_session(how: str) -> None:
+            async with connect(port) as client:
+                host, client_port = client.stream.socket.getsockname()[:2]
+                peers.append(f"{host}:{client_port}")
+                if how == "eof-mid-line":
+                    await client.send(b"ECHO a\nECHO hal")
+                    await client.stream.send_eof()
+                    assert await client.read_to_eof() == b"a\n"
+                elif how == "reset-mid-line":
+                    assert await client.ask(b"ECHO a\n") == b"a\n"
+                    await client.send(b"ECHO hal")
+                    await reset(client.stream)
+                elif how == "reset-in-long-line":
+                    await client.send(b"ECHO " + b"r" * 100)
+                    assert await client.read_line() == b"ERR line too long (max 32 bytes)\n"
+                    await reset(client.stream)
+                elif how == "idle":
+                    assert await client.read_to_eof() == b"ERR idle timeout\n"
+                elif how == "idle-mid-line":
+                    await client.send(b"ECHO unfinish")
+                    assert await client.read_to_eof() == b"ERR idle timeout\n"
+                elif how == "not-reading":
+                    # Commands, replies never read: the server's sends block
+                    # until its write timeout (the idle timeout) resets us.
+                    with suppress(trio.BrokenResourceError):
+                        for _ in range(200):  # bounded: ~12 MB at most
+                            await client.send((b"ECHO " + b"n" * 58 + b"\n") * 1000)
+                        await client.read_to_eof()
+                else:
+                    raise AssertionError(how)
+
+        hows = ["eof-mid-line", "reset-mid-line", "reset-in-long-line", "idle", "idle-mid-line", "not-reading"]
+        async with trio.open_nursery() as nursery:
+            for how in hows:
+                nursery.start_soon(client_session, how)
+
+        # Each of them ends in one log line naming it (they are written when
+        # the server has closed the connection: wait for them).
+        def logged(peer: str) -> bool:
+            return any(peer in r.getMessage() for r in caplog.records if r.name == "triostream")
+
+        for _ in range(1000):  # bounded (and by TIMEOUT)
+            if all(logged(peer) for peer in peers):
+                break
+            await trio.sleep(0.01)
+        else:
+            pytest.fail(f"not every client's end was logged: {peers}")
+        # And the server still serves.
+        async with connect(port) as client:
+            assert await client.ask(b"ECHO alive\n") == b"alive\n"
+    assert len(peers) == len(hows)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 # --------------------------------------------------------------- the API
 
 
@@ -435,11 +550,103 @@ async def test_serve_rejects_bad_arguments() -> None:
         await line_server.serve("127.0.0.1", 0, max_line=0, idle_timeout=1.0)
     with pytest.raises(ValueError, match="idle_timeout"):
         await line_server.serve("127.0.0.1", 0, max_line=10, idle_timeout=0)
+    # serve_tcp's own options are checked by serve_tcp, before any socket is opened.
+    with pytest.raises(ValueError, match="max_connections"):
+        await line_server.serve("127.0.0.1", 0, max_connections=0)
+    with pytest.raises(ValueError, match="shutdown_timeout"):
+        await line_server.serve("127.0.0.1", 0, shutdown_timeout=-1)
+
+
+def test_defaults_are_serve_tcps() -> None:
+    # The example exposes serve_tcp's limits with serve_tcp's safe defaults.
+    library = inspect.signature(triostream.serve_tcp).parameters
+    example = inspect.signature(line_server.serve).parameters
+    for name in ["idle_timeout", "max_connections", "shutdown_timeout", "close_timeout"]:
+        assert example[name].default == library[name].default, name
+    assert library["max_connections"].default == "auto"
+
+
+def test_main_parses_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[argparse.Namespace] = []
+
+    def fake_run(function: object, args: argparse.Namespace) -> bool:
+        seen.append(args)
+        return False  # served, then stopped without a Ctrl-C
+
+    monkeypatch.setattr(trio, "run", fake_run)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    line_server.main([])
+    line_server.main(["--max-connections", "20", "--shutdown-timeout", "0", "--idle-timeout", "2.5"])
+    defaults, given = seen
+    assert (defaults.max_connections, defaults.shutdown_timeout, defaults.idle_timeout) == ("auto", 5.0, 300.0)
+    assert (given.max_connections, given.shutdown_timeout, given.idle_timeout) == (20, 0.0, 2.5)
+
+
+def _cancelled() -> trio.Cancelled:
+    return trio.Cancelled._create()  # trio has no public constructor for it
+
+
+@pytest.mark.parametrize(
+    "make_exc",
+    [
+        lambda: KeyboardInterrupt(),
+        lambda: BaseExceptionGroup("", [KeyboardInterrupt()]),
+        lambda: BaseExceptionGroup("", [_cancelled(), BaseExceptionGroup("", [KeyboardInterrupt(), _cancelled()])]),
+    ],
+    ids=["bare", "group", "nested-with-cancelled"],
+)
+def test_main_exits_130_on_a_keyboard_interrupt_from_trio(
+    make_exc: Callable[[], BaseException], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A Ctrl-C that trio raises (before or after the server takes SIGINT as
+    # a signal) may come wrapped in exception groups: still exit 130, quietly.
+    def fake_run(function: object, args: argparse.Namespace) -> bool:
+        raise make_exc()
+
+    monkeypatch.setattr(trio, "run", fake_run)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    with pytest.raises(SystemExit) as exc_info:
+        line_server.main(["--port", "0"])
+    assert exc_info.value.code == 130
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "make_exc",
+    [
+        lambda: BaseExceptionGroup("", [KeyboardInterrupt(), ValueError("a bug")]),
+        lambda: BaseExceptionGroup("", [_cancelled()]),
+        lambda: OSError("address in use"),
+    ],
+    ids=["interrupt-and-bug", "only-cancelled", "not-a-group"],
+)
+def test_main_reraises_everything_else(make_exc: Callable[[], BaseException], monkeypatch: pytest.MonkeyPatch) -> None:
+    exc = make_exc()
+
+    def fake_run(function: object, args: argparse.Namespace) -> bool:
+        raise exc
+
+    monkeypatch.setattr(trio, "run", fake_run)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    with pytest.raises(BaseException) as exc_info:
+        line_server.main(["--port", "0"])
+    assert exc_info.value is exc
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["--max-line", "0"], ["--port", "70000"], ["--port", "x"], ["--idle-timeout", "0"], ["--idle-timeout", "nan"]],
+    [
+        ["--max-line", "0"],
+        ["--port", "70000"],
+        ["--port", "x"],
+        ["--idle-timeout", "0"],
+        ["--idle-timeout", "nan"],
+        ["--idle-timeout", "inf"],
+        ["--max-connections", "0"],
+        ["--max-connections", "none"],
+        ["--shutdown-timeout", "-1"],
+        ["--shutdown-timeout", "inf"],
+    ],
 )
 def test_main_rejects_bad_arguments(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc_info:
