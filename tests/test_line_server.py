@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -600,7 +601,7 @@ def test_main_exits_130_on_a_keyboard_interrupt_from_trio(
 ) -> None:
     # A Ctrl-C that trio raises (before or after the server takes SIGINT as
     # a signal) may come wrapped in exception groups: still exit 130, quietly.
-    def fake_run(function: object, args: argparse.Namespace) -> bool:
+    def fake_run(*args: object) -> bool:
         raise make_exc()
 
     monkeypatch.setattr(trio, "run", fake_run)
@@ -623,7 +624,7 @@ def test_main_exits_130_on_a_keyboard_interrupt_from_trio(
 def test_main_reraises_everything_else(make_exc: Callable[[], BaseException], monkeypatch: pytest.MonkeyPatch) -> None:
     exc = make_exc()
 
-    def fake_run(function: object, args: argparse.Namespace) -> bool:
+    def fake_run(*args: object) -> bool:
         raise exc
 
     monkeypatch.setattr(trio, "run", fake_run)
@@ -764,3 +765,169 @@ async def test_subprocess_with_python_socket() -> None:
         assert await trio.to_thread.run_sync(_socket_session, port, b"ECHO a\nECHO hal", True) == b"a\n"
         # And the server is still there.
         assert await trio.to_thread.run_sync(_socket_session, port, b"ECHO ok\nQUIT\n") == b"ok\nBYE\n"
+
+
+# ------------------------------------------------------------------ Ctrl-C
+
+
+class _Process:
+    """The example run as ``python examples/line_server.py --port 0 ARGS``,
+    its stderr collected in the background."""
+
+    def __init__(self, process: trio.Process, port: int) -> None:
+        self.process = process
+        self.port = port
+        self.stderr = bytearray()
+
+    async def collect_stderr(self) -> None:
+        assert self.process.stderr is not None
+        while chunk := await self.process.stderr.receive_some(65536):
+            self.stderr += chunk
+
+    async def wait_for_stderr(self, text: bytes) -> None:
+        for _ in range(1000):  # bounded (and by TIMEOUT)
+            if text in self.stderr:
+                return
+            if self.process.returncode is not None:
+                break
+            await trio.sleep(0.01)
+        pytest.fail(f"{text!r} not in the server's stderr: {bytes(self.stderr)!r}")
+
+
+@asynccontextmanager
+async def interruptible_server(*args: str, max_open_files: int | None = None) -> AsyncIterator[_Process]:
+    """Run the example as a subprocess (killed when the block exits, if it
+    is still running), with a soft RLIMIT_NOFILE of ``max_open_files`` if
+    given; the block is bounded by TIMEOUT."""
+    command = [sys.executable, str(EXAMPLE), "--port", "0", *args]
+    if max_open_files is not None:
+        command[1:2] = ["-c", _WITH_RLIMIT, str(max_open_files), str(EXAMPLE)]
+    with trio.fail_after(TIMEOUT):
+        process = await trio.lowlevel.open_process(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_subprocess_env()
+        )
+        try:
+            assert process.stdout is not None
+            output = BufferedStream(trio.StapledStream(_NoSend(), process.stdout))
+            banner = await output.receive_line(max_size=200)
+            match = re.fullmatch(rb"listening on 127\.0\.0\.1:(\d+)", banner)
+            assert match is not None, banner
+            server = _Process(process, int(match[1]))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.collect_stderr)
+                yield server
+        finally:
+            if process.returncode is None:
+                process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+                for pipe in (process.stdout, process.stderr):
+                    if pipe is not None:
+                        await pipe.aclose()
+
+
+# python -c _WITH_RLIMIT LIMIT SCRIPT ARGS...: run SCRIPT with ARGS under a
+# soft RLIMIT_NOFILE of LIMIT (no preexec_fn: it does not mix with threads).
+_WITH_RLIMIT = """
+import resource, runpy, sys
+limit = int(sys.argv[1])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+class _NoSend(trio.abc.SendStream):
+    """The send half of a receive-only `trio.StapledStream`."""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        raise trio.ClosedResourceError
+
+    async def wait_send_all_might_not_block(self) -> None:
+        raise trio.ClosedResourceError
+
+    async def aclose(self) -> None:
+        pass
+
+
+needs_sigint = pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT to a subprocess")
+
+
+@needs_sigint
+async def test_ctrl_c_exits_130_without_a_traceback() -> None:
+    async with interruptible_server() as server:
+        async with connect(server.port) as client:
+            assert await client.ask(b"ECHO connected\n") == b"connected\n"
+            server.process.send_signal(signal.SIGINT)
+            # The client, idle between commands, is disconnected at once.
+            assert await client.read_to_eof() == b""
+        assert await server.process.wait() == 130
+    assert b"Traceback" not in server.stderr, bytes(server.stderr)
+    assert b"shutting down" in server.stderr
+
+
+@needs_sigint
+async def test_ctrl_c_lets_commands_under_way_finish() -> None:
+    async with interruptible_server("--shutdown-timeout", "10") as server:
+        async with connect(server.port) as idle, connect(server.port) as busy:
+            assert await idle.ask(b"ECHO idle\n") == b"idle\n"
+            # One send: the server reads "ECHO hal" with the first command,
+            # so it is in the middle of a line when the shutdown starts.
+            await busy.send(b"ECHO first\nECHO hal")
+            assert await busy.read_line() == b"first\n"
+            server.process.send_signal(signal.SIGINT)
+            await server.wait_for_stderr(b"shutting down")
+            assert await idle.read_to_eof() == b""
+            # The line under way is answered within --shutdown-timeout,
+            # then the connection is closed.
+            await busy.send(b"f\n")
+            assert await busy.read_to_eof() == b"half\n"
+        assert await server.process.wait() == 130
+    assert b"Traceback" not in server.stderr, bytes(server.stderr)
+
+
+@needs_sigint
+async def test_second_ctrl_c_during_the_shutdown_is_harmless() -> None:
+    async with interruptible_server("--shutdown-timeout", "10") as server:
+        async with connect(server.port) as busy:
+            await busy.send(b"ECHO first\nECHO hal")
+            assert await busy.read_line() == b"first\n"
+            server.process.send_signal(signal.SIGINT)
+            await server.wait_for_stderr(b"shutting down")
+            server.process.send_signal(signal.SIGINT)
+            await trio.sleep(0.1)  # let it arrive (not a timing assertion)
+            await busy.send(b"f\n")
+            assert await busy.read_to_eof() == b"half\n"
+        assert await server.process.wait() == 130
+    assert b"Traceback" not in server.stderr, bytes(server.stderr)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is Unix")
+async def test_auto_max_connections_keeps_the_server_within_its_fd_limit() -> None:
+    # With 100 file descriptors, "auto" serves 36 clients at once (100 minus
+    # serve_tcp's margin of 64) and makes the others wait, rather than run
+    # out of descriptors (EMFILE) with 120 clients connected at once.
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 100:
+        pytest.skip("the hard RLIMIT_NOFILE is below 100")
+    async with interruptible_server(max_open_files=100) as server:
+
+        async def session(i: int, replies: dict[int, bytes]) -> None:
+            async with connect(server.port) as client:
+                assert await client.ask(b"ECHO %d\n" % i) == b"%d\n" % i
+                await trio.sleep(0.2)  # keep the slot a while (not a timing assertion)
+                await client.send(b"QUIT\n")
+                replies[i] = await client.read_to_eof()
+
+        replies: dict[int, bytes] = {}
+        async with trio.open_nursery() as nursery:
+            for i in range(120):
+                nursery.start_soon(session, i, replies)
+        assert replies == {i: b"BYE\n" for i in range(120)}
+        # Nothing on stderr: no EMFILE, no error, no traceback.
+        await trio.sleep(0.1)  # let any last log line arrive (not a timing assertion)
+        assert bytes(server.stderr) == b""
+        server.process.send_signal(signal.SIGINT)
+        assert await server.process.wait() == 130
