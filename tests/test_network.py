@@ -253,3 +253,36 @@ async def test_open_connection_is_exported() -> None:
     async with open_connection(right) as conn:
         await left.send_all(b"x\n")
         assert await conn.receive_line() == b"x"
+
+
+async def _echo_line(conn: Connection) -> None:
+    line = await conn.receive_line()
+    await conn.send_all(line + b"\n")
+
+
+async def test_reuse_port_lets_two_servers_share_one_port() -> None:
+    """With reuse_port=True a second server binds the same port (how
+    several worker processes share one); without it the bind fails."""
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            first = await nursery.start(functools.partial(serve_tcp, _echo_line, 0, host="127.0.0.1", reuse_port=True))
+            port = first[0].socket.getsockname()[1]
+            with pytest.raises(OSError):
+                await serve_tcp(_echo_line, port, host="127.0.0.1")
+            await nursery.start(functools.partial(serve_tcp, _echo_line, port, host="127.0.0.1", reuse_port=True))
+            for i in range(10):
+                client = await trio.open_tcp_stream("127.0.0.1", port)
+                await client.send_all(b"hello %d\n" % i)
+                reply = b""
+                while not reply.endswith(b"\n"):
+                    chunk = await client.receive_some()
+                    assert chunk
+                    reply += chunk
+                assert reply == b"hello %d\n" % i
+                await client.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_reuse_port_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="reuse_port"):
+        await serve_tcp(_echo_line, 0, host="127.0.0.1", reuse_port=1)  # type: ignore[arg-type]

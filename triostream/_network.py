@@ -9,6 +9,7 @@ itself, never a failure of each connection later. The serving engine is in
 
 from __future__ import annotations
 
+import errno
 import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -224,6 +225,7 @@ async def serve_tcp(
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     backlog: int | None = None,
+    reuse_port: bool = False,
     handler_nursery: trio.Nursery | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     max_buffer_size: int = 65536,
@@ -268,6 +270,12 @@ async def serve_tcp(
     whatever the peers do. With a ``handler_nursery``, the connections run
     there, and cancelling that nursery closes them forcefully.
 
+    ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening sockets
+    before binding, so that several processes can serve one port and the
+    kernel spreads the connections across them (Linux, BSD: how a Trio
+    server uses more than one core; see ``examples/redis_server.py
+    --workers``). `ValueError` where the platform has no ``SO_REUSEPORT``.
+
     Every option is validated before any socket is opened: a bad value
     raises `TypeError` or `ValueError` from this call (through
     ``nursery.start``), not from each connection.
@@ -285,7 +293,12 @@ async def serve_tcp(
         close_timeout=close_timeout,
     )
     limits = _limits(max_connections, max_connections_per_host, handshake_timeout, shutdown_timeout, backlog)
-    listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    if not isinstance(reuse_port, bool):
+        raise TypeError(f"reuse_port must be True or False, not {reuse_port!r}")
+    if reuse_port:
+        listeners = await _open_reuse_port_listeners(port, host, backlog)
+    else:
+        listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
     await serve_listeners(
         handler,
         listeners,
@@ -352,3 +365,35 @@ async def serve_unix(
         handler_nursery=handler_nursery,
         task_status=task_status,
     )
+
+
+async def _open_reuse_port_listeners(port: int, host: str | None, backlog: int | None) -> list[trio.SocketListener]:
+    """`trio.open_tcp_listeners`, with ``SO_REUSEPORT`` set before each bind."""
+    if not hasattr(trio.socket, "SO_REUSEPORT"):
+        raise ValueError("reuse_port=True: this platform has no SO_REUSEPORT")
+    addresses = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM, flags=trio.socket.AI_PASSIVE)
+    listeners: list[trio.SocketListener] = []
+    try:
+        for family, kind, proto, _, sockaddr in addresses:
+            try:
+                sock = trio.socket.socket(family, kind, proto)
+            except OSError as exc:
+                if exc.errno == errno.EAFNOSUPPORT:
+                    continue  # e.g. IPv6 disabled: serve the other families (as trio does)
+                raise
+            try:
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+                if family == trio.socket.AF_INET6:
+                    sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
+                await sock.bind(sockaddr)
+                sock.listen(backlog if backlog is not None else 0xFFFF)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
+    return listeners
