@@ -29,7 +29,7 @@ every reply (`triostream.serve_tcp`'s shutdown).
 Commands
 --------
 
-``PING [msg]``, ``ECHO msg``, ``GET``, ``SET key value [NX|XX] [GET] [EX s|PX ms|KEEPTTL]``,
+``PING [msg]``, ``ECHO msg``, ``GET``, ``STRLEN``, ``SET key value [NX|XX] [GET] [EX s|PX ms|KEEPTTL]``,
 ``DEL``, ``EXISTS``, ``INCR``, ``DECR``, ``INCRBY``, ``DECRBY``, ``MGET``, ``MSET``,
 ``KEYS pattern`` (Redis's own glob: ``* ? [abc] [^a-z] \\x``), ``DBSIZE``,
 ``FLUSHDB``/``FLUSHALL [ASYNC|SYNC]``, ``EXPIRE``/``PEXPIRE key n [NX|XX|GT|LT]``,
@@ -539,6 +539,7 @@ class Commands:
         table = [
             Command("ping", -1, self.ping, flags=f),
             Command("echo", 2, self.echo, flags=f),
+            Command("strlen", 2, self.strlen, flags=r, keys=one),
             Command("get", 2, self.get, flags=r, keys=one),
             Command("set", -3, self.set, flags=w, keys=one),
             Command("del", -2, self.del_, flags=w, keys=(1, -1, 1)),
@@ -830,6 +831,10 @@ class Commands:
         value = self.db.get(argv[1])
         return s.null if value is None else bulk(value)
 
+    def strlen(self, s: Session, argv: list[bytes]) -> Reply:
+        value = self.db.get(argv[1])
+        return integer(0 if value is None else len(value))
+
     def set(self, s: Session, argv: list[bytes]) -> Reply:
         key, value = argv[1], argv[2]
         if len(argv) == 3:  # the common case
@@ -1108,8 +1113,8 @@ class Limits:
     @property
     def max_buffer_size(self) -> int:
         """The connection's buffer: the largest bulk string and its CRLF, or
-        the longest inline line (65536 bytes and its LF)."""
-        return max(self.max_bulk + 2, INLINE_MAX + 1)
+        the longest header or inline line (65536 bytes and its line ending)."""
+        return max(self.max_bulk + 2, INLINE_MAX + 2)
 
 
 # RespReader states: what the next element is.
