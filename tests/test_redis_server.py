@@ -802,3 +802,20 @@ def test_main_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as exc_info:
             rs.main(argv)
         assert exc_info.value.code == 2
+
+
+def test_benchmark_quick_run_smoke(redis_benchmark: str) -> None:
+    """benchmarks/bench_resp.py runs end to end (figures not judged here)."""
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "bench_resp.py"),
+        "--quick",
+        "--requests",
+        "300",
+        "--no-workers",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| example |" in result.stdout
+    assert "| trio raw |" in result.stdout
+    assert "ERROR" not in result.stdout
