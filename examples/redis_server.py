@@ -132,10 +132,8 @@ processes, each running its own Trio loop and its own keyspace (like N Redis
 shards on one port: a key set through one connection is seen only by the
 connections the kernel hands to the same worker), all listening on the same
 port with ``SO_REUSEPORT`` so that the kernel spreads connections across them
-(Linux, BSD). `triostream.serve_tcp` cannot take a listening socket made by
-the caller, so each worker installs a Trio socket factory
-(`trio.socket.set_custom_socket_factory`) that sets ``SO_REUSEPORT`` on the
-sockets `trio.open_tcp_listeners` creates. The parent reserves the port
+(Linux, BSD): each worker calls ``triostream.serve_tcp(..., reuse_port=True)``,
+which sets ``SO_REUSEPORT`` before binding. The parent reserves the port
 first (``--port 0`` works), then forwards SIGINT/SIGTERM to the workers. It
 is meant for stateless benchmarks (``redis-benchmark``) and as a pattern,
 not as a sharded Redis.
@@ -1367,10 +1365,12 @@ class RedisServer:
         host: str | None,
         port: int,
         *,
+        reuse_port: bool = False,
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve on ``host``:``port`` (0: a free port) until cancelled; with
-        ``nursery.start`` the start value is the list of listeners."""
+        ``nursery.start`` the start value is the list of listeners.
+        ``reuse_port``: share the port with other worker processes."""
         limits = self.limits
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.expire_keys)
@@ -1380,6 +1380,7 @@ class RedisServer:
                     self.handle,
                     port,
                     host=host,
+                    reuse_port=reuse_port,
                     max_buffer_size=limits.max_buffer_size,
                     idle_timeout=limits.timeout,
                     write_timeout=limits.write_timeout,
@@ -1405,28 +1406,14 @@ async def serve(
     port: int,
     *,
     limits: Limits | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a fresh keyspace on ``host``:``port`` until cancelled."""
-    await RedisServer(limits).serve(host, port, task_status=task_status)
+    await RedisServer(limits).serve(host, port, reuse_port=reuse_port, task_status=task_status)
 
 
 # ---------------------------------------------------------------- --workers
-
-
-class ReusePortSocketFactory(trio.abc.SocketFactory):
-    """Trio sockets with ``SO_REUSEPORT`` set: several processes may then
-    listen on one port, and the kernel spreads the connections."""
-
-    def socket(
-        self,
-        family: socket.AddressFamily | int = socket.AF_INET,
-        type: socket.SocketKind | int = socket.SOCK_STREAM,
-        proto: int = 0,
-    ) -> trio.socket.SocketType:
-        sock = trio.socket.from_stdlib_socket(socket.socket(family, type, proto))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        return sock
 
 
 def format_address(listener: trio.SocketListener) -> str:
@@ -1437,12 +1424,10 @@ def format_address(listener: trio.SocketListener) -> str:
 
 
 async def _run(host: str, port: int, limits: Limits, reuse_port: bool) -> None:
-    if reuse_port:
-        trio.socket.set_custom_socket_factory(ReusePortSocketFactory())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             listeners: list[trio.SocketListener] = await nursery.start(
-                functools.partial(serve, host, port, limits=limits)
+                functools.partial(serve, host, port, limits=limits, reuse_port=reuse_port)
             )
             for listener in listeners:
                 print(f"listening on {format_address(listener)}", flush=True)
