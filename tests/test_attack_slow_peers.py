@@ -165,3 +165,29 @@ async def test_start_tls_refuses_a_bad_handshake_timeout() -> None:
     async with open_connection(trio.testing.memory_stream_pair()[1]) as conn:
         with pytest.raises(TypeError, match="handshake_timeout"):
             await conn.start_tls(_server_context(), server_side=True, handshake_timeout="10")  # type: ignore[arg-type]
+
+
+async def test_read_timeout_does_not_cut_an_idle_client_between_requests(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """read_timeout is for frames that have begun: a client that got its
+    answer and stays quiet is idle_timeout's business (Redis keeps such
+    clients by default); one that then starts a request and stalls is cut."""
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(1000):
+        async with open_connection(right, read_timeout=2) as conn:
+            await left.send_all(b"PING\n")
+            assert await conn.receive_line() == b"PING"
+            conn.write(b"PONG\n")
+            start = trio.current_time()
+
+            async def quiet_then_stall() -> None:
+                await trio.sleep(100)  # idle between requests: fine
+                await left.send_all(b"PI")  # a request begins, and stalls
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(quiet_then_stall)
+                with pytest.raises(trio.BrokenResourceError):
+                    await conn.receive_line()
+            assert trio.current_time() - start == pytest.approx(102, abs=0.5)
+            assert conn.close_reason is CloseReason.TIMEOUT

@@ -93,9 +93,12 @@ class Connection(BufferedStream):
     exception in a helper is a bug and propagates through the nursery.
 
     **Timeouts** (seconds, None for none): ``idle_timeout`` (no byte either
-    way), ``read_timeout`` (a receive waiting that long for the rest of its
-    frame: slowloris) and ``write_timeout`` (one transport send blocked that
-    long: a peer not reading) each close the connection with
+    way), ``read_timeout`` (a receive waiting that long for the rest of a
+    frame that has begun, or for the next frame of a request not answered
+    yet: slowloris; not while waiting between requests — nothing buffered
+    and nothing received since this side last wrote — which is
+    ``idle_timeout``'s business) and ``write_timeout`` (one transport send
+    blocked that long: a peer not reading) each close the connection with
     `CloseReason.TIMEOUT`.
 
     Peer EOF does not close the connection by itself (TCP can half-close:
@@ -454,14 +457,15 @@ class Connection(BufferedStream):
         read-ahead, read the transport here. Either way the wait counts
         against ``read_timeout`` (see `_read_deadline`)."""
         self._require_helpers()
-        deadline = self._read_deadline()
         # Waiting between requests: nothing buffered, and nothing consumed
         # since this side last wrote (a request/response protocol has
-        # answered the last request; a fresh connection has none yet). A
-        # server shutting down ends such a wait at once (see _server.py);
-        # waiting for the next frame of a request not yet answered is not
-        # idle, and gets the shutdown's grace period.
+        # answered the last request; a fresh connection has none yet). Such
+        # a wait is idle_timeout's business, not read_timeout's, and a
+        # server shutting down ends it at once (see _server.py); waiting for
+        # the next frame of a request not yet answered is not idle, and gets
+        # the shutdown's grace period.
         idle = not self._buffer and self._buffer.offset == self._answered_offset
+        deadline = math.inf if idle else self._read_deadline()
         if idle and self._on_idle is not None:
             self._on_idle()
         self._idle_waiting = idle
@@ -502,7 +506,9 @@ class Connection(BufferedStream):
     def _read_deadline(self) -> float:
         """When the current receive must have its frame (``read_timeout``).
 
-        The clock starts when a receive first waits, and runs on across all
+        Not called for a wait between requests (see `_fill`): the clock
+        starts when a receive first waits for a frame that has begun (or
+        for the next frame of a request not yet answered), and runs on across all
         the waits of that call, whatever arrives meanwhile: bytes skipped in
         discard mode, or a frame trickling in a byte at a time, are not
         progress. A retry of the same frame (a new call after a cancelled
