@@ -52,9 +52,9 @@ How it stays up when clients misbehave
   registered within ``--registration-timeout`` seconds is dropped. One task
   checks every client's timers (no task or timer per client).
 * **Flood control**: each command costs ``1/--flood-rate`` seconds of the
-  client's budget, which may run ``--flood-burst`` commands ahead; past that
-  the server stops reading from that client for a while, so TCP pushes back
-  on the flooder and no one else notices (``--flood-rate 0`` turns it off).
+  client's budget, which may run ``--flood-burst`` commands ahead; a client
+  past that is disconnected (``Excess Flood``), before its burst reaches
+  every member of a channel (``--flood-rate 0`` turns it off).
 * **Limits**: 512-byte lines, 30-byte nicks, 50-byte channel names, 390-byte
   topics, 50 channels per client, 4 targets per message, and every limit of
   `triostream.serve_tcp` (connections, per-host connections).
@@ -267,26 +267,24 @@ class IRCServer:
                             self.dispatch(client, part)
                     else:
                         self.dispatch(client, line)
+                    if self.config.flood_rate is not None and self._flooding(client):
+                        self.kill(client, "Excess Flood")
                     if client.dead:
                         return
-                    if self.config.flood_rate is not None:
-                        await self._throttle(client)
                 return  # EOF between lines
             except FrameTooLongError:
                 client.reply(b"417", b"Input line was too long")
                 await conn.discard_until(b"\n")
 
-    async def _throttle(self, client: Client) -> None:
-        """RFC 1459 8.10 flood control: each command moves the client's
-        timer 1/rate ahead; while it is more than ``burst`` commands ahead of
-        the clock, stop reading from this client (TCP pushes back)."""
+    def _flooding(self, client: Client) -> bool:
+        """RFC 1459 8.10 flood control, as IRC servers apply it: each command
+        moves the client's timer 1/rate ahead; a client more than ``burst``
+        commands ahead of the clock is flooding."""
         rate = self.config.flood_rate
         assert rate is not None
         now = trio.current_time()
         client.flood_timer = max(client.flood_timer, now) + 1 / rate
-        ahead = client.flood_timer - now - self.config.flood_burst / rate
-        if ahead > 0:
-            await trio.sleep(ahead)
+        return client.flood_timer - now > self.config.flood_burst / rate
 
     def kill(self, client: Client, reason: str) -> None:
         """Disconnect ``client`` (synchronous, idempotent: the first reason
@@ -348,7 +346,9 @@ class IRCServer:
         peers: dict[Client, None] = {}
         for channel in client.channels.values():
             peers.update(channel.members)
-        if not include_self:
+        if include_self:
+            peers[client] = None
+        else:
             peers.pop(client, None)
         data = self._encode(line)
         for peer in tuple(peers):
