@@ -698,3 +698,15 @@ def test_example_runs_as_a_program() -> None:
         process.wait(TIMEOUT)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_fan_out_benchmark_quick_run_smoke() -> None:
+    """benchmarks/bench_irc.py runs end to end (its figures are not judged)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_irc.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^triostream +100 ", result.stdout, re.MULTILINE), result.stdout
