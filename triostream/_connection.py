@@ -778,16 +778,22 @@ class Connection(BufferedStream):
                     await trio.aclose_forcefully(transport)
 
 
+def socket_under(transport: trio.abc.Stream) -> trio.SocketStream | None:
+    """The `trio.SocketStream` under any `trio.SSLStream` layers, or None."""
+    while isinstance(transport, trio.SSLStream):
+        transport = transport.transport_stream
+    return transport if isinstance(transport, trio.SocketStream) else None
+
+
 def reset_on_close(transport: trio.abc.Stream) -> None:
     """Make closing ``transport`` reset the TCP connection (RST) instead of
     ending it with a FIN: ``SO_LINGER`` with a zero timeout on the socket
     under any `trio.SSLStream` layers. A no-op for other transports."""
-    while isinstance(transport, trio.SSLStream):
-        transport = transport.transport_stream
-    if isinstance(transport, trio.SocketStream):
+    sock = socket_under(transport)
+    if sock is not None:
         # Already closed, or not a socket that lingers: nothing to reset.
         with contextlib.suppress(OSError):
-            transport.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def start_connection(

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ._connection import TRANSPORT_ERRORS, CloseReason, Connection, run_connection
+from ._connection import TRANSPORT_ERRORS, CloseReason, Connection, run_connection, socket_under
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError
 from ._options import ConnectionOptions
 
@@ -103,32 +103,21 @@ class ServerLimits:
     shutdown_timeout: float
 
 
-def peer_name(stream: trio.abc.Stream) -> str:
-    """The peer's address for log lines ("?" when unknown)."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    if isinstance(stream, trio.SocketStream):
-        try:
-            address = stream.socket.getpeername()
-        except OSError:
-            return "?"
-        if isinstance(address, tuple) and len(address) >= 2:
-            host, port = address[0], address[1]
-            return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-        return str(address) or "unix"
-    return "?"
-
-
-def peer_host(stream: trio.abc.Stream) -> object:
-    """The key ``max_connections_per_host`` counts by: the peer's IP address
-    (all Unix-socket peers share one key)."""
-    if isinstance(stream, trio.SocketStream):
-        try:
-            address = stream.socket.getpeername()
-        except OSError:
-            return None
-        return address[0] if isinstance(address, tuple) else "unix"
-    return None
+def peer_address(stream: trio.abc.Stream) -> tuple[str, object]:
+    """``(name, host)`` of the peer: its address for log lines ("?" when
+    unknown), and the key ``max_connections_per_host`` counts by (its IP
+    address; all Unix-socket peers share one key). One ``getpeername``."""
+    sock = socket_under(stream)
+    if sock is None:
+        return "?", None
+    try:
+        address = sock.socket.getpeername()
+    except OSError:
+        return "?", None
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return (f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"), host
+    return str(address) or "unix", "unix"
 
 
 class _ErrorLog:
@@ -257,8 +246,7 @@ class _Server:
 
     async def run(self, stream: trio.SocketStream, token: object) -> None:
         """Serve one accepted socket; owns it, and closes it on every path."""
-        peer = peer_name(stream)
-        host = peer_host(stream)
+        peer, host = peer_address(stream)
         try:
             with trio.CancelScope(shield=self.shield) as task_scope:
                 self.tasks.add(task_scope)
