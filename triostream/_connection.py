@@ -13,6 +13,7 @@ import contextlib
 import enum
 import logging
 import math
+import os
 import socket
 import ssl
 import struct
@@ -21,12 +22,20 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import NoReturn
 
+try:
+    import fcntl
+    import termios
+
+    _FIONREAD = True
+except ImportError:  # Windows
+    _FIONREAD = False
+
 import trio
 from trio.lowlevel import checkpoint
 
 from ._errors import StartTLSRefusedError
 from ._options import ConnectionOptions, check_timeout
-from ._stream import _CLOSED, _RECEIVING, BufferedStream
+from ._stream import _CHECKPOINTING_TRANSPORTS, _CLOSED, _RECEIVING, BufferedStream
 
 __all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection"]
 
@@ -34,6 +43,19 @@ log = logging.getLogger("triostream")
 
 # Errors of the transport itself: they end the connection, not the program.
 TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+# `write` sends straight to a plain TCP/Unix socket when nothing is queued
+# (see `Connection._write_direct`): POSIX only, where a socket's fd takes
+# os.write.
+_DIRECT_WRITES = os.name == "posix"
+
+# A lingering close (Connection._linger) ends after _LINGER_QUIET seconds
+# without a byte from the peer, after _LINGER_TIME seconds in all, or once
+# the peer sent _LINGER_BYTES more: past that it is not finishing a request
+# but flooding (then the close resets the connection, as without lingering).
+_LINGER_QUIET = 0.5
+_LINGER_TIME = 2.0
+_LINGER_BYTES = 1 << 18
 
 # Small writes are joined into sends of up to this many bytes; a write this
 # large or larger is sent on its own, without a copy.
@@ -70,7 +92,8 @@ class Connection(BufferedStream):
     consumer pushes back on the peer through TCP). Receives take from the
     buffer and wait for the reader when they need more.
 
-    **Writing.** `write` queues bytes at once (no checkpoint) and raises
+    **Writing.** `write` queues bytes at once (no checkpoint; over a plain
+    socket with nothing queued it sends them right away) and raises
     `WriteBufferFullError` rather than queue past ``max_write_buffer_size``;
     a helper task sends the queue, joining small writes into one transport
     send and sending large ones without a copy. `drain` waits until the queue
@@ -224,6 +247,10 @@ class Connection(BufferedStream):
         self._reader_gen = 0
         self._eof_sent = False
         self._reader_done = trio.Event()
+        # write() may send in the caller's task (see _write_direct): off until
+        # the helpers run, and while send_eof or start_tls owns the transport.
+        self._direct_ok = False
+        self._fill_checkpoints = False  # _fill refuses (RuntimeError) until _start
 
     def __repr__(self) -> str:
         state = self._reason.value if self._reason else f"open, {len(self._buffer)} bytes buffered"
@@ -350,6 +377,10 @@ class Connection(BufferedStream):
     def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self._last_activity = trio.current_time()
+        self._direct_ok = _DIRECT_WRITES
+        # With read-ahead _fill waits on an Event (a full checkpoint);
+        # without, it reads the transport in the caller's task.
+        self._fill_checkpoints = self.read_ahead or isinstance(self.transport_stream, _CHECKPOINTING_TRANSPORTS)
         if self.read_ahead:
             nursery.start_soon(self._reader, self._reader_gen)
         nursery.start_soon(self._writer)
@@ -479,17 +510,24 @@ class Connection(BufferedStream):
             if self.closed and self._reason is not CloseReason.LOCAL:
                 await checkpoint()
                 raise self._broken()
-            with trio.move_on_at(deadline):
-                try:
-                    await super()._fill()
-                except TRANSPORT_ERRORS as exc:
-                    if self._state & _CLOSED:
-                        raise
-                    self._fail(CloseReason.ERROR, exc)
-                    raise self._broken() from exc
+            timed_out = False
+            try:
+                if deadline == math.inf:
+                    await super()._fill()  # no cancel scope to enter and leave: the common case
+                else:
+                    with trio.move_on_at(deadline) as scope:
+                        await super()._fill()
+                    timed_out = scope.cancelled_caught
+            except TRANSPORT_ERRORS as exc:
+                if self._state & _CLOSED:
+                    raise
+                self._fail(CloseReason.ERROR, exc)
+                raise self._broken() from exc
+            if timed_out:
+                self._read_timed_out()
+            if self.idle_timeout is not None:
                 self._last_activity = trio.current_time()
-                return
-            self._read_timed_out()
+            return
         if self._error is not None or (self.closed and not self._buffer.eof):
             await checkpoint()
             raise self._broken()
@@ -533,6 +571,14 @@ class Connection(BufferedStream):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data`` for sending; returns at once (not a checkpoint).
 
+        When nothing is queued and the transport is a plain
+        `trio.SocketStream` (POSIX), the bytes go to the socket right here,
+        with one non-blocking send (as asyncio's ``transport.write`` does);
+        whatever the kernel does not take is queued for the writer task.
+        Either way the order of writes is kept, and a send error surfaces as
+        for any queued write: the connection ends (`CloseReason.ERROR`) and
+        later calls raise `trio.BrokenResourceError`.
+
         Raises:
           WriteBufferFullError: the queue would exceed ``max_write_buffer_size``
             (nothing is queued).
@@ -553,10 +599,48 @@ class Connection(BufferedStream):
                 f"{size} more bytes would queue {self._queued + size} > max_write_buffer_size="
                 f"{self.max_write_buffer_size}; await drain() first"
             )
+        self._answered_offset = self._buffer.offset
+        if not self._queued and self._direct_ok:
+            sent = self._write_direct(data)
+            if sent == size:
+                return
+            if sent:
+                data = memoryview(data).cast("B")[sent:]
+                size -= sent
         self._queue.append(data if type(data) is bytes else bytes(data))
         self._queued += size
-        self._answered_offset = self._buffer.offset
         self._queue_lot.unpark_all()
+
+    def _write_direct(self, data: bytes | bytearray | memoryview) -> int:
+        """With nothing queued (so the writer task is not sending either),
+        hand ``data`` to a plain socket transport at once, without blocking:
+        one non-blocking ``write(2)``, as asyncio's ``transport.write`` does.
+        Returns how many bytes the kernel took (0 when its buffer is full, or
+        when the transport is not a plain `trio.SocketStream`); the caller
+        queues the rest for the writer task.
+
+        Why: the hop to the writer task costs three Trio schedule rounds per
+        reply; a request/response server sending one reply per request spent
+        most of its CPU there (examples/redis_server.py: about 80 µs per
+        request before, see benchmarks/bench_resp.py). A send error is not
+        raised here: the bytes are queued, the writer meets the same error
+        and ends the connection (`CloseReason.ERROR`) as for any send.
+        """
+        transport = self.transport_stream
+        if type(transport) is not trio.SocketStream:
+            return 0
+        # fileno() is -1 once the socket is closed: never write to a number
+        # the kernel may have handed to another socket since.
+        fd = transport.socket.fileno()
+        if fd < 0:
+            return 0
+        try:
+            sent = os.write(fd, data)
+        except OSError:  # would block, or an error the writer will report
+            return 0
+        if self.idle_timeout is not None:
+            self._last_activity = trio.current_time()
+        return sent
 
     async def drain(self, *, flush: bool = False) -> None:
         """Wait until at most ``write_low_water`` bytes are queued (none with
@@ -633,7 +717,12 @@ class Connection(BufferedStream):
         """Flush the queue, then half-close the transport (when it can); later
         writes raise `trio.ClosedResourceError`. Receiving goes on."""
         await self.flush()
-        await super().send_eof()
+        self._direct_ok = False
+        try:
+            await super().send_eof()
+        except BaseException:
+            self._direct_ok = _DIRECT_WRITES and self._nursery is not None
+            raise
         self._eof_sent = True
 
     def detach(self) -> tuple[trio.abc.Stream, bytes]:
@@ -691,6 +780,7 @@ class Connection(BufferedStream):
             await checkpoint()
             self._require_helpers()
         await self._pause_reader()
+        self._direct_ok = False  # the handshake owns the socket (TLS after it)
         try:
             if self._queued:
                 await checkpoint()
@@ -710,6 +800,7 @@ class Connection(BufferedStream):
                 handshake_timeout=handshake_timeout,
             )
         finally:
+            self._direct_ok = _DIRECT_WRITES
             self._resume_reader()
         return self
 
@@ -726,12 +817,45 @@ class Connection(BufferedStream):
 
     # ------------------------------------------------------------ closing
 
+    async def _linger(self, deadline: float) -> None:
+        """After our EOF, before closing: read and drop what the peer still
+        sends, until its EOF, a quiet spell of `_LINGER_QUIET` seconds, or
+        ``deadline`` (a "lingering close", as Apache and nginx do it), at
+        most `_LINGER_TIME` seconds and `_LINGER_BYTES` bytes.
+
+        Why: closing a TCP socket that holds unread bytes makes the kernel
+        send a reset at once and drop what this side has not transmitted yet
+        (RFC 1122 4.2.2.13): the last reply, say an IRC server's ``ERROR
+        :Closing Link`` to a client it drops for flooding, would be lost.
+        Only done when bytes are unread (buffered, or waiting in the
+        kernel); a peer that stopped sending is closed without a wait.
+        """
+        transport = self.transport_stream
+        if self._buffer.eof or not (self._buffer or _unread_bytes(transport)):
+            return
+        await self._pause_reader()
+        self._buffer.clear()
+        deadline = min(deadline, trio.current_time() + _LINGER_TIME)
+        left = _LINGER_BYTES
+        with contextlib.suppress(*TRANSPORT_ERRORS):
+            while left > 0:
+                with trio.move_on_at(min(deadline, trio.current_time() + _LINGER_QUIET)) as quiet:
+                    data = await transport.receive_some(65536)
+                if quiet.cancelled_caught or not data:
+                    return
+                left -= len(data)
+
     async def aclose(self) -> None:
         """Close gracefully, within ``close_timeout`` seconds in all.
 
         Stops new writes, flushes the queue, sends EOF where the transport
         can, closes the transport (a TLS ``close_notify`` included) and ends
-        the helpers. One deadline bounds all of it: what is left when it
+        the helpers. When the peer is still sending (bytes unread here or in
+        the kernel) the close lingers after the EOF: it reads and drops the
+        peer's bytes until the peer's own EOF, 0.5 s without any, 2 s or
+        256 KiB, so that the kernel does not answer them with a reset that
+        destroys the reply still on its way (Apache's and nginx's "lingering
+        close"). One deadline bounds all of it: what is left when it
         passes is closed forcefully. Whenever queued bytes are dropped (the
         deadline passed, or the close was cancelled, as in
         ``trio.aclose_forcefully(conn)``), a TCP transport is reset (RST,
@@ -753,6 +877,7 @@ class Connection(BufferedStream):
                     await self._wait_queue(0)
                     if self.can_send_eof:
                         await super().send_eof()
+                        await self._linger(deadline)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, NotImplementedError):
             pass
         finally:
@@ -776,6 +901,20 @@ class Connection(BufferedStream):
                     await transport.aclose()  # cancelled, it still closes (forcefully)
                 if trio.current_time() >= deadline:
                     await trio.aclose_forcefully(transport)
+
+
+def _unread_bytes(transport: trio.abc.Stream) -> int:
+    """Bytes the kernel holds for ``transport``'s socket and nobody read yet
+    (``FIONREAD``); 0 when that cannot be known."""
+    if not _FIONREAD or type(transport) is not trio.SocketStream:
+        return 0
+    fd = transport.socket.fileno()
+    if fd < 0:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 def socket_under(transport: trio.abc.Stream) -> trio.SocketStream | None:

@@ -1,0 +1,338 @@
+"""The fast paths a request/response server runs through on every request,
+over real sockets on 127.0.0.1, and the contract they keep:
+
+* `Connection.write` over a plain socket with nothing queued hands the bytes
+  to the kernel in the caller's task (no hop to the writer task), queues
+  whatever the kernel does not take, keeps the order, and reports a send
+  error the way a queued write does;
+* a receive that must read the socket costs one Trio schedule round, not two,
+  and is still a full checkpoint on every path;
+* `BufferedStream.fill` reads more without consuming anything;
+* a graceful close of a connection holding unread input lingers, so the last
+  reply is not destroyed by the reset the kernel sends when a socket with
+  unread bytes is closed.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+import triostream._connection
+from triostream import BufferedStream, CloseReason, Connection, FrameTooLongError, open_connection
+
+pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX") or socket.AF_UNIX is None, reason="POSIX sockets")
+
+
+@asynccontextmanager
+async def tcp_pair(client_rcvbuf: int | None = None) -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream]]:
+    """A connected pair of trio.SocketStreams over 127.0.0.1 (the client's
+    receive buffer set before connecting, if given: it sizes the window)."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    try:
+        sock = trio.socket.socket()
+        if client_rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, client_rcvbuf)
+        await sock.connect(("127.0.0.1", port))
+        client = trio.SocketStream(sock)
+        server = await listeners[0].accept()
+    finally:
+        await listeners[0].aclose()
+    async with client, server:
+        yield client, server
+
+
+def raw_recv(stream: trio.SocketStream, n: int = 65536) -> bytes:
+    """Read what the kernel already holds for ``stream``, without a Trio
+    checkpoint (select with a short timeout: loopback delivery is immediate)."""
+    import select
+
+    fd = stream.socket.fileno()
+    readable, _, _ = select.select([fd], [], [], 2.0)
+    assert readable, "nothing arrived"
+    sock = socket.socket(fileno=fd)
+    try:
+        return sock.recv(n)
+    finally:
+        sock.detach()
+
+
+class StepCounter(trio.abc.Instrument):
+    """Counts the steps (schedule rounds) of one task."""
+
+    def __init__(self) -> None:
+        self.task: trio.lowlevel.Task | None = None
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+# ------------------------------------------------------------ direct writes
+
+
+async def test_write_goes_to_the_socket_at_once_when_nothing_is_queued() -> None:
+    async with tcp_pair() as (client, server), open_connection(server) as conn:
+        conn.write(b"hello\n")
+        # No checkpoint since the write: the writer task has not run, yet
+        # the kernel has the bytes and nothing is queued.
+        assert conn.write_buffer_size == 0
+        assert raw_recv(client) == b"hello\n"
+
+
+async def test_direct_write_queues_what_the_kernel_does_not_take_and_keeps_the_order() -> None:
+    async with tcp_pair() as (client, server):
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        async with open_connection(server, max_write_buffer_size=64 << 20) as conn:
+            big = bytes(range(256)) * (32 << 10)  # 8 MiB: more than the socket buffers hold
+            conn.write(big)
+            queued = conn.write_buffer_size
+            assert 0 < queued < len(big)  # part went to the kernel, the rest waits
+            conn.write(b"tail")  # behind the queue, never before it
+            assert conn.write_buffer_size == queued + 4
+            got = bytearray()
+            while len(got) < len(big) + 4:
+                got += await client.receive_some(1 << 20)
+            assert got == big + b"tail"
+            await conn.flush()
+            assert conn.write_buffer_size == 0
+
+
+async def test_direct_write_error_ends_the_connection_like_a_queued_one() -> None:
+    async with tcp_pair() as (client, server), open_connection(server) as conn:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        await client.aclose()  # the peer resets the connection
+        await trio.sleep(0.05)
+        with pytest.raises(trio.BrokenResourceError):
+            for _ in range(1000):  # the first writes may still be accepted
+                conn.write(b"x" * 1000)
+                await trio.sleep(0.001)
+        assert conn.close_reason is CloseReason.ERROR
+        assert isinstance(conn.close_error, OSError | trio.BrokenResourceError)
+
+
+async def test_no_direct_write_over_tls_or_memory_streams() -> None:
+    stream, _peer = trio.testing.memory_stream_pair()
+    async with open_connection(stream) as conn:
+        conn.write(b"queued")
+        assert conn.write_buffer_size == 6  # the writer task sends it
+        await conn.flush()
+
+
+# ------------------------------------------------------------ lean receives
+
+
+@pytest.mark.parametrize("connection", [False, True], ids=["BufferedStream", "Connection-no-read-ahead"])
+@pytest.mark.parametrize("arrived", [True, False], ids=["bytes-already-in-the-kernel", "bytes-arrive-later"])
+async def test_a_receive_that_reads_the_socket_takes_one_schedule_round(connection: bool, arrived: bool) -> None:
+    counter = StepCounter()
+    async with tcp_pair() as (client, server), open_connection(server, read_ahead=False) as conn:
+        stream: BufferedStream = conn if connection else BufferedStream(server)
+        if arrived:
+            await client.send_all(b"line\n")
+            await trio.sleep(0.05)
+
+        async def receive() -> bytes:
+            counter.task = trio.lowlevel.current_task()
+            return await stream.receive_line()
+
+        trio.lowlevel.add_instrument(counter)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(receive)
+                if not arrived:
+                    await trio.sleep(0.05)
+                    await client.send_all(b"line\n")
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        # Counted from the task's first step on: the read is the one
+        # checkpoint (it waits for the socket, or passes a schedule point
+        # when the bytes were there). Before: a leading checkpoint made it two.
+        assert counter.steps == 1
+        if not connection:
+            stream.detach()
+
+
+@pytest.mark.parametrize("case", ["buffered", "read", "eof", "closed", "reset"])
+async def test_lean_receive_is_a_full_checkpoint_on_every_path(case: str) -> None:
+    async with tcp_pair() as (client, server):
+        stream = BufferedStream(server)
+        if case == "buffered":
+            stream.unreceive(b"ready\n")
+        elif case == "read":
+            await client.send_all(b"ready\n")
+            await trio.sleep(0.05)
+        elif case == "eof":
+            await client.send_eof()
+            await trio.sleep(0.05)
+        elif case == "reset":
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            await client.send_all(b"partial")
+            await client.aclose()
+            await trio.sleep(0.05)
+        else:
+            await stream.aclose()
+        with trio.testing.assert_checkpoints():
+            try:
+                await stream.receive_line()
+            except (EOFError, trio.ClosedResourceError, trio.BrokenResourceError):
+                assert case in ("eof", "closed", "reset")
+            else:
+                assert case in ("buffered", "read")
+
+
+async def test_lean_receive_cancelled_consumes_nothing() -> None:
+    async with tcp_pair() as (client, server):
+        stream = BufferedStream(server)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await stream.receive_line()  # cancelled before it reads anything
+        await client.send_all(b"one\ntwo\n")
+        with trio.move_on_after(5):
+            assert await stream.receive_line() == b"one"
+        stream.unreceive(b"zero\n")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await stream.receive_line()  # a buffered frame, but cancelled first
+        assert await stream.receive_line() == b"zero"
+        assert await stream.receive_line() == b"two"
+
+
+# ------------------------------------------------------------ fill
+
+
+async def test_fill_adds_bytes_without_consuming() -> None:
+    async with tcp_pair() as (client, server):
+        stream = BufferedStream(server, max_buffer_size=16)
+        await client.send_all(b"abc")
+        with trio.testing.assert_checkpoints():
+            assert await stream.fill() == 3
+        assert stream.peek() == b"abc"
+        await client.send_all(b"defghijklmnopqrstuvwxyz")
+        while len(stream.peek()) < 16:
+            await stream.fill()
+        with pytest.raises(FrameTooLongError), trio.testing.assert_checkpoints():
+            await stream.fill()  # full: no frame can grow
+        assert stream.receive_exactly_nowait(16) == b"abcdefghijklmnop"
+        await client.send_eof()
+        got = b""
+        while n := await stream.fill():
+            got = stream.peek()
+            assert n > 0
+        assert got == b"qrstuvwxyz"
+        with trio.testing.assert_checkpoints():
+            assert await stream.fill() == 0  # EOF, again
+        await stream.aclose()
+        with pytest.raises(trio.ClosedResourceError), trio.testing.assert_checkpoints():
+            await stream.fill()
+
+
+@pytest.mark.parametrize("read_ahead", [True, False])
+async def test_fill_on_a_connection_waits_for_more(read_ahead: bool) -> None:
+    async with tcp_pair() as (client, server), open_connection(server, read_ahead=read_ahead) as conn:
+        await client.send_all(b"*1\r\n$4\r\nPI")
+        got = 0
+        while len(conn.peek()) < 10:
+            got += await conn.fill()
+        assert got == 10
+        assert conn.peek() == b"*1\r\n$4\r\nPI"
+        async with trio.open_nursery() as nursery:
+
+            async def more() -> None:
+                await trio.sleep(0.05)
+                await client.send_all(b"NG\r\n")
+
+            nursery.start_soon(more)
+            assert await conn.fill() >= 4
+        assert conn.peek() == b"*1\r\n$4\r\nPING\r\n"
+
+        async def second() -> None:
+            await conn.fill()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(second)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                await conn.fill()
+            nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------ lingering close
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_NOTSENT_LOWAT"), reason="Linux socket option")
+async def test_graceful_close_with_unread_input_delivers_the_last_reply() -> None:
+    """The server answers a client that is still sending (a flooder, or a
+    request it refuses) and closes. Closing a socket that holds unread bytes
+    makes the kernel reset the connection and drop what it has not sent; the
+    reply is only safe if the close first drains the input (lingering)."""
+    reply = b"R" * (1 << 20)
+    async with tcp_pair(client_rcvbuf=65536) as (client, server):
+        # The whole reply fits in the server's kernel (trio's default
+        # TCP_NOTSENT_LOWAT of 16 KiB raised), so the flush ends at once;
+        # the client does not read yet and its window is small, so most of
+        # the reply is still unsent when the server closes. Measured without
+        # the linger: the client got 127,574 bytes, then a reset.
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 4 << 20)
+        async with trio.open_nursery() as nursery:
+
+            async def serve() -> None:
+                async with open_connection(server, max_write_buffer_size=8 << 20) as conn:
+                    await conn.receive_line()
+                    conn.write(reply + b"\nbye\n")
+                    # leaving the block: a graceful close, with unread input
+
+            nursery.start_soon(serve)
+            await client.send_all(b"request\n" + b"garbage " * 12_000)  # within the linger budget
+            await trio.sleep(1.0)  # the server has closed (after lingering 0.5 s)
+            got = bytearray()
+            with trio.fail_after(10):
+                while data := await client.receive_some(1 << 20):
+                    got += data
+            assert len(got) == len(reply) + 5
+            assert got.endswith(b"\nbye\n")
+
+
+async def test_graceful_close_without_unread_input_does_not_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A linger would now wait 60 s for a client that neither reads nor closes.
+    monkeypatch.setattr(triostream._connection, "_LINGER_QUIET", 60.0)
+    async with tcp_pair() as (client, server):
+        with trio.fail_after(20):
+            async with open_connection(server) as conn:
+                await client.send_all(b"request\n")
+                assert await conn.receive_line() == b"request"
+                conn.write(b"reply\n")
+        assert raw_recv(client) == b"reply\n"
+
+
+async def test_linger_is_bounded_for_a_peer_that_keeps_sending(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The flood is never quiet and close_timeout is long: only the linger's
+    # own bounds (time, bytes) end it.
+    monkeypatch.setattr(triostream._connection, "_LINGER_TIME", 60.0)
+    async with tcp_pair() as (client, server), trio.open_nursery() as nursery:
+
+        async def flood() -> None:
+            with trio.move_on_after(30):
+                try:
+                    while True:
+                        await client.send_all(b"x" * 65536)
+                except trio.BrokenResourceError:
+                    return  # the server gave up and reset
+            raise AssertionError("the close never cut the flood off")
+
+        nursery.start_soon(flood)
+        with trio.fail_after(20):
+            async with open_connection(server, close_timeout=120) as conn:
+                await conn.receive_some()
+
+
+def test_fill_is_the_same_method_on_a_connection() -> None:
+    assert Connection.fill is BufferedStream.fill
