@@ -63,12 +63,24 @@ by element, the buffer needs to hold only the largest bulk string
 (``--max-bulk`` + 2 bytes), elements leave the buffer as they are parsed, and
 a partial command waits in a small state machine (`RespReader`).
 
-**Pipelining.** Every complete command already buffered is parsed with the
-``*_nowait`` receives (``receive_until_nowait``, ``receive_exactly_nowait``,
-``receive_line_nowait``; `trio.WouldBlock` means "wait for more bytes"),
-executed, and all their replies go out in one ``conn.write`` (no checkpoint
-per command). Only when the buffer holds no complete element does the server
-await the element it is missing. Replies larger than 64 KiB in total are
+**The fast path.** Element by element costs a few ``*_nowait`` calls per
+command, which a pipeline of small commands feels (``redis-benchmark -P
+16``: 0.33x the hand-written Trio server). So plain commands (multibulk,
+small bulk strings) are first cut from the buffered bytes in one pass:
+`parse_commands` runs ``bytes.find`` over ``conn.peek()``, as a hand-written
+parser would, and one ``receive_exactly_nowait`` consumes every command it
+found. It stops at the first command that is incomplete or anything but
+plain, where the element reader takes over, so it never answers differently.
+Between commands the server waits with ``await conn.fill()`` (more bytes,
+nothing consumed).
+
+**Pipelining.** Every complete command already buffered is parsed (the fast
+path, or the ``*_nowait`` receives: ``receive_until_nowait``,
+``receive_exactly_nowait``, ``receive_line_nowait``; `trio.WouldBlock` means
+"wait for more bytes"), executed, and all their replies go out in one
+``conn.write`` (no checkpoint per command; over TCP the write goes straight
+to the socket when nothing is queued). Only when the buffer holds no
+complete element does the server await the element it is missing. Replies larger than 64 KiB in total are
 sent as they are produced, with backpressure (`Connection.send_all`), so a
 pipeline of ``GET`` on a large value cannot make the server build gigabytes
 of replies.
@@ -180,6 +192,8 @@ _BIG_BULK = 16 * 1024
 _FLUSH_AT = 64 * 1024
 #: Commands executed from the buffer before the batch yields (fairness).
 _BATCH_MAX = 512
+#: The most buffered bytes `parse_commands` looks at in one go.
+_PARSE_WINDOW = 64 * 1024
 VERSION = "7.0.0"
 
 
@@ -1115,6 +1129,64 @@ class Limits:
         return max(self.max_bulk + 2, INLINE_MAX + 2)
 
 
+def _count(value: bytes) -> int:
+    """A non-negative `string2ll` for the fast path: -1 where the element
+    reader must decide (a sign, leading zeros, too long, not a number)."""
+    if value.isdigit() and len(value) < 19 and (value[0] != 0x30 or len(value) == 1):
+        return int(value)
+    return -1
+
+
+def parse_commands(data: bytes, limits: Limits) -> tuple[list[list[bytes]], int]:
+    """Every plain, complete multibulk command at the start of ``data``, in
+    one pass with ``bytes.find`` (the hand-written parser's way):
+    ``(commands, bytes they take)``.
+
+    Stops at the first command that is incomplete or anything but plain
+    (inline, empty, a big bulk, a bad header, a limit reached): the element
+    reader (`RespReader`) takes over there and answers exactly as Redis
+    does, so this is only a shortcut, never a second opinion.
+    """
+    commands: list[list[bytes]] = []
+    pos = 0
+    end = len(data)
+    find = data.find
+    max_args = limits.max_args
+    max_bulk = min(limits.max_bulk, _BIG_BULK - 1)
+    max_request = limits.max_request
+    while pos < end and data[pos] == 0x2A:  # "*"
+        eol = find(b"\r\n", pos)
+        if eol < 0:
+            break
+        n = _count(data[pos + 1 : eol])
+        if n < 1 or n > max_args:
+            break
+        p = eol + 2
+        argv = []
+        size = 0
+        for _ in range(n):
+            if p >= end or data[p] != 0x24:  # "$"
+                break
+            eol = find(b"\r\n", p)
+            if eol < 0:
+                break
+            length = _count(data[p + 1 : eol])
+            size += length + ARG_OVERHEAD
+            if length < 0 or length > max_bulk or size > max_request:
+                break
+            p = eol + 2 + length
+            if p + 2 > end:
+                break
+            argv.append(data[eol + 2 : p])
+            p += 2  # the CRLF after the bulk (not checked, as Redis does not)
+        else:
+            commands.append(argv)
+            pos = p
+            continue
+        break
+    return commands, pos
+
+
 # RespReader states: what the next element is.
 _START, _INLINE, _COUNT, _HEADER, _BULK, _BIG, _CRLF = range(7)
 _TOO_BIG = {
@@ -1146,6 +1218,22 @@ class RespReader:
         self._stash: bytes | None = None  # the element `wait` received
         self._deadline: float | None = None
 
+    def batch_nowait(self) -> list[list[bytes]]:
+        """The next commands the buffer holds, at least one: every complete
+        plain command (`parse_commands`, one pass), or else the next command
+        of any kind (the element reader). Raises like `next_nowait`."""
+        if self._state == _START and self._stash is None:
+            conn = self._conn
+            data = conn.peek(_PARSE_WINDOW)
+            if not data:
+                raise trio.WouldBlock
+            if data[0] == 0x2A:  # "*"
+                commands, used = parse_commands(data, self._limits)
+                if commands:
+                    conn.receive_exactly_nowait(used)  # consume them, all at once
+                    return commands
+        return [self.next_nowait()]
+
     def next_nowait(self) -> list[bytes]:
         conn = self._conn
         while True:
@@ -1173,14 +1261,20 @@ class RespReader:
             if argv is not None:
                 return argv
 
-    async def wait(self) -> None:
-        """Wait for the element the reader is missing (a checkpoint)."""
+    async def wait(self, blocked: bool = True) -> None:
+        """Wait for the element the reader is missing (a checkpoint); with
+        ``blocked`` False (a batch ended at _BATCH_MAX for fairness, commands
+        are still buffered) only a checkpoint."""
         conn = self._conn
         state = self._state
+        if not blocked:
+            await trio.lowlevel.checkpoint()
+            return
         if state == _START:
-            # There is no "wait until bytes arrive" in the API: take the
-            # first byte of the next command and put it back.
-            conn.unreceive(await conn.receive_exactly(1))
+            # Between commands: more bytes, consuming nothing (no
+            # read_timeout here: an idle client is idle_timeout's business).
+            if not await conn.fill():
+                raise IncompleteReadError(conn.peek(), None)  # EOF between commands
             return
         read_timeout = self._limits.read_timeout
         if self._deadline is None and read_timeout is not None:
@@ -1292,34 +1386,38 @@ class RedisServer:
 
     async def _serve(self, conn: Connection, session: Session, reader: RespReader) -> None:
         execute = self.commands.execute
-        next_nowait = reader.next_nowait
+        batch_nowait = reader.batch_nowait
         out: list[bytes] = []
         size = 0
         while True:
+            blocked = False
             try:
-                for _ in range(_BATCH_MAX):
-                    argv = next_nowait()
-                    self.total_commands += 1
-                    if len(argv[0]) in (4, 5) and argv[0].lower() in (b"post", b"host:"):
-                        # Redis's guard against HTTP requests (cross-protocol
-                        # scripting): close without a reply.
-                        log.warning("closing %s: an HTTP request (%r)", session.addr, argv[0])
-                        await self._send(conn, out)
-                        return
-                    reply = execute(session, argv)
-                    if type(reply) is bytes:
-                        out.append(reply)
-                        size += len(reply)
-                    else:
-                        size += _extend(out, reply)
-                    if session.closing:
-                        await self._send(conn, out)
-                        return
-                    if size >= _FLUSH_AT:
-                        await self._send(conn, out)
-                        out, size = [], 0
+                done = 0
+                while done < _BATCH_MAX:
+                    batch = batch_nowait()
+                    done += len(batch)
+                    self.total_commands += len(batch)
+                    for argv in batch:
+                        if len(argv[0]) in (4, 5) and argv[0].lower() in (b"post", b"host:"):
+                            # Redis's guard against HTTP requests (cross-protocol
+                            # scripting): close without a reply.
+                            log.warning("closing %s: an HTTP request (%r)", session.addr, argv[0])
+                            await self._send(conn, out)
+                            return
+                        reply = execute(session, argv)
+                        if type(reply) is bytes:
+                            out.append(reply)
+                            size += len(reply)
+                        else:
+                            size += _extend(out, reply)
+                        if session.closing:
+                            await self._send(conn, out)
+                            return
+                        if size >= _FLUSH_AT:
+                            await self._send(conn, out)
+                            out, size = [], 0
             except trio.WouldBlock:
-                pass
+                blocked = True
             except ProtocolError as exc:
                 out.append(error(f"Protocol error: {exc}"))
                 await self._send(conn, out)
@@ -1334,7 +1432,7 @@ class RedisServer:
                 if conn.write_buffer_size > conn.write_high_water:
                     await conn.drain()  # backpressure: read no more commands meanwhile
             try:
-                await reader.wait()
+                await reader.wait(blocked)
             except ProtocolError as exc:
                 await self._send(conn, [error(f"Protocol error: {exc}")])
                 return

@@ -32,6 +32,8 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+from hypothesis import given
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "redis_server.py"
@@ -819,3 +821,51 @@ def test_benchmark_quick_run_smoke(redis_benchmark: str) -> None:
     assert "| example |" in result.stdout
     assert "| trio raw |" in result.stdout
     assert "ERROR" not in result.stdout
+
+
+# ------------------------------------------------------------ the fast path
+
+
+_arg = st.binary(max_size=40)
+_plain = st.lists(_arg, min_size=1, max_size=6)
+
+
+@given(commands=st.lists(_plain, max_size=12), cut=st.integers(min_value=0))
+def test_parse_commands_takes_exactly_the_complete_plain_commands(commands: list[list[bytes]], cut: int) -> None:
+    """The fast path returns the complete commands at the start of what is
+    buffered, and consumes exactly their bytes: a cut anywhere leaves the
+    incomplete command whole for the element reader."""
+    wire = [resp(*argv) for argv in commands]
+    data = b"".join(wire)
+    cut = cut % (len(data) + 1)
+    got, used = rs.parse_commands(data[:cut], rs.Limits())
+    complete = 0
+    total = 0
+    for encoded in wire:
+        if total + len(encoded) > cut:
+            break
+        total += len(encoded)
+        complete += 1
+    assert got == commands[:complete]
+    assert used == total
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"PING\r\n",  # inline
+        b"*0\r\n",  # empty: Redis skips it
+        b"*-1\r\n",
+        b"*01\r\n$4\r\nPING\r\n",  # leading zero: invalid for Redis
+        b"*1\r\n$04\r\nPING\r\n",
+        b"*1\r\n+PING\r\n",  # not a bulk string
+        b"*1\r\n$-1\r\n",
+        b"*1\r\n$16384\r\n" + b"x" * 16384 + b"\r\n",  # a big bulk: read apart
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$200\r\n" + b"v" * 200 + b"\r\n",  # over --max-bulk below
+    ],
+)
+def test_parse_commands_leaves_anything_unusual_to_the_element_reader(odd: bytes) -> None:
+    first = resp(b"GET", b"a")
+    got, used = rs.parse_commands(first + odd + first, rs.Limits(max_bulk=100))
+    assert got == [[b"GET", b"a"]]
+    assert used == len(first)

@@ -225,7 +225,7 @@ class ReceiveBuffer:
         """The stream offset of the next byte to be consumed: how many bytes
         were consumed so far (bytes pushed back with `unreceive` count as
         not consumed). For error messages such as `CorruptFrameError`'s."""
-        return self._fed - len(self)
+        return self._fed - (len(self._data) - self._pos + self._more_len)  # len(self), inlined: hot
 
     @property
     def room(self) -> int:
