@@ -1221,18 +1221,23 @@ class RespReader:
     def batch_nowait(self) -> list[list[bytes]]:
         """The next commands the buffer holds, at least one: every complete
         plain command (`parse_commands`, one pass), or else the next command
-        of any kind (the element reader). Raises like `next_nowait`."""
+        of any kind (the element reader); an empty list when the buffer
+        holds no whole command (cheaper than raising `trio.WouldBlock` once
+        per request). Raises like `next_nowait` otherwise."""
         if self._state == _START and self._stash is None:
             conn = self._conn
             data = conn.peek(_PARSE_WINDOW)
             if not data:
-                raise trio.WouldBlock
+                return []
             if data[0] == 0x2A:  # "*"
                 commands, used = parse_commands(data, self._limits)
                 if commands:
                     conn.receive_exactly_nowait(used)  # consume them, all at once
                     return commands
-        return [self.next_nowait()]
+        try:
+            return [self.next_nowait()]
+        except trio.WouldBlock:
+            return []
 
     def next_nowait(self) -> list[bytes]:
         conn = self._conn
@@ -1395,6 +1400,9 @@ class RedisServer:
                 done = 0
                 while done < _BATCH_MAX:
                     batch = batch_nowait()
+                    if not batch:
+                        blocked = True
+                        break
                     done += len(batch)
                     self.total_commands += len(batch)
                     for argv in batch:
@@ -1416,8 +1424,6 @@ class RedisServer:
                         if size >= _FLUSH_AT:
                             await self._send(conn, out)
                             out, size = [], 0
-            except trio.WouldBlock:
-                blocked = True
             except ProtocolError as exc:
                 out.append(error(f"Protocol error: {exc}"))
                 await self._send(conn, out)

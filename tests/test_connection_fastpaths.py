@@ -87,6 +87,21 @@ async def test_write_goes_to_the_socket_at_once_when_nothing_is_queued() -> None
         assert raw_recv(client) == b"hello\n"
 
 
+async def test_only_a_reply_goes_direct_pushes_are_joined_by_the_writer() -> None:
+    async with tcp_pair() as (client, server), open_connection(server) as conn:
+        conn.write(b"first\n")  # direct
+        conn.write(b"second\n")  # no input since: queued (fan-out style)
+        conn.write(b"third\n")
+        assert conn.write_buffer_size == len(b"second\nthird\n")
+        await conn.flush()  # the writer sends both in one go
+        assert raw_recv(client) == b"first\nsecond\nthird\n"
+        await client.send_all(b"request\n")
+        assert await conn.receive_line() == b"request"
+        conn.write(b"reply\n")  # new input arrived: direct again
+        assert conn.write_buffer_size == 0
+        assert raw_recv(client) == b"reply\n"
+
+
 async def test_direct_write_queues_what_the_kernel_does_not_take_and_keeps_the_order() -> None:
     async with tcp_pair() as (client, server):
         server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
