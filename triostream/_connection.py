@@ -487,8 +487,18 @@ class Connection(BufferedStream):
     async def _fill(self) -> None:
         """Wait for the reader to bring more bytes (a checkpoint); without
         read-ahead, read the transport here. Either way the wait counts
-        against ``read_timeout`` (see `_read_deadline`)."""
-        self._require_helpers()
+        against ``read_timeout`` (see `_read_deadline`).
+
+        One coroutine frame, on purpose: every frame between a receive and
+        the transport is resumed again on every read. Merging the wait into
+        this method and reading the transport here directly (no
+        ``super()._fill()``) when there is no deadline saved about 2 µs per
+        request of a request/response server (CPU per round trip, 20,000
+        GETs to examples/redis_server.py in one process: 51.2 to 49.5 µs).
+        """
+        if self._nursery is None:
+            self._require_helpers()
+        buffer = self._buffer
         # Waiting between requests: nothing buffered, and nothing consumed
         # since this side last wrote (a request/response protocol has
         # answered the last request; a fresh connection has none yet). Such
@@ -496,51 +506,55 @@ class Connection(BufferedStream):
         # server shutting down ends it at once (see _server.py); waiting for
         # the next frame of a request not yet answered is not idle, and gets
         # the shutdown's grace period.
-        idle = not self._buffer and self._buffer.offset == self._answered_offset
+        idle = not buffer and buffer.offset == self._answered_offset
         deadline = math.inf if idle else self._read_deadline()
         if idle and self._on_idle is not None:
             self._on_idle()
         self._idle_waiting = idle
         try:
-            await self._wait_for_data(deadline)
-        finally:
-            self._idle_waiting = False
-
-    async def _wait_for_data(self, deadline: float) -> None:
-        if not self.read_ahead:
-            if self.closed and self._reason is not CloseReason.LOCAL:
+            if not self.read_ahead:
+                if self.closed and self._reason is not CloseReason.LOCAL:
+                    await checkpoint()
+                    raise self._broken()
+                timed_out = False
+                try:
+                    if deadline == math.inf:
+                        # BufferedStream._fill, inlined (see above).
+                        data = await self.transport_stream.receive_some(self._read_size())
+                        if data:
+                            buffer.feed(data)
+                        else:
+                            buffer.feed_eof()
+                    else:
+                        with trio.move_on_at(deadline) as scope:
+                            await super()._fill()
+                        timed_out = scope.cancelled_caught
+                except TRANSPORT_ERRORS as exc:
+                    if self._state & _CLOSED:
+                        if isinstance(exc, trio.ClosedResourceError):
+                            self._raise_if_closed_meanwhile(exc)
+                        raise
+                    self._fail(CloseReason.ERROR, exc)
+                    raise self._broken() from exc
+                if timed_out:
+                    self._read_timed_out()
+                if self.idle_timeout is not None:
+                    self._last_activity = trio.current_time()
+                return
+            if self._error is not None or (self.closed and not buffer.eof):
                 await checkpoint()
                 raise self._broken()
-            timed_out = False
-            try:
-                if deadline == math.inf:
-                    await super()._fill()  # no cancel scope to enter and leave: the common case
-                else:
-                    with trio.move_on_at(deadline) as scope:
-                        await super()._fill()
-                    timed_out = scope.cancelled_caught
-            except TRANSPORT_ERRORS as exc:
-                if self._state & _CLOSED:
-                    raise
-                self._fail(CloseReason.ERROR, exc)
-                raise self._broken() from exc
-            if timed_out:
-                self._read_timed_out()
-            if self.idle_timeout is not None:
-                self._last_activity = trio.current_time()
-            return
-        if self._error is not None or (self.closed and not self._buffer.eof):
-            await checkpoint()
-            raise self._broken()
-        if not self._buffer.room:
-            self._want_probe = True
-        self._room_made.set()  # frames taken without a receive (the iterators) made room
-        arrived = self._data_arrived
-        with trio.move_on_at(deadline):
-            await arrived.wait()
-            self._check_open()
-            return
-        self._read_timed_out()
+            if not buffer.room:
+                self._want_probe = True
+            self._room_made.set()  # frames taken without a receive (the iterators) made room
+            arrived = self._data_arrived
+            with trio.move_on_at(deadline):
+                await arrived.wait()
+                self._check_open()
+                return
+            self._read_timed_out()
+        finally:
+            self._idle_waiting = False
 
     def _read_deadline(self) -> float:
         """When the current receive must have its frame (``read_timeout``).

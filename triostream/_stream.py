@@ -194,18 +194,23 @@ class BufferedStream(trio.abc.Stream):
         """One read from the transport into the buffer (a full checkpoint, as
         every ``receive_some`` is). Reads one byte when the buffer is full:
         only `receive_until_eof` gets there, to probe for EOF."""
-        buffer = self._buffer
-        room = buffer.room
-        size = self.receive_size
         try:
-            data = await self.transport_stream.receive_some(size if room >= size else (room or 1))
+            data = await self.transport_stream.receive_some(self._read_size())
         except trio.ClosedResourceError as exc:
             self._raise_if_closed_meanwhile(exc)
             raise
         if data:
-            buffer.feed(data)
+            self._buffer.feed(data)
         else:
-            buffer.feed_eof()
+            self._buffer.feed_eof()
+
+    def _read_size(self) -> int:
+        """How much one read asks of the transport: ``receive_size``, less
+        when the buffer has less room, one byte when it is full (the EOF
+        probe)."""
+        room = self._buffer.room
+        size = self.receive_size
+        return size if room >= size else (room or 1)
 
     async def _receive(self, take: Take, args: tuple[Any, ...], expected: int | None = None) -> bytes:
         """The frame receive: a checkpoint, then ``take(*args)`` from the buffer
