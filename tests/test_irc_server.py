@@ -15,7 +15,6 @@ level (a handler that crashed, a failing close callback).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import os
 import random
@@ -28,11 +27,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import trio
+from example_loader import load_example
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "irc_server.py"
@@ -41,17 +40,7 @@ EXAMPLE = REPO / "examples" / "irc_server.py"
 TIMEOUT = 20.0
 
 
-def _load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("irc_server", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-irc_server = _load_example()
+irc_server = load_example("irc_server")
 Config = irc_server.Config
 IRCServer = irc_server.IRCServer
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import inspect
 import logging
 import os
@@ -27,11 +26,11 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from types import ModuleType
 from typing import Literal
 
 import pytest
 import trio
+from example_loader import load_example
 
 import triostream
 from triostream import BufferedStream, open_connection
@@ -47,18 +46,7 @@ EXAMPLE = REPO / "examples" / "line_server.py"
 TIMEOUT = 15.0
 
 
-def _load_example() -> ModuleType:
-    # examples/ is not a package: load the script as the module "line_server".
-    spec = importlib.util.spec_from_file_location("line_server", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-line_server = _load_example()
+line_server = load_example("line_server")
 
 
 # ----------------------------------------------------------------- helpers

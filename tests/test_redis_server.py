@@ -13,7 +13,6 @@ skipped; CI installs them all. Every test is bounded by a timeout.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import random
 import re
@@ -32,6 +31,7 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+from example_loader import load_example
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -40,17 +40,7 @@ EXAMPLE = REPO / "examples" / "redis_server.py"
 TIMEOUT = 30.0
 
 
-def _load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("redis_server", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rs = _load_example()
+rs = load_example("redis_server")
 
 
 def _need(tool: str) -> str:
