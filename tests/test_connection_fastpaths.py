@@ -7,6 +7,8 @@ over real sockets on 127.0.0.1, and the contract they keep:
   error the way a queued write does;
 * a receive that must read the socket costs one Trio schedule round, not two,
   and is still a full checkpoint on every path;
+* the read after a direct reply passes its schedule point first and then
+  reads the socket itself (the peer's next request is usually there by then);
 * `BufferedStream.fill` reads more without consuming anything;
 * a graceful close of a connection holding unread input lingers, so the last
   reply is not destroyed by the reset the kernel sends when a socket with
@@ -218,6 +220,107 @@ async def test_lean_receive_cancelled_consumes_nothing() -> None:
             await stream.receive_line()  # a buffered frame, but cancelled first
         assert await stream.receive_line() == b"zero"
         assert await stream.receive_line() == b"two"
+
+
+# ------------------------------------------------------------ the read after a reply
+
+
+class ReceiveSomeCounter:
+    """Counts calls of trio.SocketStream.receive_some (patched on the class)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = trio.SocketStream.receive_some
+
+        async def counted(stream: trio.SocketStream, max_bytes: int | None = None) -> bytes:
+            self.calls += 1
+            return await original(stream, max_bytes)
+
+        monkeypatch.setattr(trio.SocketStream, "receive_some", counted)
+
+
+async def answered(client: trio.SocketStream, conn: Connection) -> None:
+    """One request/response round: the connection's reply goes direct."""
+    await client.send_all(b"request\n")
+    assert await conn.receive_line() == b"request"
+    conn.write(b"reply\n")
+    assert conn.write_buffer_size == 0
+    assert raw_recv(client) == b"reply\n"
+
+
+async def test_the_read_after_a_reply_passes_a_schedule_point_then_reads_the_socket_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading at once after a direct reply mostly finds nothing (the peer
+    has not answered yet) and costs Trio a failed recv, an epoll
+    registration and a wake-up; the read after a reply yields first and then
+    reads the socket without going through receive_some."""
+    counter = ReceiveSomeCounter(monkeypatch)
+    async with tcp_pair() as (client, server), open_connection(server, read_ahead=False) as conn:
+        await answered(client, conn)
+        await client.send_all(b"next\n")
+        await trio.sleep(0.05)
+        before = counter.calls
+        with trio.testing.assert_checkpoints():
+            assert await conn.receive_line() == b"next"
+        assert counter.calls == before  # read with one os.read, after the checkpoint
+
+
+async def test_the_read_after_a_reply_waits_when_nothing_has_arrived(monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = ReceiveSomeCounter(monkeypatch)
+    async with tcp_pair() as (client, server), open_connection(server, read_ahead=False) as conn:
+        await answered(client, conn)
+        before = counter.calls
+        async with trio.open_nursery() as nursery:
+
+            async def later() -> None:
+                await trio.sleep(0.05)
+                await client.send_all(b"late\n")
+
+            nursery.start_soon(later)
+            with trio.fail_after(10):
+                assert await conn.receive_line() == b"late"
+        assert counter.calls == before + 1  # the miss waits in receive_some
+
+
+async def test_the_read_after_a_reply_cancelled_consumes_nothing() -> None:
+    async with tcp_pair() as (client, server), open_connection(server, read_ahead=False) as conn:
+        await answered(client, conn)
+        await client.send_all(b"kept\n")
+        await trio.sleep(0.05)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            with trio.testing.assert_checkpoints():
+                await conn.receive_line()
+        assert scope.cancelled_caught
+        assert conn.peek() == b""  # not read either: still in the kernel
+        with trio.fail_after(10):
+            assert await conn.receive_line() == b"kept"
+
+
+@pytest.mark.parametrize("case", ["eof", "reset"])
+async def test_the_read_after_a_reply_reports_eof_and_errors_like_receive_some(case: str) -> None:
+    async with tcp_pair() as (client, server), open_connection(server, read_ahead=False) as conn:
+        await answered(client, conn)
+        if case == "eof":
+            await client.send_all(b"partial")
+            await client.send_eof()
+        else:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            await client.aclose()
+        await trio.sleep(0.05)
+        with trio.testing.assert_checkpoints():
+            if case == "eof":
+                with pytest.raises(EOFError):
+                    await conn.receive_line()
+                assert conn.peek() == b"partial"  # an incomplete line: nothing consumed
+            else:
+                with pytest.raises(trio.BrokenResourceError):
+                    await conn.receive_line()
+        if case == "reset":
+            assert conn.close_reason is CloseReason.ERROR
+            assert isinstance(conn.close_error, trio.BrokenResourceError)
+            assert isinstance(conn.close_error.__cause__, ConnectionResetError)
 
 
 # ------------------------------------------------------------ fill
