@@ -118,10 +118,15 @@ def _server(target: Target, cores: str | None) -> Iterator[tuple[subprocess.Pope
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     try:
         assert process.stdout is not None
-        for _ in range(target.banners):
+        # Count banners rather than lines: the workers of one server share the
+        # pipe, and their lines once arrived interleaved ("did not start: b'\\n'").
+        seen, output = 0, b""
+        while seen < target.banners:
             line = process.stdout.readline()
-            if not line.startswith(b"listening on"):
-                raise RuntimeError(f"{target.name} did not start: {line!r}")
+            if not line:
+                raise RuntimeError(f"{target.name} did not start: {output!r}")
+            output += line
+            seen = output.count(b"listening on")
         deadline = time.monotonic() + 10
         while True:  # and it answers
             try:

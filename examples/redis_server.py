@@ -68,8 +68,8 @@ command, which a pipeline of small commands feels (``redis-benchmark -P
 16``: 0.33x the hand-written Trio server). So plain commands (multibulk,
 small bulk strings) are first cut from the buffered bytes in one pass:
 `parse_commands` runs ``bytes.find`` over ``conn.peek()``, as a hand-written
-parser would, and one ``receive_exactly_nowait`` consumes every command it
-found. It stops at the first command that is incomplete or anything but
+parser would, and one ``skip_nowait`` drops every command it found from the
+buffer (no copy: the commands were cut from the peeked bytes). It stops at the first command that is incomplete or anything but
 plain, where the element reader takes over, so it never answers differently.
 Between commands the server waits with ``await conn.fill()`` (more bytes,
 nothing consumed).
@@ -1232,7 +1232,7 @@ class RespReader:
             if data[0] == 0x2A:  # "*"
                 commands, used = parse_commands(data, self._limits)
                 if commands:
-                    conn.receive_exactly_nowait(used)  # consume them, all at once
+                    conn.skip_nowait(used)  # consume them, all at once (no copy)
                     return commands
         try:
             return [self.next_nowait()]

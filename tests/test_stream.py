@@ -259,6 +259,47 @@ async def test_nowait_methods() -> None:
         stream.receive_line_nowait()
 
 
+async def test_skip_nowait_drops_exactly_n_or_nothing() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right, max_buffer_size=64)
+    with pytest.raises(trio.WouldBlock):
+        stream.skip_nowait(1)
+    stream.skip_nowait(0)
+    await left.send_all(b"abc")
+    assert await stream.fill() == 3
+    await left.send_all(b"defgh")
+    assert await stream.fill() == 5  # two chunks buffered: the skip spans them
+    with trio.testing.assert_no_checkpoints():
+        stream.skip_nowait(4)
+        assert stream.peek() == b"efgh"
+        with pytest.raises(trio.WouldBlock):
+            stream.skip_nowait(5)
+        assert stream.peek() == b"efgh"  # nothing dropped
+    for bad in (-1, 65):
+        with pytest.raises(ValueError):
+            stream.skip_nowait(bad)
+    with pytest.raises(TypeError):
+        stream.skip_nowait(1.5)  # type: ignore[arg-type]
+    await left.send_eof()
+    assert await stream.fill() == 0
+    with pytest.raises(IncompleteReadError) as info:
+        stream.skip_nowait(5)
+    assert info.value.partial == b"efgh" and info.value.expected == 5
+    stream.skip_nowait(4)
+    assert await stream.receive_some() == b""
+
+
+async def test_skip_nowait_while_another_task_receives_is_busy() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.receive_line)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            stream.skip_nowait(0)
+        nursery.cancel_scope.cancel()
+
+
 async def test_peek_unreceive() -> None:
     stream = scripted(b"world\n")
     assert stream.peek() == b""

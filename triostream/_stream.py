@@ -611,6 +611,26 @@ class BufferedStream(trio.abc.Stream):
             self._no_frame(n)
         return frame
 
+    def skip_nowait(self, n: int) -> None:
+        """Drop exactly ``n`` buffered bytes without copying them: the
+        consuming half of a parser that reads `peek` itself. Not a
+        checkpoint; never touches the transport.
+
+        Raises `trio.WouldBlock` when fewer than ``n`` bytes are buffered, and
+        `IncompleteReadError` when they never will be (EOF was seen); either
+        way nothing is dropped. `ValueError` for ``n`` outside
+        ``0..max_buffer_size``.
+        """
+        n = operator.index(n)
+        if not 0 <= n <= self.max_buffer_size:
+            raise ValueError(f"n must be between 0 and max_buffer_size={self.max_buffer_size}, not {n}")
+        if self._state:
+            self._refuse_nowait()
+        buffer = self._buffer
+        if len(buffer) < n:
+            self._no_frame(n)
+        buffer.skip(n)
+
     def receive_line_nowait(self, *, max_size: int | None = None) -> bytes:
         """`receive_line` from the buffer only (not a checkpoint); raises
         `trio.WouldBlock` when no whole line is buffered."""
