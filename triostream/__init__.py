@@ -19,9 +19,10 @@ from ._codecs import (
 from ._connection import CloseReason, Connection, WriteBufferFullError, open_connection
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._network import connect_tcp, connect_unix, serve_tcp, serve_unix
-from ._stream import BufferedStream, FrameIterator, HalfCloseableBufferedStream
+from ._stream import BatchIterator, BufferedStream, FrameIterator, HalfCloseableBufferedStream
 
 __all__ = [
+    "BatchIterator",
     "BufferedStream",
     "CloseReason",
     "Codec",
