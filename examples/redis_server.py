@@ -69,8 +69,9 @@ command, which a pipeline of small commands feels (``redis-benchmark -P
 small bulk strings) are first cut from the buffered bytes in one pass:
 `parse_commands` runs ``bytes.find`` over ``conn.peek()``, as a hand-written
 parser would, and one ``skip_nowait`` drops every command it found from the
-buffer (no copy: the commands were cut from the peeked bytes). It stops at the first command that is incomplete or anything but
-plain, where the element reader takes over, so it never answers differently.
+buffer (no copy: the commands were cut from the peeked bytes). It stops at
+the first command that is incomplete or anything but plain, where the
+element reader takes over, so it never answers differently.
 Between commands the server waits with ``await conn.fill()`` (more bytes,
 nothing consumed).
 

@@ -290,7 +290,7 @@ async def test_skip_nowait_drops_exactly_n_or_nothing() -> None:
 
 
 async def test_skip_nowait_while_another_task_receives_is_busy() -> None:
-    left, right = trio.testing.memory_stream_pair()
+    _left, right = trio.testing.memory_stream_pair()
     stream = BufferedStream(right)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.receive_line)

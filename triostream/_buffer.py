@@ -634,32 +634,45 @@ class ReceiveBuffer:
         return self._take_single(delimiters, max_size, _KEEP if keep_delimiter else _PLAIN)
 
     def take_lines(self, max_size: int) -> list[bytes] | None:
-        """Consume and return every whole line buffered in one piece of
-        memory (at least one), as `take_line` would return them one by one.
+        """Consume and return every whole line buffered (at least one), as
+        `take_line` would return them one by one.
 
         Returns None or raises exactly when `take_line` would (nothing
         consumed). A line over ``max_size`` after the first ends the batch
         before it: it stays buffered, and the next call raises.
         """
-        batch = self._split_batch(_LF, max_size, _STRIP_CR)
-        if batch is None:
-            first = self.take_line(max_size)  # across chunks, or an error
-            if first is None:
-                return None
-            batch = self._split_batch(_LF, max_size, _STRIP_CR) or []
-            batch.insert(0, first)
-        return batch
+        return self._take_batch(_LF, max_size, _STRIP_CR)
 
     def take_until_batch(self, delimiter: bytes, max_size: int) -> list[bytes] | None:
         """`take_lines` for `take_until` with one delimiter, not kept."""
-        batch = self._split_batch(delimiter, max_size, _PLAIN)
+        return self._take_batch(delimiter, max_size, _PLAIN)
+
+    def _take_batch(self, delimiter: bytes, max_size: int, mode: int) -> list[bytes] | None:
+        batch = self._split_batch(delimiter, max_size, mode)
         if batch is None:
-            first = self.take_until(delimiter, max_size)
+            # Not in one piece of bytes (or the first frame is refused):
+            # one frame the ordinary way, which raises or returns None.
+            first = self._take_one(delimiter, max_size, mode)
             if first is None:
                 return None
-            batch = self._split_batch(delimiter, max_size, _PLAIN) or []
-            batch.insert(0, first)
-        return batch
+            batch = [first]
+        while True:  # the frames in the chunks queued behind
+            more = self._split_batch(delimiter, max_size, mode)
+            if more:
+                batch += more
+                continue
+            try:
+                frame = self._take_one(delimiter, max_size, mode)
+            except FrameTooLongError:
+                return batch  # stays buffered: the next call raises it
+            if frame is None:
+                return batch
+            batch.append(frame)
+
+    def _take_one(self, delimiter: bytes, max_size: int, mode: int) -> bytes | None:
+        if mode == _STRIP_CR:
+            return self.take_line(max_size)
+        return self.take_until(delimiter, max_size)
 
     def _split_batch(self, delimiter: bytes, max_size: int, mode: int) -> list[bytes] | None:
         """Consume and return the whole frames at the head of _data, cut at
@@ -703,7 +716,10 @@ class ReceiveBuffer:
             pieces = data[pos:end].split(delimiter)
         if stop - pos > max_size:
             # Some frame may be over the limit: keep those before the first one.
-            sizes = [len(p) + size for p in data[pos:end].split(delimiter)] if extra < 0 else [len(p) + extra for p in pieces]
+            if extra < 0:
+                sizes = [len(p) + size for p in data[pos:end].split(delimiter)]
+            else:
+                sizes = [len(p) + extra for p in pieces]
             if max(sizes) > max_size:
                 keep = next(k for k, n in enumerate(sizes) if n > max_size)
                 if not keep:

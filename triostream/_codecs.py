@@ -73,6 +73,7 @@ __all__ = [
 OnTooLong = Literal["raise", "discard"]
 #: What `FrameDecoder.bind` returns: a zero-argument ``decode``.
 Take = Callable[[], "bytes | None"]
+TakeBatch = Callable[[], "list[bytes] | None"]
 
 
 def _check_limit(name: str, value: int) -> int:
@@ -144,6 +145,17 @@ class FrameDecoder(ABC):
         buffer method bound to its arguments instead, when that is all its
         ``decode`` does."""
         return functools.partial(self.decode, buffer)
+
+    def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:
+        """A zero-argument callable that consumes and returns every whole
+        frame buffered (a list of at least one), for `FrameIterator.batches`;
+        or None (the default): the iterator then calls ``bind(buffer)`` in a
+        loop, which is always correct.
+
+        The callable returns None or raises exactly when ``decode`` would
+        (consuming nothing); a frame after the first that ``decode`` would
+        refuse ends the list before it and stays buffered."""
+        return None
 
 
 class Codec(ABC):
@@ -326,6 +338,15 @@ class _DelimitedDecoder(FrameDecoder):
         if self._lines:
             return functools.partial(buffer.take_line, self._max_size)
         return functools.partial(buffer.take_until, self._delimiters, self._max_size, self._keep)
+
+    def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:
+        if self._discard:
+            return None
+        if self._lines:
+            return functools.partial(buffer.take_lines, self._max_size)
+        if type(self._delimiters) is bytes and not self._keep:
+            return functools.partial(buffer.take_until_batch, self._delimiters, self._max_size)
+        return None
 
     def decode(self, buffer: ReceiveBuffer) -> bytes | None:
         if self._skipped >= 0 and not self._skip(buffer):
@@ -560,6 +581,41 @@ class _LengthPrefixedDecoder(_SizedDecoder):
                 buffer._pos = end
                 return data[pos if self._include else start : end]
         return self._decode(buffer)
+
+    def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:
+        return functools.partial(self.decode_batch, buffer)
+
+    def decode_batch(self, buffer: ReceiveBuffer) -> list[bytes] | None:
+        """Every whole frame buffered: the first by `decode`, the rest of the
+        current chunk in one loop of ``unpack_from`` + slice (the
+        hand-written limit), stopping before anything `decode` would treat
+        otherwise (an unfinished or refused frame)."""
+        frame = self.decode(buffer)
+        if frame is None:
+            return None
+        batch = [frame]
+        data = buffer._data
+        if type(data) is not bytes or self._skip_left or buffer._batch_len:
+            return batch
+        pos = buffer._pos
+        stop = len(data)
+        header = self._header
+        field = self._field
+        adjustment = self._adjustment
+        max_size = self._max_size
+        unpack = self._unpack
+        include = self._include
+        append = batch.append
+        while pos + header <= stop:
+            start = pos + header
+            body = unpack(data, pos + field)[0] + adjustment
+            end = start + body
+            if end > stop or not 0 <= body <= max_size:
+                break
+            append(data[pos if include else start : end])
+            pos = end
+        buffer._pos = pos
+        return batch
 
     def _decode(self, buffer: ReceiveBuffer) -> bytes | None:
         if self._skip_left and not self._skip(buffer):

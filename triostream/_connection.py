@@ -559,7 +559,7 @@ class Connection(BufferedStream):
         finally:
             self._idle_waiting = False
 
-    async def _read_after_reply(self) -> bytes:
+    async def _read_after_reply(self) -> bytes | bytearray:
         """Read the next request after a direct reply (see `write`): a full
         checkpoint first, then one non-blocking ``read(2)``; only when that
         finds nothing does the transport's ``receive_some`` wait for bytes.

@@ -735,7 +735,9 @@ class BufferedStream(trio.abc.Stream):
         loses no frame, a clean EOF between frames ends the iteration.
         Errors as for `receive_frame`, each after a checkpoint; an EOF inside
         a frame (also one being skipped) raises `IncompleteReadError`."""
-        return FrameIterator(self, self._decoder(codec).bind(self._buffer), ())
+        decoder = self._decoder(codec)
+        take_batch = decoder.bind_batch(self._buffer)
+        return FrameIterator(self, decoder.bind(self._buffer), (), None if take_batch is None else (take_batch, ()))
 
     async def fill(self) -> int:
         """Read more bytes into the buffer, consuming nothing; return how

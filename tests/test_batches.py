@@ -1,0 +1,315 @@
+"""Batch iteration: `FrameIterator.batches()` and the buffer/codec batch
+cutters behind it (`ReceiveBuffer.take_lines`, `take_until_batch`,
+`FrameDecoder.bind_batch`).
+
+The cutters are checked against the one-frame-at-a-time methods they stand
+for (same frames, same errors at the same place, same bytes left), over any
+chunking; the iterator against the contract of the frame iterators, per
+batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+from scripted import ScriptedStream
+
+from triostream import (
+    BatchIterator,
+    BufferedStream,
+    CorruptFrameError,
+    Delimited,
+    FrameIterator,
+    FrameTooLongError,
+    IncompleteReadError,
+    LengthPrefixed,
+    Lines,
+    Netstring,
+    ReceiveBuffer,
+)
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+Outcome = list[object]
+TakeOne = Callable[[ReceiveBuffer], "bytes | None"]
+TakeMany = Callable[[ReceiveBuffer], "list[bytes] | None"]
+
+
+def run_cutter(
+    chunks: list[bytes], take_one: TakeOne, take_batch: TakeOne | TakeMany, batch_steps: list[bool]
+) -> tuple[Outcome, bytes, int]:
+    """Feed ``chunks`` (then EOF) into a buffer, taking frames after each feed
+    with ``take_batch`` or ``take_one`` (chosen by ``batch_steps``, cycled);
+    stop at the first error. Returns the frames and the error, the bytes left
+    and the offset."""
+    buffer = ReceiveBuffer(1 << 16)
+    out: Outcome = []
+    steps = itertools.cycle(batch_steps or [True])
+
+    def drain() -> bool:
+        while True:
+            try:
+                if next(steps):
+                    batch = take_batch(buffer)
+                    if isinstance(batch, bytes):  # a one-frame cutter standing in
+                        batch = [batch]
+                    if batch is None:
+                        return True
+                    assert batch, "a batch has at least one frame"
+                    assert all(type(frame) is bytes for frame in batch)
+                    out.extend(batch)
+                else:
+                    frame = take_one(buffer)
+                    if frame is None:
+                        return True
+                    out.append(frame)
+            except (FrameTooLongError, CorruptFrameError) as exc:
+                out.append(type(exc))
+                return False
+
+    for chunk in chunks:
+        buffer.feed(chunk)
+        if not drain():
+            return out, buffer.peek(), buffer.offset
+    buffer.feed_eof()
+    drain()
+    return out, buffer.peek(), buffer.offset
+
+
+LINE_BYTES = st.binary(max_size=300).map(lambda b: bytes(b"a\r\nxy"[x % 5] for x in b))
+
+
+@given(
+    data=LINE_BYTES,
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+    max_size=st.integers(min_value=1, max_value=40),
+    steps=st.lists(st.booleans(), max_size=6),
+)
+def test_take_lines_is_take_line_in_a_loop(data: bytes, cuts: list[int], max_size: int, steps: list[bool]) -> None:
+    chunks = chunked(data, cuts)
+    expected = run_cutter(chunks, lambda b: b.take_line(max_size), lambda b: b.take_line(max_size), [False])
+    got = run_cutter(chunks, lambda b: b.take_line(max_size), lambda b: b.take_lines(max_size), steps)
+    assert got == expected
+
+
+@given(
+    data=st.binary(max_size=300).map(lambda b: bytes(b"ab\r\n\x00"[x % 5] for x in b)),
+    delimiter=st.sampled_from([b"\n", b"\r\n", b"ab", b"\x00", b"\r\n\r\n"]),
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+    max_size=st.integers(min_value=1, max_value=40),
+    steps=st.lists(st.booleans(), max_size=6),
+)
+def test_take_until_batch_is_take_until_in_a_loop(
+    data: bytes, delimiter: bytes, cuts: list[int], max_size: int, steps: list[bool]
+) -> None:
+    chunks = chunked(data, cuts)
+    one = lambda b: b.take_until(delimiter, max_size)  # noqa: E731
+    expected = run_cutter(chunks, one, one, [False])
+    got = run_cutter(chunks, one, lambda b: b.take_until_batch(delimiter, max_size), steps)
+    assert got == expected
+
+
+def test_big_batches_cut_crlf_lf_and_mixed_endings() -> None:
+    for ending in ([b"\n"], [b"\r\n"], [b"\n", b"\r\n", b"\r\r\n"]):
+        lines = [b"line %d \r x" % i for i in range(5000)]
+        data = b"".join(line + ending[i % len(ending)] for i, line in enumerate(lines))
+        buffer = ReceiveBuffer(1 << 20)
+        buffer.feed(data + b"tail")
+        got = buffer.take_lines(1 << 20)
+        expected = [line + (b"\r" if ending[i % len(ending)] == b"\r\r\n" else b"") for i, line in enumerate(lines)]
+        assert got == expected
+        assert buffer.peek() == b"tail"
+        assert buffer.take_lines(1 << 20) is None
+
+
+def test_a_batch_stops_before_a_line_over_the_limit() -> None:
+    buffer = ReceiveBuffer(1 << 16)
+    buffer.feed(b"ok\r\nfine\n" + b"x" * 20 + b"\nafter\n")
+    assert buffer.take_lines(10) == [b"ok", b"fine"]
+    with pytest.raises(FrameTooLongError):
+        buffer.take_lines(10)
+    assert buffer.peek() == b"x" * 20 + b"\nafter\n"  # nothing consumed
+
+
+@st.composite
+def prefixed_streams(draw: st.DrawFn) -> tuple[LengthPrefixed, bytes]:
+    codec = LengthPrefixed(
+        draw(st.integers(min_value=1, max_value=20)),
+        length_size=draw(st.sampled_from([1, 2, 3, 4, 8])),
+        byteorder=draw(st.sampled_from(["big", "little"])),
+        length_offset=draw(st.integers(min_value=0, max_value=2)),
+        length_adjustment=draw(st.integers(min_value=-2, max_value=2)),
+        include_header=draw(st.booleans()),
+    )
+    parts = []
+    for body in draw(st.lists(st.binary(max_size=25), max_size=12)):
+        declared = max(len(body) - codec.length_adjustment, 0)
+        if draw(st.integers(min_value=0, max_value=9)) == 0:
+            declared = draw(st.integers(min_value=0, max_value=60))  # a lie: too long, negative, or misaligned
+        header = draw(st.binary(min_size=codec.length_offset, max_size=codec.length_offset))
+        parts.append(header + declared.to_bytes(codec.length_size, codec.byteorder) + body)
+    return codec, b"".join(parts)
+
+
+@given(
+    stream=prefixed_streams(),
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+    steps=st.lists(st.booleans(), max_size=6),
+)
+def test_length_prefixed_batches_are_decode_in_a_loop(
+    stream: tuple[LengthPrefixed, bytes], cuts: list[int], steps: list[bool]
+) -> None:
+    codec, data = stream
+    chunks = chunked(data, cuts)
+
+    def run(batched: bool, steps: list[bool]) -> object:
+        decoder = codec.decoder()  # one per run, as a stream keeps one
+
+        def many(buffer: ReceiveBuffer) -> list[bytes] | None:
+            take_batch = decoder.bind_batch(buffer)
+            assert take_batch is not None
+            return take_batch()
+
+        try:
+            return run_cutter(chunks, decoder.decode, many if batched else decoder.decode, steps)
+        except IncompleteReadError as exc:
+            return ("incomplete", exc.partial, exc.expected)
+
+    assert run(True, steps) == run(False, [False])
+
+
+def test_codecs_without_a_batch_cutter_fall_back_to_decode() -> None:
+    assert Netstring(100).decoder().bind_batch(ReceiveBuffer()) is None
+    assert Lines(100, on_too_long="discard").decoder().bind_batch(ReceiveBuffer()) is None
+    assert Delimited(b"\r\n", 100, keep_delimiter=True).decoder().bind_batch(ReceiveBuffer()) is None
+    assert Lines(100).decoder().bind_batch(ReceiveBuffer()) is not None
+
+
+# ---------------------------------------------------------------- the iterator
+
+
+def scripted(*chunks: bytes, error: BaseException | None = None, **kwargs: int) -> BufferedStream:
+    return BufferedStream(ScriptedStream(chunks, error), **kwargs)
+
+
+ITERATORS: dict[str, tuple[Callable[[BufferedStream], FrameIterator], bytes | None]] = {
+    "lines": (lambda s: s.lines(max_size=64), b"\n"),
+    "until": (lambda s: s.iter_until(b"||", max_size=64), b"||"),
+    "until-tuple": (lambda s: s.iter_until((b"||", b";"), max_size=64), b"||"),
+    "codec-lines": (lambda s: s.frames(Lines(64)), b"\n"),
+    "codec-netstring": (lambda s: s.frames(Netstring(64)), None),
+}
+
+
+def wire(kind: str, frames: list[bytes]) -> bytes:
+    delimiter = ITERATORS[kind][1]
+    if delimiter is None:
+        return b"".join(Netstring(64).encode(f) for f in frames)
+    return b"".join(f + delimiter for f in frames)
+
+
+@pytest.mark.parametrize("kind", ITERATORS)
+async def test_batches_yield_every_frame_in_order_and_end_at_eof(kind: str) -> None:
+    frames = [b"frame %d" % i for i in range(200)]
+    data = wire(kind, frames)
+    stream = scripted(*chunked(data, list(range(0, len(data), 97))))
+    batches = ITERATORS[kind][0](stream).batches()
+    assert isinstance(batches, BatchIterator)
+    got: list[list[bytes]] = [batch async for batch in batches]
+    assert [f for batch in got for f in batch] == frames
+    assert len(got) > 1 and max(len(batch) for batch in got) > 5  # several per step
+    assert await stream.receive_some() == b""
+
+
+@pytest.mark.parametrize("kind", ITERATORS)
+async def test_buffered_batches_come_without_a_checkpoint_and_refills_with_one(kind: str) -> None:
+    stream = scripted(wire(kind, [b"a", b"b"]), wire(kind, [b"c"]))
+    batches = ITERATORS[kind][0](stream).batches()
+    with trio.testing.assert_checkpoints():
+        assert await batches.__anext__() == [b"a", b"b"]  # a read: a checkpoint
+    stream.unreceive(wire(kind, [b"x", b"y"]))
+    with trio.testing.assert_no_checkpoints():
+        assert await batches.__anext__() == [b"x", b"y"]
+    with trio.testing.assert_checkpoints():
+        assert await batches.__anext__() == [b"c"]
+    with trio.testing.assert_checkpoints(), pytest.raises(StopAsyncIteration):
+        await batches.__anext__()
+
+
+async def test_a_cancelled_refill_loses_nothing() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    batches = stream.lines().batches()
+    await left.send_all(b"one\ntw")
+    assert await batches.__anext__() == [b"one"]
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await batches.__anext__()
+    assert scope.cancelled_caught
+    with trio.move_on_after(0.05):
+        await batches.__anext__()  # waits for the rest of "two", then cancelled
+    await left.send_all(b"o\nthree\n")
+    assert await batches.__anext__() == [b"two", b"three"]
+
+
+async def test_an_error_after_the_first_frame_ends_the_batch_and_comes_next() -> None:
+    stream = scripted(b"ok\nfine\n" + b"x" * 40 + b"\nafter\n")
+    batches = stream.lines(max_size=16).batches()
+    assert await batches.__anext__() == [b"ok", b"fine"]
+    with trio.testing.assert_checkpoints(), pytest.raises(FrameTooLongError):
+        await batches.__anext__()
+    assert stream.peek().startswith(b"x" * 16)  # the long line is still there
+    await stream.discard_until(b"\n")
+    assert [b async for b in batches] == [[b"after"]]
+
+
+async def test_a_discarding_codec_reports_a_skipped_frame_at_the_next_step() -> None:
+    codec = LengthPrefixed(8, on_too_long="discard")
+    data = codec.encode(b"one") + (100).to_bytes(4, "big") + b"z" * 100 + codec.encode(b"two")
+    stream = scripted(data)
+    batches = stream.frames(codec).batches()
+    assert await batches.__anext__() == [b"one"]
+    # (After a schedule point, not a cancel point: the skip already happened,
+    # as for the per-frame iterators.)
+    with pytest.raises(FrameTooLongError) as info:
+        await batches.__anext__()
+    assert info.value.discarding
+    assert [b async for b in batches] == [[b"two"]]
+
+
+async def test_eof_inside_a_frame_raises_with_the_partial_frame_buffered() -> None:
+    stream = scripted(b"a\nb\npart")
+    batches = stream.lines().batches()
+    assert await batches.__anext__() == [b"a", b"b"]
+    with pytest.raises(IncompleteReadError) as info:
+        await batches.__anext__()
+    assert info.value.partial == b"part"
+    assert stream.peek() == b"part"
+
+
+async def test_batches_while_another_task_receives_is_busy() -> None:
+    _left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.receive_line)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):  # at once, as Trio's own streams do
+            await stream.lines().batches().__anext__()
+        nursery.cancel_scope.cancel()
+
+
+async def test_batches_on_a_closed_stream_raise_closed() -> None:
+    stream = scripted(b"a\n")
+    await stream.aclose()
+    with trio.testing.assert_checkpoints(), pytest.raises(trio.ClosedResourceError):
+        await stream.lines().batches().__anext__()
