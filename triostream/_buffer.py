@@ -649,6 +649,8 @@ class ReceiveBuffer:
 
     def _take_batch(self, delimiter: bytes, max_size: int, mode: int) -> list[bytes] | None:
         batch = self._split_batch(delimiter, max_size, mode)
+        if batch is not None and not self._more:
+            return batch  # the usual case: the frames of one chunk
         if batch is None:
             # Not in one piece of bytes (or the first frame is refused):
             # one frame the ordinary way, which raises or returns None.
@@ -656,7 +658,7 @@ class ReceiveBuffer:
             if first is None:
                 return None
             batch = [first]
-        while True:  # the frames in the chunks queued behind
+        while True:  # frames in the chunks queued behind, or in a bytearray
             more = self._split_batch(delimiter, max_size, mode)
             if more:
                 batch += more
@@ -702,18 +704,28 @@ class ReceiveBuffer:
         size = len(delimiter)
         end = data.rfind(delimiter, first)
         stop = end + size
-        extra = size
+        extra = size  # bytes consumed per frame beyond the piece split returns
+        cut = delimiter
         if mode == _STRIP_CR and data.find(b"\r", pos, end) >= 0:
-            crlf = data.count(b"\r\n", pos, stop)
-            if crlf == data.count(b"\n", pos, stop):
-                # Every line ends in \r\n (the usual case for CRLF protocols).
-                pieces = data[pos : end - 1].split(b"\r\n")
+            if data.count(b"\r\n", pos, stop) == data.count(b"\n", pos, stop):
+                cut = b"\r\n"  # every line ends in \r\n (CRLF protocols): split on that
                 extra = 2
             else:
-                pieces = [p[:-1] if p[-1:] == b"\r" else p for p in data[pos:end].split(b"\n")]
-                extra = -1  # mixed: a piece's length no longer tells its bytes
+                extra = -1  # mixed endings: one slice per line ending in \r
+        # Split the whole chunk rather than copy the frames' region out of it
+        # first, when the bytes that costs (the consumed head before pos, the
+        # unfinished tail after stop) are fewer than the region's: the
+        # hand-written loop's chunks mostly start and end on a frame
+        # boundary, and the region copy was 6 % of its time at 1 KiB lines.
+        if pos + len(data) - stop < stop - pos and (not pos or data.find(cut, 0, pos) == pos - len(cut) >= 0):
+            pieces = data.split(cut)
+            if pos:
+                del pieces[0]  # the end of a frame taken before (the first cut ends at pos)
+            del pieces[-1]  # what follows the last delimiter
         else:
-            pieces = data[pos:end].split(delimiter)
+            pieces = data[pos : stop - len(cut)].split(cut)
+        if extra < 0:
+            pieces = [p[:-1] if p[-1:] == b"\r" else p for p in pieces]
         if stop - pos > max_size:
             # Some frame may be over the limit: keep those before the first one.
             if extra < 0:

@@ -600,12 +600,27 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         pos = buffer._pos
         stop = len(data)
         header = self._header
+        unpack = self._unpack
+        append = batch.append
+        if not (self._field or self._adjustment or self._include) and stop - pos <= header + self._max_size:
+            # The usual configuration, and no frame that fits in the chunk
+            # can be over max_size: the hand-written loop itself (each
+            # dropped test was about 10 % of the loop at 64-byte frames).
+            while True:
+                start = pos + header
+                if start > stop:
+                    break
+                end = start + unpack(data, pos)[0]
+                if end > stop:
+                    break
+                append(data[start:end])
+                pos = end
+            buffer._pos = pos
+            return batch
         field = self._field
         adjustment = self._adjustment
         max_size = self._max_size
-        unpack = self._unpack
         include = self._include
-        append = batch.append
         while pos + header <= stop:
             start = pos + header
             body = unpack(data, pos + field)[0] + adjustment

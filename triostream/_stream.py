@@ -13,7 +13,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
@@ -28,6 +28,7 @@ __all__ = ["BufferedStream", "FrameIterator", "HalfCloseableBufferedStream"]
 DelimiterArg = bytes | bytearray | memoryview | tuple[bytes, ...]
 Take = Callable[..., "bytes | None"]
 TakeBatch = Callable[..., "list[bytes] | None"]
+T = TypeVar("T")
 
 # Transports whose receive_some is a full checkpoint on every path that
 # returns (trio's rule for its own async functions; its error paths may skip
@@ -260,7 +261,7 @@ class BufferedStream(trio.abc.Stream):
             return await self._receive_more(take, args, expected)  # raises: EOF or closed
         return frame
 
-    async def _receive_more(self, take: Take, args: tuple[Any, ...], expected: int | None) -> bytes:
+    async def _receive_more(self, take: Callable[..., T | None], args: tuple[Any, ...], expected: int | None) -> T:
         """Read until ``take(*args)`` gives a frame; every read is a checkpoint."""
         buffer = self._buffer
         while True:
@@ -273,8 +274,9 @@ class BufferedStream(trio.abc.Stream):
             if frame is not None:
                 return frame
 
-    async def _next_frame_slow(self, take: Take, args: tuple[Any, ...]) -> bytes | None:
-        """Refill for the frame iterators: read until a frame is complete.
+    async def _next_frame_slow(self, take: Callable[..., T | None], args: tuple[Any, ...]) -> T | None:
+        """Refill for the frame iterators: read until a frame (or a batch:
+        ``take`` may be a batch cutter) is complete.
 
         Each read is a full checkpoint. Returns None at a clean EOF (after a
         checkpoint, also when EOF was already known); raises
@@ -1119,10 +1121,16 @@ class BatchIterator:
     Public as a type (for annotations), not to be constructed directly.
     """
 
-    __slots__ = ("_frames", "_pending")
+    __slots__ = ("_args", "_frames", "_pending", "_stream", "_take_batch")
 
     def __init__(self, frames: FrameIterator) -> None:
         self._frames = frames
+        self._stream = frames._stream
+        self._take_batch: TakeBatch
+        if frames._batch is not None:
+            self._take_batch, self._args = frames._batch
+        else:
+            self._take_batch, self._args = self._take_in_a_loop, ()
         # An error met after the first frame of a batch whose cutter consumed
         # bytes while raising (a codec discarding an over-long frame): raised
         # by the next step. Errors that consume nothing are simply met again.
@@ -1131,12 +1139,10 @@ class BatchIterator:
     def __aiter__(self) -> BatchIterator:
         return self
 
-    def _take_batch(self) -> list[bytes] | None:
-        frames = self._frames
-        if frames._batch is not None:
-            take_batch, args = frames._batch
-            return take_batch(*args)
-        take, args = frames._take, frames._args
+    def _take_in_a_loop(self) -> list[bytes] | None:
+        """The batch cutter of framings without their own: the frame
+        iterator's cutter, called until it has no more."""
+        take, args = self._frames._take, self._frames._args
         frame = take(*args)
         if frame is None:
             return None
@@ -1152,36 +1158,24 @@ class BatchIterator:
         return batch
 
     async def __anext__(self) -> list[bytes]:
-        stream = self._frames._stream
-        pending = self._pending
-        if pending is not None:
-            self._pending = None
+        stream = self._stream
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
             await _checkpoint_for(pending)
             raise pending
         if not stream._state:
             try:
-                batch = self._take_batch()
+                batch = self._take_batch(*self._args)
             except Exception as exc:
                 await _checkpoint_for(exc)
                 raise
-            if batch:
+            if batch is not None:
                 return batch
-        frames = self._frames
-        frame = await stream._next_frame_slow(frames._take, frames._args)
-        if frame is None:
+        # The cutter takes every frame the read (or reads) brought.
+        batch = await stream._next_frame_slow(self._take_batch, self._args)
+        if batch is None:
             raise StopAsyncIteration
-        # The read that completed this frame may have brought more: they
-        # join the batch (no checkpoint between: the batch is one step).
-        try:
-            more = self._take_batch()
-        except Exception as exc:
-            if isinstance(exc, FrameTooLongError) and exc.discarding:
-                self._pending = exc
-            more = None
-        if more:
-            more.insert(0, frame)
-            return more
-        return [frame]
+        return batch
 
 
 async def _checkpoint_for(exc: Exception) -> None:
