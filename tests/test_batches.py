@@ -10,7 +10,9 @@ batch.
 
 from __future__ import annotations
 
+import gc
 import itertools
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -313,3 +315,113 @@ async def test_batches_on_a_closed_stream_raise_closed() -> None:
     await stream.aclose()
     with trio.testing.assert_checkpoints(), pytest.raises(trio.ClosedResourceError):
         await stream.lines().batches().__anext__()
+
+
+# ---------------------------------------------------------------- per-frame iterators cut ahead
+
+
+@pytest.mark.parametrize("kind", ["lines", "until", "codec-lines", "codec-prefixed"])
+async def test_breaking_out_of_a_frame_loop_warns_nothing_and_loses_nothing(kind: str) -> None:
+    codec = LengthPrefixed(64)
+    if kind == "codec-prefixed":
+        data = b"".join(codec.encode(b"%d" % i) for i in range(10))
+    else:
+        data = b"".join(b"%d\n" % i for i in range(10))
+    stream = scripted(data)
+
+    def frames() -> FrameIterator:
+        if kind == "lines":
+            return stream.lines()
+        if kind == "until":
+            return stream.iter_until(b"\n")
+        return stream.frames(codec if kind == "codec-prefixed" else Lines(64))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for expected in range(0, 10, 2):
+            async for frame in frames():
+                assert frame == b"%d" % expected
+                break
+            # The loop above cut every buffered frame ahead: the next one is
+            # still buffered, for any receive.
+            if kind == "codec-prefixed":
+                assert await stream.receive_frame(codec) == b"%d" % (expected + 1)
+            else:
+                assert await stream.receive_line() == b"%d" % (expected + 1)
+            gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+@st.composite
+def interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
+    ops: list[tuple[str, bytes | int]] = []
+    for _ in range(draw(st.integers(min_value=1, max_value=40))):
+        op = draw(st.sampled_from(["send", "send", "next", "next", "next", "line", "exactly", "unreceive", "peek"]))
+        if op == "send":
+            ops.append((op, draw(st.binary(min_size=1, max_size=80).map(lambda b: bytes(b"ab\r\n"[x % 4] for x in b)))))
+        elif op == "unreceive":
+            ops.append((op, draw(st.binary(min_size=1, max_size=10).map(lambda b: bytes(b"xy\n"[x % 3] for x in b)))))
+        else:
+            ops.append((op, draw(st.integers(min_value=1, max_value=30))))
+    return ops
+
+
+@given(ops=interleavings(), direct=st.booleans())
+def test_a_frame_iterator_mixed_with_other_receives_matches_a_plain_buffer(
+    ops: list[tuple[str, bytes | int]], direct: bool
+) -> None:
+    """The iterator cuts frames ahead without consuming them: whatever else
+    consumes or pushes back in between, every step returns the line at the
+    head of the stream, as a plain buffer would."""
+
+    async def main() -> None:
+        left, right = trio.testing.memory_stream_pair()
+        stream = BufferedStream(right)
+        frames = stream.lines()
+        it = frames if direct else aiter(frames)  # __anext__, or the generator async for runs
+        model = bytearray()
+        for op, arg in ops:
+            if op == "send":
+                assert isinstance(arg, bytes)
+                await left.send_all(arg)
+                model += arg
+            elif op == "unreceive":
+                assert isinstance(arg, bytes)
+                stream.unreceive(arg)
+                model[:0] = arg
+            elif op in ("next", "line"):
+                end = model.find(b"\n")
+                if end < 0:
+                    continue  # would wait
+                expected = bytes(model[: end - 1] if model[end - 1 : end] == b"\r" else model[:end])
+                del model[: end + 1]
+                if op == "next":
+                    assert await it.__anext__() == expected
+                else:
+                    assert await stream.receive_line() == expected
+            elif op == "exactly":
+                assert isinstance(arg, int)
+                if len(model) < arg:
+                    continue
+                assert await stream.receive_exactly(arg) == bytes(model[:arg])
+                del model[:arg]
+            else:
+                assert bytes(model).startswith(stream.peek())
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])
+async def test_frames_cut_ahead_are_dropped_when_the_buffer_moved_to_another_chunk(direct: bool) -> None:
+    # The iterator cuts b"a" and b"b" from the first chunk and hands out b"a"
+    # (its cursor: offset 2 of that chunk). Another receive then takes the
+    # rest of it and 2 bytes of the next chunk, which becomes the buffer's
+    # chunk at offset 2: the same cursor, in other bytes.
+    stream = scripted(b"a\nb\ncc", b"dd\ne\n")
+    assert await stream.fill() == 6
+    frames = stream.lines()
+    it = frames if direct else aiter(frames)
+    assert await it.__anext__() == b"a"
+    assert await stream.receive_exactly(6) == b"b\nccdd"
+    assert await it.__anext__() == b""
+    assert await it.__anext__() == b"e"

@@ -46,6 +46,8 @@ _delimiter_cache: dict[object, Delimiters] = {}
 _LF = b"\n"
 # Modes of ReceiveBuffer._take_single.
 _PLAIN, _KEEP, _STRIP_CR = 0, 1, 2
+# For ReceiveBuffer.peek_frames (used by the frame iterators).
+LINE_MODE, PLAIN_MODE = _STRIP_CR, _PLAIN
 # Batches (see ReceiveBuffer._take_single): only for frames of at most
 # _BATCH_FRAME_MAX bytes (for longer ones copying dominates the per-call
 # overhead a batch saves), when at least _BATCH_MIN bytes follow the frame,
@@ -677,20 +679,52 @@ class ReceiveBuffer:
         return self.take_until(delimiter, max_size)
 
     def _split_batch(self, delimiter: bytes, max_size: int, mode: int) -> list[bytes] | None:
-        """Consume and return the whole frames at the head of _data, cut at
-        C speed as the hand-written ``receive_some`` + ``bytes.split`` loop
-        cuts them: one ``find`` (resuming from the search memory), one
-        ``rfind`` for the last delimiter, one ``split`` of the bytes before
-        it. Returns None, consuming nothing, when _data holds no whole frame,
+        """Consume and return the whole frames at the head of _data (see
+        `_region_frames`), or return None, consuming nothing."""
+        found = self._region_frames(delimiter, max_size, mode, None)
+        if found is None:
+            return None
+        if self._batch_len:
+            self._drop_batch()
+        self._pos = found[1]
+        return found[0]
+
+    def peek_frames(self, delimiter: bytes, max_size: int, mode: int, window: int) -> tuple[list[bytes], int] | None:
+        """The whole frames at the head of _data, not consumed, for a frame
+        iterator to hand out one by one (consuming each as it does): cut from
+        at most ``window`` bytes (plus the first frame), as
+        ``(frames, extra)`` where each frame occupies ``len(frame) + extra``
+        bytes. None when there are none, and in every case where frame
+        sizes would vary (lines ending in a mix of ``\\n`` and ``\\r\\n``).
+        ``mode`` is `LINE_MODE` for `take_line` frames, `PLAIN_MODE` for
+        `take_until` frames without their delimiter.
+        """
+        found = self._region_frames(delimiter, max_size, mode, window)
+        if found is None or found[2] < 0:
+            return None
+        return found[0], found[2]
+
+    def _region_frames(
+        self, delimiter: bytes, max_size: int, mode: int, window: int | None
+    ) -> tuple[list[bytes], int, int] | None:
+        """The whole frames at the head of _data, cut at C speed as the
+        hand-written ``receive_some`` + ``bytes.split`` loop cuts them: one
+        ``find`` (resuming from the search memory), one ``rfind`` for the
+        last delimiter (within ``window`` bytes past the first frame, if
+        given), one ``split``. Returns ``(frames, stop, extra)``: consuming
+        them means moving _pos to ``stop``; each occupies ``len(frame) +
+        extra`` bytes, unless ``extra`` is -1 (lines with mixed endings).
+        Returns None, consuming nothing, when _data holds no whole frame,
         when it is a bytearray (split would hand out bytearrays) or when the
         first frame is over ``max_size``: `take_line` / `take_until` handle
         those (and frames that run past _data).
 
-        Cost: O(bytes consumed + the unfinished tail after the last
-        delimiter), which the next search resumes past, so each byte is
-        scanned a bounded number of times. In ``_STRIP_CR`` mode one more
-        ``find`` for ``\\r``; when there are any, one ``count`` of ``\\r\\n``,
-        and one slice per line only if lines mix ``\\n`` and ``\\r\\n``.
+        Cost: O(bytes cut + the unfinished tail after the last delimiter,
+        when that is searched: the next search resumes past it), so each
+        byte is scanned a bounded number of times. In ``_STRIP_CR`` mode
+        one more ``find`` for ``\\r``; when there are any, one ``count`` of
+        ``\\r\\n``, and one slice per line only if lines mix ``\\n`` and
+        ``\\r\\n``.
         """
         data = self._data
         if type(data) is not bytes:
@@ -702,7 +736,10 @@ class ReceiveBuffer:
             self._snext = len(data) - len(delimiter) + 1
             return None
         size = len(delimiter)
-        end = data.rfind(delimiter, first)
+        if window is None or first + window >= len(data):
+            end = data.rfind(delimiter, first)
+        else:
+            end = data.rfind(delimiter, first, first + window)
         stop = end + size
         extra = size  # bytes consumed per frame beyond the piece split returns
         cut = delimiter
@@ -738,10 +775,7 @@ class ReceiveBuffer:
                     return None
                 del pieces[keep:]
                 stop = pos + sum(sizes[:keep])
-        if self._batch_len:
-            self._drop_batch()
-        self._pos = stop
-        return pieces
+        return pieces, stop, extra
 
     def _take_single(self, delimiter: bytes, max_size: int, mode: int) -> bytes | None:
         """The search behind `take_line` and `take_until` when no batch is ready.

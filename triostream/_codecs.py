@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NoReturn
 
-from ._buffer import Delimiters, ReceiveBuffer, normalize_delimiters
+from ._buffer import LINE_MODE, PLAIN_MODE, Delimiters, ReceiveBuffer, normalize_delimiters
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError
 
 __all__ = [
@@ -74,6 +74,7 @@ OnTooLong = Literal["raise", "discard"]
 #: What `FrameDecoder.bind` returns: a zero-argument ``decode``.
 Take = Callable[[], "bytes | None"]
 TakeBatch = Callable[[], "list[bytes] | None"]
+PeekFrames = Callable[[int], "tuple[list[bytes], int] | None"]
 
 
 def _check_limit(name: str, value: int) -> int:
@@ -145,6 +146,17 @@ class FrameDecoder(ABC):
         buffer method bound to its arguments instead, when that is all its
         ``decode`` does."""
         return functools.partial(self.decode, buffer)
+
+    def bind_peek(self, buffer: ReceiveBuffer) -> PeekFrames | None:
+        """For the frame iterators: a callable ``peek(window)`` returning the
+        whole frames at the head of ``buffer`` without consuming them, as
+        ``(frames, extra)`` where each frame occupies ``len(frame) + extra``
+        bytes (the iterator consumes each as it hands it out), cut from
+        about ``window`` bytes; None when there are none or sizes would
+        vary. Or None (the default): the iterator calls ``bind(buffer)``
+        per frame, which is always correct. The frames must be exactly those
+        ``decode`` would return, in order, and none that it would refuse."""
+        return None
 
     def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:
         """A zero-argument callable that consumes and returns every whole
@@ -338,6 +350,15 @@ class _DelimitedDecoder(FrameDecoder):
         if self._lines:
             return functools.partial(buffer.take_line, self._max_size)
         return functools.partial(buffer.take_until, self._delimiters, self._max_size, self._keep)
+
+    def bind_peek(self, buffer: ReceiveBuffer) -> PeekFrames | None:
+        if self._discard:
+            return None
+        if self._lines:
+            return functools.partial(buffer.peek_frames, b"\n", self._max_size, LINE_MODE)
+        if type(self._delimiters) is bytes and not self._keep:
+            return functools.partial(buffer.peek_frames, self._delimiters, self._max_size, PLAIN_MODE)
+        return None
 
     def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:
         if self._discard:
@@ -584,6 +605,38 @@ class _LengthPrefixedDecoder(_SizedDecoder):
 
     def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:
         return functools.partial(self.decode_batch, buffer)
+
+    def bind_peek(self, buffer: ReceiveBuffer) -> PeekFrames | None:
+        if self._field or self._adjustment or self._include:
+            return None
+        return functools.partial(self.peek_frames, buffer)
+
+    def peek_frames(self, buffer: ReceiveBuffer, window: int) -> tuple[list[bytes], int] | None:
+        """The whole frames in the buffer's current chunk from about
+        ``window`` bytes, not consumed (see `FrameDecoder.bind_peek`); for
+        the usual configuration (no offset, adjustment or included header).
+        """
+        data = buffer._data
+        if type(data) is not bytes or self._skip_left:
+            return None
+        pos = buffer._pos
+        stop = len(data)
+        header = self._header
+        max_size = self._max_size
+        unpack = self._unpack
+        limit = pos + window
+        frames: list[bytes] = []
+        append = frames.append
+        while pos < limit:
+            start = pos + header
+            if start > stop:
+                break
+            end = start + unpack(data, pos)[0]
+            if end > stop or end - start > max_size:
+                break
+            append(data[start:end])
+            pos = end
+        return (frames, header) if frames else None
 
     def decode_batch(self, buffer: ReceiveBuffer) -> list[bytes] | None:
         """Every whole frame buffered: the first by `decode`, the rest of the

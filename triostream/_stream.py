@@ -7,18 +7,20 @@ decides where the checkpoints go; where a frame ends is decided in
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import re
 import ssl
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn, TypeVar
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
 
-from ._buffer import ReceiveBuffer, normalize_delimiters
+from ._buffer import LINE_MODE, PLAIN_MODE, ReceiveBuffer, normalize_delimiters
 from ._codecs import Codec, FrameDecoder, _DecoderCache
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._options import check_positive, check_timeout
@@ -28,6 +30,10 @@ __all__ = ["BufferedStream", "FrameIterator", "HalfCloseableBufferedStream"]
 DelimiterArg = bytes | bytearray | memoryview | tuple[bytes, ...]
 Take = Callable[..., "bytes | None"]
 TakeBatch = Callable[..., "list[bytes] | None"]
+PeekFrames = Callable[[int], "tuple[list[bytes], int] | None"]
+# The frame iterators' cutting window (see FrameIterator): first cut, and cap.
+_PEEK_WINDOW_MIN = 2048
+_PEEK_WINDOW_MAX = 1 << 18
 T = TypeVar("T")
 
 # Transports whose receive_some is a full checkpoint on every path that
@@ -660,16 +666,29 @@ class BufferedStream(trio.abc.Stream):
         """
         delimiters = normalize_delimiters(delimiter)
         limit = self._limit(max_size)
-        batch = None
+        buffer = self._buffer
         if type(delimiters) is bytes and not keep_delimiter:
-            batch = (self._buffer.take_until_batch, (delimiters, limit))
-        return FrameIterator(self, self._buffer.take_until, (delimiters, limit, keep_delimiter), batch)
+            return FrameIterator(
+                self,
+                buffer.take_until,
+                (delimiters, limit, False),
+                (buffer.take_until_batch, (delimiters, limit)),
+                functools.partial(buffer.peek_frames, delimiters, limit, PLAIN_MODE),
+            )
+        return FrameIterator(self, buffer.take_until, (delimiters, limit, keep_delimiter))
 
     def lines(self, *, max_size: int | None = None) -> FrameIterator:
         """An async iterator of the lines `receive_line` would return, with
         the checkpoint and cancellation rules of `iter_until`."""
         limit = self._limit(max_size)
-        return FrameIterator(self, self._buffer.take_line, (limit,), (self._buffer.take_lines, (limit,)))
+        buffer = self._buffer
+        return FrameIterator(
+            self,
+            buffer.take_line,
+            (limit,),
+            (buffer.take_lines, (limit,)),
+            functools.partial(buffer.peek_frames, b"\n", limit, LINE_MODE),
+        )
 
     # ------------------------------------------------------------ codecs
 
@@ -738,8 +757,15 @@ class BufferedStream(trio.abc.Stream):
         Errors as for `receive_frame`, each after a checkpoint; an EOF inside
         a frame (also one being skipped) raises `IncompleteReadError`."""
         decoder = self._decoder(codec)
-        take_batch = decoder.bind_batch(self._buffer)
-        return FrameIterator(self, decoder.bind(self._buffer), (), None if take_batch is None else (take_batch, ()))
+        buffer = self._buffer
+        take_batch = decoder.bind_batch(buffer)
+        return FrameIterator(
+            self,
+            decoder.bind(buffer),
+            (),
+            None if take_batch is None else (take_batch, ()),
+            decoder.bind_peek(buffer),
+        )
 
     async def fill(self) -> int:
         """Read more bytes into the buffer, consuming nothing; return how
@@ -1055,14 +1081,44 @@ class FrameIterator:
     `BufferedStream.frames` and `FrameChannel.frames` return.
 
     Public as a type (for annotations), not to be constructed: its
-    constructor takes the stream's private frame-cutting function.
+    constructor takes the stream's private frame-cutting functions.
 
     Buffered frames are returned without a checkpoint; refills go through the
     stream's transport with a full checkpoint each. Holds no lock between
     frames, so leaving an ``async for`` early is always safe.
     """
 
-    __slots__ = ("_args", "_batch", "_stream", "_take")
+    # How the per-frame path keeps up with the hand-written split loop:
+    # where the framing allows (lines, one delimiter, length prefixes), the
+    # iterator cuts the frames at the head of the buffer in one C-speed pass
+    # (`ReceiveBuffer.peek_frames`), WITHOUT consuming them, and hands them
+    # out one per step, consuming each as it goes (moving the buffer's
+    # cursor by the frame's size). So a frame is still buffered until it is
+    # returned: breaking out of the loop, a cancellation or another receive
+    # in between lose nothing. The cut frames are used only while the
+    # buffer is where this iterator left it (same chunk object, same
+    # cursor); anything else consuming from the buffer makes the iterator
+    # cut afresh. The window cut starts small and doubles while each cut is
+    # used up, so work done for frames never returned stays within a
+    # constant factor of the bytes consumed.
+    # Measured (in one process, 64 KiB reads, ns per frame at 16 B / 1 KiB
+    # lines): cutting per step with take_line 358 / 812, the cut frames ...
+
+    __slots__ = (
+        "_args",
+        "_at",
+        "_batch",
+        "_buffer",
+        "_cut",
+        "_data",
+        "_extra",
+        "_next",
+        "_no_peek",
+        "_peek",
+        "_stream",
+        "_take",
+        "_window",
+    )
 
     def __init__(
         self,
@@ -1070,28 +1126,152 @@ class FrameIterator:
         take: Take,
         args: tuple[Any, ...],
         batch: tuple[TakeBatch, tuple[Any, ...]] | None = None,
+        peek: PeekFrames | None = None,
     ) -> None:
         self._stream = stream
+        self._buffer = stream._buffer
         self._take = take
         self._args = args
         self._batch = batch
+        self._peek = peek
+        # The frames cut ahead: _cut[_next:] are still buffered at _at in
+        # _data, each taking len(frame) + _extra bytes.
+        self._cut: list[bytes] = []
+        self._next = 0
+        self._at = -1
+        self._data: object = None
+        self._extra = 0
+        self._window = _PEEK_WINDOW_MIN
+        self._no_peek: object = None  # the chunk a peek found nothing to cut in
 
-    def __aiter__(self) -> FrameIterator:
-        return self
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """``async for`` runs `_frames`, an async generator, rather than
+        ``__anext__``: resuming a generator costs about 90 ns here against
+        about 150 ns for creating and running an ``__anext__`` coroutine per
+        frame, and its state lives in fast locals. ``__anext__`` remains for
+        direct calls; both work on the buffer's state, so they may be mixed.
+
+        The generator is started here (to its first, empty ``yield``) with
+        the interpreter's async generator hooks unset, so that Trio does not
+        adopt it: breaking out of ``async for`` leaves it unfinished, and
+        Trio warns (``ResourceWarning``) about every unfinished generator it
+        adopted. Without hooks it is closed when it is collected, at that
+        ``yield``, where it holds nothing that needs closing.
+        """
+        frames = self._frames()
+        hooks = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(None, None)
+        try:
+            frames.asend(None).send(None)
+        except StopIteration:
+            pass
+        finally:
+            sys.set_asyncgen_hooks(*hooks)
+        return frames
+
+    async def _frames(self) -> AsyncGenerator[bytes, None]:
+        """`__anext__` as a loop (see `__aiter__`): the same steps, the
+        cut-ahead state in locals."""
+        yield b""  # taken by __aiter__, never by the caller
+        stream = self._stream
+        buffer = self._buffer
+        take = self._take
+        args = self._args
+        peek = self._peek
+        cut: list[bytes] = []
+        i = 0
+        at = -1
+        data: object = None
+        extra = 0
+        window = _PEEK_WINDOW_MIN
+        no_peek: object = None
+        while True:
+            if not stream._state:
+                if i < len(cut) and buffer._pos == at and buffer._data is data:
+                    frame = cut[i]
+                    i += 1
+                    at = buffer._pos = at + len(frame) + extra
+                    yield frame
+                    continue
+                if peek is not None and buffer._data is not no_peek:
+                    window = min(window * 2, _PEEK_WINDOW_MAX) if i >= len(cut) else _PEEK_WINDOW_MIN
+                    found = peek(window)
+                    if found is None:
+                        no_peek = buffer._data
+                        cut = []
+                    else:
+                        cut, extra = found
+                        if buffer._batch_len:
+                            buffer._drop_batch()
+                        data = buffer._data
+                        frame = cut[0]
+                        i = 1
+                        at = buffer._pos = buffer._pos + len(frame) + extra
+                        yield frame
+                        continue
+                try:
+                    taken = take(*args)
+                except Exception as exc:
+                    await _checkpoint_for(exc)
+                    raise
+                if taken is not None:
+                    yield taken
+                    continue
+            taken = await stream._next_frame_slow(take, args)
+            if taken is None:
+                return
+            yield taken
 
     async def __anext__(self) -> bytes:
         stream = self._stream
         if not stream._state:
+            buffer = self._buffer
+            i = self._next
+            if i < len(self._cut) and buffer._pos == self._at and buffer._data is self._data:
+                frame = self._cut[i]
+                self._next = i + 1
+                self._at = buffer._pos = self._at + len(frame) + self._extra
+                return frame
+            if self._peek is not None and buffer._data is not self._no_peek:
+                cut = self._cut_ahead(buffer)
+                if cut is not None:
+                    return cut
             try:
-                frame = self._take(*self._args)
+                taken = self._take(*self._args)
             except Exception as exc:
                 await _checkpoint_for(exc)
                 raise
-            if frame is not None:
-                return frame
-        frame = await stream._next_frame_slow(self._take, self._args)
-        if frame is None:
+            if taken is not None:
+                return taken
+        taken = await stream._next_frame_slow(self._take, self._args)
+        if taken is None:
             raise StopAsyncIteration
+        return taken
+
+    def _cut_ahead(self, buffer: ReceiveBuffer) -> bytes | None:
+        """Cut the frames at the head of the buffer (not consuming them);
+        consume and return the first. None when there is nothing to cut
+        here (the per-frame cutter takes over until the chunk changes)."""
+        assert self._peek is not None
+        # Double the window while the cuts are used up; start small again
+        # after one was abandoned.
+        used_up = self._next >= len(self._cut)
+        window = min(self._window * 2, _PEEK_WINDOW_MAX) if used_up else _PEEK_WINDOW_MIN
+        self._window = window
+        found = self._peek(window)
+        if found is None:
+            self._no_peek = buffer._data
+            self._cut = []
+            return None
+        cut, extra = found
+        if buffer._batch_len:
+            buffer._drop_batch()  # take_line's own batch: its index follows _pos
+        frame = cut[0]
+        self._cut = cut
+        self._next = 1
+        self._extra = extra
+        self._data = buffer._data
+        self._at = buffer._pos = buffer._pos + len(frame) + extra
         return frame
 
     def batches(self) -> BatchIterator:
