@@ -1,10 +1,16 @@
-"""Receive-side benchmark: triostream against a hand-written loop and its peers.
+"""Receive-side benchmark: triostream against the hand-written split loop and its peers.
 
 Every receiver reads the same payload and counts its frames and bytes; a run
 whose count is wrong is reported as an error, so a broken receiver cannot look
 fast. Over TCP the sender is a separate process (a blocking socket that
 connects to 127.0.0.1, waits for a one-byte "go" and sends a pre-built
 payload); the clock runs from the "go" to the receiver's last frame.
+
+The reference is ``split``, the pure-Python limit: ``receive_some(65536)`` and
+``bytes.split`` (short lines), a ``find`` loop (long lines) or
+``struct.unpack_from`` (length prefixes). The runs are interleaved rounds
+(every method once per workload per round, in a shuffled order); ratios are
+taken within each round and the median over rounds is reported.
 
 Run ``python benchmarks/bench_receive.py --help``; see benchmarks/README.md.
 """
@@ -16,12 +22,14 @@ import asyncio
 import gc
 import importlib.util
 import os
+import random
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Literal
@@ -42,6 +50,8 @@ try:
     PEERS["anyio"] = version("anyio")
 except ImportError:  # pragma: no cover
     PEERS["anyio"] = None
+
+PEERS["asyncio"] = f"Python {sys.version.split()[0]}"
 
 try:
     import uvloop
@@ -67,6 +77,14 @@ except ImportError:  # pragma: no cover
 KiB = 1024
 MiB = 1024 * KiB
 HOST = "127.0.0.1"
+
+# The split reference cuts lines of up to SPLIT_MAX_FRAME bytes (with the \n)
+# with bytes.split, longer ones with a find loop: bytes.split looks for a
+# one-byte separator byte by byte (about 3 GB/s here), bytes.find with memchr,
+# so past ~512 B per line the find loop's per-line Python cost is the smaller
+# one (measured here: equal at 512 B, find 1.4x faster at 1 KiB, 4x at 16 KiB;
+# split 1.7x faster at 256 B, 3.5x at 16 B).
+SPLIT_MAX_FRAME = 512
 
 Kind = Literal["lines", "prefixed"]
 Transport = Literal["tcp", "mem"]
@@ -96,7 +114,7 @@ class Workload:
     transport: Transport = "tcp"
     receive_size: int = 64 * KiB  # the most bytes a receiver asks its transport for
     max_frame: int = 64 * KiB  # the frame / buffer limit every receiver is given
-    reps_factor: int = 1  # runs per method per repetition (more for the short, noisy scaling runs)
+    reps_factor: int = 1  # runs per method per round, the fastest kept (more for the short scaling runs)
 
     @property
     def frame_size(self) -> int:
@@ -107,8 +125,22 @@ class Workload:
         return self.count * self.frame_size
 
     @property
+    def reads(self) -> int:
+        """Transport reads of ``receive_size`` the payload needs (at least)."""
+        return -(-self.wire_bytes // self.receive_size)
+
+    @property
     def expected(self) -> Tally:
         return self.count, self.count * self.body
+
+    @property
+    def scaling(self) -> bool:
+        return self.group.startswith("scale-")
+
+    @property
+    def split_by_find(self) -> bool:
+        """Whether the split reference uses the find loop (long lines)."""
+        return self.kind == "lines" and self.frame_size > SPLIT_MAX_FRAME
 
     def matches(self, selector: str) -> bool:
         return selector in (self.name, self.group, self.kind, self.group.split("-")[0])
@@ -311,12 +343,49 @@ def on_trio(reader: TrioReader) -> Runner:
     return run
 
 
-async def baseline_lines(stream: trio.abc.Stream, wl: Workload) -> Tally:
-    """The pure-Python limit: split each chunk with ``bytes.find``; keep an
-    unfinished line as a list of pieces (joined once, so long lines stay linear)."""
+# The hand-written loops. Every receiver, these included, does the same work
+# per frame (count it and its length), so the loops differ only in framing.
+
+
+async def split_lines(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    """The pure-Python limit for short lines: ``bytes.split`` each read
+    (after the unfinished line of the previous one, kept as the tail)."""
+    frames = nbytes = 0
+    tail: bytes | bytearray = b""
+    receive_some, size = stream.receive_some, wl.receive_size
+    while data := await receive_some(size):
+        lines = (tail + data if tail else data).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            frames += 1
+            nbytes += len(line)
+    return frames, nbytes
+
+
+async def split_lines_checkpoint(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    """`split_lines` with one ``await trio.lowlevel.checkpoint()`` per line."""
+    checkpoint = trio.lowlevel.checkpoint
+    frames = nbytes = 0
+    tail: bytes | bytearray = b""
+    receive_some, size = stream.receive_some, wl.receive_size
+    while data := await receive_some(size):
+        lines = (tail + data if tail else data).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            await checkpoint()
+            frames += 1
+            nbytes += len(line)
+    return frames, nbytes
+
+
+async def find_lines(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    """The pure-Python limit for long lines: ``bytes.find`` each line; an
+    unfinished line is kept as a list of pieces, joined once (linear in the
+    line's length however many reads it takes)."""
     frames = nbytes = 0
     pending: list[bytes | bytearray] = []
-    while data := await stream.receive_some(wl.receive_size):
+    receive_some, size = stream.receive_some, wl.receive_size
+    while data := await receive_some(size):
         start = 0
         while (end := data.find(b"\n", start)) >= 0:
             line = data[start:end]
@@ -332,16 +401,45 @@ async def baseline_lines(stream: trio.abc.Stream, wl: Workload) -> Tally:
     return frames, nbytes
 
 
-async def baseline_prefixed(stream: trio.abc.Stream, wl: Workload) -> Tally:
-    """The pure-Python limit for 4-byte big-endian length prefixes."""
+async def find_lines_checkpoint(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    """`find_lines` with one ``await trio.lowlevel.checkpoint()`` per line."""
+    checkpoint = trio.lowlevel.checkpoint
+    frames = nbytes = 0
+    pending: list[bytes | bytearray] = []
+    receive_some, size = stream.receive_some, wl.receive_size
+    while data := await receive_some(size):
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            line = data[start:end]
+            if pending:
+                pending.append(line)
+                line = b"".join(pending)
+                pending.clear()
+            await checkpoint()
+            frames += 1
+            nbytes += len(line)
+            start = end + 1
+        if start < len(data):
+            pending.append(data[start:])
+    return frames, nbytes
+
+
+_unpack_header = struct.Struct(">I").unpack_from
+
+
+async def split_prefixed(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    """The pure-Python limit for 4-byte big-endian length prefixes:
+    ``struct.unpack_from`` and slicing; the unfinished frame is the tail."""
+    unpack = _unpack_header
     frames = nbytes = 0
     buf: bytes | bytearray = b""
-    while data := await stream.receive_some(wl.receive_size):
+    receive_some, size = stream.receive_some, wl.receive_size
+    while data := await receive_some(size):
         buf = buf + data if buf else data
-        pos, size = 0, len(buf)
-        while pos + 4 <= size:
-            end = pos + 4 + int.from_bytes(buf[pos : pos + 4], "big")
-            if end > size:
+        pos, stop = 0, len(buf)
+        while pos + 4 <= stop:
+            end = pos + 4 + unpack(buf, pos)[0]
+            if end > stop:
                 break
             payload = buf[pos + 4 : end]
             frames += 1
@@ -351,8 +449,37 @@ async def baseline_prefixed(stream: trio.abc.Stream, wl: Workload) -> Tally:
     return frames, nbytes
 
 
+async def split_prefixed_checkpoint(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    """`split_prefixed` with one ``await trio.lowlevel.checkpoint()`` per frame."""
+    checkpoint = trio.lowlevel.checkpoint
+    unpack = _unpack_header
+    frames = nbytes = 0
+    buf: bytes | bytearray = b""
+    receive_some, size = stream.receive_some, wl.receive_size
+    while data := await receive_some(size):
+        buf = buf + data if buf else data
+        pos, stop = 0, len(buf)
+        while pos + 4 <= stop:
+            end = pos + 4 + unpack(buf, pos)[0]
+            if end > stop:
+                break
+            payload = buf[pos + 4 : end]
+            await checkpoint()
+            frames += 1
+            nbytes += len(payload)
+            pos = end
+        buf = buf[pos:]
+    return frames, nbytes
+
+
 def _buffered(stream: trio.abc.Stream, wl: Workload) -> BufferedStream:
     return BufferedStream(stream, max_buffer_size=wl.max_frame, receive_size=wl.receive_size)
+
+
+def _codec(s: BufferedStream) -> LengthPrefixed:
+    """4-byte big-endian lengths (the default ``length_size``); ``max_size``
+    counts the body, so header + body fit the stream's buffer."""
+    return LengthPrefixed(s.max_buffer_size - 4)
 
 
 async def ts_call_line(stream: trio.abc.Stream, wl: Workload) -> Tally:
@@ -390,6 +517,22 @@ async def ts_call_exactly(stream: trio.abc.Stream, wl: Workload) -> Tally:
         while True:
             header = await s.receive_exactly(4)
             payload = await s.receive_exactly(int.from_bytes(header, "big"))
+            frames += 1
+            nbytes += len(payload)
+    except IncompleteReadError as exc:
+        if exc.partial:
+            raise
+    return frames, nbytes
+
+
+async def ts_call_frame(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    """``await receive_frame(LengthPrefixed(...))``: one awaited call per frame."""
+    s = _buffered(stream, wl)
+    codec = _codec(s)
+    frames = nbytes = 0
+    try:
+        while True:
+            payload = await s.receive_frame(codec)
             frames += 1
             nbytes += len(payload)
     except IncompleteReadError as exc:
@@ -458,7 +601,15 @@ async def ts_nowait_exactly(stream: trio.abc.Stream, wl: Workload) -> Tally:
 
 async def ts_iter_lines(stream: trio.abc.Stream, wl: Workload) -> Tally:
     frames = nbytes = 0
-    async for line in _buffered(stream, wl).lines():
+    async for line in _buffered(stream, wl).lines(max_size=wl.max_frame):
+        frames += 1
+        nbytes += len(line)
+    return frames, nbytes
+
+
+async def ts_iter_until(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    frames = nbytes = 0
+    async for line in _buffered(stream, wl).iter_until(b"\n", max_size=wl.max_frame):
         frames += 1
         nbytes += len(line)
     return frames, nbytes
@@ -468,17 +619,38 @@ async def ts_iter_frames(stream: trio.abc.Stream, wl: Workload) -> Tally:
     """``frames(LengthPrefixed(...))``: the framing codec's fast iterator."""
     frames = nbytes = 0
     s = _buffered(stream, wl)
-    async for payload in s.frames(LengthPrefixed(s.max_buffer_size - 4)):
+    async for payload in s.frames(_codec(s)):
         frames += 1
         nbytes += len(payload)
     return frames, nbytes
 
 
-async def ts_iter_until(stream: trio.abc.Stream, wl: Workload) -> Tally:
+async def ts_batch_lines(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    """``lines().batches()``: a list of every buffered line per step."""
     frames = nbytes = 0
-    async for line in _buffered(stream, wl).iter_until(b"\n"):
-        frames += 1
-        nbytes += len(line)
+    async for batch in _buffered(stream, wl).lines(max_size=wl.max_frame).batches():
+        for line in batch:
+            frames += 1
+            nbytes += len(line)
+    return frames, nbytes
+
+
+async def ts_batch_until(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    frames = nbytes = 0
+    async for batch in _buffered(stream, wl).iter_until(b"\n", max_size=wl.max_frame).batches():
+        for line in batch:
+            frames += 1
+            nbytes += len(line)
+    return frames, nbytes
+
+
+async def ts_batch_frames(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    frames = nbytes = 0
+    s = _buffered(stream, wl)
+    async for batch in s.frames(_codec(s)).batches():
+        for payload in batch:
+            frames += 1
+            nbytes += len(payload)
     return frames, nbytes
 
 
@@ -549,11 +721,25 @@ def on_asyncio(reader: AsyncioReader, loop_factory: LoopFactory) -> Runner:
     return run
 
 
-async def asyncio_lines(reader: asyncio.StreamReader, wl: Workload) -> Tally:
+async def asyncio_readline(reader: asyncio.StreamReader, wl: Workload) -> Tally:
     frames = nbytes = 0
     while line := await reader.readline():
         frames += 1
         nbytes += len(line) - 1  # an unterminated last line would miscount
+    return frames, nbytes
+
+
+async def asyncio_readuntil(reader: asyncio.StreamReader, wl: Workload) -> Tally:
+    """``readuntil(b"\\n")``: what ``readline`` calls, without its wrapper."""
+    frames = nbytes = 0
+    try:
+        while True:
+            line = await reader.readuntil(b"\n")
+            frames += 1
+            nbytes += len(line) - 1
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise
     return frames, nbytes
 
 
@@ -711,104 +897,189 @@ async def tornado_prefixed(stream: tornado.iostream.BaseIOStream, wl: Workload) 
 # ------------------------------------------------------------------ registry
 
 Entry = tuple[Runner, str]  # (runner, the API it exercises)
+Picker = Callable[[Workload], Entry | None]
 
 
 @dataclass(frozen=True)
 class Method:
+    """One row of the tables: ``pick`` gives its receiver for a workload
+    (None: it does not apply there)."""
+
     name: str
-    lines: Entry | None = None
-    prefixed: Entry | None = None
+    pick: Picker = lambda wl: None
+    peer: str | None = None  # the peer this row measures (targets group its rows)
     small_tcp_reads: bool = True  # can it be told to read 1 KiB at a time from a socket?
     skipped: str | None = None
 
     def entry(self, wl: Workload) -> Entry | None:
         if wl.transport == "tcp" and wl.receive_size < 64 * KiB and not self.small_tcp_reads:
             return None
-        return self.lines if wl.kind == "lines" else self.prefixed
+        return self.pick(wl)
 
     def applies(self, wl: Workload) -> bool:
         return self.skipped is not None or self.entry(wl) is not None
 
 
-BASELINE = "baseline"
-TS_CALL, TS_CALL_UNTIL = "triostream call", "triostream call-until"
-TS_NOWAIT, TS_NOWAIT_UNTIL = "triostream nowait", "triostream nowait-until"
-TS_ITER, TS_ITER_UNTIL = "triostream iter", "triostream iter-until"
-TRIOSTREAM_METHODS = (TS_CALL, TS_CALL_UNTIL, TS_NOWAIT, TS_NOWAIT_UNTIL, TS_ITER, TS_ITER_UNTIL)
+def by_kind(lines: Entry | None = None, prefixed: Entry | None = None, *, scaling: bool = True) -> Picker:
+    """The lines receiver for line workloads, the prefixed one for the others;
+    ``scaling=False``: not at the scaling workloads."""
+
+    def pick(wl: Workload) -> Entry | None:
+        if wl.scaling and not scaling:
+            return None
+        return lines if wl.kind == "lines" else prefixed
+
+    return pick
 
 
-def optional(peer: str, make: Callable[[], Method]) -> Method:
-    """The peer's method, or a placeholder row when the peer is not installed."""
-    return make() if PEERS[peer] else Method(peer, skipped="skipped (not installed)")
+SPLIT, CHECKPOINT, FIND, BYTES_SPLIT = "split", "split+checkpoint", "find", "bytes.split"
+TS_CALL_LINE, TS_CALL_UNTIL, TS_CALL_EXACTLY, TS_CALL_FRAME = (
+    "ts call line",
+    "ts call until",
+    "ts call exactly",
+    "ts call frame",
+)
+TS_NOWAIT_LINE, TS_NOWAIT_UNTIL, TS_NOWAIT_EXACTLY = "ts nowait line", "ts nowait until", "ts nowait exactly"
+TS_ITER_LINES, TS_ITER_UNTIL, TS_ITER_FRAMES = "ts iter lines", "ts iter until", "ts iter frames"
+TS_BATCH_LINES, TS_BATCH_UNTIL, TS_BATCH_FRAMES = "ts batch lines", "ts batch until", "ts batch frames"
+# The triostream methods that read lines (the scaling workloads are lines).
+TS_LINE_METHODS = (
+    TS_CALL_LINE,
+    TS_CALL_UNTIL,
+    TS_NOWAIT_LINE,
+    TS_NOWAIT_UNTIL,
+    TS_ITER_LINES,
+    TS_ITER_UNTIL,
+    TS_BATCH_LINES,
+    TS_BATCH_UNTIL,
+)
+TS_PREFIXED_METHODS = (TS_CALL_EXACTLY, TS_CALL_FRAME, TS_NOWAIT_EXACTLY, TS_ITER_FRAMES, TS_BATCH_FRAMES)
+REFERENCES = (SPLIT, CHECKPOINT, FIND, BYTES_SPLIT)
+
+
+def optional(peer: str, make: Callable[[], list[Method]], names: Sequence[str]) -> list[Method]:
+    """The peer's methods, or placeholder rows when the peer is not installed."""
+    if PEERS[peer]:
+        return make()
+    return [Method(name, peer=peer, skipped="skipped (not installed)") for name in names]
 
 
 def build_methods(anyio_backend: str) -> list[Method]:
+    split_entry = (on_trio(split_lines), "receive_some + bytes.split")
+    find_entry = (on_trio(find_lines), "receive_some + bytes.find, pieces joined")
+    prefixed_entry = (on_trio(split_prefixed), "receive_some + struct.unpack_from")
+
+    def split(wl: Workload) -> Entry:
+        if wl.kind == "prefixed":
+            return prefixed_entry
+        return find_entry if wl.split_by_find else split_entry
+
+    def checkpoint(wl: Workload) -> Entry | None:
+        if wl.scaling:
+            return None
+        if wl.kind == "prefixed":
+            return (on_trio(split_prefixed_checkpoint), "split (unpack_from) + checkpoint/frame")
+        if wl.split_by_find:
+            return (on_trio(find_lines_checkpoint), "split (find) + checkpoint/frame")
+        return (on_trio(split_lines_checkpoint), "split (bytes.split) + checkpoint/frame")
+
+    def other_loop(loop_uses_find: bool) -> Picker:
+        """The line loop the split reference does not use (fixed workloads)."""
+        entry = find_entry if loop_uses_find else split_entry
+        return lambda wl: (
+            entry if wl.kind == "lines" and not wl.scaling and wl.split_by_find != loop_uses_find else None
+        )
+
     trio_methods = [
-        Method(
-            BASELINE,
-            (on_trio(baseline_lines), "receive_some + bytes.find"),
-            (on_trio(baseline_prefixed), "receive_some + int.from_bytes"),
-        ),
-        Method(
-            TS_CALL, (on_trio(ts_call_line), "await receive_line()"), (on_trio(ts_call_exactly), "receive_exactly()")
-        ),
-        Method(TS_CALL_UNTIL, (on_trio(ts_call_until), "await receive_until(b'\\n')")),
-        Method(
-            TS_NOWAIT,
-            (on_trio(ts_nowait_line), "receive_line_nowait()"),
-            (on_trio(ts_nowait_exactly), "receive_exactly_nowait()"),
-        ),
-        Method(TS_NOWAIT_UNTIL, (on_trio(ts_nowait_until), "receive_until_nowait(b'\\n')")),
-        Method(
-            TS_ITER,
-            (on_trio(ts_iter_lines), "async for in lines()"),
-            (on_trio(ts_iter_frames), "async for in frames(LengthPrefixed)"),
-        ),
-        Method(TS_ITER_UNTIL, (on_trio(ts_iter_until), "async for in iter_until(b'\\n')")),
+        Method(SPLIT, split),
+        Method(CHECKPOINT, checkpoint),
+        Method(FIND, other_loop(True)),
+        Method(BYTES_SPLIT, other_loop(False)),
+        Method(TS_CALL_LINE, by_kind((on_trio(ts_call_line), "await receive_line()"))),
+        Method(TS_CALL_UNTIL, by_kind((on_trio(ts_call_until), "await receive_until(b'\\n')"))),
+        Method(TS_CALL_EXACTLY, by_kind(None, (on_trio(ts_call_exactly), "await receive_exactly() x2"))),
+        Method(TS_CALL_FRAME, by_kind(None, (on_trio(ts_call_frame), "await receive_frame(LengthPrefixed)"))),
+        Method(TS_NOWAIT_LINE, by_kind((on_trio(ts_nowait_line), "receive_line_nowait()"))),
+        Method(TS_NOWAIT_UNTIL, by_kind((on_trio(ts_nowait_until), "receive_until_nowait(b'\\n')"))),
+        Method(TS_NOWAIT_EXACTLY, by_kind(None, (on_trio(ts_nowait_exactly), "receive_exactly_nowait() x2"))),
+        Method(TS_ITER_LINES, by_kind((on_trio(ts_iter_lines), "async for in lines()"))),
+        Method(TS_ITER_UNTIL, by_kind((on_trio(ts_iter_until), "async for in iter_until(b'\\n')"))),
+        Method(TS_ITER_FRAMES, by_kind(None, (on_trio(ts_iter_frames), "async for in frames(LengthPrefixed)"))),
+        Method(TS_BATCH_LINES, by_kind((on_trio(ts_batch_lines), "async for in lines().batches()"))),
+        Method(TS_BATCH_UNTIL, by_kind((on_trio(ts_batch_until), "async for in iter_until(b'\\n').batches()"))),
+        Method(TS_BATCH_FRAMES, by_kind(None, (on_trio(ts_batch_frames), "frames(LengthPrefixed).batches()"))),
     ]
+    anyio_name = f"anyio ({anyio_backend})"
     peers = [
-        optional(
+        *optional(
             "anyio",
-            lambda: Method(
-                f"anyio ({anyio_backend})",
-                (on_anyio(anyio_lines, anyio_backend), "BufferedByteReceiveStream.receive_until"),
-                (on_anyio(anyio_prefixed, anyio_backend), "BufferedByteReceiveStream.receive_exactly"),
-                small_tcp_reads=False,
-            ),
+            lambda: [
+                Method(
+                    anyio_name,
+                    by_kind(
+                        (on_anyio(anyio_lines, anyio_backend), "BufferedByteReceiveStream.receive_until"),
+                        (on_anyio(anyio_prefixed, anyio_backend), "BufferedByteReceiveStream.receive_exactly"),
+                    ),
+                    peer="anyio",
+                    small_tcp_reads=False,
+                )
+            ],
+            [anyio_name],
         ),
-        Method(
-            "asyncio",
-            (on_asyncio(asyncio_lines, asyncio.new_event_loop), "StreamReader.readline"),
-            (on_asyncio(asyncio_prefixed, asyncio.new_event_loop), "StreamReader.readexactly"),
-            small_tcp_reads=False,
-        ),
-        optional(
-            "uvloop",
-            lambda: Method(
-                "uvloop",
-                (on_asyncio(asyncio_lines, uvloop.new_event_loop), "asyncio StreamReader.readline"),
-                (on_asyncio(asyncio_prefixed, uvloop.new_event_loop), "asyncio StreamReader.readexactly"),
-                small_tcp_reads=False,
-            ),
-        ),
-        optional(
+        *asyncio_methods("asyncio", asyncio.new_event_loop),
+        *optional("uvloop", lambda: asyncio_methods("uvloop", uvloop.new_event_loop), ["uvloop", "uvloop readuntil"]),
+        *optional(
             "tornado",
-            lambda: Method(
-                "tornado",
-                (on_tornado(tornado_lines), "IOStream.read_until"),
-                (on_tornado(tornado_prefixed), "IOStream.read_bytes"),
-            ),
+            lambda: [
+                Method(
+                    "tornado",
+                    by_kind(
+                        (on_tornado(tornado_lines), "IOStream.read_until"),
+                        (on_tornado(tornado_prefixed), "IOStream.read_bytes"),
+                    ),
+                    peer="tornado",
+                )
+            ],
+            ["tornado"],
         ),
-        optional(
+        *optional(
             "tricycle",
-            lambda: Method(
-                "tricycle",
-                (on_trio(tricycle_lines), "TextReceiveStream.receive_line"),
-                (on_trio(tricycle_prefixed), "BufferedReceiveStream.receive_exactly"),
-            ),
+            lambda: [
+                Method(
+                    "tricycle",
+                    by_kind(
+                        (on_trio(tricycle_lines), "TextReceiveStream.receive_line"),
+                        (on_trio(tricycle_prefixed), "BufferedReceiveStream.receive_exactly"),
+                    ),
+                    peer="tricycle",
+                )
+            ],
+            ["tricycle"],
         ),
     ]
     return trio_methods + peers
+
+
+def asyncio_methods(peer: str, loop_factory: LoopFactory) -> list[Method]:
+    """StreamReader on an event loop: ``readline`` / ``readexactly``, and
+    ``readuntil`` for lines."""
+    return [
+        Method(
+            peer,
+            by_kind(
+                (on_asyncio(asyncio_readline, loop_factory), "StreamReader.readline"),
+                (on_asyncio(asyncio_prefixed, loop_factory), "StreamReader.readexactly"),
+            ),
+            peer=peer,
+            small_tcp_reads=False,
+        ),
+        Method(
+            f"{peer} readuntil",
+            by_kind((on_asyncio(asyncio_readuntil, loop_factory), "StreamReader.readuntil(b'\\n')")),
+            peer=peer,
+            small_tcp_reads=False,
+        ),
+    ]
 
 
 # --------------------------------------------------------------- measuring
@@ -816,18 +1087,41 @@ def build_methods(anyio_backend: str) -> list[Method]:
 
 @dataclass
 class Results:
-    times: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    """Times per (workload, method) and round; ratios are taken within a round."""
+
+    times: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
     checkpoint_ns: list[float] = field(default_factory=list)
 
-    def best(self, wl: str, method: str) -> float | None:
-        """The fastest run: what the ratios and targets use (noise only adds time)."""
-        times = self.times.get((wl, method))
-        return min(times) if times else None
+    def series(self, wl: str, methods: str | Sequence[str]) -> dict[int, float]:
+        """round -> time; for several methods (a peer's APIs) the fastest of
+        them in each round where all of them ran."""
+        if isinstance(methods, str):
+            return self.times.get((wl, methods), {})
+        runs = [self.times.get((wl, m), {}) for m in methods]
+        runs = [r for r in runs if r]
+        if not runs:
+            return {}
+        rounds = set.intersection(*(set(r) for r in runs))
+        return {k: min(r[k] for r in runs) for k in sorted(rounds)}
 
     def median(self, wl: str, method: str) -> float | None:
-        times = self.times.get((wl, method))
-        return statistics.median(times) if times else None
+        times = self.series(wl, method)
+        return statistics.median(times.values()) if times else None
+
+    def best(self, wl: str, method: str) -> float | None:
+        times = self.series(wl, method)
+        return min(times.values()) if times else None
+
+    def round_ratios(self, wl: str, method: str | Sequence[str], reference: str | Sequence[str]) -> list[float]:
+        """Per round: the reference's time / the method's time (a throughput ratio)."""
+        t, ref = self.series(wl, method), self.series(wl, reference)
+        return [ref[k] / t[k] for k in t if k in ref]
+
+    def ratio(self, wl: str, method: str | Sequence[str], reference: str | Sequence[str]) -> float | None:
+        """The median of the per-round throughput ratios."""
+        ratios = self.round_ratios(wl, method, reference)
+        return statistics.median(ratios) if ratios else None
 
 
 CHECKPOINT_WORKLOAD = "lines-16B"
@@ -845,77 +1139,125 @@ def measure_checkpoint(n: int) -> float:
     return trio.run(main)
 
 
-def run_workload(wl: Workload, methods: list[Method], reps: int, harness: Harness, results: Results) -> None:
-    """Every method once per repetition, in an order rotated per repetition."""
-    entries = [(m.name, e) for m in methods if m.skipped is None and (e := m.entry(wl)) is not None]
-    checkpoint_calls = max(wl.count // 4, 10_000)
-    for rep in range(reps * wl.reps_factor):
-        k = rep % len(entries)
-        for name, (runner, _) in entries[k:] + entries[:k]:
-            key = (wl.name, name)
-            if key in results.errors:
-                continue
-            try:
-                results.times.setdefault(key, []).append(harness.run(runner, wl))
-            except Exception as exc:
-                results.errors[key] = f"{type(exc).__name__}: {exc}"
+def run_round(rnd: int, workloads: list[Workload], methods: list[Method], harness: Harness, results: Results) -> None:
+    """Every workload once, every method once per workload (``reps_factor``
+    times for the scaling workloads, the fastest kept), in a shuffled order
+    that differs per workload and round (seeded: the same in every run)."""
+    for w, wl in enumerate(workloads):
+        entries = [(m.name, e) for m in methods if m.skipped is None and (e := m.entry(wl)) is not None]
+        for rep in range(wl.reps_factor):
+            random.Random(1000 * rnd + 10 * w + rep).shuffle(entries)
+            for name, (runner, _) in entries:
+                key = (wl.name, name)
+                if key in results.errors:
+                    continue
+                try:
+                    elapsed = harness.run(runner, wl)
+                except Exception as exc:
+                    results.errors[key] = f"{type(exc).__name__}: {exc}"
+                    continue
+                per_round = results.times.setdefault(key, {})
+                per_round[rnd] = min(elapsed, per_round.get(rnd, elapsed))
         if wl.name == CHECKPOINT_WORKLOAD:
-            results.checkpoint_ns.append(measure_checkpoint(checkpoint_calls))
+            results.checkpoint_ns.append(measure_checkpoint(max(wl.count // 4, 10_000)))
 
 
 # ----------------------------------------------------------------- reporting
 
 
-def print_workload(wl: Workload, methods: list[Method], reps: int, results: Results) -> None:
-    print(f"\n{wl.name}: {wl.describe()}; {reps * wl.reps_factor} runs each")
-    header = f"  {'method':<24} {'api':<43} {'best':>10} {'median':>10} {'MB/s':>8} {'kframe/s':>9} {'vs base':>8}"
+def print_workload(wl: Workload, methods: list[Method], rounds: int, results: Results) -> None:
+    runs = f"{rounds} round(s)" + (f" x {wl.reps_factor} runs, fastest per round" if wl.reps_factor > 1 else "")
+    print(f"\n{wl.name}: {wl.describe()}; {runs}")
+    # ns per frame; for the one-line scaling workloads, ns per 1 KiB transport read.
+    per, per_label = (wl.reads, "ns/read") if wl.scaling else (wl.count, "ns/frame")
+    header = (
+        f"  {'method':<20} {'api':<42} {'median':>10} {'best':>10} {'MB/s':>7} {per_label:>9}"
+        f" {'x split':>8} {'rounds':>11}"
+    )
     print(header)
     print("  " + "-" * (len(header) - 2))
-    base = results.best(wl.name, BASELINE)
     for m in methods:
         if not m.applies(wl):
             continue
         entry = m.entry(wl)
         api = entry[1] if entry else ""
         key = (wl.name, m.name)
-        best = results.best(*key)
-        if m.skipped is not None or key in results.errors or best is None:
+        median, best = results.median(*key), results.best(*key)
+        if m.skipped is not None or key in results.errors or median is None or best is None:
             note = m.skipped or f"ERROR {results.errors.get(key, 'not measured')}"
-            print(f"  {m.name:<24} {api:<43} {note}")
+            print(f"  {m.name:<20} {api:<42} {note}")
             continue
-        median = statistics.median(results.times[key])
-        ratio = f"{base / best:7.2f}x" if base else "     n/a"
-        mbps = wl.wire_bytes / best / 1e6
-        kfps = wl.count / best / 1e3
-        print(f"  {m.name:<24} {api:<43} {best * 1e3:7.1f} ms {median * 1e3:7.1f} ms {mbps:8.1f} {kfps:9.1f} {ratio}")
+        ratios = results.round_ratios(wl.name, m.name, SPLIT)
+        ratio = f"{statistics.median(ratios):7.2f}x" if ratios else f"{'n/a':>8}"
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else ""
+        mbps = wl.wire_bytes / median / 1e6
+        ns = median / per * 1e9
+        print(
+            f"  {m.name:<20} {api:<42} {median * 1e3:7.1f} ms {best * 1e3:7.1f} ms {mbps:7.0f} {ns:9.0f}"
+            f" {ratio} {spread:>11}"
+        )
 
 
-def scaling_ratios(workloads: list[Workload], methods: list[Method], results: Results) -> dict[tuple[str, str], float]:
-    """(group, method) -> t(big line) / t(small line) for every scaling group."""
-    ratios: dict[tuple[str, str], float] = {}
+def scaling_pairs(workloads: list[Workload]) -> dict[str, tuple[Workload, Workload]]:
+    """group -> (small line, big line) for every scaling group that was run whole."""
     groups: dict[str, list[Workload]] = {}
     for wl in workloads:
-        if wl.group.startswith("scale-"):
+        if wl.scaling:
             groups.setdefault(wl.group, []).append(wl)
-    for group, (small, big) in ((g, sorted(ws, key=lambda w: w.body)) for g, ws in groups.items() if len(ws) == 2):
-        for m in methods:
-            t_small, t_big = results.best(small.name, m.name), results.best(big.name, m.name)
-            if t_small and t_big:
-                ratios[group, m.name] = t_big / t_small
-    return ratios
+    pairs: dict[str, tuple[Workload, Workload]] = {}
+    for group, members in groups.items():
+        if len(members) == 2:
+            small, big = sorted(members, key=lambda w: w.body)
+            pairs[group] = (small, big)
+    return pairs
+
+
+def scaling_ratio(pair: tuple[Workload, Workload], method: str, results: Results) -> float | None:
+    """The median over rounds of t(big line) / t(small line)."""
+    small, big = (results.series(w.name, method) for w in pair)
+    ratios = [big[k] / small[k] for k in big if k in small]
+    return statistics.median(ratios) if ratios else None
 
 
 def print_scaling(workloads: list[Workload], methods: list[Method], results: Results) -> None:
-    ratios = scaling_ratios(workloads, methods, results)
-    if not ratios:
+    pairs = scaling_pairs(workloads)
+    if not pairs:
         return
-    print("\nscaling: t(big line) / t(small line), one line 16x longer in 1 KiB reads (16 = linear, 256 = quadratic)")
-    groups = sorted({g for g, _ in ratios})
-    print(f"  {'method':<24} " + " ".join(f"{g:>12}" for g in groups))
+    print("\nscaling: t(big line) / t(small line), one line 16x longer in 1 KiB reads (16 = linear, 256 = quadratic);")
+    print("median of the per-round ratios")
+    groups = sorted(pairs)
+    print(f"  {'method':<20} " + " ".join(f"{g:>12}" for g in groups))
     for m in methods:
-        cells = [f"{ratios[g, m.name]:12.1f}" if (g, m.name) in ratios else f"{'-':>12}" for g in groups]
-        if any(c.strip() != "-" for c in cells):
-            print(f"  {m.name:<24} " + " ".join(cells))
+        cells = [scaling_ratio(pairs[g], m.name, results) for g in groups]
+        if any(c is not None for c in cells):
+            print(f"  {m.name:<20} " + " ".join(f"{c:12.1f}" if c is not None else f"{'-':>12}" for c in cells))
+
+
+def print_costs(workloads: list[Workload], methods: list[Method], results: Results) -> None:
+    """ns per frame (fixed workloads) and per 1 KiB transport read (scaling),
+    from the median run, for the reference loops and triostream."""
+    rows = [m.name for m in methods if m.name in REFERENCES or m.name.startswith("ts ")]
+    for title, wls, per in (
+        ("per-frame cost: ns per frame (median run)", [w for w in workloads if not w.scaling], "count"),
+        ("scaling cost: ns per transport read of 1 KiB (median run)", [w for w in workloads if w.scaling], "reads"),
+    ):
+        if not wls:
+            continue
+        print(f"\n{title}")
+        print(f"  {'method':<20} " + " ".join(f"{w.name:>16}" for w in wls))
+        for name in rows:
+            cells = []
+            for w in wls:
+                t = results.median(w.name, name)
+                n = w.count if per == "count" else w.reads
+                cells.append(f"{t / n * 1e9:16.0f}" if t else f"{'-':>16}")
+            if any(c.strip() != "-" for c in cells):
+                print(f"  {name:<20} " + " ".join(cells))
+    if results.checkpoint_ns:
+        print(
+            f"\na bare `await trio.lowlevel.checkpoint()` loop: {statistics.median(results.checkpoint_ns):.0f} ns"
+            " per call (median of the rounds)"
+        )
 
 
 @dataclass
@@ -923,79 +1265,113 @@ class Target:
     label: str
     value: float | None
     limit: float
-    higher_is_better: bool
+    higher_is_better: bool = True
     unit: str = "x"
+    skipped: str | None = None
 
     @property
     def passed(self) -> bool | None:
-        if self.value is None:
+        if self.value is None or self.skipped is not None:
             return None
         return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
 
     def line(self) -> str:
-        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[self.passed]
         op = ">=" if self.higher_is_better else "<="
+        goal = f"(target {op} {self.limit:g}{self.unit})"
+        if self.skipped is not None:
+            return f"  skip  {self.label:<60} {self.skipped} {goal}"
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[self.passed]
         shown = "not measured" if self.value is None else f"{self.value:.3f}{self.unit}"
-        return f"  {verdict}  {self.label:<62} {shown:>14} (target {op} {self.limit:g}{self.unit})"
+        return f"  {verdict}  {self.label:<60} {shown:>12} {goal}"
 
 
-def throughput_ratio(results: Results, wl: str, method: str, reference: str) -> float | None:
-    t, ref = results.best(wl, method), results.best(wl, reference)
-    return ref / t if t and ref else None
+# Fixed workload -> minimum of the batch iterator (lines().batches() /
+# frames().batches()) against split.
+BATCH_TARGETS = {
+    "lines-16B": 0.80,
+    "lines-128B": 0.80,
+    "lines-1KiB": 0.90,
+    "lines-16KiB": 0.95,
+    "prefixed-64B": 0.95,
+    "prefixed-4KiB": 0.95,
+}
+# ... of the per-frame iterators (lines(), iter_until(), frames()) against split.
+ITER_TARGETS = {"lines-16B": 0.25, "lines-1KiB": 0.75, "lines-16KiB": 0.90, "prefixed-4KiB": 0.90}
+PEER_NAMES = ("anyio", "asyncio", "uvloop", "tornado", "tricycle")
 
 
 def compute_targets(workloads: list[Workload], methods: list[Method], results: Results) -> list[Target]:
-    """The project's performance targets, for the workloads that were run."""
-    names = {w.name for w in workloads}
+    """The project's performance targets, for the workloads that were run.
+    Every ratio is a throughput ratio (reference time / method time), the
+    median of the per-round ratios."""
     targets: list[Target] = []
-    for wl, limit in (("lines-16B", 0.40), ("lines-1KiB", 0.85), ("lines-16KiB", 0.95)):
-        if wl in names:
-            for m in (TS_ITER, TS_ITER_UNTIL):
-                ratio = throughput_ratio(results, wl, m, BASELINE)
-                targets.append(Target(f"{m} vs baseline at {wl}", ratio, limit, True))
-    if CHECKPOINT_WORKLOAD in names:
-        anyio_name = next((m.name for m in methods if m.name.startswith("anyio") and m.skipped is None), None)
-        for m in (TS_NOWAIT, TS_NOWAIT_UNTIL):
-            ratio = throughput_ratio(results, CHECKPOINT_WORKLOAD, m, anyio_name) if anyio_name else None
-            targets.append(Target(f"{m} vs {anyio_name or 'anyio'} at {CHECKPOINT_WORKLOAD}", ratio, 1.5, True))
-        for m in (TS_CALL, TS_CALL_UNTIL):
-            ratio = per_frame_ns(workloads, results, m)
-            if ratio is not None and results.checkpoint_ns:
-                ratio /= min(results.checkpoint_ns)
-            targets.append(Target(f"{m} per frame / bare checkpoint at {CHECKPOINT_WORKLOAD}", ratio, 1.2, False))
-    # Framing: frames(LengthPrefixed) against uvloop-asyncio and the baseline.
-    if "prefixed-64B" in names:
-        uv = next((m.name for m in methods if m.name == "uvloop" and m.skipped is None), None)
-        ratio = throughput_ratio(results, "prefixed-64B", TS_ITER, uv) if uv else None
-        targets.append(Target(f"{TS_ITER} frames(LengthPrefixed) vs uvloop at prefixed-64B", ratio, 1.5, True))
-    if "prefixed-4KiB" in names:
-        ratio = throughput_ratio(results, "prefixed-4KiB", TS_ITER, BASELINE)
-        targets.append(Target(f"{TS_ITER} frames(LengthPrefixed) vs baseline at prefixed-4KiB", ratio, 0.9, True))
-    ratios = scaling_ratios(workloads, methods, results)
-    for group in sorted({w.group for w in workloads if w.group.startswith("scale-")}):
-        for m in TRIOSTREAM_METHODS:
-            targets.append(Target(f"{m} scaling ratio, {group}", ratios.get((group, m)), 17, False))
+    fixed = [w for w in workloads if not w.scaling]
+
+    def ratio_target(label: str, wl: str, method: str, ref: str | Sequence[str], limit: float) -> Target:
+        return Target(label, results.ratio(wl, method, ref), limit)
+
+    # 1. Batches against the split loop.
+    for wl in fixed:
+        if wl.name in BATCH_TARGETS:
+            m = TS_BATCH_LINES if wl.kind == "lines" else TS_BATCH_FRAMES
+            targets.append(ratio_target(f"{m} vs split at {wl.name}", wl.name, m, SPLIT, BATCH_TARGETS[wl.name]))
+
+    # 2. Per-frame iterators: against split, and ahead of every peer.
+    for wl in fixed:
+        if wl.name in ITER_TARGETS:
+            for m in (TS_ITER_LINES, TS_ITER_UNTIL) if wl.kind == "lines" else (TS_ITER_FRAMES,):
+                targets.append(ratio_target(f"{m} vs split at {wl.name}", wl.name, m, SPLIT, ITER_TARGETS[wl.name]))
+    for wl in fixed:
+        m = TS_ITER_LINES if wl.kind == "lines" else TS_ITER_FRAMES
+        for peer in PEER_NAMES:
+            rows = [p.name for p in methods if p.peer == peer and (p.skipped is not None or p.entry(wl))]
+            label = f"{m} vs {peer} at {wl.name}"
+            if any(p.peer == peer and p.skipped is not None for p in methods):
+                targets.append(Target(label, None, 1.0, skipped="skipped (peer not installed)"))
+            elif rows:
+                # A peer with two line APIs (asyncio readline / readuntil): its faster one, per round.
+                targets.append(ratio_target(label, wl.name, m, rows, 1.0))
+    if any(w.name == "prefixed-64B" for w in fixed):
+        label = f"{TS_ITER_FRAMES} vs uvloop at prefixed-64B"
+        if PEERS["uvloop"]:
+            targets.append(ratio_target(label, "prefixed-64B", TS_ITER_FRAMES, "uvloop", 1.5))
+        else:
+            targets.append(Target(label, None, 1.5, skipped="skipped (peer not installed)"))
+
+    # 3. One long line in 1 KiB reads: against split, and linear.
+    for _, big in scaling_pairs(workloads).values():
+        for m in TS_LINE_METHODS:
+            targets.append(ratio_target(f"{m} vs split at {big.name}", big.name, m, SPLIT, 0.90))
+    for pair in scaling_pairs(workloads).values():
+        for m in TS_LINE_METHODS:
+            ratio = scaling_ratio(pair, m, results)
+            targets.append(Target(f"{m} t({pair[1].name})/t({pair[0].name})", ratio, 17, False, ""))
+
+    # 4. Per-call methods: against one checkpoint per frame, and anyio.
+    for wl in fixed:
+        calls = (TS_CALL_LINE, TS_CALL_UNTIL) if wl.kind == "lines" else (TS_CALL_EXACTLY, TS_CALL_FRAME)
+        for m in calls:
+            targets.append(ratio_target(f"{m} vs split+checkpoint at {wl.name}", wl.name, m, CHECKPOINT, 0.90))
+    anyio_rows = [m.name for m in methods if m.peer == "anyio"]
+    for wl in fixed:
+        limit = 1.5 if wl.name == "lines-16B" else 1.0
+        for m in (TS_NOWAIT_LINE, TS_NOWAIT_UNTIL) if wl.kind == "lines" else (TS_NOWAIT_EXACTLY,):
+            label = f"{m} vs anyio at {wl.name}"
+            if not PEERS["anyio"]:
+                targets.append(Target(label, None, limit, skipped="skipped (peer not installed)"))
+            else:
+                targets.append(ratio_target(label, wl.name, m, anyio_rows, limit))
     return targets
-
-
-def per_frame_ns(workloads: list[Workload], results: Results, method: str) -> float | None:
-    """Nanoseconds per frame of ``method`` at the checkpoint workload (16 B lines)."""
-    wl = next((w for w in workloads if w.name == CHECKPOINT_WORKLOAD), None)
-    t = results.best(CHECKPOINT_WORKLOAD, method)
-    return t / wl.count * 1e9 if wl and t else None
 
 
 def print_summary(workloads: list[Workload], methods: list[Method], results: Results) -> list[Target]:
     print_scaling(workloads, methods, results)
-    if results.checkpoint_ns:
-        checkpoint = min(results.checkpoint_ns)
-        print(f"\ncheckpoint cost: a bare `await trio.lowlevel.checkpoint()` loop takes {checkpoint:.0f} ns per call")
-        for m in methods:
-            per_frame = per_frame_ns(workloads, results, m.name)
-            if per_frame:
-                print(f"  {m.name:<24} {per_frame:7.0f} ns/frame = {per_frame / checkpoint:5.2f} checkpoints")
+    print_costs(workloads, methods, results)
     targets = compute_targets(workloads, methods, results)
-    print("\ntargets")
+    passed = sum(t.passed is True for t in targets)
+    failed = sum(t.passed is False for t in targets)
+    print(f"\ntargets: {passed} pass, {failed} fail, {len(targets) - passed - failed} skipped or not measured")
+    print("(median of the per-round throughput ratios: reference time / method time, within a round)")
     for target in targets:
         print(target.line())
     return targets
@@ -1006,8 +1382,17 @@ def print_summary(workloads: list[Workload], methods: list[Method], results: Res
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1/8 of the payloads, 3 repetitions: under 30 s")
-    parser.add_argument("--reps", type=int, help="repetitions per method and workload (default 5, quick 3)")
+    parser.add_argument(
+        "--quick", action="store_true", help="1/8 of the payloads, 64 KiB/1 MiB scaling lines, 3 rounds: under 60 s"
+    )
+    parser.add_argument(
+        "--rounds",
+        "--reps",
+        dest="rounds",
+        type=int,
+        metavar="N",
+        help="interleaved rounds, every method once per workload in each (default 7, quick 3)",
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -1018,8 +1403,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--sender", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.reps is not None and args.reps < 1:
-        parser.error("--reps must be >= 1")
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     return args
 
 
@@ -1028,7 +1413,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sender:
         sender_main()
         return 0
-    reps: int = args.reps or (3 if args.quick else 5)
+    rounds: int = args.rounds or (3 if args.quick else 7)
     workloads = make_workloads(args.quick)
     if args.only:
         workloads = [w for w in workloads if any(w.matches(s) for s in args.only)]
@@ -1038,25 +1423,31 @@ def main(argv: list[str] | None = None) -> int:
     methods = build_methods(args.anyio_backend)
     peers = ", ".join(f"{name} {ver or 'skipped (not installed)'}" for name, ver in PEERS.items())
     where = os.path.dirname(os.path.abspath(triostream.__file__))
+    loop = asyncio.new_event_loop()
+    default_loop = type(loop).__name__
+    loop.close()
     print(f"triostream {triostream.__version__} ({where}), Python {sys.version.split()[0]}, trio {trio.__version__}")
-    print(f"peers: {peers}")
-    print(f"anyio backend: {args.anyio_backend}; {reps} repetition(s), methods in rotated order")
-    print("times: receive only (the clock starts when the sender is told to go); 'vs base' = baseline time / time;")
-    print("MB/s, kframe/s, 'vs base', scaling ratios and targets use the best run (noise only adds time)")
+    print(f"peers: {peers}; asyncio's default loop: {default_loop}; anyio backend: {args.anyio_backend}")
+    print(f"{rounds} interleaved round(s): each runs every method once per workload, in a shuffled order")
+    print("times: receive only (the clock starts when the sender is told to go); 'x split' = split's time / the")
+    print("method's time in the same round, median over rounds ('rounds' = lowest-highest); MB/s and ns/frame")
+    print(f"from the median run; split cuts lines of up to {SPLIT_MAX_FRAME} B with bytes.split, longer ones with find")
     results = Results()
     harness = Harness()
     started = time.perf_counter()
     try:
-        for wl in workloads:
-            run_workload(wl, methods, reps, harness, results)
-            print_workload(wl, methods, reps, results)
-            sys.stdout.flush()
+        for rnd in range(rounds):
+            round_start = time.perf_counter()
+            run_round(rnd, workloads, methods, harness, results)
+            print(f"round {rnd + 1}/{rounds}: {time.perf_counter() - round_start:.1f} s", flush=True)
     finally:
         harness.close()
+    for wl in workloads:
+        print_workload(wl, methods, rounds, results)
     targets = print_summary(workloads, methods, results)
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
     if results.errors:
-        print(f"{len(results.errors)} receiver run(s) failed; see ERROR rows above")
+        print(f"{len(results.errors)} receiver(s) failed; see ERROR rows above")
         return 2
     if args.check and any(t.passed is False for t in targets):
         return 1

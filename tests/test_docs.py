@@ -231,11 +231,12 @@ def test_benchmark_quick_run_smoke(tmp_path: Path) -> None:
     """The benchmark runs end to end (its figures are not judged here: no
     wall-clock assertions in tests; see benchmarks/README.md)."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_receive.py"), "--quick", "--reps=1", "--only=lines-16B"],
+        [sys.executable, str(ROOT / "benchmarks" / "bench_receive.py"), "--quick", "--rounds=1", "--only=lines-16B"],
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "triostream iter" in result.stdout
+    assert "ts iter lines" in result.stdout
+    assert "ts batch lines" in result.stdout
     assert "ERROR" not in result.stdout
