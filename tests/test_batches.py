@@ -14,6 +14,7 @@ import gc
 import itertools
 import warnings
 from collections.abc import Callable
+from unittest.mock import patch
 
 import pytest
 import trio
@@ -22,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scripted import ScriptedStream
 
+import triostream._buffer
 from triostream import (
     BatchIterator,
     BufferedStream,
@@ -35,6 +37,7 @@ from triostream import (
     Netstring,
     ReceiveBuffer,
 )
+from triostream._buffer import LINE_MODE
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -91,17 +94,50 @@ def run_cutter(
 LINE_BYTES = st.binary(max_size=300).map(lambda b: bytes(b"a\r\nxy"[x % 5] for x in b))
 
 
+# Frames up to this size are cut with one split, longer ones with a find per
+# frame: the properties run with both (0: always find; 8: mixed).
+SPLIT_FRAME_MAX = st.sampled_from([0, 8, triostream._buffer._SPLIT_FRAME_MAX])
+
+
 @given(
     data=LINE_BYTES,
     cuts=st.lists(st.integers(min_value=0), max_size=20),
     max_size=st.integers(min_value=1, max_value=40),
     steps=st.lists(st.booleans(), max_size=6),
+    split_max=SPLIT_FRAME_MAX,
 )
-def test_take_lines_is_take_line_in_a_loop(data: bytes, cuts: list[int], max_size: int, steps: list[bool]) -> None:
+def test_take_lines_is_take_line_in_a_loop(
+    data: bytes, cuts: list[int], max_size: int, steps: list[bool], split_max: int
+) -> None:
     chunks = chunked(data, cuts)
     expected = run_cutter(chunks, lambda b: b.take_line(max_size), lambda b: b.take_line(max_size), [False])
-    got = run_cutter(chunks, lambda b: b.take_line(max_size), lambda b: b.take_lines(max_size), steps)
+    with patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max):
+        got = run_cutter(chunks, lambda b: b.take_line(max_size), lambda b: b.take_lines(max_size), steps)
     assert got == expected
+
+
+@given(
+    data=LINE_BYTES,
+    window=st.integers(min_value=1, max_value=64),
+    max_size=st.integers(min_value=1, max_value=40),
+    split_max=SPLIT_FRAME_MAX,
+)
+def test_peek_frames_are_the_next_lines_not_consumed(data: bytes, window: int, max_size: int, split_max: int) -> None:
+    buffer = ReceiveBuffer(1 << 16)
+    buffer.feed(data)
+    twin = ReceiveBuffer(1 << 16)
+    twin.feed(data)
+    with patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max):
+        found = buffer.peek_frames(b"\n", max_size, LINE_MODE, window)
+    assert buffer.peek() == data  # nothing consumed
+    if found is None:
+        return
+    frames, extra = found
+    assert frames
+    for frame in frames:
+        assert twin.take_line(max_size) == frame
+        assert twin.offset - buffer.offset == len(frame) + extra  # the iterator consumes that much
+        buffer.skip(len(frame) + extra)
 
 
 @given(
@@ -110,14 +146,16 @@ def test_take_lines_is_take_line_in_a_loop(data: bytes, cuts: list[int], max_siz
     cuts=st.lists(st.integers(min_value=0), max_size=20),
     max_size=st.integers(min_value=1, max_value=40),
     steps=st.lists(st.booleans(), max_size=6),
+    split_max=SPLIT_FRAME_MAX,
 )
 def test_take_until_batch_is_take_until_in_a_loop(
-    data: bytes, delimiter: bytes, cuts: list[int], max_size: int, steps: list[bool]
+    data: bytes, delimiter: bytes, cuts: list[int], max_size: int, steps: list[bool], split_max: int
 ) -> None:
     chunks = chunked(data, cuts)
     one = lambda b: b.take_until(delimiter, max_size)  # noqa: E731
     expected = run_cutter(chunks, one, one, [False])
-    got = run_cutter(chunks, one, lambda b: b.take_until_batch(delimiter, max_size), steps)
+    with patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max):
+        got = run_cutter(chunks, one, lambda b: b.take_until_batch(delimiter, max_size), steps)
     assert got == expected
 
 

@@ -57,6 +57,10 @@ _BATCH_MIN = 64
 _BATCH_MIN_WINDOW = 1024
 _BATCH_MAX = 1 << 16
 
+# Frames cut together (_region_frames): with one bytes.split up to this size,
+# above it with a find per frame (see _find_frames).
+_SPLIT_FRAME_MAX = 512
+
 # Below this size a frame is copied out with a plain slice; above it through a
 # memoryview, which avoids the intermediate bytearray a slice would create.
 _SMALL_COPY = 1024
@@ -736,6 +740,8 @@ class ReceiveBuffer:
             self._snext = len(data) - len(delimiter) + 1
             return None
         size = len(delimiter)
+        if first - pos > _SPLIT_FRAME_MAX:
+            return self._find_frames(delimiter, max_size, mode, window, first)
         if window is None or first + window >= len(data):
             end = data.rfind(delimiter, first)
         else:
@@ -776,6 +782,44 @@ class ReceiveBuffer:
                 del pieces[keep:]
                 stop = pos + sum(sizes[:keep])
         return pieces, stop, extra
+
+    def _find_frames(
+        self, delimiter: bytes, max_size: int, mode: int, window: int | None, first: int
+    ) -> tuple[list[bytes], int, int] | None:
+        """`_region_frames` for long frames: a ``find`` per frame, from the
+        one at ``first`` on. ``bytes.split`` on one byte tests every byte in
+        a loop, while ``find`` runs a vectorized search: split is the faster
+        for frames under about 512 bytes, find 1.4x at 1 KiB and 4x at
+        16 KiB (benchmarks/bench_receive.py, without I/O)."""
+        data = self._data
+        pos = self._pos
+        size = len(delimiter)
+        limit = len(data) if window is None else min(len(data), first + window)
+        strip = mode == _STRIP_CR
+        pieces: list[bytes] = []
+        append = pieces.append
+        crs = 0
+        start = pos
+        i = first
+        while i >= 0 and i + size - start <= max_size:
+            if strip and i > start and data[i - 1] == 13:
+                append(data[start : i - 1])
+                crs += 1
+            else:
+                append(data[start:i])
+            start = i + size
+            if start >= limit:
+                break
+            i = data.find(delimiter, start, limit)
+        if not pieces:
+            return None  # the first frame is over max_size
+        if not crs:
+            extra = size
+        elif crs == len(pieces):
+            extra = 2
+        else:
+            extra = -1
+        return pieces, start, extra
 
     def _take_single(self, delimiter: bytes, max_size: int, mode: int) -> bytes | None:
         """The search behind `take_line` and `take_until` when no batch is ready.
