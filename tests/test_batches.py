@@ -463,3 +463,110 @@ async def test_frames_cut_ahead_are_dropped_when_the_buffer_moved_to_another_chu
     assert await stream.receive_exactly(6) == b"b\nccdd"
     assert await it.__anext__() == b""
     assert await it.__anext__() == b"e"
+
+
+# ---------------------------------------------------------------- frames spanning many reads
+
+
+def _frames_text(spec: list[tuple[int, int]]) -> bytes:
+    """Frames of ``n`` bytes (``a`` and the odd ``\\r``) each ending in
+    ``\\n``, ``\\r\\n`` or ``b``: long ones too, unlike random bytes."""
+    return b"".join(b"a" * n + (b"\r\n", b"\n", b"b", b"ab\r")[end % 4] for n, end in spec)
+
+
+@given(
+    data=st.one_of(
+        st.binary(max_size=400).map(lambda b: bytes(b"aab\r\n"[x % 5] for x in b)),
+        st.lists(st.tuples(st.integers(0, 120), st.integers(0, 3)), max_size=8).map(_frames_text),
+    ),
+    sizes=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=20),
+    max_size=st.integers(min_value=1, max_value=200),
+    how=st.sampled_from(["receive_line", "lines", "receive_until", "iter_until"]),
+)
+def test_frames_spanning_many_reads_match_a_plain_split(data: bytes, sizes: list[int], max_size: int, how: str) -> None:
+    """Reads that bring no delimiter are queued without asking the buffer
+    for a frame (see BufferedStream._receive_more): the frames, the limit
+    errors and the bytes left are still those of a plain split."""
+    delimiter = b"\n" if how in ("receive_line", "lines") else b"b"
+    chunks = []
+    at = 0
+    for n in itertools.cycle(sizes):
+        if at >= len(data):
+            break
+        chunks.append(data[at : at + n])
+        at += n
+
+    # The model: frames of the plain split, up to the first over max_size.
+    expected: list[object] = []
+    rest = data
+    while True:
+        end = rest.find(delimiter)
+        if end < 0:
+            if len(rest) >= max_size:
+                expected.append(FrameTooLongError)
+            elif rest:
+                expected.append(IncompleteReadError)
+            break
+        if end + 1 > max_size:
+            expected.append(FrameTooLongError)
+            break
+        frame = rest[:end]
+        if delimiter == b"\n" and frame.endswith(b"\r"):
+            frame = frame[:-1]
+        expected.append(frame)
+        rest = rest[end + 1 :]
+
+    async def main() -> list[object]:
+        stream = BufferedStream(ScriptedStream(chunks), max_buffer_size=256)
+        got: list[object] = []
+        try:
+            if how == "lines":
+                async for line in stream.lines(max_size=max_size):
+                    got.append(line)
+            elif how == "iter_until":
+                async for frame in stream.iter_until(delimiter, max_size=max_size):
+                    got.append(frame)
+            else:
+                while True:
+                    if how == "receive_line":
+                        got.append(await stream.receive_line(max_size=max_size))
+                    else:
+                        got.append(await stream.receive_until(delimiter, max_size=max_size))
+        except FrameTooLongError:
+            got.append(FrameTooLongError)
+            assert stream.peek().startswith(rest[: len(stream.peek())])  # nothing consumed
+        except IncompleteReadError as exc:
+            if exc.partial:
+                got.append(IncompleteReadError)
+                assert exc.partial == rest
+        return got
+
+    assert trio.run(main) == expected
+
+
+async def test_a_long_line_in_small_reads_is_found_once_the_delimiter_comes() -> None:
+    line = b"x" * 100_000
+    chunks = [line[i : i + 100] for i in range(0, len(line), 100)] + [b"\r\nnext\n"]
+    stream = BufferedStream(ScriptedStream(chunks), max_buffer_size=1 << 20, receive_size=100)
+    assert await stream.receive_line() == line
+    assert await stream.receive_line() == b"next"
+    with pytest.raises(FrameTooLongError):
+        await BufferedStream(ScriptedStream(chunks), max_buffer_size=1 << 20, receive_size=100).receive_line(
+            max_size=50_000
+        )
+
+
+async def test_closing_while_a_long_frame_arrives_raises_closed() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    async with trio.open_nursery() as nursery:
+
+        async def receive() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await stream.receive_line()
+
+        nursery.start_soon(receive)
+        for _ in range(5):
+            await left.send_all(b"x" * 100)
+            await trio.testing.wait_all_tasks_blocked()
+        await stream.aclose()
