@@ -139,6 +139,7 @@ class ReceiveBuffer:
 
     __slots__ = (
         "_batch",
+        "_batch_cr",
         "_batch_key",
         "_batch_len",
         "_batch_next",
@@ -210,6 +211,7 @@ class ReceiveBuffer:
         self._batch_next = 0
         self._batch_len = 0
         self._batch_window = _BATCH_MIN_WINDOW
+        self._batch_cr = True  # may a line of the batch end in \r?
 
     # ------------------------------------------------------------------ state
 
@@ -569,7 +571,7 @@ class ReceiveBuffer:
                 raise FrameTooLongError(max_size)
             self._batch_next = i + 1
             self._pos += len(piece) + 1
-            return piece[:-1] if piece[-1:] == b"\r" else piece
+            return piece[:-1] if self._batch_cr and piece[-1:] == b"\r" else piece
         # A long line in contiguous bytes: cut it here (the common case for
         # long lines; _take_single does the rest).
         data = self._data
@@ -742,7 +744,10 @@ class ReceiveBuffer:
             self._snext = len(data) - len(delimiter) + 1
             return None
         size = len(delimiter)
-        if first - pos > _SPLIT_FRAME_MAX:
+        if size > 1 or first - pos > _SPLIT_FRAME_MAX:
+            # Long frames; and delimiters longer than one byte, which may
+            # overlap themselves (b"||" in b"|||"): rfind would find a last
+            # match that the left-to-right search never reaches.
             return self._find_frames(delimiter, max_size, mode, window, first)
         bound = len(data) if window is None else first + window
         whole = bound >= len(data)  # up to the last delimiter in _data
@@ -866,6 +871,7 @@ class ReceiveBuffer:
             self._batch_key = delimiter
             self._batch_next = 0
             self._batch_len = len(batch)
+            self._batch_cr = b"\r" in region  # else no line of the batch needs its \r stripped
             if mode == _STRIP_CR:
                 return self.take_line(max_size)
             return self.take_until(delimiter, max_size, mode == _KEEP)
@@ -952,6 +958,7 @@ class ReceiveBuffer:
                 self._batch_key = delimiter
                 self._batch_next = 1
                 self._batch_len = len(pieces) - 1  # the last piece is unfinished
+                self._batch_cr = b"\r" in chunk
         parts: list[bytes | bytearray | memoryview] = [memoryview(self._data)[self._pos :]]
         parts.append(memoryview(more[0])[self._more_off :])
         parts.extend(islice(more, 1, k))

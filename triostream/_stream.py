@@ -20,7 +20,7 @@ from typing import Any, NoReturn, TypeVar
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
 
-from ._buffer import LINE_MODE, PLAIN_MODE, ReceiveBuffer, normalize_delimiters
+from ._buffer import _LF, LINE_MODE, PLAIN_MODE, ReceiveBuffer, normalize_delimiters
 from ._codecs import Codec, FrameDecoder, _DecoderCache
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._options import check_positive, check_timeout
@@ -548,8 +548,12 @@ class BufferedStream(trio.abc.Stream):
             await self._refuse()
         self._state = _RECEIVING
         try:
-            take = self._buffer.take_until
-            if self._fill_checkpoints:
+            buffer = self._buffer
+            take = buffer.take_until
+            # The lean receive saves a Trio round when the call must read; a
+            # frame the buffer has already cut (its batch) needs no read, and
+            # a plain checkpoint costs one coroutine fewer (see receive_line).
+            if self._fill_checkpoints and buffer._batch_next >= buffer._batch_len:
                 return await self._receive_lean(take, (delimiters, limit, keep_delimiter), None)
             await checkpoint()
             frame = take(delimiters, limit, keep_delimiter)
@@ -571,7 +575,29 @@ class BufferedStream(trio.abc.Stream):
             await self._refuse()
         self._state = _RECEIVING
         try:
-            take = self._buffer.take_line
+            buffer = self._buffer
+            # The lean receive saves a Trio round when the call must read; a
+            # line the buffer has already cut (its batch) needs no read, and
+            # a plain checkpoint costs one coroutine fewer. Then the batch's
+            # next line, taken here (ReceiveBuffer.take_line's first case,
+            # inlined): these two were about 0.3 µs of the 0.8 µs this call
+            # cost over a bare checkpoint per line (16-byte lines).
+            i = buffer._batch_next
+            if i < buffer._batch_len and buffer._batch_key is _LF:
+                await checkpoint()
+                # Receiving (_RECEIVING) keeps every other consumer out: only
+                # a close (which empties the buffer) changes the batch.
+                if i < buffer._batch_len:
+                    piece = buffer._batch[i]
+                    if len(piece) < limit:
+                        buffer._batch_next = i + 1
+                        buffer._pos += len(piece) + 1
+                        return piece[:-1] if buffer._batch_cr and piece[-1:] == b"\r" else piece
+                frame = buffer.take_line(limit)
+                if frame is None:
+                    frame = await self._receive_more(buffer.take_line, (limit,), None)
+                return frame
+            take = buffer.take_line
             if self._fill_checkpoints:
                 return await self._receive_lean(take, (limit,), None)
             await checkpoint()
