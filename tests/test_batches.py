@@ -573,3 +573,39 @@ async def test_closing_while_a_long_frame_arrives_raises_closed() -> None:
             await left.send_all(b"x" * 100)
             await trio.testing.wait_all_tasks_blocked()
         await stream.aclose()
+
+
+@given(
+    data=LINE_BYTES,
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+    max_size=st.integers(min_value=1, max_value=40),
+    delimiter=st.sampled_from([b"\n", b"\r\n"]),
+)
+def test_has_frame_promises_a_frame_to_the_take_that_follows(
+    data: bytes, cuts: list[int], max_size: int, delimiter: bytes
+) -> None:
+    """receive_line / receive_until ask `_has_frame` whether a whole frame is
+    buffered before choosing how to checkpoint: when it says so, the take
+    that follows returns one (and the search it remembered is right)."""
+    buffer = ReceiveBuffer(1 << 16)
+    twin = ReceiveBuffer(1 << 16)
+    for chunk in chunked(data, cuts):
+        buffer.feed(chunk)
+        twin.feed(chunk)
+        while True:
+            ready = buffer._has_frame(delimiter, max_size)
+            take = buffer.take_line if delimiter == b"\n" else lambda m: buffer.take_until(delimiter, m)
+            twin_take = twin.take_line if delimiter == b"\n" else lambda m: twin.take_until(delimiter, m)
+            try:
+                expected = twin_take(max_size)
+            except FrameTooLongError:
+                assert not ready
+                with pytest.raises(FrameTooLongError):
+                    take(max_size)
+                return
+            got = take(max_size)
+            assert got == expected
+            if ready:
+                assert got is not None
+            if got is None:
+                break

@@ -643,6 +643,22 @@ class ReceiveBuffer:
                     return None
         return self._take_single(delimiters, max_size, _KEEP if keep_delimiter else _PLAIN)
 
+    def _has_frame(self, delimiter: bytes, max_size: int) -> bool:
+        """Whether a frame ending at ``delimiter`` is whole at the head of the
+        buffer's current chunk and within ``max_size`` (False when it is not
+        known without more work). Consumes nothing; the search is remembered,
+        so the take that follows does not repeat it."""
+        data = self._data
+        pos = self._pos
+        i = data.find(delimiter, self._snext if self._skey == delimiter and self._snext > pos else pos)
+        if i < 0:
+            self._skey = delimiter
+            self._snext = len(data) - len(delimiter) + 1
+            return False
+        self._skey = delimiter
+        self._snext = i
+        return i + len(delimiter) - pos <= max_size
+
     def take_lines(self, max_size: int) -> list[bytes] | None:
         """Consume and return every whole line buffered (at least one), as
         `take_line` would return them one by one.
@@ -802,7 +818,8 @@ class ReceiveBuffer:
         pos = self._pos
         size = len(delimiter)
         limit = len(data) if window is None else min(len(data), first + window)
-        strip = mode == _STRIP_CR
+        # One memchr for the region rather than a test per line.
+        strip = mode == _STRIP_CR and data.find(b"\r", pos, limit) >= 0
         pieces: list[bytes] = []
         append = pieces.append
         crs = 0

@@ -31,8 +31,25 @@ DelimiterArg = bytes | bytearray | memoryview | tuple[bytes, ...]
 Take = Callable[..., "bytes | None"]
 TakeBatch = Callable[..., "list[bytes] | None"]
 PeekFrames = Callable[[int], "tuple[list[bytes], int] | None"]
-_TAKE_LINE = ReceiveBuffer.take_line
-_TAKE_UNTIL = ReceiveBuffer.take_until
+_LINE_TAKES = (ReceiveBuffer.take_line, ReceiveBuffer.take_lines)
+_UNTIL_TAKES = (ReceiveBuffer.take_until, ReceiveBuffer.take_until_batch)
+
+
+def _one_byte_delimiter(take: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bytes | None, int]:
+    """``(delimiter, max_size)`` when ``take(*args)`` cuts a frame at a
+    one-byte delimiter (a buffer's line or until cutter, bound to it or to
+    its arguments by a codec), else ``(None, 0)``: see `_receive_more`."""
+    if type(take) is functools.partial:
+        args = take.args + args
+        take = take.func
+    func = getattr(take, "__func__", None)
+    if func in _LINE_TAKES and len(args) == 1:
+        return b"\n", args[0]
+    if func in _UNTIL_TAKES and len(args) >= 2 and type(args[0]) is bytes and len(args[0]) == 1:
+        return args[0], args[1]
+    return None, 0
+
+
 # The frame iterators' cutting window (see FrameIterator): first cut, and cap.
 _PEEK_WINDOW_MIN = 2048
 _PEEK_WINDOW_MAX = 1 << 18
@@ -286,12 +303,7 @@ class BufferedStream(trio.abc.Stream):
             # `take` need not look (it would raise only once the buffer holds
             # max_size bytes). One find over the new bytes instead of two
             # calls into the buffer per read.
-            delimiter = None
-            func = getattr(take, "__func__", None)
-            if func is _TAKE_LINE:
-                delimiter, max_size = b"\n", args[0]
-            elif func is _TAKE_UNTIL and type(args[0]) is bytes and len(args[0]) == 1:
-                delimiter, max_size = args[0], args[1]
+            delimiter, max_size = _one_byte_delimiter(take, args)
             while True:
                 if self._state & _CLOSED:
                     raise trio.ClosedResourceError("this BufferedStream was closed")
@@ -553,7 +565,11 @@ class BufferedStream(trio.abc.Stream):
             # The lean receive saves a Trio round when the call must read; a
             # frame the buffer has already cut (its batch) needs no read, and
             # a plain checkpoint costs one coroutine fewer (see receive_line).
-            if self._fill_checkpoints and buffer._batch_next >= buffer._batch_len:
+            if (
+                self._fill_checkpoints
+                and buffer._batch_next >= buffer._batch_len
+                and not (type(delimiters) is bytes and buffer._has_frame(delimiters, limit))
+            ):
                 return await self._receive_lean(take, (delimiters, limit, keep_delimiter), None)
             await checkpoint()
             frame = take(delimiters, limit, keep_delimiter)
@@ -598,7 +614,10 @@ class BufferedStream(trio.abc.Stream):
                     frame = await self._receive_more(buffer.take_line, (limit,), None)
                 return frame
             take = buffer.take_line
-            if self._fill_checkpoints:
+            # The lean receive only when no whole line is buffered (it saves
+            # a Trio round when the call must read, and costs one coroutine
+            # when it need not).
+            if self._fill_checkpoints and not buffer._has_frame(b"\n", limit):
                 return await self._receive_lean(take, (limit,), None)
             await checkpoint()
             frame = take(limit)
