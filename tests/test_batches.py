@@ -609,3 +609,74 @@ def test_has_frame_promises_a_frame_to_the_take_that_follows(
                 assert got is not None
             if got is None:
                 break
+
+
+@pytest.mark.parametrize("how", ["take_line", "take_lines", "take_until", "take_until_batch"])
+def test_the_limit_is_exact_for_frames_across_three_chunks(how: str) -> None:
+    """A frame of max_size bytes (its delimiter included) is taken and one of
+    max_size + 1 refused, wherever the reads cut it: the byte counts carried
+    from one call to the next (the search memory) must be exact."""
+    delimiter = b"\n" if how.startswith("take_line") else b"|"
+    max_size = 12
+    for size in (max_size, max_size + 1):
+        frame = b"x" * (size - 1) + delimiter
+        for a in range(1, size - 1):
+            for b in range(a + 1, size):
+                buffer = ReceiveBuffer(1 << 16)
+                outcome: object = None
+                for chunk in (frame[:a], frame[a:b], frame[b:] + b"next" + delimiter):
+                    buffer.feed(chunk)
+                    try:
+                        if how == "take_line":
+                            got: object = buffer.take_line(max_size)
+                        elif how == "take_lines":
+                            got = buffer.take_lines(max_size)
+                        elif how == "take_until":
+                            got = buffer.take_until(delimiter, max_size)
+                        else:
+                            got = buffer.take_until_batch(delimiter, max_size)
+                    except FrameTooLongError:
+                        outcome = FrameTooLongError
+                        break
+                    if got is not None:
+                        outcome = got
+                        break
+                if size > max_size:
+                    assert outcome is FrameTooLongError, (a, b)
+                else:
+                    first = outcome[0] if isinstance(outcome, list) else outcome
+                    assert first == frame[:-1], (a, b)
+
+
+@pytest.mark.parametrize("iterate", [False, True])
+async def test_the_limit_is_exact_for_lines_across_many_reads(iterate: bool) -> None:
+    """The same over a stream, where reads without a delimiter are queued by
+    the read loop itself (BufferedStream._receive_more), in chunks of 1-3."""
+    max_size = 12
+    for size in (max_size, max_size + 1):
+        frame = b"x" * (size - 1) + b"\n"
+        for step in (1, 2, 3):
+            chunks = [frame[i : i + step] for i in range(0, len(frame), step)] + [b"next\n"]
+            stream = BufferedStream(ScriptedStream(chunks), receive_size=step)
+            try:
+                if iterate:
+                    async for line in stream.lines(max_size=max_size):
+                        got: object = line
+                        break
+                else:
+                    got = await stream.receive_line(max_size=max_size)
+            except FrameTooLongError:
+                got = FrameTooLongError
+            assert got == (FrameTooLongError if size > max_size else frame[:-1]), (size, step)
+
+
+async def test_max_size_bytes_without_a_delimiter_raise_at_once_in_small_reads() -> None:
+    """Reads queued by the read loop: the call raises as soon as max_size
+    bytes hold no delimiter, without waiting for another read."""
+    a, b = trio.socket.socketpair()
+    async with trio.SocketStream(a) as left, trio.SocketStream(b) as right:  # reads return bytes
+        stream = BufferedStream(right, receive_size=3)
+        await left.send_all(b"xyz" * 4)  # 12 bytes, in reads of 3, then nothing
+        with trio.fail_after(5), pytest.raises(FrameTooLongError):
+            await stream.receive_line(max_size=12)
+        assert stream.peek() == b"xyz" * 4  # nothing consumed
