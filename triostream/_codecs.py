@@ -601,6 +601,10 @@ class _LengthPrefixedDecoder(_SizedDecoder):
             if end <= len(data) and 0 <= body <= self._max_size and not buffer._batch_len and type(data) is bytes:
                 buffer._pos = end
                 return data[pos if self._include else start : end]
+            if 0 <= body <= self._max_size and len(buffer._more) == 1 and 0 < end - len(data) <= buffer._more_len:
+                # The frame ends in the one chunk queued behind: the usual
+                # way a frame longer than a few bytes meets its end.
+                return buffer._take_joined(pos if self._include else start, end - len(data))
         return self._decode(buffer)
 
     def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:

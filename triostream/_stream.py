@@ -562,6 +562,21 @@ class BufferedStream(trio.abc.Stream):
         try:
             buffer = self._buffer
             take = buffer.take_until
+            # A whole frame in the current chunk, outside any batch: cut here
+            # after a plain checkpoint (see receive_line, the same fast path).
+            data = buffer._data
+            pos = buffer._pos
+            if type(delimiters) is bytes and type(data) is bytes and buffer._batch_next >= buffer._batch_len:
+                at = data.find(delimiters, buffer._snext if buffer._skey == delimiters and buffer._snext > pos else pos)
+                end = at + len(delimiters)
+                if at >= 0 and end - pos <= limit:
+                    await checkpoint()
+                    if buffer._data is data and buffer._pos == pos:  # else closed meanwhile
+                        buffer._pos = end
+                        return data[pos:end] if keep_delimiter else data[pos:at]
+                elif at < 0:
+                    buffer._skey = delimiters  # the search, remembered for take_until
+                    buffer._snext = len(data) - len(delimiters) + 1
             # The lean receive saves a Trio round when the call must read; a
             # frame the buffer has already cut (its batch) needs no read, and
             # a plain checkpoint costs one coroutine fewer (see receive_line).
@@ -613,6 +628,22 @@ class BufferedStream(trio.abc.Stream):
                 if frame is None:
                     frame = await self._receive_more(buffer.take_line, (limit,), None)
                 return frame
+            # A whole line in the current chunk (long lines: no batch):
+            # ReceiveBuffer.take_line's second case, inlined, after a plain
+            # checkpoint. About 0.5 µs of the 0.9 µs this call cost over a
+            # bare checkpoint per line at 1 KiB lines (three calls fewer).
+            data = buffer._data
+            pos = buffer._pos
+            if type(data) is bytes and i >= buffer._batch_len:
+                end = data.find(b"\n", buffer._snext if buffer._skey is _LF and buffer._snext > pos else pos)
+                if 0 <= end < pos + limit:
+                    await checkpoint()
+                    if buffer._data is data and buffer._pos == pos:  # else closed meanwhile
+                        buffer._pos = end + 1
+                        return data[pos : end - 1] if end > pos and data[end - 1] == 13 else data[pos:end]
+                elif end < 0:
+                    buffer._skey = _LF  # the search, remembered for take_line
+                    buffer._snext = len(data)
             take = buffer.take_line
             # The lean receive only when no whole line is buffered (it saves
             # a Trio round when the call must read, and costs one coroutine
