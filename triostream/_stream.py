@@ -317,10 +317,12 @@ class BufferedStream(trio.abc.Stream):
                     self._raise_if_closed_meanwhile(exc)
                     raise
                 if data:
-                    if delimiter is not None and (buffer._more_len or len(buffer._data) > buffer._pos):
-                        # The frame runs on past the buffered bytes: queue
-                        # the reads that bring no delimiter (ReceiveBuffer.feed,
-                        # inlined for this case) in a loop of locals.
+                    if delimiter is not None and len(buffer._data) - buffer._pos + buffer._more_len >= size:
+                        # The frame already spans a whole read: queue the
+                        # reads that bring no delimiter (ReceiveBuffer.feed,
+                        # inlined for this case) in a loop of locals. (Not
+                        # for shorter frames: their end is usually in this
+                        # read, and the take would search it a second time.)
                         buffered = len(buffer._data) - buffer._pos + buffer._more_len
                         capacity = buffer.capacity
                         queue = buffer._more
