@@ -340,17 +340,6 @@ async def test_eof_inside_a_frame_raises_with_the_partial_frame_buffered() -> No
     assert stream.peek() == b"part"
 
 
-async def test_batches_while_another_task_receives_is_busy() -> None:
-    _left, right = trio.testing.memory_stream_pair()
-    stream = BufferedStream(right)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream.receive_line)
-        await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(trio.BusyResourceError):  # at once, as Trio's own streams do
-            await stream.lines().batches().__anext__()
-        nursery.cancel_scope.cancel()
-
-
 async def test_batches_on_a_closed_stream_raise_closed() -> None:
     stream = scripted(b"a\n")
     await stream.aclose()

@@ -289,17 +289,6 @@ async def test_skip_nowait_drops_exactly_n_or_nothing() -> None:
     assert await stream.receive_some() == b""
 
 
-async def test_skip_nowait_while_another_task_receives_is_busy() -> None:
-    _left, right = trio.testing.memory_stream_pair()
-    stream = BufferedStream(right)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream.receive_line)
-        await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(trio.BusyResourceError):
-            stream.skip_nowait(0)
-        nursery.cancel_scope.cancel()
-
-
 async def test_peek_unreceive() -> None:
     stream = scripted(b"world\n")
     assert stream.peek() == b""
@@ -593,6 +582,10 @@ async def test_concurrent_receives_are_busy() -> None:
             stream.detach()
         with pytest.raises(trio.BusyResourceError):
             await stream.lines().__anext__()
+        with pytest.raises(trio.BusyResourceError):
+            stream.skip_nowait(0)
+        with pytest.raises(trio.BusyResourceError):  # at once, as Trio's own streams do
+            await stream.lines().batches().__anext__()
         await left.send_all(b"done\n")
 
 

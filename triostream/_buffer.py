@@ -679,34 +679,21 @@ class ReceiveBuffer:
             raise FrameTooLongError(max_size)
         if chunk.find(delimiter, j + 1, j + 2 + _BATCH_FRAME_MAX) >= 0:
             return self._join_across(0, j, delimiter, mode)
-        if mode == _STRIP_CR and (chunk[j - 1] == 13 if j > off else head and data[-1] == 13):
-            if j > off:
-                frame = b"".join((memoryview(data)[pos:], memoryview(chunk)[off : j - 1]))
-            else:
-                frame = bytes(memoryview(data)[pos:-1])
-        elif mode == _KEEP:
-            frame = b"".join((memoryview(data)[pos:], memoryview(chunk)[off : j + 1]))
-        else:
-            frame = b"".join((memoryview(data)[pos:], memoryview(chunk)[off:j]))
-        # _adopt_next, for the one queued chunk.
-        more.popleft()
-        self._more_len = 0
-        self._more_off = 0
-        self._data = chunk
-        self._pos = j + 1
-        self._gen += 1
-        self._skey = None
-        self._mkey = None
-        if self._batch_len:
-            self._drop_batch()
-        return frame
+        if mode == _KEEP:
+            return self._take_joined(pos, j + 1 - off)
+        if mode == _STRIP_CR and j > off and chunk[j - 1] == 13:
+            return self._take_joined(pos, j - 1 - off, 2)
+        if mode == _STRIP_CR and j == off and head and data[-1] == 13:
+            return self._join_across(0, j, delimiter, mode)  # the \r ends _data: rare
+        return self._take_joined(pos, j - off, 1)
 
-    def _take_joined(self, start: int, need: int) -> bytes:
-        """Consume through the end of _data and ``need`` bytes of the one
-        queued chunk, which becomes _data; return ``_data[start:]`` and those
-        bytes, joined (one copy). For decoders whose frame (from ``start``,
-        at or after _pos) ends in that chunk; the caller has checked that it
-        holds ``need`` bytes."""
+    def _take_joined(self, start: int, need: int, skip: int = 0) -> bytes:
+        """Consume through the end of _data and ``need + skip`` bytes of the
+        one queued chunk, which becomes _data; return ``_data[start:]`` and
+        the first ``need`` of those bytes, joined (one copy). For frames
+        (from ``start``, at or after _pos) that end in that chunk (``skip``:
+        a delimiter not returned); the caller has checked that it holds
+        ``need + skip`` bytes."""
         more = self._more
         chunk = more[0]
         off = self._more_off
@@ -715,7 +702,7 @@ class ReceiveBuffer:
         self._more_len = 0
         self._more_off = 0
         self._data = chunk
-        self._pos = off + need
+        self._pos = off + need + skip
         self._gen += 1
         self._skey = None
         self._mkey = None

@@ -623,14 +623,32 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         data = buffer._data
         if type(data) is not bytes or self._skip_left:
             return None
-        pos = buffer._pos
+        frames = self._cut(data, buffer._pos, min(len(data), buffer._pos + window))
+        return (frames, self._header) if frames else None
+
+    def _cut(self, data: bytes, pos: int, limit: int) -> list[bytes]:
+        """The whole frames of ``data`` that start at or after ``pos`` and
+        before ``limit`` (the usual configuration only), up to the first
+        unfinished or refused one."""
         stop = len(data)
         header = self._header
-        max_size = self._max_size
         unpack = self._unpack
-        limit = pos + window
         frames: list[bytes] = []
         append = frames.append
+        if limit == stop and stop - pos <= header + self._max_size:
+            # No frame that fits in the chunk can be over max_size: the
+            # hand-written loop itself (each dropped test was about 10 % of
+            # the loop at 64-byte frames).
+            while True:
+                start = pos + header
+                if start > stop:
+                    return frames
+                end = start + unpack(data, pos)[0]
+                if end > stop:
+                    return frames
+                append(data[start:end])
+                pos = end
+        max_size = self._max_size
         while pos < limit:
             start = pos + header
             if start > stop:
@@ -640,7 +658,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
                 break
             append(data[start:end])
             pos = end
-        return (frames, header) if frames else None
+        return frames
 
     def decode_batch(self, buffer: ReceiveBuffer) -> list[bytes] | None:
         """Every whole frame buffered: the first by `decode`, the rest of the
@@ -655,25 +673,15 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         if type(data) is not bytes or self._skip_left or buffer._batch_len:
             return batch
         pos = buffer._pos
+        if not (self._field or self._adjustment or self._include):
+            frames = self._cut(data, pos, len(data))
+            buffer._pos = pos + sum(map(len, frames)) + self._header * len(frames)
+            batch += frames
+            return batch
         stop = len(data)
         header = self._header
         unpack = self._unpack
         append = batch.append
-        if not (self._field or self._adjustment or self._include) and stop - pos <= header + self._max_size:
-            # The usual configuration, and no frame that fits in the chunk
-            # can be over max_size: the hand-written loop itself (each
-            # dropped test was about 10 % of the loop at 64-byte frames).
-            while True:
-                start = pos + header
-                if start > stop:
-                    break
-                end = start + unpack(data, pos)[0]
-                if end > stop:
-                    break
-                append(data[start:end])
-                pos = end
-            buffer._pos = pos
-            return batch
         field = self._field
         adjustment = self._adjustment
         max_size = self._max_size
