@@ -669,3 +669,26 @@ async def test_max_size_bytes_without_a_delimiter_raise_at_once_in_small_reads()
         with trio.fail_after(5), pytest.raises(FrameTooLongError):
             await stream.receive_line(max_size=12)
         assert stream.peek() == b"xyz" * 4  # nothing consumed
+
+
+@given(stream=prefixed_streams(), cuts=st.lists(st.integers(min_value=0), max_size=20))
+def test_ready_promises_that_decode_does_not_wait(stream: tuple[LengthPrefixed, bytes], cuts: list[int]) -> None:
+    """receive_frame asks the decoder whether a frame is whole before
+    choosing how to checkpoint: when `ready` says so, `decode` returns a
+    frame or raises, and never answers "more data"."""
+    codec, data = stream
+    decoder = codec.decoder()
+    buffer = ReceiveBuffer(1 << 16)
+    for chunk in chunked(data, cuts):
+        buffer.feed(chunk)
+        while True:
+            ready = decoder.ready(buffer)
+            try:
+                frame = decoder.decode(buffer)
+            except (FrameTooLongError, CorruptFrameError, IncompleteReadError):
+                return
+            if ready:
+                assert frame is not None
+            if frame is None:
+                break
+    assert not Netstring(10).decoder().ready(buffer)  # the default: unsure

@@ -147,6 +147,13 @@ class FrameDecoder(ABC):
         ``decode`` does."""
         return functools.partial(self.decode, buffer)
 
+    def ready(self, buffer: ReceiveBuffer) -> bool:
+        """Whether ``decode(buffer)`` would now return a frame (or raise),
+        when that is cheap to know; False when unsure (the default). Only a
+        hint: `BufferedStream.receive_frame` then checkpoints without
+        preparing to read."""
+        return False
+
     def bind_peek(self, buffer: ReceiveBuffer) -> PeekFrames | None:
         """For the frame iterators: a callable ``peek(window)`` returning the
         whole frames at the head of ``buffer`` without consuming them, as
@@ -609,6 +616,15 @@ class _LengthPrefixedDecoder(_SizedDecoder):
 
     def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:
         return functools.partial(self.decode_batch, buffer)
+
+    def ready(self, buffer: ReceiveBuffer) -> bool:
+        data = buffer._data
+        pos = buffer._pos
+        start = pos + self._header
+        if start > len(data) or self._skip_left:
+            return False
+        body: int = self._unpack(data, pos + self._field)[0]
+        return start + body + self._adjustment <= len(data)
 
     def bind_peek(self, buffer: ReceiveBuffer) -> PeekFrames | None:
         if self._field or self._adjustment or self._include:
