@@ -751,7 +751,13 @@ class BufferedStream(trio.abc.Stream):
         """
         if self._state:
             self._refuse_nowait()
-        frame = self._buffer.take_until(normalize_delimiters(delimiter), self._limit(max_size), keep_delimiter)
+        # The usual arguments without the two calls that check them (a third
+        # of this method's cost at 16-byte frames).
+        frame = self._buffer.take_until(
+            delimiter if type(delimiter) is bytes and delimiter else normalize_delimiters(delimiter),
+            self.max_buffer_size if max_size is None else self._limit(max_size),
+            keep_delimiter,
+        )
         if frame is None:
             self._no_frame(None)
         return frame
