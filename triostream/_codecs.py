@@ -639,13 +639,13 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         data = buffer._data
         if type(data) is not bytes or self._skip_left:
             return None
-        frames = self._cut(data, buffer._pos, min(len(data), buffer._pos + window))
+        frames = self._cut(data, buffer._pos, min(len(data), buffer._pos + window))[0]
         return (frames, self._header) if frames else None
 
-    def _cut(self, data: bytes, pos: int, limit: int) -> list[bytes]:
+    def _cut(self, data: bytes, pos: int, limit: int) -> tuple[list[bytes], int]:
         """The whole frames of ``data`` that start at or after ``pos`` and
         before ``limit`` (the usual configuration only), up to the first
-        unfinished or refused one."""
+        unfinished or refused one; and where they end."""
         stop = len(data)
         header = self._header
         unpack = self._unpack
@@ -658,10 +658,10 @@ class _LengthPrefixedDecoder(_SizedDecoder):
             while True:
                 start = pos + header
                 if start > stop:
-                    return frames
+                    return frames, pos
                 end = start + unpack(data, pos)[0]
                 if end > stop:
-                    return frames
+                    return frames, pos
                 append(data[start:end])
                 pos = end
         max_size = self._max_size
@@ -674,7 +674,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
                 break
             append(data[start:end])
             pos = end
-        return frames
+        return frames, pos
 
     def decode_batch(self, buffer: ReceiveBuffer) -> list[bytes] | None:
         """Every whole frame buffered: the first by `decode`, the rest of the
@@ -690,8 +690,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
             return batch
         pos = buffer._pos
         if not (self._field or self._adjustment or self._include):
-            frames = self._cut(data, pos, len(data))
-            buffer._pos = pos + sum(map(len, frames)) + self._header * len(frames)
+            frames, buffer._pos = self._cut(data, pos, len(data))
             batch += frames
             return batch
         stop = len(data)
