@@ -555,7 +555,8 @@ class BufferedStream(trio.abc.Stream):
           ValueError, TypeError: a bad ``delimiter`` or ``max_size``.
           trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
         """
-        delimiters = normalize_delimiters(delimiter)
+        # The usual delimiter (non-empty bytes) without the call that checks it.
+        delimiters = delimiter if type(delimiter) is bytes and delimiter else normalize_delimiters(delimiter)
         limit = self.max_buffer_size if max_size is None else self._limit(max_size)
         # _receive, inlined: the per-call methods are hot.
         if self._state:
@@ -563,7 +564,6 @@ class BufferedStream(trio.abc.Stream):
         self._state = _RECEIVING
         try:
             buffer = self._buffer
-            take = buffer.take_until
             # A whole frame in the current chunk, outside any batch: cut here
             # after a plain checkpoint (see receive_line, the same fast path).
             data = buffer._data
@@ -579,6 +579,7 @@ class BufferedStream(trio.abc.Stream):
                 elif at < 0:
                     buffer._skey = delimiters  # the search, remembered for take_until
                     buffer._snext = len(data) - len(delimiters) + 1
+            take = buffer.take_until
             # The lean receive saves a Trio round when the call must read; a
             # frame the buffer has already cut (its batch) needs no read, and
             # a plain checkpoint costs one coroutine fewer (see receive_line).
@@ -890,7 +891,10 @@ class BufferedStream(trio.abc.Stream):
           ValueError: the codec's frames cannot fit ``max_buffer_size``.
           trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
         """
-        decoder = self._decoder(codec)
+        # The codec of the last call, found without a call (a third of the
+        # calls this method made per frame); _decoder does the rest.
+        cache = self._decoders
+        decoder = cache._last if codec is cache._last_codec and cache._last is not None else self._decoder(codec)
         buffer = self._buffer
         if self._fill_checkpoints and decoder.ready(buffer):
             # A whole frame is buffered: a plain checkpoint, then the frame
