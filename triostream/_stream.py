@@ -564,12 +564,30 @@ class BufferedStream(trio.abc.Stream):
         self._state = _RECEIVING
         try:
             buffer = self._buffer
+            i = buffer._batch_next
+            if i < buffer._batch_len and buffer._batch_key == delimiters:
+                # A frame the buffer has already cut (its batch): a plain
+                # checkpoint, then the frame (see receive_line).
+                await checkpoint()
+                if i < buffer._batch_len:  # else closed meanwhile
+                    piece = buffer._batch[i]
+                    size = len(piece) + len(delimiters)
+                    if size <= limit:
+                        buffer._batch_next = i + 1
+                        buffer._pos += size
+                        return piece + delimiters if keep_delimiter else piece
+                frame = buffer.take_until(delimiters, limit, keep_delimiter)
+                if frame is None:
+                    frame = await self._receive_more(buffer.take_until, (delimiters, limit, keep_delimiter), None)
+                return frame
             # A whole frame in the current chunk, outside any batch: cut here
             # after a plain checkpoint (see receive_line, the same fast path).
             data = buffer._data
             pos = buffer._pos
-            if type(delimiters) is bytes and type(data) is bytes and buffer._batch_next >= buffer._batch_len:
-                at = data.find(delimiters, buffer._snext if buffer._skey == delimiters and buffer._snext > pos else pos)
+            if type(delimiters) is bytes and type(data) is bytes and i >= buffer._batch_len:
+                # (The int test first: comparing the remembered key, often
+                # None, to bytes is the slower test.)
+                at = data.find(delimiters, buffer._snext if buffer._snext > pos and buffer._skey == delimiters else pos)
                 end = at + len(delimiters)
                 if at >= 0 and end - pos <= limit:
                     await checkpoint()
