@@ -715,16 +715,24 @@ class ReceiveBuffer:
         buffer's current chunk and within ``max_size`` (False when it is not
         known without more work). Consumes nothing; the search is remembered,
         so the take that follows does not repeat it."""
+        i = self._search(delimiter)
+        if i < 0:
+            return False
+        self._skey = delimiter
+        self._snext = i  # found: the take that follows starts there
+        return i + len(delimiter) - self._pos <= max_size
+
+    def _search(self, delimiter: bytes) -> int:
+        """The next ``delimiter`` in _data from _pos, or -1: a ``find`` that
+        resumes where the last search for it stopped, and remembers a
+        failure (see the search memory in the module docstring)."""
         data = self._data
         pos = self._pos
         i = data.find(delimiter, self._snext if self._skey == delimiter and self._snext > pos else pos)
         if i < 0:
             self._skey = delimiter
             self._snext = len(data) - len(delimiter) + 1
-            return False
-        self._skey = delimiter
-        self._snext = i
-        return i + len(delimiter) - pos <= max_size
+        return i
 
     def take_lines(self, max_size: int) -> list[bytes] | None:
         """Consume and return every whole line buffered (at least one), as
@@ -833,9 +841,10 @@ class ReceiveBuffer:
         hand-written ``receive_some`` + ``bytes.split`` loop cuts them: one
         ``find`` (resuming from the search memory), one ``rfind`` for the
         last delimiter (within ``window`` bytes past the first frame, if
-        given), one ``split``. Returns ``(frames, stop, extra)``: consuming
-        them means moving _pos to ``stop``; each occupies ``len(frame) +
-        extra`` bytes, unless ``extra`` is -1 (lines with mixed endings).
+        given), one ``split``. Returns ``(frames, stop, extra, searched)``:
+        consuming them means moving _pos to ``stop``; each occupies
+        ``len(frame) + extra`` bytes, unless ``extra`` is -1 (lines with
+        mixed endings); ``searched``: no delimiter follows ``stop`` in _data.
         Returns None, consuming nothing, when _data holds no whole frame,
         when it is a bytearray (split would hand out bytearrays) or when the
         first frame is over ``max_size``: `take_line` / `take_until` handle
@@ -851,12 +860,10 @@ class ReceiveBuffer:
         data = self._data
         if type(data) is not bytes:
             return None
-        pos = self._pos
-        first = data.find(delimiter, self._snext if self._skey == delimiter and self._snext > pos else pos)
+        first = self._search(delimiter)
         if first < 0:
-            self._skey = delimiter
-            self._snext = len(data) - len(delimiter) + 1
             return None
+        pos = self._pos
         size = len(delimiter)
         if size > 1 or first - pos > _SPLIT_FRAME_MAX:
             # Long frames; and delimiters longer than one byte, which may

@@ -581,7 +581,7 @@ class Connection(BufferedStream):
         """
         await checkpoint()
         transport = self.transport_stream
-        fd = transport.socket.fileno() if type(transport) is trio.SocketStream else -1
+        fd = _plain_socket_fd(transport)
         if fd >= 0:
             try:
                 return os.read(fd, self._read_size())
@@ -688,12 +688,7 @@ class Connection(BufferedStream):
         raised here: the bytes are queued, the writer meets the same error
         and ends the connection (`CloseReason.ERROR`) as for any send.
         """
-        transport = self.transport_stream
-        if type(transport) is not trio.SocketStream:
-            return 0
-        # fileno() is -1 once the socket is closed: never write to a number
-        # the kernel may have handed to another socket since.
-        fd = transport.socket.fileno()
+        fd = _plain_socket_fd(self.transport_stream)
         if fd < 0:
             return 0
         try:
@@ -965,12 +960,20 @@ class Connection(BufferedStream):
                     await trio.aclose_forcefully(transport)
 
 
+def _plain_socket_fd(transport: trio.abc.Stream) -> int:
+    """The descriptor of a plain `trio.SocketStream` (not TLS, not any other
+    stream), for the direct reads and writes; -1 otherwise, and once the
+    socket is closed: ``fileno()`` is read at each use, never a number the
+    kernel may have handed to another socket since."""
+    if type(transport) is not trio.SocketStream:
+        return -1
+    return transport.socket.fileno()
+
+
 def _unread_bytes(transport: trio.abc.Stream) -> int:
     """Bytes the kernel holds for ``transport``'s socket and nobody read yet
     (``FIONREAD``); 0 when that cannot be known."""
-    if not _FIONREAD or type(transport) is not trio.SocketStream:
-        return 0
-    fd = transport.socket.fileno()
+    fd = _plain_socket_fd(transport) if _FIONREAD else -1
     if fd < 0:
         return 0
     try:

@@ -294,8 +294,8 @@ class BufferedStream(trio.abc.Stream):
             # BufferedStream._fill and _read_size inlined: a frame that spans
             # many reads (a long line in small reads) pays this loop per
             # read, and every Python call in it counted: one 4 MiB line in
-            # 1 KiB reads, in one process, went from 7.0 to ... µs per read
-            # against 4.6 for the hand-written loop.
+            # 1 KiB reads, in one process, went from 7.0 to 4.8 µs per read
+            # against 4.4 for the hand-written loop.
             transport = self.transport_stream
             # A frame ending at a one-byte delimiter, which `take` just did
             # not find (it returned None): a read that brings no delimiter,
@@ -584,7 +584,9 @@ class BufferedStream(trio.abc.Stream):
             # after a plain checkpoint (see receive_line, the same fast path).
             data = buffer._data
             pos = buffer._pos
+            searched = False
             if type(delimiters) is bytes and type(data) is bytes and i >= buffer._batch_len:
+                searched = True
                 # (The int test first: comparing the remembered key, often
                 # None, to bytes is the slower test.)
                 at = data.find(delimiters, buffer._snext if buffer._snext > pos and buffer._skey == delimiters else pos)
@@ -603,8 +605,8 @@ class BufferedStream(trio.abc.Stream):
             # a plain checkpoint costs one coroutine fewer (see receive_line).
             if (
                 self._fill_checkpoints
-                and buffer._batch_next >= buffer._batch_len
-                and not (type(delimiters) is bytes and buffer._has_frame(delimiters, limit))
+                and i >= buffer._batch_len
+                and (searched or not (type(delimiters) is bytes and buffer._has_frame(delimiters, limit)))
             ):
                 return await self._receive_lean(take, (delimiters, limit, keep_delimiter), None)
             await checkpoint()
@@ -655,7 +657,9 @@ class BufferedStream(trio.abc.Stream):
             # bare checkpoint per line at 1 KiB lines (three calls fewer).
             data = buffer._data
             pos = buffer._pos
+            searched = False
             if type(data) is bytes and i >= buffer._batch_len:
+                searched = True
                 end = data.find(b"\n", buffer._snext if buffer._skey is _LF and buffer._snext > pos else pos)
                 if 0 <= end < pos + limit:
                     await checkpoint()
@@ -668,8 +672,8 @@ class BufferedStream(trio.abc.Stream):
             take = buffer.take_line
             # The lean receive only when no whole line is buffered (it saves
             # a Trio round when the call must read, and costs one coroutine
-            # when it need not).
-            if self._fill_checkpoints and not buffer._has_frame(b"\n", limit):
+            # when it need not); the search above, when it ran, said so.
+            if self._fill_checkpoints and (searched or not buffer._has_frame(b"\n", limit)):
                 return await self._receive_lean(take, (limit,), None)
             await checkpoint()
             frame = take(limit)
@@ -1294,24 +1298,12 @@ class FrameIterator:
     # cut afresh. The window cut starts small and doubles while each cut is
     # used up, so work done for frames never returned stays within a
     # constant factor of the bytes consumed.
-    # Measured (in one process, 64 KiB reads, ns per frame at 16 B / 1 KiB
-    # lines): cutting per step with take_line 358 / 812, the cut frames ...
+    # Measured (in one process, 64 KiB reads, ns per frame at 16 B lines):
+    # a take_line per step from an __anext__ coroutine 358, the cut frames
+    # from the async generator 224-243 (benchmarks/bench_receive.py over
+    # TCP: 0.16x to 0.28x of the hand-written split loop).
 
-    __slots__ = (
-        "_args",
-        "_at",
-        "_batch",
-        "_buffer",
-        "_cut",
-        "_data",
-        "_extra",
-        "_next",
-        "_no_peek",
-        "_peek",
-        "_stream",
-        "_take",
-        "_window",
-    )
+    __slots__ = ("_args", "_batch", "_buffer", "_frames_now", "_peek", "_stream", "_take")
 
     def __init__(
         self,
@@ -1327,22 +1319,15 @@ class FrameIterator:
         self._args = args
         self._batch = batch
         self._peek = peek
-        # The frames cut ahead: _cut[_next:] are still buffered at _at in
-        # _data, each taking len(frame) + _extra bytes.
-        self._cut: list[bytes] = []
-        self._next = 0
-        self._at = -1
-        self._data: object = None
-        self._extra = 0
-        self._window = _PEEK_WINDOW_MIN
-        self._no_peek: object = None  # the chunk a peek found nothing to cut in
+        self._frames_now: AsyncIterator[bytes] | None = None  # the generator __anext__ steps
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         """``async for`` runs `_frames`, an async generator, rather than
         ``__anext__``: resuming a generator costs about 90 ns here against
         about 150 ns for creating and running an ``__anext__`` coroutine per
-        frame, and its state lives in fast locals. ``__anext__`` remains for
-        direct calls; both work on the buffer's state, so they may be mixed.
+        frame, and its state lives in fast locals. ``__anext__`` steps such a
+        generator too; any number of them may be mixed, as each uses its cut
+        frames only while the buffer is where it left them.
 
         The generator is started here (to its first, empty ``yield``) with
         the interpreter's async generator hooks unset, so that Trio does not
@@ -1410,75 +1395,24 @@ class FrameIterator:
                 if taken is not None:
                     yield taken
                     continue
-            # stream._next_frame_slow, inlined: every read of a frame that
-            # spans many (a long line) resumes each frame between the read
-            # and this loop.
-            if stream._state:
-                await stream._refuse()
-            stream._state = _RECEIVING
-            try:
-                if buffer._eof:
-                    await checkpoint()  # no read will come: still a checkpoint
-                taken = await stream._receive_more(take, args, None)
-            except IncompleteReadError as exc:
-                if exc.partial or exc.skipped:  # EOF inside a frame, or inside one being skipped
-                    raise
+            taken = await stream._next_frame_slow(take, args)
+            if taken is None:
                 return
-            finally:
-                stream._state &= _CLOSED
             yield taken
 
     async def __anext__(self) -> bytes:
-        stream = self._stream
-        if not stream._state:
-            buffer = self._buffer
-            i = self._next
-            if i < len(self._cut) and buffer._pos == self._at and buffer._data is self._data:
-                frame = self._cut[i]
-                self._next = i + 1
-                self._at = buffer._pos = self._at + len(frame) + self._extra
-                return frame
-            if self._peek is not None and buffer._data is not self._no_peek:
-                cut = self._cut_ahead(buffer)
-                if cut is not None:
-                    return cut
-            try:
-                taken = self._take(*self._args)
-            except Exception as exc:
-                await _checkpoint_for(exc)
-                raise
-            if taken is not None:
-                return taken
-        taken = await stream._next_frame_slow(self._take, self._args)
-        if taken is None:
-            raise StopAsyncIteration
-        return taken
-
-    def _cut_ahead(self, buffer: ReceiveBuffer) -> bytes | None:
-        """Cut the frames at the head of the buffer (not consuming them);
-        consume and return the first. None when there is nothing to cut
-        here (the per-frame cutter takes over until the chunk changes)."""
-        assert self._peek is not None
-        # Double the window while the cuts are used up; start small again
-        # after one was abandoned.
-        used_up = self._next >= len(self._cut)
-        window = min(self._window * 2, _PEEK_WINDOW_MAX) if used_up else _PEEK_WINDOW_MIN
-        self._window = window
-        found = self._peek(window)
-        if found is None:
-            self._no_peek = buffer._data
-            self._cut = []
-            return None
-        cut, extra = found
-        if buffer._batch_len:
-            buffer._drop_batch()  # take_line's own batch: its index follows _pos
-        frame = cut[0]
-        self._cut = cut
-        self._next = 1
-        self._extra = extra
-        self._data = buffer._data
-        self._at = buffer._pos = buffer._pos + len(frame) + extra
-        return frame
+        """One step of `_frames` (for direct calls; ``async for`` runs the
+        generator itself). An exception ends a generator, so the next call
+        starts a fresh one: a frame iterator is resumable after any error,
+        as every receive is."""
+        frames = self._frames_now
+        if frames is None:
+            frames = self._frames_now = self.__aiter__()
+        try:
+            return await frames.__anext__()
+        except BaseException:
+            self._frames_now = None
+            raise
 
     def batches(self) -> BatchIterator:
         """The same frames, a list at a time: each step returns every whole
