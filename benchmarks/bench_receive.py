@@ -29,7 +29,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Literal
@@ -200,6 +200,14 @@ def build_payload(kind: str, body: int, count: int) -> bytes:
     return (body.to_bytes(4, "big") + content) * count
 
 
+# The receivers' clock: wall time by default; ``--clock cpu`` takes the
+# receiving thread's CPU time instead (time.thread_time: its own work and
+# its system calls, not the time it waits for bytes). On a shared machine the
+# CPU clock is the steadier one: prefixed-4KiB, 15 pinned rounds, per-round
+# ratios to split ranged 0.47-1.6 by the wall clock and 0.65-1.24 by CPU.
+clock: Callable[[], float] = time.perf_counter
+
+
 # ------------------------------------------------------ the sender process
 
 
@@ -236,7 +244,7 @@ class Feed:
         """Start the clock (and the sender)."""
         if self.conn is not None:
             self.conn.send(b"g")
-        return time.perf_counter()
+        return clock()
 
 
 Runner = Callable[[Workload, Feed], tuple[float, Tally]]
@@ -245,7 +253,7 @@ Runner = Callable[[Workload, Feed], tuple[float, Tally]]
 class Harness:
     """The listening socket, the sender process and the in-process payloads."""
 
-    def __init__(self) -> None:
+    def __init__(self, pin: bool) -> None:
         self.listener = socket.create_server((HOST, 0))
         self.listener.settimeout(60)
         self.port = self.listener.getsockname()[1]
@@ -255,7 +263,23 @@ class Harness:
             stdout=subprocess.PIPE,
             text=True,
         )
+        self.pinned = pin and self._pin()
         self._chunks: tuple[Workload, list[bytes]] | None = None
+
+    def _pin(self) -> str:
+        """Receiver and sender on two different CPUs, each on its own one:
+        unpinned, on this 2-core machine, the scheduler sometimes put both
+        on one core, and the same method's time varied 3-4x between rounds
+        (the asyncio rows were bimodal: 17 or 50 ms). '' when not possible."""
+        try:
+            cpus = sorted(os.sched_getaffinity(0))
+            if len(cpus) < 2:
+                return ""
+            os.sched_setaffinity(self.sender.pid, {cpus[1]})
+            os.sched_setaffinity(0, {cpus[0]})
+        except (AttributeError, OSError):
+            return ""
+        return f"receiver on CPU {cpus[0]}, sender on CPU {cpus[1]}"
 
     def close(self) -> None:
         assert self.sender.stdin is not None
@@ -336,7 +360,7 @@ def on_trio(reader: TrioReader) -> Runner:
             async with stream:
                 start = feed.go()
                 tally = await reader(stream, wl)
-                return time.perf_counter() - start, tally
+                return clock() - start, tally
 
         return trio.run(main)
 
@@ -472,14 +496,97 @@ async def split_prefixed_checkpoint(stream: trio.abc.Stream, wl: Workload) -> Ta
     return frames, nbytes
 
 
+# The floors of the two iterator APIs: the split loop itself, wrapped in the
+# least an iterator needs (an async generator). "split gen" yields one frame
+# per step, "split batches" the list of a read's frames: what a per-frame
+# iterator and a batch iterator cost when the framing costs nothing more
+# than the hand-written loop's. A target that these miss is out of reach for
+# any iterator in pure Python.
+
+
+async def _split_read_batches(stream: trio.abc.Stream, wl: Workload) -> AsyncIterator[Sequence[bytes | bytearray]]:
+    """The split reference's loops, yielding each read's whole frames."""
+    receive_some, size = stream.receive_some, wl.receive_size
+    if wl.kind == "prefixed":
+        unpack = _unpack_header
+        buf: bytes | bytearray = b""
+        while data := await receive_some(size):
+            buf = buf + data if buf else data
+            pos, stop = 0, len(buf)
+            batch: list[bytes | bytearray] = []
+            while pos + 4 <= stop:
+                end = pos + 4 + unpack(buf, pos)[0]
+                if end > stop:
+                    break
+                batch.append(buf[pos + 4 : end])
+                pos = end
+            buf = buf[pos:]
+            if batch:
+                yield batch
+    elif wl.split_by_find:
+        pending: list[bytes | bytearray] = []
+        while data := await receive_some(size):
+            start = 0
+            found: list[bytes | bytearray] = []
+            while (end := data.find(b"\n", start)) >= 0:
+                line = data[start:end]
+                if pending:
+                    pending.append(line)
+                    line = b"".join(pending)
+                    pending.clear()
+                found.append(line)
+                start = end + 1
+            if start < len(data):
+                pending.append(data[start:])
+            if found:
+                yield found
+    else:
+        tail: bytes | bytearray = b""
+        while data := await receive_some(size):
+            lines = (tail + data if tail else data).split(b"\n")
+            tail = lines.pop()
+            if lines:
+                yield lines
+
+
+async def split_batches(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    frames = nbytes = 0
+    async for batch in _split_read_batches(stream, wl):
+        for frame in batch:
+            frames += 1
+            nbytes += len(frame)
+    return frames, nbytes
+
+
+async def _split_frames(stream: trio.abc.Stream, wl: Workload) -> AsyncIterator[bytes | bytearray]:
+    async for batch in _split_read_batches(stream, wl):
+        for frame in batch:
+            yield frame
+
+
+async def split_gen(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    frames = nbytes = 0
+    async for frame in _split_frames(stream, wl):
+        frames += 1
+        nbytes += len(frame)
+    return frames, nbytes
+
+
 def _buffered(stream: trio.abc.Stream, wl: Workload) -> BufferedStream:
-    return BufferedStream(stream, max_buffer_size=wl.max_frame, receive_size=wl.receive_size)
+    """Room for the longest frame and one whole read behind it: the memory
+    every peer holds (the split loop keeps a tail and reads 64 KiB, anyio and
+    tricycle read 64 KiB whatever is buffered, asyncio reads on up to twice
+    its limit). With a buffer of just ``max_frame`` every read behind an
+    unfinished frame is shorter, so 16 KiB lines took 1.14 reads per 64 KiB
+    where every peer takes one."""
+    return BufferedStream(stream, max_buffer_size=wl.max_frame + wl.receive_size, receive_size=wl.receive_size)
 
 
 def _codec(s: BufferedStream) -> LengthPrefixed:
     """4-byte big-endian lengths (the default ``length_size``); ``max_size``
-    counts the body, so header + body fit the stream's buffer."""
-    return LengthPrefixed(s.max_buffer_size - 4)
+    counts the body, so header + body are at most the workload's
+    ``max_frame``, the limit every peer gets."""
+    return LengthPrefixed(s.max_buffer_size - s.receive_size - 4)
 
 
 async def ts_call_line(stream: trio.abc.Stream, wl: Workload) -> Tally:
@@ -704,7 +811,7 @@ def on_asyncio(reader: AsyncioReader, loop_factory: LoopFactory) -> Runner:
                 stream, writer = await asyncio.open_connection(sock=feed.conn, limit=wl.max_frame)
                 start = feed.go()
                 tally = await reader(stream, wl)
-                elapsed = time.perf_counter() - start
+                elapsed = clock() - start
                 writer.close()
                 await writer.wait_closed()
                 return elapsed, tally
@@ -712,7 +819,7 @@ def on_asyncio(reader: AsyncioReader, loop_factory: LoopFactory) -> Runner:
             start = feed.go()
             feeder = asyncio.ensure_future(feed_reader(stream, feed.chunks))
             tally = await reader(stream, wl)
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             await feeder
             return elapsed, tally
 
@@ -779,7 +886,7 @@ def on_anyio(reader: AnyioReader, backend: str) -> Runner:
             async with stream:
                 start = feed.go()
                 tally = await reader(stream, wl)
-                return time.perf_counter() - start, tally
+                return clock() - start, tally
 
         return anyio.run(main, backend=backend)
 
@@ -860,7 +967,7 @@ def on_tornado(reader: TornadoReader) -> Runner:
                 stream = ChunkIOStream(feed.chunks, wl.receive_size)
             start = feed.go()
             tally = await reader(stream, wl)
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             stream.close()
             return elapsed, tally
 
@@ -933,6 +1040,7 @@ def by_kind(lines: Entry | None = None, prefixed: Entry | None = None, *, scalin
 
 
 SPLIT, CHECKPOINT, FIND, BYTES_SPLIT = "split", "split+checkpoint", "find", "bytes.split"
+SPLIT_GEN, SPLIT_BATCHES = "split gen", "split batches"
 TS_CALL_LINE, TS_CALL_UNTIL, TS_CALL_EXACTLY, TS_CALL_FRAME = (
     "ts call line",
     "ts call until",
@@ -954,7 +1062,7 @@ TS_LINE_METHODS = (
     TS_BATCH_UNTIL,
 )
 TS_PREFIXED_METHODS = (TS_CALL_EXACTLY, TS_CALL_FRAME, TS_NOWAIT_EXACTLY, TS_ITER_FRAMES, TS_BATCH_FRAMES)
-REFERENCES = (SPLIT, CHECKPOINT, FIND, BYTES_SPLIT)
+REFERENCES = (SPLIT, CHECKPOINT, FIND, BYTES_SPLIT, SPLIT_GEN, SPLIT_BATCHES)
 
 
 def optional(peer: str, make: Callable[[], list[Method]], names: Sequence[str]) -> list[Method]:
@@ -968,6 +1076,8 @@ def build_methods(anyio_backend: str) -> list[Method]:
     split_entry = (on_trio(split_lines), "receive_some + bytes.split")
     find_entry = (on_trio(find_lines), "receive_some + bytes.find, pieces joined")
     prefixed_entry = (on_trio(split_prefixed), "receive_some + struct.unpack_from")
+    gen_entry = (on_trio(split_gen), "split in an async generator, a frame a step")
+    batches_entry = (on_trio(split_batches), "split in an async generator, a read a step")
 
     def split(wl: Workload) -> Entry:
         if wl.kind == "prefixed":
@@ -995,6 +1105,8 @@ def build_methods(anyio_backend: str) -> list[Method]:
         Method(CHECKPOINT, checkpoint),
         Method(FIND, other_loop(True)),
         Method(BYTES_SPLIT, other_loop(False)),
+        Method(SPLIT_GEN, by_kind(gen_entry, gen_entry, scaling=False)),
+        Method(SPLIT_BATCHES, by_kind(batches_entry, batches_entry, scaling=False)),
         Method(TS_CALL_LINE, by_kind((on_trio(ts_call_line), "await receive_line()"))),
         Method(TS_CALL_UNTIL, by_kind((on_trio(ts_call_until), "await receive_until(b'\\n')"))),
         Method(TS_CALL_EXACTLY, by_kind(None, (on_trio(ts_call_exactly), "await receive_exactly() x2"))),
@@ -1405,6 +1517,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--anyio-backend", choices=("asyncio", "trio"), default="asyncio", help="default asyncio")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument("--no-pin", action="store_true", help="leave receiver and sender to the scheduler")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="time receivers by the wall clock (default) or by the receiving thread's CPU time",
+    )
     parser.add_argument("--sender", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
@@ -1418,6 +1537,8 @@ def main(argv: list[str] | None = None) -> int:
         sender_main()
         return 0
     rounds: int = args.rounds or (3 if args.quick else 7)
+    global clock
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     workloads = make_workloads(args.quick)
     if args.only:
         workloads = [w for w in workloads if any(w.matches(s) for s in args.only)]
@@ -1433,11 +1554,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"triostream {triostream.__version__} ({where}), Python {sys.version.split()[0]}, trio {trio.__version__}")
     print(f"peers: {peers}; asyncio's default loop: {default_loop}; anyio backend: {args.anyio_backend}")
     print(f"{rounds} interleaved round(s): each runs every method once per workload, in a shuffled order")
-    print("times: receive only (the clock starts when the sender is told to go); 'x split' = split's time / the")
-    print("method's time in the same round, median over rounds ('rounds' = lowest-highest); MB/s and ns/frame")
-    print(f"from the median run; split cuts lines of up to {SPLIT_MAX_FRAME} B with bytes.split, longer ones with find")
+    what = "the receiving thread's CPU time" if args.clock == "cpu" else "wall time"
+    print(f"times: {what}, receive only (the clock starts when the sender is told to go); 'x split' =")
+    print("split's time / the method's time in the same round, median over rounds ('rounds' = lowest-highest);")
+    print(f"MB/s and ns/frame from the median run; split cuts lines of up to {SPLIT_MAX_FRAME} B with bytes.split,")
+    print("longer ones with find")
     results = Results()
-    harness = Harness()
+    harness = Harness(pin=not args.no_pin)
+    print(f"pinned: {harness.pinned}" if harness.pinned else "not pinned")
     started = time.perf_counter()
     try:
         for rnd in range(rounds):

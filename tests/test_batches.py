@@ -97,21 +97,32 @@ LINE_BYTES = st.binary(max_size=300).map(lambda b: bytes(b"a\r\nxy"[x % 5] for x
 # Frames up to this size are cut with one split, longer ones with a find per
 # frame: the properties run with both (0: always find; 8: mixed).
 SPLIT_FRAME_MAX = st.sampled_from([0, 8, triostream._buffer._SPLIT_FRAME_MAX])
+# Frames after one that straddles two chunks are split with it when the next
+# is at most this long, cut by `_straddling_batch`'s find loop when longer
+# (0 and 4: the long-frame route at the sizes these properties draw).
+BATCH_FRAME_MAX = st.sampled_from([0, 4, triostream._buffer._BATCH_FRAME_MAX])
+# Limits below the frames' sizes, and above (the long-frame route wants the
+# rest of a chunk within the limit).
+MAX_SIZE = st.integers(min_value=1, max_value=40) | st.integers(min_value=41, max_value=400)
 
 
 @given(
     data=LINE_BYTES,
     cuts=st.lists(st.integers(min_value=0), max_size=20),
-    max_size=st.integers(min_value=1, max_value=40),
+    max_size=MAX_SIZE,
     steps=st.lists(st.booleans(), max_size=6),
     split_max=SPLIT_FRAME_MAX,
+    batch_max=BATCH_FRAME_MAX,
 )
 def test_take_lines_is_take_line_in_a_loop(
-    data: bytes, cuts: list[int], max_size: int, steps: list[bool], split_max: int
+    data: bytes, cuts: list[int], max_size: int, steps: list[bool], split_max: int, batch_max: int
 ) -> None:
     chunks = chunked(data, cuts)
     expected = run_cutter(chunks, lambda b: b.take_line(max_size), lambda b: b.take_line(max_size), [False])
-    with patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max):
+    with (
+        patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max),
+        patch.object(triostream._buffer, "_BATCH_FRAME_MAX", batch_max),
+    ):
         got = run_cutter(chunks, lambda b: b.take_line(max_size), lambda b: b.take_lines(max_size), steps)
     assert got == expected
 
@@ -144,20 +155,24 @@ def test_peek_frames_are_the_next_lines_not_consumed(data: bytes, window: int, m
     data=st.binary(max_size=300).map(lambda b: bytes(b"ab\r\n\x00"[x % 5] for x in b)),
     delimiter=st.sampled_from([b"\n", b"\r\n", b"ab", b"aa", b"\x00", b"\r\n\r\n"]),
     cuts=st.lists(st.integers(min_value=0), max_size=20),
-    max_size=st.integers(min_value=1, max_value=40),
+    max_size=MAX_SIZE,
     steps=st.lists(st.booleans(), max_size=6),
     split_max=SPLIT_FRAME_MAX,
+    batch_max=BATCH_FRAME_MAX,
 )
 # A delimiter that overlaps itself: the last match rfind sees (at 2) is not
 # one the left-to-right search reaches (it takes 1..3, then finds none).
-@example(data=b"xaaaby", delimiter=b"aa", cuts=[], max_size=40, steps=[True], split_max=512)
+@example(data=b"xaaaby", delimiter=b"aa", cuts=[], max_size=40, steps=[True], split_max=512, batch_max=256)
 def test_take_until_batch_is_take_until_in_a_loop(
-    data: bytes, delimiter: bytes, cuts: list[int], max_size: int, steps: list[bool], split_max: int
+    data: bytes, delimiter: bytes, cuts: list[int], max_size: int, steps: list[bool], split_max: int, batch_max: int
 ) -> None:
     chunks = chunked(data, cuts)
     one = lambda b: b.take_until(delimiter, max_size)  # noqa: E731
     expected = run_cutter(chunks, one, one, [False])
-    with patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max):
+    with (
+        patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max),
+        patch.object(triostream._buffer, "_BATCH_FRAME_MAX", batch_max),
+    ):
         got = run_cutter(chunks, one, lambda b: b.take_until_batch(delimiter, max_size), steps)
     assert got == expected
 
@@ -382,6 +397,54 @@ async def test_breaking_out_of_a_frame_loop_warns_nothing_and_loses_nothing(kind
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
+# Lines long against the chunks they arrive in (and against a patched
+# _BATCH_FRAME_MAX): the frames of `_straddling_batch`, which joins the line
+# that straddles two chunks and cuts the long ones after it in one loop.
+LONG_LINES = st.lists(st.tuples(st.binary(max_size=60), st.sampled_from([b"\n", b"\r\n", b"\r\r\n"])), max_size=20).map(
+    lambda lines: b"".join(body.replace(b"\n", b"") + end for body, end in lines)
+)
+
+
+@given(
+    data=LONG_LINES,
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+    max_size=MAX_SIZE,
+    until=st.booleans(),
+    batch_max=st.sampled_from([0, 4, 16]),
+)
+def test_long_frames_straddling_chunks_batch_as_one_by_one(
+    data: bytes, cuts: list[int], max_size: int, until: bool, batch_max: int
+) -> None:
+    chunks = chunked(data, cuts)
+    if until:
+        one = lambda b: b.take_until(b"\n", max_size)  # noqa: E731
+        batch = lambda b: b.take_until_batch(b"\n", max_size)  # noqa: E731
+    else:
+        one = lambda b: b.take_line(max_size)  # noqa: E731
+        batch = lambda b: b.take_lines(max_size)  # noqa: E731
+    expected = run_cutter(chunks, one, one, [False])
+    with patch.object(triostream._buffer, "_BATCH_FRAME_MAX", batch_max):
+        got = run_cutter(chunks, one, batch, [True])
+    assert got == expected
+
+
+@pytest.mark.parametrize("until", [False, True])
+def test_a_straddling_frame_of_exactly_max_size_is_taken_and_one_more_byte_raises(until: bool) -> None:
+    for size, fits in ((10, True), (11, False)):  # with its delimiter; max_size=10
+        buffer = ReceiveBuffer()
+        take = buffer.take_until_batch if until else (lambda _, max_size: buffer.take_lines(max_size))  # noqa: B023
+        buffer.feed(b"a" * 5)
+        assert take(b"\n", 10) is None  # searched: the frame goes on in the next chunk
+        buffer.feed(b"a" * (size - 6) + b"\n" + b"b" * 8 + b"\n")
+        with patch.object(triostream._buffer, "_BATCH_FRAME_MAX", 0):  # the long-frame route
+            if fits:
+                assert take(b"\n", 10) == [b"a" * (size - 1), b"b" * 8]
+            else:
+                with pytest.raises(FrameTooLongError):
+                    take(b"\n", 10)
+                assert buffer.peek() == b"a" * (size - 1) + b"\n" + b"b" * 8 + b"\n"  # nothing consumed
+
+
 @st.composite
 def interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
     ops: list[tuple[str, bytes | int]] = []
@@ -397,6 +460,9 @@ def interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
 
 
 @given(ops=interleavings(), direct=st.booleans())
+# Cut ["", "", "a"]; "" and "" handed out; receive_line takes "a" in the same
+# chunk (the cursor moves): the cut "a" must not come again.
+@example(ops=[("send", b"\n\na\n"), ("next", 1), ("next", 1), ("line", 1), ("send", b"\n"), ("next", 1)], direct=False)
 def test_a_frame_iterator_mixed_with_other_receives_matches_a_plain_buffer(
     ops: list[tuple[str, bytes | int]], direct: bool
 ) -> None:
@@ -439,6 +505,36 @@ def test_a_frame_iterator_mixed_with_other_receives_matches_a_plain_buffer(
                 assert bytes(model).startswith(stream.peek())
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])
+async def test_frames_cut_ahead_are_not_handed_out_after_the_stream_closed(direct: bool) -> None:
+    stream = scripted(b"a\nb\nc\n")
+    assert await stream.fill() == 6
+    frames = stream.lines()
+    it = frames if direct else aiter(frames)
+    assert await it.__anext__() == b"a"  # b"b" and b"c" are cut, not handed out
+    await stream.aclose()
+    with trio.testing.assert_checkpoints(), pytest.raises(trio.ClosedResourceError):
+        await it.__anext__()
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])
+async def test_frames_cut_ahead_are_not_handed_out_while_another_task_receives(direct: bool) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(b"a\nb\nc\n")
+    assert await stream.fill() == 6
+    frames = stream.lines()
+    it = frames if direct else aiter(frames)
+    assert await it.__anext__() == b"a"  # b"b" and b"c" are cut, not handed out
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.receive_exactly, 100)  # waits for more, consuming nothing
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            await it.__anext__()
+        nursery.cancel_scope.cancel()
+    assert await frames.__anext__() == b"b"  # nothing was lost (an error ends an async for's generator)
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])

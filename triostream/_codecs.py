@@ -605,13 +605,21 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         if start <= len(data) and not self._skip_left:
             body = self._unpack(data, pos + self._field)[0] + self._adjustment
             end = start + body
-            if end <= len(data) and 0 <= body <= self._max_size and not buffer._batch_len and type(data) is bytes:
-                buffer._pos = end
-                return data[pos if self._include else start : end]
-            if 0 <= body <= self._max_size and len(buffer._more) == 1 and 0 < end - len(data) <= buffer._more_len:
-                # The frame ends in the one chunk queued behind: the usual
-                # way a frame longer than a few bytes meets its end.
-                return buffer._take_joined(pos if self._include else start, end - len(data))
+            if 0 <= body <= self._max_size:
+                if end <= len(data):
+                    if not buffer._batch_len and type(data) is bytes:
+                        buffer._pos = end
+                        return data[pos if self._include else start : end]
+                elif not buffer._more:
+                    if not buffer._eof:
+                        # Unfinished, nothing queued: more data needed. (The
+                        # general route answers the same after five calls;
+                        # a batch iterator asks once per read.)
+                        return None
+                elif len(buffer._more) == 1 and end - len(data) <= buffer._more_len:
+                    # The frame ends in the one chunk queued behind: the usual
+                    # way a frame longer than a few bytes meets its end.
+                    return buffer._take_joined(pos if self._include else start, end - len(data))
         return self._decode(buffer)
 
     def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:

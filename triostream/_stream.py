@@ -13,7 +13,7 @@ import operator
 import re
 import ssl
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn, TypeVar
 
@@ -1356,8 +1356,8 @@ class FrameIterator:
         take = self._take
         args = self._args
         peek = self._peek
-        cut: list[bytes] = []
-        i = 0
+        rest: Iterator[bytes] = iter(())  # the cut frames not handed out yet
+        used_up = True  # were the last cut frames all handed out?
         at = -1
         data: object = None
         extra = 0
@@ -1365,27 +1365,32 @@ class FrameIterator:
         no_peek: object = None
         while True:
             if not stream._state:
-                if i < len(cut) and buffer._pos == at and buffer._data is data:
-                    frame = cut[i]
-                    i += 1
-                    at = buffer._pos = at + len(frame) + extra
-                    yield frame
+                if buffer._pos == at and buffer._data is data:
+                    # The buffer is where the cut left it: hand out the cut
+                    # frames, consuming each, while it stays so.
+                    for frame in rest:
+                        at = buffer._pos = at + len(frame) + extra
+                        yield frame
+                        if stream._state or buffer._pos != at or buffer._data is not data:
+                            used_up = False
+                            break
+                    else:
+                        used_up = True
+                    data = None
                     continue
                 if peek is not None and buffer._data is not no_peek:
-                    window = min(window * 2, _PEEK_WINDOW_MAX) if i >= len(cut) else _PEEK_WINDOW_MIN
+                    window = min(window * 2, _PEEK_WINDOW_MAX) if used_up else _PEEK_WINDOW_MIN
                     found = peek(window)
                     if found is None:
                         no_peek = buffer._data
-                        cut = []
+                        used_up = True
                     else:
                         cut, extra = found
                         if buffer._batch_len:
                             buffer._drop_batch()
                         data = buffer._data
-                        frame = cut[0]
-                        i = 1
-                        at = buffer._pos = buffer._pos + len(frame) + extra
-                        yield frame
+                        rest = iter(cut)
+                        at = buffer._pos
                         continue
                 try:
                     taken = take(*args)
