@@ -141,6 +141,30 @@ async def test_receive_until_max_size() -> None:
             await stream.receive_until(b"\n", max_size=bad)
 
 
+MAX_SIZE_METHODS: dict[str, Callable[[BufferedStream, object], Awaitable[bytes] | bytes]] = {
+    "receive_line": lambda s, m: s.receive_line(max_size=m),  # type: ignore[arg-type]
+    "receive_until": lambda s, m: s.receive_until(b"\n", max_size=m),  # type: ignore[arg-type]
+    "receive_line_nowait": lambda s, m: s.receive_line_nowait(max_size=m),  # type: ignore[arg-type]
+    "receive_until_nowait": lambda s, m: s.receive_until_nowait(b"\n", max_size=m),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("method", MAX_SIZE_METHODS)
+async def test_max_size_is_checked_at_the_call_and_a_bad_one_consumes_nothing(method: str) -> None:
+    call = MAX_SIZE_METHODS[method]
+    stream = scripted(b"ab\ncd\n", max_buffer_size=16)
+    await stream.fill()
+    for bad, error in ((0, ValueError), (-1, ValueError), (17, ValueError), (2.0, TypeError), ("3", TypeError)):
+        with pytest.raises(error) as info:
+            result = call(stream, bad)
+            if not isinstance(result, bytes):
+                await result
+        assert not isinstance(info.value, FrameTooLongError)  # the argument is refused, not the frame
+    for good, expected in ((16, b"ab"), (3, b"cd")):  # the largest, and one just fitting "cd\n"
+        result = call(stream, good)
+        assert (result if isinstance(result, bytes) else await result) == expected
+
+
 async def test_receive_line_lf_and_crlf() -> None:
     stream = scripted(b"one\r\ntwo\nthree\r", b"\nfour")
     assert [await stream.receive_line() for _ in range(3)] == [b"one", b"two", b"three"]

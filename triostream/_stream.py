@@ -182,6 +182,8 @@ class BufferedStream(trio.abc.Stream):
         return bool(self._state & _CLOSED)
 
     def _limit(self, max_size: int | None) -> int:
+        """``max_size`` checked (the hot methods test a plain int in range
+        themselves, and call this for anything else)."""
         if max_size is None:
             return self.max_buffer_size
         max_size = operator.index(max_size)
@@ -557,7 +559,9 @@ class BufferedStream(trio.abc.Stream):
         """
         # The usual delimiter (non-empty bytes) without the call that checks it.
         delimiters = delimiter if type(delimiter) is bytes and delimiter else normalize_delimiters(delimiter)
-        limit = self.max_buffer_size if max_size is None else self._limit(max_size)
+        limit = self.max_buffer_size if max_size is None else max_size
+        if type(limit) is not int or not 0 < limit <= self.max_buffer_size:
+            limit = self._limit(max_size)  # (a plain int in range needs no call)
         # _receive, inlined: the per-call methods are hot.
         if self._state:
             await self._refuse()
@@ -623,7 +627,9 @@ class BufferedStream(trio.abc.Stream):
         Accepts LF and CRLF endings alike; ``max_size`` includes the ending.
         Errors as for `receive_until`. A full checkpoint.
         """
-        limit = self.max_buffer_size if max_size is None else self._limit(max_size)
+        limit = self.max_buffer_size if max_size is None else max_size
+        if type(limit) is not int or not 0 < limit <= self.max_buffer_size:
+            limit = self._limit(max_size)  # (a plain int in range needs no call)
         # _receive, inlined: the per-call methods are hot.
         if self._state:
             await self._refuse()
@@ -776,9 +782,12 @@ class BufferedStream(trio.abc.Stream):
             self._refuse_nowait()
         # The usual arguments without the two calls that check them (a third
         # of this method's cost at 16-byte frames).
+        limit = self.max_buffer_size if max_size is None else max_size
+        if type(limit) is not int or not 0 < limit <= self.max_buffer_size:
+            limit = self._limit(max_size)
         frame = self._buffer.take_until(
             delimiter if type(delimiter) is bytes and delimiter else normalize_delimiters(delimiter),
-            self.max_buffer_size if max_size is None else self._limit(max_size),
+            limit,
             keep_delimiter,
         )
         if frame is None:
@@ -823,7 +832,10 @@ class BufferedStream(trio.abc.Stream):
         `trio.WouldBlock` when no whole line is buffered."""
         if self._state:
             self._refuse_nowait()
-        frame = self._buffer.take_line(self.max_buffer_size if max_size is None else self._limit(max_size))
+        limit = self.max_buffer_size if max_size is None else max_size
+        if type(limit) is not int or not 0 < limit <= self.max_buffer_size:
+            limit = self._limit(max_size)  # (a plain int in range needs no call)
+        frame = self._buffer.take_line(limit)
         if frame is None:
             self._no_frame(None)
         return frame
