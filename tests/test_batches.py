@@ -429,6 +429,45 @@ def test_long_frames_straddling_chunks_batch_as_one_by_one(
 
 
 @pytest.mark.parametrize("until", [False, True])
+def test_a_batch_cut_by_a_single_take_is_reused_after_the_buffer_joined_its_chunks(until: bool) -> None:
+    # take_line splits what follows "a" (the buffer's own batch); peek()
+    # then joins the queued chunk into one piece of bytes, which moves
+    # every index (the batch's end included) by the 2 bytes consumed.
+    buffer = ReceiveBuffer()
+    buffer.feed(b"a\n" + b"bb\n" * 40 + b"cc")
+    assert buffer.take_line(100) == b"a"
+    buffer.feed(b"c\n" + b"d\n" * 70)
+    assert buffer.peek() == b"bb\n" * 40 + b"ccc\n" + b"d\n" * 70
+    batch = buffer.take_until_batch(b"\n", 100) if until else buffer.take_lines(100)
+    assert batch == [b"bb"] * 40 + [b"ccc"] + [b"d"] * 70
+    assert not buffer
+
+
+def test_the_chunk_a_straddling_line_ends_in_is_split_once_for_the_lines_after_it() -> None:
+    buffer = ReceiveBuffer()
+    buffer.feed(b"abc\nde")
+    assert buffer.take_line(100) == b"abc"
+    assert buffer.take_line(100) is None
+    buffer.feed(b"f\n" + b"x\n" * 100 + b"y")
+    assert buffer.take_line(100) == b"def"  # joined across the chunks; the new chunk split once
+    assert buffer._batch_len - buffer._batch_next == 100  # white box: those 100 lines are cut already
+    assert buffer.take_lines(100) == [b"x"] * 100
+    assert buffer.peek() == b"y"
+
+
+@pytest.mark.parametrize("until", [False, True])
+def test_a_reused_batch_stops_before_a_frame_over_the_limit(until: bool) -> None:
+    buffer = ReceiveBuffer()
+    buffer.feed(b"a\n" + b"bb\n" * 30 + b"z" * 19 + b"\n" + b"y" * 20 + b"\n" + b"cc\n" + b"tail")
+    assert buffer.take_line(100) == b"a"  # the rest is split: the buffer's own batch
+    take = buffer.take_until_batch if until else (lambda _, max_size: buffer.take_lines(max_size))
+    assert take(b"\n", 20) == [b"bb"] * 30 + [b"z" * 19]  # 20 bytes with the \n: just fits
+    with pytest.raises(FrameTooLongError):
+        take(b"\n", 20)  # 21
+    assert buffer.peek() == b"y" * 20 + b"\ncc\ntail"
+
+
+@pytest.mark.parametrize("until", [False, True])
 def test_a_straddling_frame_of_exactly_max_size_is_taken_and_one_more_byte_raises(until: bool) -> None:
     for size, fits in ((10, True), (11, False)):  # with its delimiter; max_size=10
         buffer = ReceiveBuffer()
