@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import gc
 import importlib.util
+import json
 import os
+import platform
 import random
+import shlex
 import socket
 import statistics
 import struct
@@ -1494,6 +1498,154 @@ def print_summary(workloads: list[Workload], methods: list[Method], results: Res
     return targets
 
 
+# ------------------------------------------------------------------ --json
+
+JSON_FORMAT = 1  # bumped when a key changes meaning; readers such as plot_receive.py check it
+
+
+def cpu_model() -> str | None:
+    """The CPU's name from /proc/cpuinfo (Linux), None where there is none."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Hardware", "Processor") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def ratio_summary(ratios: list[float]) -> dict[str, object] | None:
+    """The median of the per-round ratios, its range and the ratios themselves."""
+    if not ratios:
+        return None
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": ratios}
+
+
+def method_json(wl: Workload, m: Method, rounds: int, results: Results) -> dict[str, object]:
+    """One row of a workload table, with the numbers the table prints (and the
+    per-round times they come from, so that other summaries can be derived)."""
+    entry = m.entry(wl)
+    key = (wl.name, m.name)
+    series = results.series(*key)
+    median, best = results.median(*key), results.best(*key)
+    per = wl.reads if wl.scaling else wl.count
+    ns = median / per * 1e9 if median is not None else None
+    row: dict[str, object] = {
+        "name": m.name,
+        "api": entry[1] if entry else None,
+        "peer": m.peer,
+        "skipped": m.skipped,
+        "error": results.errors.get(key),
+        "times_s": [series.get(rnd) for rnd in range(rounds)],
+        "median_s": median,
+        "best_s": best,
+        "mb_per_s": wl.wire_bytes / median / 1e6 if median else None,
+        "ns_per_frame": None if wl.scaling else ns,
+        "ns_per_read": ns if wl.scaling else None,
+        "x_split": ratio_summary(results.round_ratios(wl.name, m.name, SPLIT)),
+    }
+    if results.series(wl.name, CHECKPOINT):
+        row["x_split_checkpoint"] = ratio_summary(results.round_ratios(wl.name, m.name, CHECKPOINT))
+    return row
+
+
+def results_json(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    workloads: list[Workload],
+    methods: list[Method],
+    rounds: int,
+    results: Results,
+    targets: list[Target],
+    pinned: str,
+    elapsed: float,
+) -> dict[str, object]:
+    """Everything the run printed, as data: what ran where (so that a page
+    built from it can say so), per workload and method the table's figures,
+    the scaling ratios, the checkpoint cost and the target verdicts."""
+    command = [sys.executable, *(sys.argv if argv is None else [os.path.relpath(__file__), *argv])]
+    loop = asyncio.new_event_loop()
+    default_loop = type(loop).__name__
+    loop.close()
+    pairs = scaling_pairs(workloads)
+    passed = sum(t.passed is True for t in targets)
+    failed = sum(t.passed is False for t in targets)
+    return {
+        "format": JSON_FORMAT,
+        "metadata": {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": shlex.join(command),
+            "python": sys.version.split()[0],
+            "python_implementation": platform.python_implementation(),
+            "trio": trio.__version__,
+            "triostream": triostream.__version__,
+            "peers": dict(PEERS),
+            "asyncio_default_loop": default_loop,
+            "anyio_backend": args.anyio_backend,
+            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "cpu_model": cpu_model()},
+            "pinned": pinned or None,
+            "clock": args.clock,
+            "rounds": rounds,
+            "quick": args.quick,
+            "only": args.only,
+            "split_max_frame": SPLIT_MAX_FRAME,
+            "duration_s": elapsed,
+        },
+        "workloads": [
+            {
+                "name": wl.name,
+                "group": wl.group,
+                "kind": wl.kind,
+                "transport": wl.transport,
+                "frame_size": wl.frame_size,
+                "count": wl.count,
+                "wire_bytes": wl.wire_bytes,
+                "receive_size": wl.receive_size,
+                "reads": wl.reads,
+                "runs_per_round": wl.reps_factor,
+                "description": wl.describe(),
+                "methods": [method_json(wl, m, rounds, results) for m in methods if m.applies(wl)],
+            }
+            for wl in workloads
+        ],
+        "scaling": {
+            group: {
+                "small": pair[0].name,
+                "big": pair[1].name,
+                "ratios": {
+                    m.name: ratio for m in methods if (ratio := scaling_ratio(pair, m.name, results)) is not None
+                },
+            }
+            for group, pair in sorted(pairs.items())
+        },
+        "checkpoint_ns": statistics.median(results.checkpoint_ns) if results.checkpoint_ns else None,
+        "targets": [
+            {
+                "name": t.label,
+                "figure": t.value,
+                "target": t.limit,
+                "op": ">=" if t.higher_is_better else "<=",
+                "unit": t.unit,
+                "passed": t.passed,
+                "skipped": t.skipped,
+            }
+            for t in targets
+        ],
+        "summary": {"passed": passed, "failed": failed, "other": len(targets) - passed - failed},
+    }
+
+
+def write_json(path: str, data: dict[str, object]) -> None:
+    """Write ``data`` to ``path`` (its directory is created), then say so."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    print(f"results written to {path}")
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -1524,6 +1676,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("wall", "cpu"),
         default="wall",
         help="time receivers by the wall clock (default) or by the receiving thread's CPU time",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="after the run, write its metadata, figures and target verdicts to PATH as JSON"
     )
     parser.add_argument("--sender", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1574,7 +1729,11 @@ def main(argv: list[str] | None = None) -> int:
     for wl in workloads:
         print_workload(wl, methods, rounds, results)
     targets = print_summary(workloads, methods, results)
-    print(f"\ntotal {time.perf_counter() - started:.1f} s")
+    elapsed = time.perf_counter() - started
+    print(f"\ntotal {elapsed:.1f} s")
+    if args.json:
+        data = results_json(args, argv, workloads, methods, rounds, results, targets, harness.pinned or "", elapsed)
+        write_json(args.json, data)
     if results.errors:
         print(f"{len(results.errors)} receiver(s) failed; see ERROR rows above")
         return 2

@@ -40,19 +40,31 @@ nitpicky = True
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
-napoleon_use_ivar = True
+# Attributes: sections become attribute entries (link targets); their types
+# come from the signatures, not repeated there.
+napoleon_use_ivar = False
+napoleon_attr_annotations = False
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
 autodoc_preserve_defaults = True
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"members": True}
 
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3", str(ROOT / "docs" / "_intersphinx" / "python.inv")),
     "trio": ("https://trio.readthedocs.io/en/stable", str(ROOT / "docs" / "_intersphinx" / "trio.inv")),
 }
 intersphinx_disabled_reftypes = ["std:doc"]
+
+# Names no inventory here has: re.Pattern (the Python 3.11 documentation does
+# not declare it as a class) and hypothesis's strategy type (no offline
+# inventory for hypothesis).
+nitpick_ignore = [
+    ("py:class", "re.Pattern"),
+    ("py:class", "SearchStrategy"),
+    ("py:class", "hypothesis.strategies.SearchStrategy"),
+]
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3

@@ -23,7 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
-_FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+)python[ \t]*\n(?P<code>.*?)^(?P=indent)(?P=fence)[ \t]*$", re.S | re.M)
+_FENCE = re.compile(
+    r"^(?P<indent> *)(?P<fence>```+|~~~+)python[ \t]*\n(?P<code>.*?)^(?P=indent)(?P=fence)[ \t]*$", re.S | re.M
+)
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,9 @@ class ReceiveBuffer:
         know that, once full, no more data will come to settle an open
         question (see the tuple rule in `take_until`).
 
+    Attributes:
+      capacity: as given (the owner may change it).
+
     The buffer also records end-of-file (`feed_eof`): after it, frames that
     would need more bytes can never complete, and ambiguous delimiter matches
     are settled with what is there.
@@ -233,9 +236,10 @@ class ReceiveBuffer:
 
     @property
     def offset(self) -> int:
-        """The stream offset of the next byte to be consumed: how many bytes
-        were consumed so far (bytes pushed back with `unreceive` count as
-        not consumed). For error messages such as `CorruptFrameError`'s."""
+        """The stream offset of the next byte to be consumed, that is how
+        many bytes were consumed so far (bytes pushed back with `unreceive`
+        count as not consumed). For error messages such as
+        `CorruptFrameError`'s."""
         return self._fed - (len(self._data) - self._pos + self._more_len)  # len(self), inlined: hot
 
     @property
@@ -915,8 +919,9 @@ class ReceiveBuffer:
         ``(frames, extra)`` where each frame occupies ``len(frame) + extra``
         bytes. None when there are none, and in every case where frame
         sizes would vary (lines ending in a mix of ``\\n`` and ``\\r\\n``).
-        ``mode`` is `LINE_MODE` for `take_line` frames, `PLAIN_MODE` for
-        `take_until` frames without their delimiter.
+        ``mode`` is ``LINE_MODE`` for `take_line` frames, ``PLAIN_MODE`` for
+        `take_until` frames without their delimiter (constants of this
+        module, for the frame iterators and codecs built in).
         """
         found = self._region_frames(delimiter, max_size, mode, window)
         if found is None or found[2] < 0:

@@ -65,7 +65,9 @@ class FrameChannel(trio.abc.Channel[bytes]):
           ValueError: the codec refuses the frame (nothing is sent).
           trio.BusyResourceError: another task is sending.
           trio.ClosedResourceError: the channel was closed.
-          trio.BrokenResourceError and other transport errors, unchanged.
+
+        `trio.BrokenResourceError` and other transport errors pass through
+        unchanged.
         """
         await self.stream.send_all(self.codec.encode(value))
 

@@ -254,7 +254,9 @@ class Delimited(_FrozenCodec):
     Attributes:
       delimiters: the delimiter as given (``bytes``), or the tuple of
         distinct delimiters (a one-element tuple becomes its ``bytes``).
-      max_size, keep_delimiter, on_too_long: as given.
+      max_size: as given.
+      keep_delimiter: as given.
+      on_too_long: as given.
     """
 
     __slots__ = ("delimiters", "keep_delimiter", "max_size", "on_too_long")
@@ -477,8 +479,13 @@ class LengthPrefixed(_FrozenCodec):
     negative after adjustment, is refused before any of it is read.
 
     Attributes:
-      max_size, length_size, byteorder, length_offset, length_adjustment,
-      include_header, on_too_long: as given.
+      max_size: as given.
+      length_size: as given.
+      byteorder: as given.
+      length_offset: as given.
+      length_adjustment: as given.
+      include_header: as given.
+      on_too_long: as given.
     """
 
     __slots__ = (
@@ -803,7 +810,8 @@ class Netstring(_FrozenCodec):
     raise `CorruptFrameError`.
 
     Attributes:
-      max_size, on_too_long: as given.
+      max_size: as given.
+      on_too_long: as given.
     """
 
     __slots__ = ("max_size", "on_too_long")
@@ -891,7 +899,8 @@ class VarintPrefixed(_FrozenCodec):
     refused as soon as its bytes show it.
 
     Attributes:
-      max_size, on_too_long: as given.
+      max_size: as given.
+      on_too_long: as given.
     """
 
     __slots__ = ("max_size", "on_too_long")

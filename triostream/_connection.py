@@ -64,10 +64,10 @@ _COALESCE = 64 * 1024
 
 class WriteBufferFullError(trio.WouldBlock):
     """`Connection.write` would grow the write queue past
-    ``max_write_buffer_size``: it would have to wait, which `write` never
-    does. Nothing was queued; ``await conn.drain()`` (or use `send_all`,
-    which waits) and write again. A `trio.WouldBlock`, like every
-    "not now" of a ``*_nowait`` call."""
+    ``max_write_buffer_size``: it would have to wait, which
+    `Connection.write` never does. Nothing was queued; ``await conn.drain()``
+    (or use `Connection.send_all`, which waits) and write again. A
+    `trio.WouldBlock`, like every "not now" of a ``*_nowait`` call."""
 
 
 class CloseReason(enum.Enum):

@@ -992,8 +992,9 @@ class BufferedStream(trio.abc.Stream):
             bytes: no frame can grow further (consume, or discard, first).
           trio.BusyResourceError, trio.ClosedResourceError: as for every
             receive.
-          Transport errors pass through, as from every receive (the buffered
-          bytes stay readable by the ``*_nowait`` methods).
+
+        Transport errors pass through, as from every receive (the buffered
+        bytes stay readable by the ``*_nowait`` methods).
         """
         if self._state:
             await self._refuse()
@@ -1334,7 +1335,7 @@ class FrameIterator:
         self._frames_now: AsyncIterator[bytes] | None = None  # the generator __anext__ steps
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        """``async for`` runs `_frames`, an async generator, rather than
+        """``async for`` runs ``_frames``, an async generator, rather than
         ``__anext__``: resuming a generator costs about 90 ns here against
         about 150 ns for creating and running an ``__anext__`` coroutine per
         frame, and its state lives in fast locals. ``__anext__`` steps such a
@@ -1418,7 +1419,7 @@ class FrameIterator:
             yield taken
 
     async def __anext__(self) -> bytes:
-        """One step of `_frames` (for direct calls; ``async for`` runs the
+        """One step of ``_frames`` (for direct calls; ``async for`` runs the
         generator itself). An exception ends a generator, so the next call
         starts a fresh one: a frame iterator is resumable after any error,
         as every receive is."""

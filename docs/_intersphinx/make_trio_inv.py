@@ -90,7 +90,8 @@ def entries(source: Path) -> dict[str, tuple[str, str]]:
                         for member, value in vars(obj).items():
                             if member.startswith("_"):
                                 continue
-                            role = "method" if callable(value) or isinstance(value, (staticmethod, classmethod)) else "attribute"
+                            method = callable(value) or isinstance(value, (staticmethod, classmethod))
+                            role = "method" if method else "attribute"
                             found.setdefault(full + "." + member, (role, uri + "#" + full + "." + member))
     return found
 

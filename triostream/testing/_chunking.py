@@ -189,8 +189,8 @@ class ChunkedStream(trio.abc.Stream):
 
     @property
     def buffered(self) -> int:
-        """How many bytes are in the leftover: read from the wrapped stream,
-        not returned yet."""
+        """How many bytes are in the leftover (read from the wrapped stream,
+        not returned yet)."""
         return len(self._leftover) - self._position
 
     @property
@@ -211,7 +211,8 @@ class ChunkedStream(trio.abc.Stream):
           TypeError: ``max_bytes`` or a chunk size is not an int.
           trio.BusyResourceError: another task is receiving.
           trio.ClosedResourceError: the stream was closed.
-          Anything the wrapped stream's ``receive_some`` raises.
+
+        Anything the wrapped stream's ``receive_some`` raises passes through.
         """
         if max_bytes is not None:
             max_bytes = operator.index(max_bytes)

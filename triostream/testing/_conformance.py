@@ -119,7 +119,7 @@ async def check_buffered_stream(
         ignored); when given, the line checks run too. Required for wrappers
         that are not streams.
       max_line: the longest line that ``receive_line`` accepts, its
-        ``b"\n"`` included; default ``max_buffered // 2``. The
+        ``b"\\n"`` included; default ``max_buffered // 2``. The
         linear-time line check needs at least 1 MiB and uses a line of
         ``min(max_line, 2 MiB)`` bytes; below 1 MiB it is not run (the
         report says so).

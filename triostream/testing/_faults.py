@@ -123,7 +123,8 @@ class Fault:
 
     Attributes:
       kind: ``"raise"``, ``"eof"``, ``"stall"`` or ``"close"``.
-      at_byte, at_call: the trigger (the other one is None).
+      at_byte: the trigger, a stream offset (None when ``at_call`` is).
+      at_call: the trigger, a call count (None when ``at_byte`` is).
       exception: for ``"raise"``, the ``raise_`` argument (else None).
       seconds: for ``"stall"``, the stall's length (else None).
     """
@@ -309,12 +310,17 @@ class FaultyStream(trio.abc.Stream):
 
     Attributes:
       transport_stream: the wrapped stream.
-      receive_fault, send_fault: the faults given.
-      bytes_received, bytes_sent: bytes that went through each side.
-      receive_calls, send_calls: calls started on each side (the ``at_call``
-        counters).
-      receive_fault_fired, send_fault_fired: whether each side's fault has
-        fired (a stall counts from its start).
+      receive_fault: the fault given for the receive side.
+      send_fault: the fault given for the send side.
+      bytes_received: bytes that went through the receive side.
+      bytes_sent: bytes that went through the send side.
+      receive_calls: ``receive_some`` calls started (the receive side's
+        ``at_call`` counter).
+      send_calls: ``send_all`` calls started (the send side's ``at_call``
+        counter).
+
+    ``receive_fault_fired`` and ``send_fault_fired`` (properties) say
+    whether each side's fault has fired.
     """
 
     def __new__(
@@ -440,7 +446,9 @@ class FaultyStream(trio.abc.Stream):
           trio.ClosedResourceError: this stream, or the inner one by a
             ``close`` fault, was closed.
           trio.BrokenResourceError: after a ``raise_`` fault on this side.
-          The injected exception, once; anything the inner stream raises.
+
+        The injected exception is raised once, and anything the inner stream
+        raises passes through.
         """
         if max_bytes is not None:
             max_bytes = operator.index(max_bytes)
@@ -486,7 +494,9 @@ class FaultyStream(trio.abc.Stream):
           trio.BusyResourceError: another task is sending.
           trio.ClosedResourceError, trio.BrokenResourceError: as for
             `receive_some`, for the send side.
-          The injected exception, once; anything the inner stream raises.
+
+        The injected exception is raised once, and anything the inner stream
+        raises passes through.
         """
         side = self._send
         if side.busy:

@@ -21,8 +21,9 @@ Fixtures:
 ``faulty_stream_pair``
   a factory: ``peer, faulty = faulty_stream_pair(receive=Fault.reset(at_byte=10),
   send=None, chunks=None)`` gives a fresh memory stream pair whose second end
-  is wrapped in a `FaultyStream` (over a `ChunkedStream` when ``chunks`` is
-  given). Synchronous; call it as often as needed.
+  is wrapped in a `~triostream.testing.FaultyStream` (over a
+  `~triostream.testing.ChunkedStream` when ``chunks`` is given). Synchronous;
+  call it as often as needed.
 ``chunking_seed``
   the seed of this repetition (an int, also shown in the test id as
   ``[seed=N]``).

@@ -310,8 +310,8 @@ class ScriptedPeer:
 
     @property
     def offset(self) -> int:
-        """The stream offset of the next byte the peer will consume: the
-        number of received bytes the steps so far matched."""
+        """The stream offset of the next byte the peer will consume, that
+        is the number of received bytes the steps so far matched."""
         return self._recording.received - len(self._stream.peek())
 
     @property
