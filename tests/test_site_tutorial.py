@@ -33,13 +33,12 @@ def handler_of(name: str) -> StreamHandler:
     return cast(StreamHandler, run_example(name)["handle"])
 
 
-async def exchange(handle: StreamHandler, data: bytes, *, eof: bool = True) -> bytes:
-    """Send ``data`` (then EOF) to ``handle`` running over a memory stream,
+async def exchange(handle: StreamHandler, data: bytes) -> bytes:
+    """Send ``data``, then EOF, to ``handle`` running over a memory stream,
     let it run to its end, and return everything it sent back."""
     client, server = trio.testing.memory_stream_pair()
     await client.send_all(data)
-    if eof:
-        await client.send_eof()
+    await client.send_eof()
     with trio.fail_after(10):
         await handle(server)
         return await read_to_eof(client)

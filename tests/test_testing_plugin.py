@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
 
 import pytest
 import trio
@@ -24,7 +23,6 @@ from triostream.testing._scripted import ScriptedPeer, ScriptMismatch, run_scrip
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parent.parent
 Pair = tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]
 
 
@@ -136,32 +134,6 @@ async def test_buffered_stream_passes_the_conformance_kit() -> None:
         max_line=2 << 20,
     )
     assert report.not_run == []
-
-
-def test_docs_examples_are_tested() -> None:
-    """Every python block of docs/testing.md is code from this module, but for
-    the import block: its imports must work (the names from triostream.testing,
-    which this module imports by their private path, must be public), its other
-    lines be in this module."""
-    import triostream.testing as testing
-
-    docs = (ROOT / "docs" / "testing.md").read_text()
-    source = Path(__file__).read_text()
-    blocks = re.findall(r"```python\n(.*?)```", docs, re.S)
-    assert len(blocks) >= 5
-    public_import = "from triostream.testing import "
-    for block in blocks:
-        if public_import not in block:
-            assert block in source, f"docs/testing.md shows code that is not in {__file__}:\n{block}"
-            continue
-        for line in block.splitlines():
-            if line.startswith(public_import):
-                names = line[len(public_import) :].split(", ")
-                assert all(name in testing.__all__ for name in names), line
-            elif line.startswith(("import ", "from ")):
-                exec(line, {})  # the import works
-            else:
-                assert line in source.splitlines(), line
 
 
 # ---------------------------------------------------------------- ScriptedPeer

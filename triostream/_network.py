@@ -57,8 +57,10 @@ def connect_tcp(
 ) -> AbstractAsyncContextManager[Connection]:
     """Connect over TCP and run a `Connection` for an ``async with`` block::
 
-        async with connect_tcp("example.com", 443, ssl_context=ctx) as conn:
-            ...
+        ctx = ssl.create_default_context()  # verifies the server's certificate
+        async with connect_tcp(host, port, ssl_context=ctx) as conn:
+            conn.write(b"PING\\r\\n")
+            reply = await conn.receive_line()
 
     Uses `trio.open_tcp_stream` (with Happy Eyeballs; ``connect_timeout``
     bounds it, default None), with TLS if ``ssl_context`` is given (the
