@@ -127,6 +127,10 @@ async def test_channel_send_and_receive_are_checkpoints() -> None:
         assert await b.receive() == b"one"  # reads the transport
     with trio.testing.assert_checkpoints():
         assert await b.receive() == b"two"  # already buffered
+    with trio.testing.assert_checkpoints(), pytest.raises(ValueError):
+        await a.send(b"x" * 200)  # refused by the codec: still a checkpoint, nothing sent
+    await a.send(b"three")
+    assert await b.receive() == b"three"
 
 
 async def test_channel_truncated_last_frame() -> None:

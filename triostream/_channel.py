@@ -59,7 +59,8 @@ class FrameChannel(trio.abc.Channel[bytes]):
         return f"<FrameChannel {self.codec!r} over {self.stream!r}>"
 
     async def send(self, value: bytes | bytearray | memoryview) -> None:
-        """Encode ``value`` and send it (a checkpoint).
+        """Encode ``value`` and send it (a full checkpoint, also when the
+        codec refuses the frame).
 
         Raises:
           ValueError: the codec refuses the frame (nothing is sent).
@@ -69,7 +70,12 @@ class FrameChannel(trio.abc.Channel[bytes]):
         `trio.BrokenResourceError` and other transport errors pass through
         unchanged.
         """
-        await self.stream.send_all(self.codec.encode(value))
+        try:
+            frame = self.codec.encode(value)
+        except Exception:
+            await trio.lowlevel.checkpoint()  # an error path is a checkpoint too
+            raise
+        await self.stream.send_all(frame)
 
     async def receive(self) -> bytes:
         """The next frame (a full checkpoint; all or nothing).

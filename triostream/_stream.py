@@ -119,11 +119,15 @@ class BufferedStream(trio.abc.Stream):
        `receive_until_regex`.
     4. *Checkpoints.* Every async method is a full Trio checkpoint (a cancel
        point and a schedule point) on every path, also when the answer is
-       already buffered and when it raises. The synchronous ``*_nowait``
-       methods never checkpoint; the frame iterators (`iter_until`, `lines`)
-       hand out buffered frames without one and make every read from the
-       transport a full checkpoint. Two tasks receiving at once (or sending
-       at once) get `trio.BusyResourceError`.
+       already buffered and when it raises (`FrameTooLongError`,
+       `IncompleteReadError`, `trio.ClosedResourceError`, a transport
+       error). Misuse is refused at once, before any checkpoint, as Trio's
+       own functions refuse it: `trio.BusyResourceError` when two tasks
+       receive at once (or send at once), and `ValueError` or `TypeError`
+       for a bad argument. The synchronous ``*_nowait`` methods never
+       checkpoint; the frame iterators (`iter_until`, `lines`) hand out
+       buffered frames without one and make every read from the transport a
+       full checkpoint.
     5. *Conformance.* It passes `trio.testing.check_two_way_stream`. It is
        not a `trio.abc.HalfCloseableStream`, whatever the transport: use
        `HalfCloseableBufferedStream` for that (it passes
