@@ -21,6 +21,7 @@ from triostream import (
     FrameTooLongError,
     IncompleteReadError,
     ReceiveBuffer,
+    open_connection,
 )
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -139,3 +140,56 @@ async def test_a_codec_too_big_for_the_stream_is_refused() -> None:
     stream = BufferedStream(ScriptedStream([]), max_buffer_size=100)
     with pytest.raises(ValueError, match="max_buffer_size"):
         await stream.receive_frame(HexLength())
+
+
+class Endless(Codec):
+    """A faulty codec: its decoder never finds a frame, whatever is buffered."""
+
+    @property
+    def wire_limit(self) -> int:
+        return 100  # what it claims; its decoder does not keep the promise
+
+    def encode(self, frame: bytes | bytearray | memoryview) -> bytes:
+        return bytes(frame)
+
+    def decoder(self) -> FrameDecoder:
+        return EndlessDecoder()
+
+
+class EndlessDecoder(FrameDecoder):
+    def decode(self, buffer: ReceiveBuffer) -> bytes | None:
+        return None
+
+
+@pytest.mark.parametrize("how", ["receive_frame", "frames", "connection"])
+async def test_a_decoder_that_never_completes_cannot_grow_the_buffer(
+    how: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The buffer is bounded whatever the decoder does: once it is full and
+    # still no frame, the receive raises FrameTooLongError (after a
+    # checkpoint, nothing consumed) instead of reading on a byte at a time
+    # (which here would swallow all 5000 bytes and then wait for more: the
+    # virtual clock turns that wait into trio.TooSlowError at once).
+    with trio.fail_after(60):
+        await _fill_an_endless_decoder(how)
+
+
+async def _fill_an_endless_decoder(how: str) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    await left.send_all(b"x" * 5000)
+    if how == "connection":
+        async with open_connection(right, max_buffer_size=1000) as conn:
+            with trio.testing.assert_checkpoints(), pytest.raises(FrameTooLongError) as info:
+                await conn.receive_frame(Endless())
+            assert info.value.max_size == 1000
+            assert conn.peek() == b"x" * 1000
+        return
+    stream = BufferedStream(right, max_buffer_size=1000)
+    with trio.testing.assert_checkpoints(), pytest.raises(FrameTooLongError) as info:
+        if how == "receive_frame":
+            await stream.receive_frame(Endless())
+        else:
+            async for _ in stream.frames(Endless()):
+                raise AssertionError("no frame")
+    assert info.value.max_size == 1000
+    assert stream.peek() == b"x" * 1000  # bounded, and nothing consumed

@@ -294,8 +294,17 @@ class BufferedStream(trio.abc.Stream):
         return frame
 
     async def _receive_more(self, take: Callable[..., T | None], args: tuple[Any, ...], expected: int | None) -> T:
-        """Read until ``take(*args)`` gives a frame; every read is a checkpoint."""
+        """Read until ``take(*args)`` gives a frame; every read is a checkpoint.
+
+        A full buffer that holds no whole frame ends it with
+        `FrameTooLongError` (after a checkpoint, nothing consumed): no frame
+        can grow further. The built-in cutters raise that themselves at their
+        ``max_size``; this bounds a custom decoder that keeps answering None.
+        Only ``take_all`` (`receive_until_eof`) reads one byte past a full
+        buffer, to tell "exactly max_size bytes, then EOF" from "too long".
+        """
         buffer = self._buffer
+        probe = getattr(take, "__func__", None) is ReceiveBuffer.take_all
         if type(self)._fill is BufferedStream._fill:
             # BufferedStream._fill and _read_size inlined: a frame that spans
             # many reads (a long line in small reads) pays this loop per
@@ -316,6 +325,8 @@ class BufferedStream(trio.abc.Stream):
                 if buffer._eof:
                     raise IncompleteReadError(buffer.peek(), expected)
                 room = buffer.capacity - len(buffer._data) + buffer._pos - buffer._more_len
+                if room <= 0 and not probe:
+                    await self._buffer_full()
                 size = self.receive_size
                 try:
                     data = await transport.receive_some(size if room >= size else (room if room > 0 else 1))
@@ -366,10 +377,22 @@ class BufferedStream(trio.abc.Stream):
                 raise trio.ClosedResourceError("this BufferedStream was closed")
             if buffer.eof:
                 raise IncompleteReadError(buffer.peek(), expected)
+            if not buffer.room and not probe:
+                await self._buffer_full()
             await self._fill()
             frame = take(*args)
             if frame is not None:
                 return frame
+
+    async def _buffer_full(self) -> NoReturn:
+        """A receive's end when the buffer is full and holds no whole frame
+        (see `_receive_more`): a checkpoint, then `FrameTooLongError`."""
+        await checkpoint()
+        raise FrameTooLongError(
+            self.max_buffer_size,
+            f"the buffer is full ({len(self._buffer)} bytes, max_buffer_size={self.max_buffer_size}) "
+            "and holds no whole frame",
+        )
 
     async def _next_frame_slow(self, take: Callable[..., T | None], args: tuple[Any, ...]) -> T | None:
         """Refill for the frame iterators: read until a frame (or a batch:
