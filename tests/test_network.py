@@ -11,7 +11,7 @@ import tempfile
 import pytest
 import trio
 import trio.testing
-import trustme
+from attack_kit import tls_contexts
 
 from triostream import (
     BufferedStream,
@@ -28,12 +28,7 @@ from triostream import (
 @pytest.fixture(scope="module")
 def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server context, client context) trusting a test CA for 'localhost'."""
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
+    return tls_contexts()
 
 
 async def start_server(nursery: trio.Nursery, handler, **kwargs) -> int:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from typing import Any, cast
 import pytest
 import trio
 import trio.testing
-import trustme
+from attack_kit import tls_contexts
 from site_examples import example, run_example
 
 from triostream import BufferedStream, Connection, connect_tcp, open_connection, serve_tcp
@@ -34,13 +34,8 @@ Handler = Callable[[Connection], Awaitable[object]]
 
 @pytest.fixture(scope="module")
 def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """(server context, client context) trusting a throwaway CA for 'localhost'."""
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
+    """(server context, client context) trusting a test CA for 'localhost'."""
+    return tls_contexts()
 
 
 async def start_server(nursery: trio.Nursery, handler: Handler, **options: Any) -> int:

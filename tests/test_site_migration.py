@@ -88,6 +88,26 @@ async def test_asyncio_after_answers_requests() -> None:
         await client.aclose()
 
 
+async def refused_then_serving(
+    handle: Handler,
+    request_bytes: bytes,
+    reply: bytes,
+    served: Callable[[BufferedStream], Awaitable[None]],
+) -> None:
+    """One client sends ``request_bytes`` and EOF and gets exactly ``reply``;
+    the server then goes on serving others (``served`` talks to one)."""
+    async with serving(handle) as port:
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        await client.send_all(request_bytes)
+        await client.send_eof()
+        assert await read_to_eof(client) == reply
+        await client.aclose()
+        again = BufferedStream(await trio.open_tcp_stream("127.0.0.1", port))
+        with trio.fail_after(10):
+            await served(again)
+        await again.aclose()
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "reply"),
     [
@@ -99,19 +119,11 @@ async def test_asyncio_after_answers_requests() -> None:
     ],
 )
 async def test_asyncio_after_refuses_bad_requests(request_bytes: bytes, reply: bytes) -> None:
-    handle = handler_of("migration-asyncio-after")
-    async with serving(handle) as port:
-        client = await trio.open_tcp_stream("127.0.0.1", port)
-        await client.send_all(request_bytes)
-        await client.send_eof()
-        assert await read_to_eof(client) == reply
-        await client.aclose()
-        # the server goes on serving others
-        again = BufferedStream(await trio.open_tcp_stream("127.0.0.1", port))
+    async def served(again: BufferedStream) -> None:
         await again.send_all(b"UPPER\r\nLength: 1\r\n\r\nz")
-        with trio.fail_after(10):
-            assert await again.receive_exactly(8) == b"200 1\r\nZ"
-        await again.aclose()
+        assert await again.receive_exactly(8) == b"200 1\r\nZ"
+
+    await refused_then_serving(handler_of("migration-asyncio-after"), request_bytes, reply, served)
 
 
 async def test_tornado_after_session() -> None:
@@ -158,18 +170,11 @@ async def test_tornado_after_close_reason(capsys: pytest.CaptureFixture[str]) ->
     ],
 )
 async def test_tornado_after_ends_bad_sessions(request_bytes: bytes, reply: bytes) -> None:
-    handle = handler_of("migration-tornado-after")
-    async with serving(handle) as port:
-        client = await trio.open_tcp_stream("127.0.0.1", port)
-        await client.send_all(request_bytes)
-        await client.send_eof()
-        assert await read_to_eof(client) == reply
-        await client.aclose()
-        again = BufferedStream(await trio.open_tcp_stream("127.0.0.1", port))
+    async def served(again: BufferedStream) -> None:
         await again.send_all(b"PUT 1\n!")
-        with trio.fail_after(10):
-            assert await again.receive_line() == b"OK 1"
-        await again.aclose()
+        assert await again.receive_line() == b"OK 1"
+
+    await refused_then_serving(handler_of("migration-tornado-after"), request_bytes, reply, served)
 
 
 async def test_anyio_after_echoes_frames() -> None:
