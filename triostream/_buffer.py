@@ -656,11 +656,13 @@ class ReceiveBuffer:
                     return self._take_straddling(delimiters, max_size, _KEEP if keep_delimiter else _PLAIN)
         return self._take_single(delimiters, max_size, _KEEP if keep_delimiter else _PLAIN)
 
-    def _take_straddling(self, delimiter: bytes, max_size: int, mode: int) -> bytes | None:
+    def _take_straddling(self, delimiter: bytes, max_size: int, mode: int, j: int | None = None) -> bytes | None:
         """A frame that began in _data (searched to its end: no delimiter
         there) and may end in the one chunk queued behind it: the way a long
         frame usually meets its end, in the read that brought it.
-        One-byte delimiters only (none can straddle the two).
+        One-byte delimiters only (none can straddle the two). ``j``: where
+        the delimiter is in that chunk (-1: nowhere), when the caller
+        searched already.
 
         `_take_across` and `_join_across` in one step, for this case: their
         generality (many chunks, long delimiters, search memory across
@@ -674,7 +676,8 @@ class ReceiveBuffer:
         data = self._data
         pos = self._pos
         head = len(data) - pos
-        j = chunk.find(delimiter, off)
+        if j is None:
+            j = chunk.find(delimiter, off)
         if j < 0:
             # Not here either: what _take_across would remember.
             self._qkey, self._qgen, self._qpos = delimiter, self._gen, pos
@@ -770,10 +773,13 @@ class ReceiveBuffer:
             if not self._more:
                 return None
             if len(delimiter) == 1 and len(self._more) == 1:
-                long = self._straddling_batch(delimiter, max_size, mode)
-                if long is not None:
-                    return long
-                first = self._take_straddling(delimiter, max_size, mode)
+                chunk = self._more[0]
+                j = chunk.find(delimiter, self._more_off)  # one search, for both routes
+                if j >= 0 and chunk.find(delimiter, j + 1, j + 2 + _BATCH_FRAME_MAX) < 0:
+                    long = self._straddling_batch(delimiter, max_size, mode, j)
+                    if long is not None:
+                        return long
+                first = self._take_straddling(delimiter, max_size, mode, j)
                 if first is None:
                     return None
                 batch = [first]
@@ -795,15 +801,15 @@ class ReceiveBuffer:
             return cut  # the usual case: the frames of one chunk
         return self._batch_loop(cut, delimiter, max_size, lines)
 
-    def _straddling_batch(self, delimiter: bytes, max_size: int, mode: int) -> list[bytes] | None:
+    def _straddling_batch(self, delimiter: bytes, max_size: int, mode: int, j: int) -> list[bytes] | None:
         """`_take_batch` for long frames, the way they usually arrive: the
-        frame begun in _data (searched: no delimiter there) ends in the one
-        chunk queued behind it, and long frames follow it there. Joins that
-        frame and cuts the chunk's others with the hand-written ``find``
-        loop, all in this one call (one-byte delimiters only). Returns None,
-        consuming nothing, when the case is another (no end in the chunk,
-        short frames next, a frame that may be over ``max_size``, a \r
-        ending _data): `_take_straddling` and `_split_batch` handle those.
+        frame begun in _data (searched: no delimiter there) ends at ``j`` in
+        the one chunk queued behind it, and a long frame follows it there
+        (the caller looked). Joins that frame, makes the chunk _data and cuts
+        its other frames with `_find_frames` (one-byte delimiters only).
+        Returns None, consuming nothing, when a frame may be over
+        ``max_size`` or a \r may end _data: `_take_straddling` and
+        `_split_batch` handle those.
 
         Why a method of its own: the general route (`_take_straddling`,
         `_take_joined`, `_split_batch`, `_region_frames`, `_search`,
@@ -814,43 +820,38 @@ class ReceiveBuffer:
         """
         chunk = self._more[0]
         off = self._more_off
-        j = chunk.find(delimiter, off)
-        if j < 0 or len(chunk) - j > max_size or chunk.find(delimiter, j + 1, j + 2 + _BATCH_FRAME_MAX) >= 0:
+        if len(chunk) - j > max_size:
             return None
         data = self._data
         pos = self._pos
         if len(data) - pos + j - off + 1 > max_size:
             raise FrameTooLongError(max_size)
-        strip = mode == _STRIP_CR
-        if not strip or (j > off and chunk[j - 1] != 13):
+        if mode != _STRIP_CR or (j > off and chunk[j - 1] != 13):
             end = j
         elif j > off:
             end = j - 1
         else:
             return None  # the \r may end _data: rare
         batch = [b"".join((memoryview(data)[pos:], memoryview(chunk)[off:end]))]
-        append = batch.append
-        # No frame after it can be over max_size (the rest of the chunk is not).
-        start = j + 1
-        i = chunk.find(delimiter, start)
-        while i >= 0:
-            if strip and chunk[i - 1] == 13 and i > start:
-                append(chunk[start : i - 1])
-            else:
-                append(chunk[start:i])
-            start = i + 1
-            i = chunk.find(delimiter, start)
-        # Consumed through `start`: the chunk becomes _data, searched to its end.
+        # Consumed through the delimiter: the chunk becomes _data.
         self._more.popleft()
         self._more_len = self._more_off = 0
         self._data = chunk
-        self._pos = start
+        self._pos = j + 1
         self._gen += 1
-        self._skey = delimiter
-        self._snext = len(chunk)
         self._mkey = None
         if self._batch_len:
             self._drop_batch()
+        i = chunk.find(delimiter, j + 1)
+        if i >= 0:
+            # No frame after it can be over max_size (the rest of the chunk
+            # is not): _find_frames takes its hand-written loop.
+            found = self._find_frames(delimiter, max_size, mode, None, i)
+            assert found is not None  # (None only for a first frame over max_size)
+            batch += found[0]
+            self._pos = found[1]
+        self._skey = delimiter  # searched to the end of the chunk
+        self._snext = len(chunk)
         return batch
 
     def _batch_loop(self, batch: list[bytes], delimiter: bytes, max_size: int, lines: bool) -> list[bytes]:

@@ -351,9 +351,10 @@ class BufferedStream(trio.abc.Stream):
                             buffered += len(data)
                             buffer._more_len += len(data)
                             buffer._fed += len(data)
+                            # buffered < max_size <= capacity: there is room.
                             room = capacity - buffered
                             try:
-                                data = await transport.receive_some(size if room >= size else (room if room > 0 else 1))
+                                data = await transport.receive_some(size if room >= size else room)
                             except trio.ClosedResourceError as exc:
                                 self._raise_if_closed_meanwhile(exc)
                                 raise
