@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import itertools
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from unittest.mock import patch
 
 import pytest
@@ -360,6 +360,98 @@ async def test_batches_on_a_closed_stream_raise_closed() -> None:
     await stream.aclose()
     with trio.testing.assert_checkpoints(), pytest.raises(trio.ClosedResourceError):
         await stream.lines().batches().__anext__()
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])
+async def test_a_batch_refill_keeps_other_receivers_out_and_ends_when_closed(direct: bool) -> None:
+    # The batch loop reads the transport itself (not through the stream's
+    # refill): while it waits there, the stream is busy, and a close from
+    # another task ends the wait with ClosedResourceError.
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(b"a\nb\n")
+    batches = stream.lines().batches()
+    it = batches if direct else aiter(batches)
+    assert await it.__anext__() == [b"a", b"b"]
+    async with trio.open_nursery() as nursery:
+
+        async def wait_for_more() -> None:
+            with pytest.raises(trio.ClosedResourceError, match="closed by another task"):
+                await it.__anext__()
+
+        nursery.start_soon(wait_for_more)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            stream.receive_line_nowait()  # (the stream's own check: no transport call)
+        await stream.aclose()
+    with trio.testing.assert_checkpoints(), pytest.raises(trio.ClosedResourceError):
+        await batches.__anext__()  # (an error ends an async for's generator: a fresh one)
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])
+async def test_a_batch_loop_is_resumable_after_a_cancelled_read(direct: bool) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    batches = stream.lines().batches()
+    it = batches if direct else aiter(batches)
+    await left.send_all(b"one\ntw")
+    assert await it.__anext__() == [b"one"]
+    with trio.move_on_after(0.05) as scope:
+        await it.__anext__()  # "tw" is not a line: waits in the next read
+    assert scope.cancelled_caught
+    assert stream.peek() == b"tw"
+    await left.send_all(b"o\n")
+    # A cancelled generator is finished; its iterator starts a fresh one.
+    assert await batches.__anext__() == [b"two"]
+
+
+class _LateStream(trio.abc.Stream):
+    """A transport whose pending read is not interrupted by its close: the
+    read returns once ``arrive`` is set, whatever happened meanwhile."""
+
+    def __init__(self) -> None:
+        self.arrive = trio.Event()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await self.arrive.wait()
+        return b"late\n"
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+LATE_RECEIVERS: dict[str, Callable[[BufferedStream], Awaitable[object]]] = {
+    "batches": lambda s: s.lines().batches().__anext__(),
+    "batches-async-for": lambda s: aiter(s.lines().batches()).__anext__(),
+    "lines": lambda s: s.lines().__anext__(),
+    "receive_line": lambda s: s.receive_line(),
+    "receive_some": lambda s: s.receive_some(),
+    "receive_exactly_into": lambda s: s.receive_exactly_into(bytearray(5)),
+    "receive_until-long": lambda s: s.receive_until(b"\n", max_size=60000),
+}
+
+
+@pytest.mark.parametrize("how", LATE_RECEIVERS)
+async def test_bytes_a_read_brings_after_the_stream_closed_are_not_handed_out(how: str) -> None:
+    transport = _LateStream()
+    stream = BufferedStream(transport)
+    async with trio.open_nursery() as nursery:
+
+        async def receive() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await LATE_RECEIVERS[how](stream)
+
+        nursery.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        await stream.aclose()
+        transport.arrive.set()
+    assert not stream._buffer  # (the read's bytes were not kept either)
 
 
 # ---------------------------------------------------------------- per-frame iterators cut ahead

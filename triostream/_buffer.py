@@ -789,6 +789,35 @@ class ReceiveBuffer:
                 if not self._more:
                     return batch
                 return self._batch_loop(batch, delimiter, max_size, lines)
+        if (
+            len(data) - self._pos > _SPLIT_FRAME_MAX
+            and len(delimiter) == 1
+            and not self._more
+            and not self._batch_len
+            and type(data) is bytes
+            and len(data) - self._pos < max_size
+        ):
+            # One chunk, nothing queued behind it (at 16 KiB lines in 64 KiB
+            # reads the usual case), shorter than max_size (no frame can be
+            # over it): when its first frame is long, its frames are cut by
+            # `_find_frames` directly, not through `_split_batch`,
+            # `_region_frames` and `_search`: three calls fewer per read.
+            # ReceiveBuffer alone, 16 KiB lines in 64 KiB chunks, 21
+            # interleaved rounds: 0.758x to 0.790x of the find loop (at 1 KiB
+            # lines, or in unaligned chunks: no change).
+            pos = self._pos
+            at = data.find(delimiter, self._snext if self._skey == delimiter and self._snext > pos else pos)
+            if at < 0:
+                self._skey = delimiter  # (see _search)
+                self._snext = len(data) + 5
+                return None
+            if at - pos > _SPLIT_FRAME_MAX:
+                found = self._find_frames(delimiter, max_size, mode, None, at)
+                assert found is not None  # (None only for a first frame over max_size)
+                self._pos = found[1]
+                self._skey = delimiter  # searched to the end of the chunk
+                self._snext = len(data)
+                return found[0]
         cut = self._split_batch(delimiter, max_size, mode)
         if cut is None:
             # Not in one piece of bytes (or the first frame is refused):

@@ -216,6 +216,12 @@ class BufferedStream(trio.abc.Stream):
                 f"this {type(self).__name__} was closed by another task during the call"
             ) from exc
 
+    def _closed_during_read(self) -> NoReturn:
+        """A transport read returned after another task closed this stream
+        (a transport whose close does not interrupt a pending read): its
+        bytes are not handed out."""
+        raise trio.ClosedResourceError(f"this {type(self).__name__} was closed by another task during the call")
+
     def _no_frame(self, expected: int | None) -> NoReturn:
         """What a ``*_nowait`` method raises when the buffer holds no frame."""
         buffer = self._buffer
@@ -232,6 +238,8 @@ class BufferedStream(trio.abc.Stream):
         except trio.ClosedResourceError as exc:
             self._raise_if_closed_meanwhile(exc)
             raise
+        if self._state & _CLOSED:
+            self._closed_during_read()
         if data:
             self._buffer.feed(data)
         else:
@@ -333,6 +341,8 @@ class BufferedStream(trio.abc.Stream):
                 except trio.ClosedResourceError as exc:
                     self._raise_if_closed_meanwhile(exc)
                     raise
+                if self._state & _CLOSED:
+                    self._closed_during_read()
                 if data:
                     if delimiter is not None and len(buffer._data) - buffer._pos + buffer._more_len >= size:
                         # The frame already spans a whole read: queue the
@@ -359,7 +369,7 @@ class BufferedStream(trio.abc.Stream):
                                 self._raise_if_closed_meanwhile(exc)
                                 raise
                             if self._state & _CLOSED:
-                                raise trio.ClosedResourceError("this BufferedStream was closed")
+                                self._closed_during_read()
                             if not data:
                                 break
                         if appended:
@@ -394,6 +404,29 @@ class BufferedStream(trio.abc.Stream):
             f"the buffer is full ({len(self._buffer)} bytes, max_buffer_size={self.max_buffer_size}) "
             "and holds no whole frame",
         )
+
+    def _iterator_read(self) -> int:
+        """How much an iterator's own read asks for (see `BatchIterator`),
+        or 0: then it refills through `_next_frame_slow`, which handles EOF,
+        a full buffer and a frame that already spans a whole read
+        (`_receive_more` queues the reads that bring no delimiter without
+        searching them twice). Only a plain BufferedStream reads itself: a
+        Connection's `_fill` keeps its deadlines."""
+        buffer = self._buffer
+        held = len(buffer._data) - buffer._pos + buffer._more_len
+        size = self.receive_size
+        if buffer._eof or held >= size or buffer.capacity - held < size or type(self)._fill is not BufferedStream._fill:
+            return 0
+        return size
+
+    def _iterator_fed(self, data: bytes | bytearray) -> None:
+        """After an iterator's own read: what `_fill` does with its bytes."""
+        if self._state & _CLOSED:
+            self._closed_during_read()
+        if data:
+            self._buffer.feed(data)
+        else:
+            self._buffer.feed_eof()
 
     async def _next_frame_slow(self, take: Callable[..., T | None], args: tuple[Any, ...]) -> T | None:
         """Refill for the frame iterators: read until a frame (or a batch:
@@ -460,6 +493,8 @@ class BufferedStream(trio.abc.Stream):
             except trio.ClosedResourceError as exc:
                 self._raise_if_closed_meanwhile(exc)
                 raise
+            if self._state & _CLOSED:
+                self._closed_during_read()
             if not data:
                 buffer.feed_eof()
             return data if type(data) is bytes else bytes(data)
@@ -547,6 +582,8 @@ class BufferedStream(trio.abc.Stream):
                     except trio.ClosedResourceError as exc:
                         self._raise_if_closed_meanwhile(exc)
                         raise
+                    if self._state & _CLOSED:
+                        self._closed_during_read()
                     if not data:
                         stored.feed_eof()
                     elif len(data) <= want:
@@ -1377,16 +1414,7 @@ class FrameIterator:
         adopted. Without hooks it is closed when it is collected, at that
         ``yield``, where it holds nothing that needs closing.
         """
-        frames = self._frames()
-        hooks = sys.get_asyncgen_hooks()
-        sys.set_asyncgen_hooks(None, None)
-        try:
-            frames.asend(None).send(None)
-        except StopIteration:
-            pass
-        finally:
-            sys.set_asyncgen_hooks(*hooks)
-        return frames
+        return _primed(self._frames())
 
     async def _frames(self) -> AsyncGenerator[bytes, None]:
         """`__anext__` as a loop (see `__aiter__`): the same steps, the
@@ -1441,6 +1469,20 @@ class FrameIterator:
                 if taken is not None:
                     yield taken
                     continue
+                if size := stream._iterator_read():
+                    # One read (a full checkpoint: a cancellation there
+                    # consumes nothing; the stream is busy meanwhile), then
+                    # cut again: `_fill` in this loop (see BatchIterator).
+                    stream._state = _RECEIVING
+                    try:
+                        data = await stream.transport_stream.receive_some(size)  # (start_tls replaces it)
+                    except trio.ClosedResourceError as exc:
+                        stream._raise_if_closed_meanwhile(exc)
+                        raise
+                    finally:
+                        stream._state &= _CLOSED
+                    stream._iterator_fed(data)
+                    continue
             taken = await stream._next_frame_slow(take, args)
             if taken is None:
                 return
@@ -1487,7 +1529,21 @@ class BatchIterator:
     Public as a type (for annotations), not to be constructed directly.
     """
 
-    __slots__ = ("_args", "_frames", "_pending", "_stream", "_take_batch")
+    # How a batch step keeps up with the hand-written loop: ``async for``
+    # runs ``_batches``, an async generator primed as `FrameIterator`'s is
+    # (resuming it is cheaper than creating an ``__anext__`` coroutine per
+    # step), and the usual refill (a plain BufferedStream whose buffer has
+    # room for a whole read) is one transport read in that loop, not the
+    # stream's general refill: every coroutine between a task and its
+    # transport is suspended and resumed again on every read, and a helper
+    # coroutine here (`_fill` under one more) measured 0.72x-0.73x of the
+    # split loop against 0.75x-0.79x for the read in the loop, A/B in one
+    # minute. `FrameIterator._frames` reads the same way. Measured in one process (benchmarks' in-process chunks, 64 KiB
+    # reads, 16 KiB lines, ns per line, 11 interleaved rounds): the split
+    # loop 2391-2485, through the stream's refill 3288 (0.745x), this loop
+    # 3035 (0.789x); ReceiveBuffer.take_lines in a bare loop 2881.
+
+    __slots__ = ("_args", "_frames", "_now", "_pending", "_stream", "_take_batch")
 
     def __init__(self, frames: FrameIterator) -> None:
         self._frames = frames
@@ -1501,9 +1557,12 @@ class BatchIterator:
         # bytes while raising (a codec discarding an over-long frame): raised
         # by the next step. Errors that consume nothing are simply met again.
         self._pending: Exception | None = None
+        self._now: AsyncIterator[list[bytes]] | None = None  # the generator __anext__ steps
 
-    def __aiter__(self) -> BatchIterator:
-        return self
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        """``async for`` runs ``_batches``, started here without Trio's
+        async generator hooks (see `FrameIterator.__aiter__`)."""
+        return _primed(self._batches())
 
     def _take_in_a_loop(self) -> list[bytes] | None:
         """The batch cutter of framings without their own: the frame
@@ -1523,25 +1582,70 @@ class BatchIterator:
                 self._pending = exc
         return batch
 
-    async def __anext__(self) -> list[bytes]:
+    async def _batches(self) -> AsyncGenerator[list[bytes], None]:
+        """The steps of the iteration as one loop (see `__aiter__`)."""
+        yield []  # taken by _primed, never by the caller
         stream = self._stream
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await _checkpoint_for(pending)
-            raise pending
-        if not stream._state:
-            try:
-                batch = self._take_batch(*self._args)
-            except Exception as exc:
-                await _checkpoint_for(exc)
-                raise
-            if batch is not None:
-                return batch
-        # The cutter takes every frame the read (or reads) brought.
-        batch = await stream._next_frame_slow(self._take_batch, self._args)
-        if batch is None:
-            raise StopAsyncIteration
-        return batch
+        take_batch = self._take_batch
+        args = self._args
+        while True:
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                await _checkpoint_for(pending)
+                raise pending
+            if not stream._state:
+                try:
+                    batch = take_batch(*args)
+                except Exception as exc:
+                    await _checkpoint_for(exc)
+                    raise
+                if batch is not None:
+                    yield batch
+                    continue
+                if size := stream._iterator_read():
+                    # One read (a full checkpoint: a cancellation there
+                    # consumes nothing; the stream is busy meanwhile), then
+                    # cut again: `_fill` in this loop (see BatchIterator).
+                    stream._state = _RECEIVING
+                    try:
+                        data = await stream.transport_stream.receive_some(size)  # (start_tls replaces it)
+                    except trio.ClosedResourceError as exc:
+                        stream._raise_if_closed_meanwhile(exc)
+                        raise
+                    finally:
+                        stream._state &= _CLOSED
+                    stream._iterator_fed(data)
+                    continue
+            batch = await stream._next_frame_slow(take_batch, args)
+            if batch is None:
+                return
+            yield batch
+
+    async def __anext__(self) -> list[bytes]:
+        """One step of ``_batches`` (for direct calls; ``async for`` runs the
+        generator itself). After an error the next call starts afresh."""
+        now = self._now
+        if now is None:
+            now = self._now = self.__aiter__()
+        try:
+            return await now.__anext__()
+        except BaseException:
+            self._now = None
+            raise
+
+
+def _primed(steps: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+    """Start an iterator's generator to its first (empty) ``yield``, with the
+    interpreter's async generator hooks unset (see `FrameIterator.__aiter__`)."""
+    hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(None, None)
+    try:
+        steps.asend(None).send(None)
+    except StopIteration:
+        pass
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+    return steps
 
 
 async def _checkpoint_for(exc: Exception) -> None:
