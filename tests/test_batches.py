@@ -63,6 +63,9 @@ def run_cutter(
 
     def drain() -> bool:
         while True:
+            # The search memory never points past the buffered bytes (a
+            # resumed search would skip bytes appended to them).
+            assert buffer._skey is None or buffer._snext <= len(buffer._data)
             try:
                 if next(steps):
                     batch = take_batch(buffer)
@@ -515,7 +518,12 @@ def test_long_frames_straddling_chunks_batch_as_one_by_one(
         one = lambda b: b.take_line(max_size)  # noqa: E731
         batch = lambda b: b.take_lines(max_size)  # noqa: E731
     expected = run_cutter(chunks, one, one, [False])
-    with patch.object(triostream._buffer, "_BATCH_FRAME_MAX", batch_max):
+    # (_SPLIT_FRAME_MAX patched too: these frames count as long, for the
+    # cutters of long frames in one chunk.)
+    with (
+        patch.object(triostream._buffer, "_BATCH_FRAME_MAX", batch_max),
+        patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", batch_max),
+    ):
         got = run_cutter(chunks, one, batch, [True])
     assert got == expected
 

@@ -795,10 +795,10 @@ class ReceiveBuffer:
             and not self._more
             and not self._batch_len
             and type(data) is bytes
-            and len(data) - self._pos < max_size
+            and len(data) - self._pos <= max_size
         ):
             # One chunk, nothing queued behind it (at 16 KiB lines in 64 KiB
-            # reads the usual case), shorter than max_size (no frame can be
+            # reads the usual case), no longer than max_size (no frame can be
             # over it): when its first frame is long, its frames are cut by
             # `_find_frames` directly, not through `_split_batch`,
             # `_region_frames` and `_search`: three calls fewer per read.
@@ -808,10 +808,11 @@ class ReceiveBuffer:
             pos = self._pos
             at = data.find(delimiter, self._snext if self._skey == delimiter and self._snext > pos else pos)
             if at < 0:
-                self._skey = delimiter  # (see _search)
-                self._snext = len(data) + 5
-                return None
-            if at - pos > _SPLIT_FRAME_MAX:
+                if len(data) - pos < max_size:  # (else take_line raises)
+                    self._skey = delimiter  # (see _search)
+                    self._snext = len(data)
+                    return None
+            elif at - pos > _SPLIT_FRAME_MAX:
                 found = self._find_frames(delimiter, max_size, mode, None, at)
                 assert found is not None  # (None only for a first frame over max_size)
                 self._pos = found[1]

@@ -354,13 +354,14 @@ class BufferedStream(trio.abc.Stream):
                         capacity = buffer.capacity
                         queue = buffer._more
                         queued = len(queue)
-                        appended = 0
-                        while type(data) is bytes and data.find(delimiter) < 0 and buffered + len(data) < max_size:
+                        before = buffered
+                        while (
+                            type(data) is bytes and data.find(delimiter) < 0 and buffered + (n := len(data)) < max_size
+                        ):
                             queue.append(data)
-                            appended += len(data)
-                            buffered += len(data)
-                            buffer._more_len += len(data)
-                            buffer._fed += len(data)
+                            buffered += n
+                            buffer._more_len += n
+                            buffer._fed += n
                             # buffered < max_size <= capacity: there is room.
                             room = capacity - buffered
                             try:
@@ -372,8 +373,8 @@ class BufferedStream(trio.abc.Stream):
                                 self._closed_during_read()
                             if not data:
                                 break
-                        if appended:
-                            buffer._searched_queued(delimiter, queued, appended)
+                        if buffered > before:
+                            buffer._searched_queued(delimiter, queued, buffered - before)
                     if data:
                         buffer.feed(data)
                     else:
