@@ -146,12 +146,14 @@ def test_peek_frames_are_the_next_lines_not_consumed(data: bytes, window: int, m
     assert buffer.peek() == data  # nothing consumed
     if found is None:
         return
-    frames, extra = found
+    frames, extra, drained = found
     assert frames
     for frame in frames:
         assert twin.take_line(max_size) == frame
         assert twin.offset - buffer.offset == len(frame) + extra  # the iterator consumes that much
         buffer.skip(len(frame) + extra)
+    if drained:  # a promise: no whole line (and no error) after them
+        assert twin.take_line(max_size) is None
 
 
 @given(
@@ -203,14 +205,17 @@ def test_a_batch_stops_before_a_line_over_the_limit() -> None:
 
 
 @st.composite
-def prefixed_streams(draw: st.DrawFn) -> tuple[LengthPrefixed, bytes]:
+def prefixed_streams(draw: st.DrawFn, plain: bool = False) -> tuple[LengthPrefixed, bytes]:
+    """A codec and its frames, some of which lie about their length;
+    ``plain``: the usual configuration only (no offset, adjustment or
+    included header), the one the frame iterators peek into."""
     codec = LengthPrefixed(
         draw(st.integers(min_value=1, max_value=20)),
         length_size=draw(st.sampled_from([1, 2, 3, 4, 8])),
         byteorder=draw(st.sampled_from(["big", "little"])),
-        length_offset=draw(st.integers(min_value=0, max_value=2)),
-        length_adjustment=draw(st.integers(min_value=-2, max_value=2)),
-        include_header=draw(st.booleans()),
+        length_offset=0 if plain else draw(st.integers(min_value=0, max_value=2)),
+        length_adjustment=0 if plain else draw(st.integers(min_value=-2, max_value=2)),
+        include_header=False if plain else draw(st.booleans()),
     )
     parts = []
     for body in draw(st.lists(st.binary(max_size=25), max_size=12)):
@@ -247,6 +252,32 @@ def test_length_prefixed_batches_are_decode_in_a_loop(
             return ("incomplete", exc.partial, exc.expected)
 
     assert run(True, steps) == run(False, [False])
+
+
+@given(stream=prefixed_streams(plain=True), window=st.integers(min_value=1, max_value=400))
+def test_length_prefixed_peeks_are_the_next_frames_and_keep_their_promise(
+    stream: tuple[LengthPrefixed, bytes], window: int
+) -> None:
+    codec, data = stream
+    buffer = ReceiveBuffer(1 << 16)
+    buffer.feed(data)
+    twin = ReceiveBuffer(1 << 16)
+    twin.feed(data)
+    peek = codec.decoder().bind_peek(buffer)
+    decode = codec.decoder().bind(twin)
+    assert peek is not None
+    found = peek(window)
+    assert buffer.peek() == data  # nothing consumed
+    if found is None:
+        return
+    assert len(found) == 3
+    frames, extra, drained = found
+    for frame in frames:
+        assert decode() == frame
+        assert twin.offset - buffer.offset == len(frame) + extra
+        buffer.skip(len(frame) + extra)
+    if drained:  # a promise: no whole frame (and no error) after them
+        assert decode() is None
 
 
 def test_codecs_without_a_batch_cutter_fall_back_to_decode() -> None:
@@ -674,6 +705,28 @@ async def test_frames_cut_ahead_are_not_handed_out_while_another_task_receives(d
             await it.__anext__()
         nursery.cancel_scope.cancel()
     assert await frames.__anext__() == b"b"  # nothing was lost (an error ends an async for's generator)
+
+
+@pytest.mark.parametrize("kind", ["lines", "codec-prefixed"])
+async def test_a_frame_queued_behind_the_cut_chunk_comes_without_a_read(kind: str) -> None:
+    # The iterator cuts every whole frame of the first chunk; the frame that
+    # straddles it and the queued chunk is handed out next, with no read
+    # (none more will come: a read would wait for ever).
+    codec = LengthPrefixed(64)
+    if kind == "lines":
+        wire, frames = b"a\nb\ncc", lambda s: s.lines()
+    else:
+        wire, frames = codec.encode(b"a") + codec.encode(b"b") + codec.encode(b"cc")[:3], lambda s: s.frames(codec)
+    rest = b"\n" if kind == "lines" else codec.encode(b"cc")[3:]
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(wire)
+    assert await stream.fill() == len(wire)
+    await left.send_all(rest)
+    assert await stream.fill() == len(rest)  # queued behind the unfinished frame
+    it = aiter(frames(stream))
+    with trio.fail_after(5), trio.testing.assert_no_checkpoints():  # (fail_after: a guard against a hang)
+        assert [await it.__anext__() for _ in range(3)] == [b"a", b"b", b"cc"]
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])

