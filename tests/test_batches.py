@@ -104,6 +104,9 @@ SPLIT_FRAME_MAX = st.sampled_from([0, 8, triostream._buffer._SPLIT_FRAME_MAX])
 # is at most this long, cut by `_straddling_batch`'s find loop when longer
 # (0 and 4: the long-frame route at the sizes these properties draw).
 BATCH_FRAME_MAX = st.sampled_from([0, 4, triostream._buffer._BATCH_FRAME_MAX])
+# Lines cut by find (see SPLIT_FRAME_MAX) shorter than this are checked for
+# \r by one find over the chunk, longer ones one by one.
+CR_SCAN_FRAME_MAX = st.sampled_from([0, 8, triostream._buffer._CR_SCAN_FRAME_MAX])
 # Limits below the frames' sizes, and above (the long-frame route wants the
 # rest of a chunk within the limit).
 MAX_SIZE = st.integers(min_value=1, max_value=40) | st.integers(min_value=41, max_value=400)
@@ -116,15 +119,19 @@ MAX_SIZE = st.integers(min_value=1, max_value=40) | st.integers(min_value=41, ma
     steps=st.lists(st.booleans(), max_size=6),
     split_max=SPLIT_FRAME_MAX,
     batch_max=BATCH_FRAME_MAX,
+    cr_scan=CR_SCAN_FRAME_MAX,
 )
+# The chunk's only \r ends its first line, at the first byte.
+@example(data=b"\r\n" + b"a" * 20 + b"\n", cuts=[], max_size=400, steps=[True], split_max=0, batch_max=0, cr_scan=8)
 def test_take_lines_is_take_line_in_a_loop(
-    data: bytes, cuts: list[int], max_size: int, steps: list[bool], split_max: int, batch_max: int
+    data: bytes, cuts: list[int], max_size: int, steps: list[bool], split_max: int, batch_max: int, cr_scan: int
 ) -> None:
     chunks = chunked(data, cuts)
     expected = run_cutter(chunks, lambda b: b.take_line(max_size), lambda b: b.take_line(max_size), [False])
     with (
         patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max),
         patch.object(triostream._buffer, "_BATCH_FRAME_MAX", batch_max),
+        patch.object(triostream._buffer, "_CR_SCAN_FRAME_MAX", cr_scan),
     ):
         got = run_cutter(chunks, lambda b: b.take_line(max_size), lambda b: b.take_lines(max_size), steps)
     assert got == expected
@@ -135,13 +142,19 @@ def test_take_lines_is_take_line_in_a_loop(
     window=st.integers(min_value=1, max_value=64),
     max_size=st.integers(min_value=1, max_value=40),
     split_max=SPLIT_FRAME_MAX,
+    cr_scan=CR_SCAN_FRAME_MAX,
 )
-def test_peek_frames_are_the_next_lines_not_consumed(data: bytes, window: int, max_size: int, split_max: int) -> None:
+def test_peek_frames_are_the_next_lines_not_consumed(
+    data: bytes, window: int, max_size: int, split_max: int, cr_scan: int
+) -> None:
     buffer = ReceiveBuffer(1 << 16)
     buffer.feed(data)
     twin = ReceiveBuffer(1 << 16)
     twin.feed(data)
-    with patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max):
+    with (
+        patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max),
+        patch.object(triostream._buffer, "_CR_SCAN_FRAME_MAX", cr_scan),
+    ):
         found = buffer.peek_frames(b"\n", max_size, LINE_MODE, window)
     assert buffer.peek() == data  # nothing consumed
     if found is None:
@@ -365,6 +378,23 @@ async def test_an_error_after_the_first_frame_ends_the_batch_and_comes_next() ->
     assert [b async for b in batches] == [[b"after"]]
 
 
+async def test_a_batch_that_stops_before_a_queued_long_line_raises_next_without_a_read() -> None:
+    # The batch takes "a" and stops before the long line queued behind it:
+    # the buffer's first chunk is used up, the next step must still look at
+    # what is queued (and raise) rather than read (none will come).
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(b"a\n")
+    assert await stream.fill() == 2
+    await left.send_all(b"xxxxxxxx\n")
+    assert await stream.fill() == 9
+    batches = stream.lines(max_size=4).batches()
+    with trio.fail_after(5):  # (a guard against a hang)
+        assert await batches.__anext__() == [b"a"]
+        with pytest.raises(FrameTooLongError):
+            await batches.__anext__()
+
+
 async def test_a_discarding_codec_reports_a_skipped_frame_at_the_next_step() -> None:
     codec = LengthPrefixed(8, on_too_long="discard")
     data = codec.encode(b"one") + (100).to_bytes(4, "big") + b"z" * 100 + codec.encode(b"two")
@@ -537,9 +567,10 @@ LONG_LINES = st.lists(st.tuples(st.binary(max_size=60), st.sampled_from([b"\n", 
     max_size=MAX_SIZE,
     until=st.booleans(),
     batch_max=st.sampled_from([0, 4, 16]),
+    cr_scan=CR_SCAN_FRAME_MAX,
 )
 def test_long_frames_straddling_chunks_batch_as_one_by_one(
-    data: bytes, cuts: list[int], max_size: int, until: bool, batch_max: int
+    data: bytes, cuts: list[int], max_size: int, until: bool, batch_max: int, cr_scan: int
 ) -> None:
     chunks = chunked(data, cuts)
     if until:
@@ -554,6 +585,7 @@ def test_long_frames_straddling_chunks_batch_as_one_by_one(
     with (
         patch.object(triostream._buffer, "_BATCH_FRAME_MAX", batch_max),
         patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", batch_max),
+        patch.object(triostream._buffer, "_CR_SCAN_FRAME_MAX", cr_scan),
     ):
         got = run_cutter(chunks, one, batch, [True])
     assert got == expected

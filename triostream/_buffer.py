@@ -62,6 +62,10 @@ _BATCH_MAX = 1 << 16
 # above it with a find per frame (see _find_frames).
 _SPLIT_FRAME_MAX = 512
 
+# Lines cut by _find_frames: below this size (the first line's) one find for
+# \r over the chunk, above it a test per line (see there).
+_CR_SCAN_FRAME_MAX = 2048
+
 # Below this size a frame is copied out with a plain slice; above it through a
 # memoryview, which avoids the intermediate bytearray a slice would create.
 _SMALL_COPY = 1024
@@ -1068,7 +1072,12 @@ class ReceiveBuffer:
         if limit == len(data) and limit - pos <= max_size:
             # No frame can be over max_size, no window: the hand-written
             # loop itself (the tests dropped from it were a third of its
-            # cost at 1 KiB lines).
+            # cost at 1 KiB lines). For lines shorter than _CR_SCAN_FRAME_MAX
+            # one find for \r over the chunk costs less than the test per
+            # line (64 KiB: 0.9 µs; the test: 36 ns a line, 2.3 µs for 1 KiB
+            # lines), and when it finds none the lines need no test.
+            if strip and first - pos < _CR_SCAN_FRAME_MAX and data.find(b"\r", pos) < 0:
+                strip = False
             if not strip:
                 while i >= 0:
                     append(data[start:i])
