@@ -1473,6 +1473,10 @@ class FrameIterator:
                         yield taken
                         continue
                 if size := stream._iterator_read():
+                    if empty:
+                        # What this chunk holds was cut: if the read queues
+                        # behind it, the next step need not peek into it.
+                        no_peek = buffer._data
                     # One read (a full checkpoint: a cancellation there
                     # consumes nothing; the stream is busy meanwhile), then
                     # cut again: `_fill` in this loop (see BatchIterator).
