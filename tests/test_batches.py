@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from scripted import ScriptedStream
 
 import triostream._buffer
+import triostream._stream
 from triostream import (
     BatchIterator,
     BufferedStream,
@@ -707,6 +708,147 @@ def test_a_frame_iterator_mixed_with_other_receives_matches_a_plain_buffer(
                 assert bytes(model).startswith(stream.peek())
 
     trio.run(main)
+
+
+@st.composite
+def frame_call_interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
+    """Sends of length-prefixed frames (1-byte headers, bodies of up to 5
+    bytes, max_size 5) cut anywhere, mixed with runs of receive_frame calls
+    and other receives; a pushed-back byte may be a header over max_size
+    (refused until a receive_exactly takes it)."""
+    bodies = draw(st.lists(st.binary(max_size=5), min_size=5, max_size=80))
+    wire = b"".join(bytes([len(body)]) + body for body in bodies)
+    cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(wire)), max_size=8)))
+    sends = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True) if b > a]
+    ops: list[tuple[str, bytes | int]] = []
+    for _ in range(draw(st.integers(min_value=1, max_value=40))):
+        op = draw(st.sampled_from(["send"] * 4 + ["frames"] * 6 + ["nowait", "exactly", "exactly", "unreceive"]))
+        if op == "send":
+            if sends:
+                ops.append((op, sends.pop(0)))
+        elif op == "unreceive":
+            ops.append((op, bytes([draw(st.integers(min_value=0, max_value=7))])))
+        elif op == "frames":  # a run of calls, as in a receive loop
+            ops.extend([("frame", 0)] * draw(st.integers(min_value=1, max_value=12)))
+        else:
+            ops.append((op, draw(st.integers(min_value=1, max_value=4))))
+    return ops
+
+
+@given(ops=frame_call_interleavings(), sockets=st.booleans())
+def test_receive_frame_in_a_loop_mixed_with_other_receives_matches_a_plain_buffer(
+    ops: list[tuple[str, bytes | int]], sockets: bool
+) -> None:
+    """receive_frame cuts frames ahead without consuming them: whatever
+    else consumes or pushes back in between, every call returns the frame
+    at the head of the stream (or refuses it), as a plain buffer would.
+    Over a socket pair (the transports whose reads checkpoint) and memory
+    streams (the others)."""
+    codec = LengthPrefixed(5, length_size=1)
+
+    async def main() -> None:
+        if sockets:
+            a, b = trio.socket.socketpair()
+            left: trio.abc.Stream = trio.SocketStream(a)
+            right: trio.abc.Stream = trio.SocketStream(b)
+        else:
+            left, right = trio.testing.memory_stream_pair()
+        stream = BufferedStream(right)
+        model = bytearray()
+        for op, arg in ops:
+            if op == "send":
+                assert isinstance(arg, bytes)
+                await left.send_all(arg)
+                model += arg
+                while len(stream._buffer) < len(model):
+                    await stream.fill()  # (what was sent is buffered: no call below waits)
+            elif op == "unreceive":
+                assert isinstance(arg, bytes)
+                stream.unreceive(arg)
+                model[:0] = arg
+            elif op in ("frame", "nowait"):
+                if not model or model[0] > 5:
+                    if model:  # a header over max_size: refused, nothing consumed
+                        with pytest.raises(FrameTooLongError):
+                            await stream.receive_frame(codec) if op == "frame" else stream.receive_frame_nowait(codec)
+                    continue
+                if len(model) < 1 + model[0]:
+                    continue  # would wait
+                expected = bytes(model[1 : 1 + model[0]])
+                del model[: 1 + model[0]]
+                got = await stream.receive_frame(codec) if op == "frame" else stream.receive_frame_nowait(codec)
+                assert got == expected
+            else:
+                assert isinstance(arg, int)
+                if len(model) < arg:
+                    continue
+                assert await stream.receive_exactly(arg) == bytes(model[:arg])
+                del model[:arg]
+            assert bytes(model).startswith(stream.peek())
+        await stream.aclose()
+        await left.aclose()
+
+    trio.run(main)
+
+
+def _frame_model(model: bytearray) -> bytes:
+    """Take one 1-byte-header length-prefixed frame off ``model``."""
+    body = bytes(model[1 : 1 + model[0]])
+    del model[: 1 + model[0]]
+    return body
+
+
+def _line_model(model: bytearray) -> bytes:
+    end = model.index(b"\n")
+    line = bytes(model[:end])
+    del model[: end + 1]
+    return line
+
+
+async def test_frames_cut_ahead_by_receive_frame_are_dropped_when_the_buffer_moved_to_another_chunk() -> None:
+    # Two calls cut the frames of the first chunk ahead; receive_exactly
+    # then takes the rest of it and as many bytes of the next chunk as the
+    # cursor was at: the same cursor, in other bytes.
+    codec = LengthPrefixed(200, length_size=1)
+    first = b"\x01a\x01b\x01c\x01d"
+    second = b"\x01w\x01x\x01y\x01z"
+    stream = scripted(first, second)
+    assert await stream.fill() == len(first)
+    assert [await stream.receive_frame(codec) for _ in range(2)] == [b"a", b"b"]  # c, d cut ahead
+    assert await stream.receive_exactly(8) == b"\x01c\x01d\x01w\x01x"
+    assert await stream.receive_frame(codec) == b"y"
+
+
+async def test_a_line_batch_is_dropped_when_receive_frame_cuts_ahead() -> None:
+    # receive_line_nowait (ReceiveBuffer.take_line) cuts a batch of the
+    # lines after "x"; two receive_frame calls then cut frames ahead and
+    # consume through the lines' bytes: the lines batched before must not
+    # come back.
+    codec = LengthPrefixed(200, length_size=1)
+    data = b"x\n" + b"yy\n" * 300
+    stream = scripted(data)
+    model = bytearray(data)
+    assert await stream.fill() == len(data)
+    assert stream.receive_line_nowait() == _line_model(model)
+    assert stream._buffer._batch_len  # (the batch this test is about)
+    for _ in range(3):
+        assert await stream.receive_frame(codec) == _frame_model(model)
+    for _ in range(3):
+        assert await stream.receive_line() == _line_model(model)
+
+
+async def test_a_frame_cut_ahead_is_not_handed_out_when_the_stream_closed_during_the_checkpoint() -> None:
+    codec = LengthPrefixed(200, length_size=1)
+    stream = scripted(b"\x01a\x01b\x01c\x01d")
+    assert await stream.fill() == 8
+    assert [await stream.receive_frame(codec) for _ in range(2)] == [b"a", b"b"]  # c, d cut ahead
+
+    async def closing_checkpoint() -> None:  # another task closes the stream meanwhile
+        await stream.aclose()
+        await trio.lowlevel.checkpoint()
+
+    with patch.object(triostream._stream, "checkpoint", closing_checkpoint), pytest.raises(trio.ClosedResourceError):
+        await stream.receive_frame(codec)
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])

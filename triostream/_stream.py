@@ -173,6 +173,7 @@ class BufferedStream(trio.abc.Stream):
         self._fill_checkpoints = type(transport_stream) in _CHECKPOINTING_TRANSPORTS
         self._sending = False
         self._decoders = _DecoderCache()
+        self._ahead = _FramesAhead()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._buffer)} bytes buffered"
@@ -986,7 +987,30 @@ class BufferedStream(trio.abc.Stream):
         cache = self._decoders
         decoder = cache._last if codec is cache._last_codec and cache._last is not None else self._decoder(codec)
         buffer = self._buffer
-        if self._fill_checkpoints and decoder.ready(buffer):
+        ahead = self._ahead
+        # Did the last call of this method, with this codec, leave the buffer
+        # where it is now? Then this is a loop of calls (see _FramesAhead).
+        again = ahead.decoder is decoder and buffer._pos == ahead.at and buffer._data is ahead.data
+        if again and ahead.frames:
+            # A frame cut ahead: a plain checkpoint, then the frame.
+            if self._state:
+                await self._refuse()
+            self._state = _RECEIVING
+            try:
+                await checkpoint()
+                # (Receiving keeps every other consumer out: only a close,
+                # which empties the buffer, moves it meanwhile.)
+                if buffer._pos == ahead.at and buffer._data is ahead.data:
+                    piece = ahead.frames.pop()
+                    ahead.at = buffer._pos = ahead.at + len(piece) + ahead.extra
+                    return piece
+                frame = decoder.decode(buffer)
+                if frame is None:
+                    frame = await self._receive_more(decoder.decode, (buffer,), None)
+                return frame
+            finally:
+                self._state &= _CLOSED
+        if decoder.ready(buffer):
             # A whole frame is buffered: a plain checkpoint, then the frame
             # (the lean receive saves a Trio round only when the call must
             # read, and costs a coroutine when it need not).
@@ -995,9 +1019,15 @@ class BufferedStream(trio.abc.Stream):
             self._state = _RECEIVING
             try:
                 await checkpoint()
+                if again and ahead.cut(buffer):
+                    piece = ahead.frames.pop()
+                    ahead.at = buffer._pos = ahead.at + len(piece) + ahead.extra
+                    return piece
                 frame = decoder.decode(buffer)
                 if frame is None:
                     frame = await self._receive_more(decoder.decode, (buffer,), None)
+                    return frame
+                ahead.left(decoder, buffer)
                 return frame
             finally:
                 self._state &= _CLOSED
@@ -1340,6 +1370,68 @@ class HalfCloseableBufferedStream(BufferedStream, trio.abc.HalfCloseableStream):
           trio.ClosedResourceError: the stream was closed or detached.
         """
         await super().send_eof()
+
+
+class _FramesAhead:
+    """`BufferedStream.receive_frame`'s frames cut ahead.
+
+    A loop of ``await receive_frame(codec)`` paid, per frame, the codec's
+    ``ready`` and ``decode``: about 0.6 µs of the 1 µs it cost over a bare
+    checkpoint per frame at 64-byte length-prefixed frames (0.78x of the
+    checkpoint-per-frame loop in one process; 0.91x with this). So once a call
+    finds the buffer where the previous one (same codec) left it, the frames
+    at its head are cut in one pass with the codec's ``bind_peek`` (not
+    consumed), and the calls hand them out one at a time, each after its
+    checkpoint, consuming each as it goes, while the buffer stays where the
+    last one left it: anything else that consumes makes them stale. The
+    window cut starts small and doubles while each cut is used up, as in
+    `FrameIterator`, so that work for frames never handed out stays within
+    a constant factor of the bytes consumed.
+    """
+
+    __slots__ = ("at", "data", "decoder", "extra", "frames", "peek", "window")
+
+    def __init__(self) -> None:
+        self.decoder: FrameDecoder | None = None
+        self.data: object = None
+        self.at = -1
+        self.frames: list[bytes] = []  # the next frames, last first
+        self.extra = 0
+        self.peek: PeekFrames | None = None
+        self.window = _PEEK_WINDOW_MIN
+
+    def left(self, decoder: FrameDecoder, buffer: ReceiveBuffer) -> None:
+        """A call of ``decoder`` left the buffer here (nothing cut ahead)."""
+        if decoder is not self.decoder:
+            self.decoder = decoder
+            self.peek = decoder.bind_peek(buffer)
+            self.window = _PEEK_WINDOW_MIN
+        elif self.frames:  # stale frames: the last cut was not used up
+            self.frames = []
+            self.window = _PEEK_WINDOW_MIN
+        self.data = buffer._data
+        self.at = buffer._pos
+
+    def cut(self, buffer: ReceiveBuffer) -> bool:
+        """Cut the frames at the buffer's head, with the codec that `left`
+        recorded; False when it cannot (then nothing changes)."""
+        peek = self.peek
+        if peek is None:
+            return False
+        found = peek(self.window)
+        if found is None:
+            return False
+        # (No batch of the buffer's can be pending: the last call consumed
+        # through decode, which drops any, and nothing consumed since.)
+        assert not buffer._batch_len
+        frames = found[0]
+        frames.reverse()
+        self.frames = frames
+        self.extra = found[1]
+        self.data = buffer._data
+        self.at = buffer._pos
+        self.window = min(self.window * 2, _PEEK_WINDOW_MAX)
+        return True
 
 
 class FrameIterator:
