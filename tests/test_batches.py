@@ -837,6 +837,29 @@ async def test_a_line_batch_is_dropped_when_receive_frame_cuts_ahead() -> None:
         assert await stream.receive_line() == _line_model(model)
 
 
+async def test_frames_cut_ahead_for_nothing_stay_within_a_small_window_per_call() -> None:
+    # A protocol that mixes receive_frame with other receives makes every
+    # cut stale: the frames cut for nothing per call stay bounded (256 bytes
+    # of frames: 128 two-byte frames), however much is buffered.
+    codec = LengthPrefixed(200, length_size=1)
+    stream = scripted(b"\x01z" * 30_000)
+    assert await stream.fill() == 60_000
+    cut = 0
+    real_cut = triostream._stream._FramesAhead.cut
+
+    def counting_cut(self: triostream._stream._FramesAhead, buffer: ReceiveBuffer) -> bool:
+        nonlocal cut
+        done = real_cut(self, buffer)
+        cut += len(self.frames) if done else 0
+        return done
+
+    with patch.object(triostream._stream._FramesAhead, "cut", counting_cut):
+        for _ in range(200):
+            assert [await stream.receive_frame(codec) for _ in range(2)] == [b"z", b"z"]
+            assert await stream.receive_exactly(2) == b"\x01z"  # the frames cut ahead are stale now
+    assert 0 < cut <= 200 * 128
+
+
 async def test_a_frame_cut_ahead_is_not_handed_out_when_the_stream_closed_during_the_checkpoint() -> None:
     codec = LengthPrefixed(200, length_size=1)
     stream = scripted(b"\x01a\x01b\x01c\x01d")
