@@ -860,6 +860,32 @@ async def test_frames_cut_ahead_for_nothing_stay_within_a_small_window_per_call(
     assert 0 < cut <= 200 * 128
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])
+async def test_a_frame_loop_mixed_with_other_receives_cuts_within_a_small_window_per_step(direct: bool) -> None:
+    # As above, for the per-frame iterators: each step's cut is made stale
+    # by the receive after it.
+    stream = scripted(b"z\n" * 30_000)
+    assert await stream.fill() == 60_000
+    cut = 0
+    real_peek = ReceiveBuffer.peek_frames
+
+    def counting_peek(
+        self: ReceiveBuffer, delimiter: bytes, max_size: int, mode: int, window: int
+    ) -> tuple[list[bytes], int, bool] | None:
+        nonlocal cut
+        found = real_peek(self, delimiter, max_size, mode, window)
+        cut += len(found[0]) if found else 0
+        return found
+
+    with patch.object(ReceiveBuffer, "peek_frames", counting_peek):
+        frames = stream.lines()
+        it = frames if direct else aiter(frames)
+        for _ in range(200):
+            assert await it.__anext__() == b"z"
+            assert await stream.receive_exactly(2) == b"z\n"  # the lines cut ahead are stale now
+    assert 0 < cut <= 200 * 129  # (a window, and the first line)
+
+
 async def test_a_frame_cut_ahead_is_not_handed_out_when_the_stream_closed_during_the_checkpoint() -> None:
     codec = LengthPrefixed(200, length_size=1)
     stream = scripted(b"\x01a\x01b\x01c\x01d")

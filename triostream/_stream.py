@@ -49,12 +49,12 @@ def _one_byte_delimiter(take: Callable[..., Any], args: tuple[Any, ...]) -> tupl
     return None, 0
 
 
-# The frame iterators' cutting window (see FrameIterator): first cut, and cap.
-_PEEK_WINDOW_MIN = 2048
-# receive_frame's first cut ahead (see _FramesAhead): small, as calls mixed
-# with other receives make every cut stale (at most 256 bytes of frames cut
-# for nothing per such call, against the checkpoint every call costs).
-_AHEAD_WINDOW_MIN = 256
+# The cutting window of the frame iterators and of receive_frame's frames
+# cut ahead (see FrameIterator, _FramesAhead): first cut, and cap. The first
+# is small because a loop mixed with other receives makes every cut stale:
+# at most 256 bytes of frames are cut for nothing per step (2 KiB before: a
+# hundred 16-byte lines per step of such a loop).
+_PEEK_WINDOW_MIN = 256
 _PEEK_WINDOW_MAX = 1 << 18
 T = TypeVar("T")
 
@@ -1402,17 +1402,17 @@ class _FramesAhead:
         self.frames: list[bytes] = []  # the next frames, last first
         self.extra = 0
         self.peek: PeekFrames | None = None
-        self.window = _AHEAD_WINDOW_MIN
+        self.window = _PEEK_WINDOW_MIN
 
     def left(self, decoder: FrameDecoder, buffer: ReceiveBuffer) -> None:
         """A call of ``decoder`` left the buffer here (nothing cut ahead)."""
         if decoder is not self.decoder:
             self.decoder = decoder
             self.peek = decoder.bind_peek(buffer)
-            self.window = _AHEAD_WINDOW_MIN
+            self.window = _PEEK_WINDOW_MIN
         elif self.frames:  # stale frames: the last cut was not used up
             self.frames = []
-            self.window = _AHEAD_WINDOW_MIN
+            self.window = _PEEK_WINDOW_MIN
         self.data = buffer._data
         self.at = buffer._pos
 
