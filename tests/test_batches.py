@@ -791,6 +791,110 @@ def test_receive_frame_in_a_loop_mixed_with_other_receives_matches_a_plain_buffe
     trio.run(main)
 
 
+@st.composite
+def line_call_interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
+    """Sends of lines (some ending in \\r\\n, some over max_size 8) cut
+    anywhere, mixed with runs of receive_line / receive_until calls and
+    other receives."""
+    wire = draw(st.binary(min_size=5, max_size=300).map(lambda b: bytes(b"ab\r\n\n"[x % 5] for x in b)))
+    cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(wire)), max_size=8)))
+    sends = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True) if b > a]
+    ops: list[tuple[str, bytes | int]] = []
+    for _ in range(draw(st.integers(min_value=1, max_value=40))):
+        op = draw(st.sampled_from(["send"] * 4 + ["lines"] * 4 + ["untils"] * 2 + ["nowait", "exactly", "unreceive"]))
+        if op == "send":
+            if sends:
+                ops.append((op, sends.pop(0)))
+        elif op == "unreceive":
+            ops.append((op, draw(st.sampled_from([b"\n", b"a", b"\r", b"ab\n"]))))
+        elif op in ("lines", "untils"):  # a run of calls, as in a receive loop
+            ops.extend([(op[:-1], 0)] * draw(st.integers(min_value=1, max_value=12)))
+        else:
+            ops.append((op, draw(st.integers(min_value=1, max_value=4))))
+    return ops
+
+
+@given(ops=line_call_interleavings(), sockets=st.booleans())
+def test_receive_line_and_until_in_loops_mixed_with_other_receives_match_a_plain_buffer(
+    ops: list[tuple[str, bytes | int]], sockets: bool
+) -> None:
+    """receive_line and receive_until cut lines ahead without consuming
+    them: whatever else consumes or pushes back in between, every call
+    returns the line at the head of the stream (or refuses it), as a plain
+    buffer would."""
+    limit = 8
+
+    async def main() -> None:
+        if sockets:
+            a, b = trio.socket.socketpair()
+            left: trio.abc.Stream = trio.SocketStream(a)
+            right: trio.abc.Stream = trio.SocketStream(b)
+        else:
+            left, right = trio.testing.memory_stream_pair()
+        stream = BufferedStream(right)
+        model = bytearray()
+        for op, arg in ops:
+            if op == "send":
+                assert isinstance(arg, bytes)
+                await left.send_all(arg)
+                model += arg
+                while len(stream._buffer) < len(model):
+                    await stream.fill()  # (what was sent is buffered: no call below waits)
+            elif op == "unreceive":
+                assert isinstance(arg, bytes)
+                stream.unreceive(arg)
+                model[:0] = arg
+            elif op in ("line", "until", "nowait"):
+                end = model.find(b"\n")
+                if end < 0 or end + 1 > limit:
+                    if end >= 0 or len(model) >= limit:  # over the limit: refused, nothing consumed
+                        with pytest.raises(FrameTooLongError):
+                            if op == "nowait":
+                                stream.receive_line_nowait(max_size=limit)
+                            elif op == "line":
+                                await stream.receive_line(max_size=limit)
+                            else:
+                                await stream.receive_until(b"\n", max_size=limit)
+                    continue  # (else it would wait)
+                line = bytes(model[:end])
+                del model[: end + 1]
+                if op == "until":
+                    assert await stream.receive_until(b"\n", max_size=limit) == line
+                else:
+                    expected = line[:-1] if line.endswith(b"\r") else line
+                    got = (
+                        stream.receive_line_nowait(max_size=limit)
+                        if op == "nowait"
+                        else await stream.receive_line(max_size=limit)
+                    )
+                    assert got == expected
+            else:
+                assert isinstance(arg, int)
+                if len(model) < arg:
+                    continue
+                assert await stream.receive_exactly(arg) == bytes(model[:arg])
+                del model[:arg]
+            assert bytes(model).startswith(stream.peek())
+        await stream.aclose()
+        await left.aclose()
+
+    trio.run(main)
+
+
+async def test_lines_cut_ahead_are_not_handed_to_a_call_with_another_limit_or_keep_delimiter() -> None:
+    data = b"a\nb\nc\nlong line\nd\ne\nf\n"
+    stream = scripted(data)
+    assert await stream.fill() == len(data)
+    assert [await stream.receive_line(max_size=100) for _ in range(3)] == [b"a", b"b", b"c"]  # the rest cut ahead
+    with pytest.raises(FrameTooLongError):
+        await stream.receive_line(max_size=4)
+    assert await stream.receive_line(max_size=100) == b"long line"
+    assert [await stream.receive_until(b"\n", max_size=100) for _ in range(2)] == [b"d", b"e"]  # "f" cut ahead
+    with pytest.raises(FrameTooLongError):
+        await stream.receive_until(b"\n", max_size=1)
+    assert await stream.receive_until(b"\n", max_size=100, keep_delimiter=True) == b"f\n"
+
+
 def _frame_model(model: bytearray) -> bytes:
     """Take one 1-byte-header length-prefixed frame off ``model``."""
     body = bytes(model[1 : 1 + model[0]])
@@ -817,6 +921,19 @@ async def test_frames_cut_ahead_by_receive_frame_are_dropped_when_the_buffer_mov
     assert [await stream.receive_frame(codec) for _ in range(2)] == [b"a", b"b"]  # c, d cut ahead
     assert await stream.receive_exactly(8) == b"\x01c\x01d\x01w\x01x"
     assert await stream.receive_frame(codec) == b"y"
+
+
+async def test_frames_cut_ahead_for_one_codec_are_not_handed_out_for_another() -> None:
+    # Two calls with one codec cut its frames ahead; a call with another
+    # codec (equal in framing here, so the bytes are frames of both) then
+    # takes the next frame its own way, and the call after it cuts afresh.
+    one, other = LengthPrefixed(200, length_size=1), LengthPrefixed(100, length_size=1)
+    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcdefgh")
+    stream = scripted(data)
+    assert await stream.fill() == len(data)
+    assert [await stream.receive_frame(one) for _ in range(2)] == [b"a", b"b"]  # c..h cut ahead
+    assert [await stream.receive_frame(other) for _ in range(3)] == [b"c", b"d", b"e"]
+    assert [await stream.receive_frame(one) for _ in range(3)] == [b"f", b"g", b"h"]
 
 
 async def test_a_line_batch_is_dropped_when_receive_frame_cuts_ahead() -> None:
@@ -936,6 +1053,7 @@ async def test_a_frame_queued_behind_the_cut_chunk_comes_without_a_read(kind: st
     # straddles it and the queued chunk is handed out next, with no read
     # (none more will come: a read would wait for ever).
     codec = LengthPrefixed(64)
+    frames: Callable[[BufferedStream], FrameIterator]
     if kind == "lines":
         wire, frames = b"a\nb\ncc", lambda s: s.lines()
     else:
