@@ -470,25 +470,17 @@ async def test_a_batch_loop_is_resumable_after_a_cancelled_read(direct: bool) ->
     assert await batches.__anext__() == [b"two"]
 
 
-class _LateStream(trio.abc.Stream):
+class _LateStream(ScriptedStream):
     """A transport whose pending read is not interrupted by its close: the
     read returns once ``arrive`` is set, whatever happened meanwhile."""
 
     def __init__(self) -> None:
+        super().__init__([])
         self.arrive = trio.Event()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         await self.arrive.wait()
         return b"late\n"
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
 
 
 LATE_RECEIVERS: dict[str, Callable[[BufferedStream], Awaitable[object]]] = {
@@ -710,29 +702,37 @@ def test_a_frame_iterator_mixed_with_other_receives_matches_a_plain_buffer(
     trio.run(main)
 
 
-@st.composite
-def frame_call_interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
-    """Sends of length-prefixed frames (1-byte headers, bodies of up to 5
-    bytes, max_size 5) cut anywhere, mixed with runs of receive_frame calls
-    and other receives; a pushed-back byte may be a header over max_size
-    (refused until a receive_exactly takes it)."""
-    bodies = draw(st.lists(st.binary(max_size=5), min_size=5, max_size=80))
-    wire = b"".join(bytes([len(body)]) + body for body in bodies)
+def _draw_interleaving(
+    draw: st.DrawFn, wire: bytes, runs: list[str], pushback: st.SearchStrategy[bytes]
+) -> list[tuple[str, bytes | int]]:
+    """``wire`` sent in pieces cut anywhere, mixed with runs of calls (one
+    of ``runs``, as in a receive loop), ``nowait`` receives, ``exactly``
+    receives and pushed-back bytes."""
     cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(wire)), max_size=8)))
     sends = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True) if b > a]
     ops: list[tuple[str, bytes | int]] = []
     for _ in range(draw(st.integers(min_value=1, max_value=40))):
-        op = draw(st.sampled_from(["send"] * 4 + ["frames"] * 6 + ["nowait", "exactly", "exactly", "unreceive"]))
+        op = draw(st.sampled_from(["send"] * 4 + ["run"] * 6 + ["nowait", "exactly", "exactly", "unreceive"]))
         if op == "send":
             if sends:
                 ops.append((op, sends.pop(0)))
         elif op == "unreceive":
-            ops.append((op, bytes([draw(st.integers(min_value=0, max_value=7))])))
-        elif op == "frames":  # a run of calls, as in a receive loop
-            ops.extend([("frame", 0)] * draw(st.integers(min_value=1, max_value=12)))
+            ops.append((op, draw(pushback)))
+        elif op == "run":
+            ops.extend([(draw(st.sampled_from(runs)), 0)] * draw(st.integers(min_value=1, max_value=12)))
         else:
             ops.append((op, draw(st.integers(min_value=1, max_value=4))))
     return ops
+
+
+@st.composite
+def frame_call_interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
+    """Length-prefixed frames (1-byte headers, bodies of up to 5 bytes,
+    max_size 5) with runs of receive_frame calls; a pushed-back byte may be
+    a header over max_size (refused until a receive_exactly takes it)."""
+    bodies = draw(st.lists(st.binary(max_size=5), min_size=5, max_size=80))
+    wire = b"".join(bytes([len(body)]) + body for body in bodies)
+    return _draw_interleaving(draw, wire, ["frame"], st.integers(min_value=0, max_value=7).map(lambda n: bytes([n])))
 
 
 @given(ops=frame_call_interleavings(), sockets=st.booleans())
@@ -747,71 +747,74 @@ def test_receive_frame_in_a_loop_mixed_with_other_receives_matches_a_plain_buffe
     codec = LengthPrefixed(5, length_size=1)
 
     async def main() -> None:
-        if sockets:
-            a, b = trio.socket.socketpair()
-            left: trio.abc.Stream = trio.SocketStream(a)
-            right: trio.abc.Stream = trio.SocketStream(b)
-        else:
-            left, right = trio.testing.memory_stream_pair()
-        stream = BufferedStream(right)
-        model = bytearray()
-        for op, arg in ops:
-            if op == "send":
-                assert isinstance(arg, bytes)
-                await left.send_all(arg)
-                model += arg
-                while len(stream._buffer) < len(model):
-                    await stream.fill()  # (what was sent is buffered: no call below waits)
-            elif op == "unreceive":
-                assert isinstance(arg, bytes)
-                stream.unreceive(arg)
-                model[:0] = arg
-            elif op in ("frame", "nowait"):
-                if not model or model[0] > 5:
-                    if model:  # a header over max_size: refused, nothing consumed
-                        with pytest.raises(FrameTooLongError):
-                            await stream.receive_frame(codec) if op == "frame" else stream.receive_frame_nowait(codec)
-                    continue
-                if len(model) < 1 + model[0]:
-                    continue  # would wait
-                expected = bytes(model[1 : 1 + model[0]])
-                del model[: 1 + model[0]]
-                got = await stream.receive_frame(codec) if op == "frame" else stream.receive_frame_nowait(codec)
-                assert got == expected
-            else:
-                assert isinstance(arg, int)
-                if len(model) < arg:
-                    continue
-                assert await stream.receive_exactly(arg) == bytes(model[:arg])
-                del model[:arg]
-            assert bytes(model).startswith(stream.peek())
-        await stream.aclose()
-        await left.aclose()
+        left, stream = await _stream_pair(sockets)
+        async with left, stream:  # (closed on every path: a failing example leaks no socket)
+            model = bytearray()
+            for op, arg in ops:
+                if await _common_op(op, arg, left, stream, model):
+                    pass
+                elif op in ("frame", "nowait"):
+                    if not model or model[0] > 5:
+                        if model:  # a header over max_size: refused, nothing consumed
+                            with pytest.raises(FrameTooLongError):
+                                await stream.receive_frame(codec) if op == "frame" else stream.receive_frame_nowait(
+                                    codec
+                                )
+                        continue
+                    if len(model) < 1 + model[0]:
+                        continue  # would wait
+                    expected = bytes(model[1 : 1 + model[0]])
+                    del model[: 1 + model[0]]
+                    got = await stream.receive_frame(codec) if op == "frame" else stream.receive_frame_nowait(codec)
+                    assert got == expected
+                assert bytes(model).startswith(stream.peek())
 
     trio.run(main)
 
 
+async def _stream_pair(sockets: bool) -> tuple[trio.abc.Stream, BufferedStream]:
+    """A sender and a BufferedStream receiving from it: over a socket pair
+    (the transports whose reads checkpoint) or memory streams (the others)."""
+    if sockets:
+        a, b = trio.socket.socketpair()
+        return trio.SocketStream(a), BufferedStream(trio.SocketStream(b))
+    left, right = trio.testing.memory_stream_pair()
+    return left, BufferedStream(right)
+
+
+async def _common_op(
+    op: str, arg: bytes | int, left: trio.abc.Stream, stream: BufferedStream, model: bytearray
+) -> bool:
+    """The interleavings' ops other than the receives under test, done to
+    the stream and to ``model`` (the bytes it should hold): ``send`` (then
+    buffered, so that no receive below waits), ``unreceive`` and
+    ``exactly``. False for any other op."""
+    if op == "send":
+        assert isinstance(arg, bytes)
+        await left.send_all(arg)
+        model += arg
+        while len(stream._buffer) < len(model):
+            await stream.fill()
+    elif op == "unreceive":
+        assert isinstance(arg, bytes)
+        stream.unreceive(arg)
+        model[:0] = arg
+    elif op == "exactly":
+        assert isinstance(arg, int)
+        if len(model) >= arg:
+            assert await stream.receive_exactly(arg) == bytes(model[:arg])
+            del model[:arg]
+    else:
+        return False
+    return True
+
+
 @st.composite
 def line_call_interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
-    """Sends of lines (some ending in \\r\\n, some over max_size 8) cut
-    anywhere, mixed with runs of receive_line / receive_until calls and
-    other receives."""
+    """Lines (some ending in \\r\\n, some over max_size 8) with runs of
+    receive_line or receive_until calls."""
     wire = draw(st.binary(min_size=5, max_size=300).map(lambda b: bytes(b"ab\r\n\n"[x % 5] for x in b)))
-    cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(wire)), max_size=8)))
-    sends = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True) if b > a]
-    ops: list[tuple[str, bytes | int]] = []
-    for _ in range(draw(st.integers(min_value=1, max_value=40))):
-        op = draw(st.sampled_from(["send"] * 4 + ["lines"] * 4 + ["untils"] * 2 + ["nowait", "exactly", "unreceive"]))
-        if op == "send":
-            if sends:
-                ops.append((op, sends.pop(0)))
-        elif op == "unreceive":
-            ops.append((op, draw(st.sampled_from([b"\n", b"a", b"\r", b"ab\n"]))))
-        elif op in ("lines", "untils"):  # a run of calls, as in a receive loop
-            ops.extend([(op[:-1], 0)] * draw(st.integers(min_value=1, max_value=12)))
-        else:
-            ops.append((op, draw(st.integers(min_value=1, max_value=4))))
-    return ops
+    return _draw_interleaving(draw, wire, ["line", "until"], st.sampled_from([b"\n", b"a", b"\r", b"ab\n"]))
 
 
 @given(ops=line_call_interleavings(), sockets=st.booleans())
@@ -825,58 +828,37 @@ def test_receive_line_and_until_in_loops_mixed_with_other_receives_match_a_plain
     limit = 8
 
     async def main() -> None:
-        if sockets:
-            a, b = trio.socket.socketpair()
-            left: trio.abc.Stream = trio.SocketStream(a)
-            right: trio.abc.Stream = trio.SocketStream(b)
-        else:
-            left, right = trio.testing.memory_stream_pair()
-        stream = BufferedStream(right)
-        model = bytearray()
-        for op, arg in ops:
-            if op == "send":
-                assert isinstance(arg, bytes)
-                await left.send_all(arg)
-                model += arg
-                while len(stream._buffer) < len(model):
-                    await stream.fill()  # (what was sent is buffered: no call below waits)
-            elif op == "unreceive":
-                assert isinstance(arg, bytes)
-                stream.unreceive(arg)
-                model[:0] = arg
-            elif op in ("line", "until", "nowait"):
-                end = model.find(b"\n")
-                if end < 0 or end + 1 > limit:
-                    if end >= 0 or len(model) >= limit:  # over the limit: refused, nothing consumed
-                        with pytest.raises(FrameTooLongError):
-                            if op == "nowait":
-                                stream.receive_line_nowait(max_size=limit)
-                            elif op == "line":
-                                await stream.receive_line(max_size=limit)
-                            else:
-                                await stream.receive_until(b"\n", max_size=limit)
-                    continue  # (else it would wait)
-                line = bytes(model[:end])
-                del model[: end + 1]
-                if op == "until":
-                    assert await stream.receive_until(b"\n", max_size=limit) == line
-                else:
-                    expected = line[:-1] if line.endswith(b"\r") else line
-                    got = (
-                        stream.receive_line_nowait(max_size=limit)
-                        if op == "nowait"
-                        else await stream.receive_line(max_size=limit)
-                    )
-                    assert got == expected
-            else:
-                assert isinstance(arg, int)
-                if len(model) < arg:
-                    continue
-                assert await stream.receive_exactly(arg) == bytes(model[:arg])
-                del model[:arg]
-            assert bytes(model).startswith(stream.peek())
-        await stream.aclose()
-        await left.aclose()
+        left, stream = await _stream_pair(sockets)
+        async with left, stream:  # (closed on every path: a failing example leaks no socket)
+            model = bytearray()
+            for op, arg in ops:
+                if await _common_op(op, arg, left, stream, model):
+                    pass
+                elif op in ("line", "until", "nowait"):
+                    end = model.find(b"\n")
+                    if end < 0 or end + 1 > limit:
+                        if end >= 0 or len(model) >= limit:  # over the limit: refused, nothing consumed
+                            with pytest.raises(FrameTooLongError):
+                                if op == "nowait":
+                                    stream.receive_line_nowait(max_size=limit)
+                                elif op == "line":
+                                    await stream.receive_line(max_size=limit)
+                                else:
+                                    await stream.receive_until(b"\n", max_size=limit)
+                        continue  # (else it would wait)
+                    line = bytes(model[:end])
+                    del model[: end + 1]
+                    if op == "until":
+                        assert await stream.receive_until(b"\n", max_size=limit) == line
+                    else:
+                        expected = line[:-1] if line.endswith(b"\r") else line
+                        got = (
+                            stream.receive_line_nowait(max_size=limit)
+                            if op == "nowait"
+                            else await stream.receive_line(max_size=limit)
+                        )
+                        assert got == expected
+                assert bytes(model).startswith(stream.peek())
 
     trio.run(main)
 

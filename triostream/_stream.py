@@ -424,6 +424,16 @@ class BufferedStream(trio.abc.Stream):
             return 0
         return size
 
+    def _iterator_fed(self, data: bytes | bytearray) -> None:
+        """After an iterator's own read (see `_iterator_read`): what `_fill`
+        does with its bytes."""
+        if self._state:
+            self._closed_during_read()
+        if data:
+            self._buffer.feed(data)
+        else:
+            self._buffer.feed_eof()
+
     async def _next_frame_slow(self, take: Callable[..., T | None], args: tuple[Any, ...]) -> T | None:
         """Refill for the frame iterators: read until a frame (or a batch:
         ``take`` may be a batch cutter) is complete.
@@ -1588,12 +1598,7 @@ class FrameIterator:
                         raise
                     finally:
                         stream._state &= _CLOSED
-                    if stream._state:
-                        stream._closed_during_read()
-                    if read:
-                        buffer.feed(read)
-                    else:
-                        buffer.feed_eof()
+                    stream._iterator_fed(read)
                     continue
             taken = await stream._next_frame_slow(take, args)
             if taken is None:
@@ -1735,12 +1740,7 @@ class BatchIterator:
                         raise
                     finally:
                         stream._state &= _CLOSED
-                    if stream._state:
-                        stream._closed_during_read()
-                    if data:
-                        buffer.feed(data)
-                    else:
-                        buffer.feed_eof()
+                    stream._iterator_fed(data)
                     continue
             batch = await stream._next_frame_slow(take_batch, args)
             if batch is None:
