@@ -104,6 +104,19 @@ async def test_receive_exactly_into_cancelled_pushes_back() -> None:
     assert target == b"12345678"
 
 
+async def test_receive_until_nowait_from_the_buffers_batch_keeps_the_limit_and_keep_delimiter() -> None:
+    # The first call splits the lines after "a" into the buffer's batch; the
+    # calls after it take from that batch, each with its own arguments.
+    stream = BufferedStream(ScriptedStream([b"a\n" + b"bbbbb\n" + b"c\n" * 40]))
+    await stream.fill()
+    assert stream.receive_until_nowait(b"\n", max_size=100) == b"a"
+    assert stream._buffer._batch_len  # (the batch this test is about)
+    with pytest.raises(FrameTooLongError):
+        stream.receive_until_nowait(b"\n", max_size=3)
+    assert stream.receive_until_nowait(b"\n", max_size=100, keep_delimiter=True) == b"bbbbb\n"
+    assert stream.receive_until_nowait(b"\n", max_size=2) == b"c"  # exactly the limit, delimiter included
+
+
 async def test_receive_until_and_keep_delimiter() -> None:
     stream = scripted(b"a;b", b";;c;")
     assert await stream.receive_until(b";") == b"a"

@@ -856,11 +856,20 @@ class BufferedStream(trio.abc.Stream):
         limit = self.max_buffer_size if max_size is None else max_size
         if type(limit) is not int or not 0 < limit <= self.max_buffer_size:
             limit = self._limit(max_size)
-        frame = self._buffer.take_until(
-            delimiter if type(delimiter) is bytes and delimiter else normalize_delimiters(delimiter),
-            limit,
-            keep_delimiter,
-        )
+        delimiters = delimiter if type(delimiter) is bytes and delimiter else normalize_delimiters(delimiter)
+        buffer = self._buffer
+        i = buffer._batch_next
+        if i < buffer._batch_len and buffer._batch_key is delimiters and not keep_delimiter:
+            # The next frame of the buffer's batch (ReceiveBuffer.take_until's
+            # first case, inlined: the call was a fifth of this method's cost
+            # at 16-byte frames).
+            piece = buffer._batch[i]
+            size = len(piece) + len(delimiters)
+            if size <= limit:
+                buffer._batch_next = i + 1
+                buffer._pos += size
+                return piece
+        frame = buffer.take_until(delimiters, limit, keep_delimiter)
         if frame is None:
             self._no_frame(None)
         return frame
