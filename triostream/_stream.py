@@ -1632,10 +1632,11 @@ class FrameIterator:
         """The same frames, a list at a time: each step returns every whole
         frame already buffered (at least one), in order.
 
-        For throughput: per frame, a batch costs what the hand-written
-        ``receive_some`` + ``bytes.split`` loop costs (lines and single
-        delimiters are cut with one C-speed ``split``; other framings call
-        the frame cutter in a loop), with no ``await`` per frame.
+        For throughput: no ``await`` per frame, and frames cut as the
+        hand-written ``receive_some`` + ``bytes.split`` loop cuts them (one
+        C-speed ``split`` for short lines and single delimiters, a ``find``
+        per frame for long ones; other framings call the frame cutter in a
+        loop): per frame, close to that loop's cost (see the benchmarks).
 
         The contract of the frame iterators, per batch: a batch is returned
         whole or its frames stay buffered (cancellation loses nothing);
