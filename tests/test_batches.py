@@ -746,67 +746,67 @@ def test_receive_frame_in_a_loop_mixed_with_other_receives_matches_a_plain_buffe
     streams (the others)."""
     codec = LengthPrefixed(5, length_size=1)
 
+    async def receive(op: str, stream: BufferedStream, model: bytearray) -> None:
+        assert op in ("frame", "nowait")
+        if not model or model[0] > 5:
+            if model:  # a header over max_size: refused, nothing consumed
+                with pytest.raises(FrameTooLongError):
+                    await stream.receive_frame(codec) if op == "frame" else stream.receive_frame_nowait(codec)
+            return
+        if len(model) < 1 + model[0]:
+            return  # would wait
+        expected = bytes(model[1 : 1 + model[0]])
+        del model[: 1 + model[0]]
+        got = await stream.receive_frame(codec) if op == "frame" else stream.receive_frame_nowait(codec)
+        assert got == expected
+
+    _run_interleaving(ops, sockets, receive)
+
+
+def _run_interleaving(
+    ops: list[tuple[str, bytes | int]],
+    sockets: bool,
+    receive: Callable[[str, BufferedStream, bytearray], Awaitable[None]],
+) -> None:
+    """Play ``ops`` against a BufferedStream over a socket pair (the
+    transports whose reads checkpoint) or memory streams (the others),
+    and against ``model`` (the bytes it should hold). ``send`` (then
+    buffered, so that no receive waits), ``unreceive`` and ``exactly`` are
+    done here, every other op by ``receive(op, stream, model)``; after each
+    op the stream holds what the model says. The streams are closed on
+    every path (a failing example leaks no socket into the next test)."""
+
     async def main() -> None:
-        left, stream = await _stream_pair(sockets)
-        async with left, stream:  # (closed on every path: a failing example leaks no socket)
+        if sockets:
+            a, b = trio.socket.socketpair()
+            left: trio.abc.Stream = trio.SocketStream(a)
+            stream = BufferedStream(trio.SocketStream(b))
+        else:
+            left, right = trio.testing.memory_stream_pair()
+            stream = BufferedStream(right)
+        async with left, stream:
             model = bytearray()
             for op, arg in ops:
-                if await _common_op(op, arg, left, stream, model):
-                    pass
-                elif op in ("frame", "nowait"):
-                    if not model or model[0] > 5:
-                        if model:  # a header over max_size: refused, nothing consumed
-                            with pytest.raises(FrameTooLongError):
-                                await stream.receive_frame(codec) if op == "frame" else stream.receive_frame_nowait(
-                                    codec
-                                )
-                        continue
-                    if len(model) < 1 + model[0]:
-                        continue  # would wait
-                    expected = bytes(model[1 : 1 + model[0]])
-                    del model[: 1 + model[0]]
-                    got = await stream.receive_frame(codec) if op == "frame" else stream.receive_frame_nowait(codec)
-                    assert got == expected
+                if op == "send":
+                    assert isinstance(arg, bytes)
+                    await left.send_all(arg)
+                    model += arg
+                    while len(stream._buffer) < len(model):
+                        await stream.fill()
+                elif op == "unreceive":
+                    assert isinstance(arg, bytes)
+                    stream.unreceive(arg)
+                    model[:0] = arg
+                elif op == "exactly":
+                    assert isinstance(arg, int)
+                    if len(model) >= arg:
+                        assert await stream.receive_exactly(arg) == bytes(model[:arg])
+                        del model[:arg]
+                else:
+                    await receive(op, stream, model)
                 assert bytes(model).startswith(stream.peek())
 
     trio.run(main)
-
-
-async def _stream_pair(sockets: bool) -> tuple[trio.abc.Stream, BufferedStream]:
-    """A sender and a BufferedStream receiving from it: over a socket pair
-    (the transports whose reads checkpoint) or memory streams (the others)."""
-    if sockets:
-        a, b = trio.socket.socketpair()
-        return trio.SocketStream(a), BufferedStream(trio.SocketStream(b))
-    left, right = trio.testing.memory_stream_pair()
-    return left, BufferedStream(right)
-
-
-async def _common_op(
-    op: str, arg: bytes | int, left: trio.abc.Stream, stream: BufferedStream, model: bytearray
-) -> bool:
-    """The interleavings' ops other than the receives under test, done to
-    the stream and to ``model`` (the bytes it should hold): ``send`` (then
-    buffered, so that no receive below waits), ``unreceive`` and
-    ``exactly``. False for any other op."""
-    if op == "send":
-        assert isinstance(arg, bytes)
-        await left.send_all(arg)
-        model += arg
-        while len(stream._buffer) < len(model):
-            await stream.fill()
-    elif op == "unreceive":
-        assert isinstance(arg, bytes)
-        stream.unreceive(arg)
-        model[:0] = arg
-    elif op == "exactly":
-        assert isinstance(arg, int)
-        if len(model) >= arg:
-            assert await stream.receive_exactly(arg) == bytes(model[:arg])
-            del model[:arg]
-    else:
-        return False
-    return True
 
 
 @st.composite
@@ -821,53 +821,48 @@ def line_call_interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
 def test_receive_line_and_until_in_loops_mixed_with_other_receives_match_a_plain_buffer(
     ops: list[tuple[str, bytes | int]], sockets: bool
 ) -> None:
-    """receive_line and receive_until cut lines ahead without consuming
-    them: whatever else consumes or pushes back in between, every call
-    returns the line at the head of the stream (or refuses it), as a plain
-    buffer would."""
+    """receive_line and receive_until in loops (where the buffer's batch
+    and its search memory serve them): whatever else consumes or pushes
+    back in between, every call returns the line at the head of the stream
+    (or refuses it), as a plain buffer would."""
     limit = 8
 
-    async def main() -> None:
-        left, stream = await _stream_pair(sockets)
-        async with left, stream:  # (closed on every path: a failing example leaks no socket)
-            model = bytearray()
-            for op, arg in ops:
-                if await _common_op(op, arg, left, stream, model):
-                    pass
-                elif op in ("line", "until", "nowait"):
-                    end = model.find(b"\n")
-                    if end < 0 or end + 1 > limit:
-                        if end >= 0 or len(model) >= limit:  # over the limit: refused, nothing consumed
-                            with pytest.raises(FrameTooLongError):
-                                if op == "nowait":
-                                    stream.receive_line_nowait(max_size=limit)
-                                elif op == "line":
-                                    await stream.receive_line(max_size=limit)
-                                else:
-                                    await stream.receive_until(b"\n", max_size=limit)
-                        continue  # (else it would wait)
-                    line = bytes(model[:end])
-                    del model[: end + 1]
-                    if op == "until":
-                        assert await stream.receive_until(b"\n", max_size=limit) == line
+    async def receive(op: str, stream: BufferedStream, model: bytearray) -> None:
+        assert op in ("line", "until", "nowait")
+        end = model.find(b"\n")
+        if end < 0 or end + 1 > limit:
+            if end >= 0 or len(model) >= limit:  # over the limit: refused, nothing consumed
+                with pytest.raises(FrameTooLongError):
+                    if op == "nowait":
+                        stream.receive_line_nowait(max_size=limit)
+                    elif op == "line":
+                        await stream.receive_line(max_size=limit)
                     else:
-                        expected = line[:-1] if line.endswith(b"\r") else line
-                        got = (
-                            stream.receive_line_nowait(max_size=limit)
-                            if op == "nowait"
-                            else await stream.receive_line(max_size=limit)
-                        )
-                        assert got == expected
-                assert bytes(model).startswith(stream.peek())
+                        await stream.receive_until(b"\n", max_size=limit)
+            return  # (else it would wait)
+        line = bytes(model[:end])
+        del model[: end + 1]
+        if op == "until":
+            assert await stream.receive_until(b"\n", max_size=limit) == line
+        else:
+            expected = line[:-1] if line.endswith(b"\r") else line
+            got = (
+                stream.receive_line_nowait(max_size=limit)
+                if op == "nowait"
+                else await stream.receive_line(max_size=limit)
+            )
+            assert got == expected
 
-    trio.run(main)
+    _run_interleaving(ops, sockets, receive)
 
 
-async def test_lines_cut_ahead_are_not_handed_to_a_call_with_another_limit_or_keep_delimiter() -> None:
-    data = b"a\nb\nc\nlong line\nd\ne\nf\n"
+async def test_lines_of_the_buffers_batch_keep_each_calls_limit_and_keep_delimiter() -> None:
+    data = b"a\nb\nc\nlong line\nd\ne\nf\n" + b"z\n" * 40
     stream = scripted(data)
     assert await stream.fill() == len(data)
-    assert [await stream.receive_line(max_size=100) for _ in range(3)] == [b"a", b"b", b"c"]  # the rest cut ahead
+    assert stream.receive_line_nowait(max_size=100) == b"a"  # the lines after it: the buffer's batch
+    assert stream._buffer._batch_len  # (the batch this test is about)
+    assert [await stream.receive_line(max_size=100) for _ in range(2)] == [b"b", b"c"]
     with pytest.raises(FrameTooLongError):
         await stream.receive_line(max_size=4)
     assert await stream.receive_line(max_size=100) == b"long line"
