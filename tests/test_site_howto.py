@@ -38,10 +38,16 @@ def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return tls_contexts()
 
 
+async def start_listening(nursery: trio.Nursery, serve: Callable[..., Awaitable[Any]]) -> int:
+    """Start ``serve`` (which reports its listeners to ``task_status``, as
+    `triostream.serve_tcp` does) in ``nursery``; return its first port."""
+    listeners = await nursery.start(serve)
+    return int(listeners[0].socket.getsockname()[1])
+
+
 async def start_server(nursery: trio.Nursery, handler: Handler, **options: Any) -> int:
     """Serve ``handler`` on 127.0.0.1, a free port; return the port."""
-    listeners = await nursery.start(functools.partial(serve_tcp, handler, 0, host="127.0.0.1", **options))
-    return int(listeners[0].socket.getsockname()[1])
+    return await start_listening(nursery, functools.partial(serve_tcp, handler, 0, host="127.0.0.1", **options))
 
 
 async def read_until_end(stream: trio.abc.ReceiveStream) -> bytes:
@@ -255,8 +261,7 @@ async def test_survive_server_answers_and_refuses_an_over_long_line() -> None:
     max_line = cast(int, ns["MAX_LINE"])
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(functools.partial(serve, 0, "127.0.0.1"))
-            port = listeners[0].socket.getsockname()[1]
+            port = await start_listening(nursery, functools.partial(serve, 0, "127.0.0.1"))
             async with connect_tcp("127.0.0.1", port) as conn:
                 await conn.send_all(b"ping\r\n")
                 assert await conn.receive_line() == b"OK ping"
@@ -272,8 +277,7 @@ async def test_survive_server_drops_a_slowloris_and_logs_it_at_info(caplog: pyte
     serve = cast(Callable[..., Awaitable[None]], ns["serve"])
     with caplog.at_level(logging.DEBUG, logger="triostream"), trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(functools.partial(serve, 0, "127.0.0.1"))
-            port = listeners[0].socket.getsockname()[1]
+            port = await start_listening(nursery, functools.partial(serve, 0, "127.0.0.1"))
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             async with stream:
                 await stream.send_all(b"GET / HTT")  # ...and never the rest
@@ -292,8 +296,7 @@ async def test_survive_main_shuts_down_gracefully_on_sigterm() -> None:
     main = cast(Callable[..., Awaitable[None]], survive_example()["main"])
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(functools.partial(main, 0, "127.0.0.1"))
-            port = listeners[0].socket.getsockname()[1]
+            port = await start_listening(nursery, functools.partial(main, 0, "127.0.0.1"))
             async with connect_tcp("127.0.0.1", port) as conn:
                 await conn.send_all(b"ping\r\n")
                 assert await conn.receive_line() == b"OK ping"

@@ -52,6 +52,11 @@ async def serving(handle: Handler, **options: Any) -> AsyncIterator[int]:
         nursery.cancel_scope.cancel()
 
 
+async def connect(port: int) -> BufferedStream:
+    """A client of the server on 127.0.0.1:``port``."""
+    return BufferedStream(await trio.open_tcp_stream("127.0.0.1", port))
+
+
 async def read_to_eof(stream: trio.abc.ReceiveStream, limit: int = 1 << 20) -> bytes:
     """Everything until EOF (bounded)."""
     data = b""
@@ -75,7 +80,7 @@ async def memory_pair(**options: Any) -> tuple[trio.abc.HalfCloseableStream, Buf
 async def test_asyncio_after_answers_requests() -> None:
     handle = handler_of("migration-asyncio-after")
     async with serving(handle) as port:
-        client = BufferedStream(await trio.open_tcp_stream("127.0.0.1", port))
+        client = await connect(port)
         with trio.fail_after(10):
             # two pipelined requests, one in a single write
             await client.send_all(b"UPPER\r\nLength: 5\r\n\r\nhelloUPPER\r\nlength:  3\r\n\r\nabc")
@@ -129,7 +134,7 @@ async def test_asyncio_after_refuses_bad_requests(request_bytes: bytes, reply: b
 async def test_tornado_after_session() -> None:
     handle = handler_of("migration-tornado-after")
     async with serving(handle) as port:
-        client = BufferedStream(await trio.open_tcp_stream("127.0.0.1", port))
+        client = await connect(port)
         with trio.fail_after(10):
             await client.send_all(b"PUT 5\r\nhello")
             assert await client.receive_line() == b"OK 5"
@@ -212,7 +217,7 @@ async def test_anyio_after_needs_room_for_a_whole_frame() -> None:
 async def test_twisted_after_session(capsys: pytest.CaptureFixture[str]) -> None:
     handle = handler_of("migration-twisted-after")
     async with serving(handle) as port:
-        client = BufferedStream(await trio.open_tcp_stream("127.0.0.1", port))
+        client = await connect(port)
         with trio.fail_after(10):
             await client.send_all(b"DATA 5\r\nhelloDATA 0\r\nNOPE\r\n")
             assert await client.receive_line() == b"OK 5"
@@ -227,7 +232,7 @@ async def test_twisted_after_session(capsys: pytest.CaptureFixture[str]) -> None
             assert await client.receive_line() == b"ERR too large"
             assert await read_to_eof(client) == b""
         await client.aclose()
-        client = BufferedStream(await trio.open_tcp_stream("127.0.0.1", port))
+        client = await connect(port)
         with trio.fail_after(10):
             await client.send_all(b"DATA 2\nabQUIT\nDATA 1\n")
             assert await read_to_eof(client) == b"OK 2\nBYE\n"  # nothing after QUIT is read
