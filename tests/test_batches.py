@@ -654,16 +654,22 @@ def interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
     return ops
 
 
-@given(ops=interleavings(), direct=st.booleans())
+@given(ops=interleavings(), direct=st.booleans(), long_frame=st.sampled_from([8192, 2]))
 # Cut ["", "", "a"]; "" and "" handed out; receive_line takes "a" in the same
 # chunk (the cursor moves): the cut "a" must not come again.
-@example(ops=[("send", b"\n\na\n"), ("next", 1), ("next", 1), ("line", 1), ("send", b"\n"), ("next", 1)], direct=False)
+@example(
+    ops=[("send", b"\n\na\n"), ("next", 1), ("next", 1), ("line", 1), ("send", b"\n"), ("next", 1)],
+    direct=False,
+    long_frame=8192,
+)
 def test_a_frame_iterator_mixed_with_other_receives_matches_a_plain_buffer(
-    ops: list[tuple[str, bytes | int]], direct: bool
+    ops: list[tuple[str, bytes | int]], direct: bool, long_frame: int
 ) -> None:
     """The iterator cuts frames ahead without consuming them: whatever else
     consumes or pushes back in between, every step returns the line at the
-    head of the stream, as a plain buffer would."""
+    head of the stream, as a plain buffer would. ``long_frame`` 2: lines of
+    two bytes or more take the long-frame route (cut one by one in the
+    iterator's loop), shorter ones the peek."""
 
     async def main() -> None:
         left, right = trio.testing.memory_stream_pair()
@@ -699,7 +705,8 @@ def test_a_frame_iterator_mixed_with_other_receives_matches_a_plain_buffer(
             else:
                 assert bytes(model).startswith(stream.peek())
 
-    trio.run(main)
+    with patch.object(triostream._stream, "_LONG_FRAME", long_frame):
+        trio.run(main)
 
 
 def _draw_interleaving(
@@ -1080,11 +1087,16 @@ def _frames_text(spec: list[tuple[int, int]]) -> bytes:
     sizes=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=20),
     max_size=st.integers(min_value=1, max_value=200),
     how=st.sampled_from(["receive_line", "lines", "receive_until", "iter_until"]),
+    long_frame=st.sampled_from([8192, 1, 40]),
 )
-def test_frames_spanning_many_reads_match_a_plain_split(data: bytes, sizes: list[int], max_size: int, how: str) -> None:
+def test_frames_spanning_many_reads_match_a_plain_split(
+    data: bytes, sizes: list[int], max_size: int, how: str, long_frame: int
+) -> None:
     """Reads that bring no delimiter are queued without asking the buffer
     for a frame (see BufferedStream._receive_more): the frames, the limit
-    errors and the bytes left are still those of a plain split."""
+    errors and the bytes left are still those of a plain split. With a
+    small ``long_frame``, the iterators cut the frames that long one by one
+    in their own loop (FrameIterator._frames), the shorter ones by peek."""
     delimiter = b"\n" if how in ("receive_line", "lines") else b"b"
     chunks = []
     at = 0
@@ -1139,7 +1151,88 @@ def test_frames_spanning_many_reads_match_a_plain_split(data: bytes, sizes: list
                 assert exc.partial == rest
         return got
 
-    assert trio.run(main) == expected
+    with patch.object(triostream._stream, "_LONG_FRAME", long_frame):
+        assert trio.run(main) == expected
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until", "iter_until_keep", "frames"])
+async def test_long_frames_cut_in_the_iterators_loop_are_those_of_the_single_receives(how: str) -> None:
+    """Frames of `_LONG_FRAME` bytes and more at a one-byte delimiter are
+    cut one by one in the iterator's own loop (FrameIterator._frames): each
+    is the frame `receive_line` / `receive_until` returns (one ``\\r``
+    stripped from lines, the delimiter kept if asked), consumed as it is
+    handed out and no sooner, and what follows stays buffered for any
+    receive."""
+    n = triostream._stream._LONG_FRAME
+    keep = how == "iter_until_keep"
+    delimiter = b"|" if how.startswith("iter_until") else b"\n"
+    sent = [b"a" * n, b"b" * (n + 5) + b"\r", b"c" * (2 * n), b"\r" * n, b"d" * n + b"\r"]
+    wire = b"".join(frame + delimiter for frame in sent) + b"tail"
+    if keep:
+        expected = [frame + delimiter for frame in sent]
+    else:
+        expected = [frame[:-1] if delimiter == b"\n" and frame.endswith(b"\r") else frame for frame in sent]
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right, max_buffer_size=1 << 17, receive_size=1 << 17)
+    await left.send_all(wire)
+    await left.aclose()
+
+    def iterate() -> FrameIterator:
+        if how == "lines":
+            return stream.lines(max_size=3 * n)
+        if how == "frames":
+            return stream.frames(Lines(max_size=3 * n))
+        return stream.iter_until(delimiter, max_size=3 * n, keep_delimiter=keep)
+
+    def peek_frames(*args: object) -> None:
+        raise AssertionError("long frames are cut in the loop, not peeked")
+
+    got = []
+    with patch.object(ReceiveBuffer, "peek_frames", peek_frames):
+        async for frame in iterate():
+            got.append(frame)
+            assert stream.peek() == wire[sum(len(f) + 1 for f in sent[: len(got)]) :]  # the rest, still buffered
+            break
+        if delimiter == b"\n":
+            got.append(await stream.receive_line())
+        else:
+            got.append(await stream.receive_until(delimiter, keep_delimiter=keep))
+        with pytest.raises(IncompleteReadError) as info:
+            async for frame in iterate():
+                got.append(frame)
+    assert got == expected
+    assert info.value.partial == b"tail"
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
+async def test_the_limit_is_exact_for_long_frames_cut_in_the_iterators_loop(how: str) -> None:
+    """A frame of `_LONG_FRAME` bytes or more: max_size counts its
+    delimiter; one byte over raises `FrameTooLongError`, consuming nothing,
+    and so do max_size bytes without a delimiter after a long frame, at
+    once (no read first: the peer may send nothing more)."""
+    n = triostream._stream._LONG_FRAME
+    delimiter = b"\n" if how == "lines" else b"|"
+    wire = b"x" * n + delimiter + b"y" * 5 + delimiter
+    for max_size, fits in ((n + 1, True), (n, False)):
+        left, right = trio.testing.memory_stream_pair()
+        stream = BufferedStream(right, max_buffer_size=1 << 16)
+        await left.send_all(wire)
+        frames = stream.lines(max_size=max_size) if how == "lines" else stream.iter_until(delimiter, max_size=max_size)
+        if fits:
+            assert await frames.__anext__() == b"x" * n
+            assert stream.peek() == b"y" * 5 + delimiter
+        else:
+            with pytest.raises(FrameTooLongError):
+                await frames.__anext__()
+            assert stream.peek() == wire
+    # (A transport with nothing more to give: the error must come at once.)
+    transport = ScriptedStream([b"x" * n + delimiter + b"z" * (n + 1)], error=AssertionError("a read too many"))
+    stream = BufferedStream(transport, max_buffer_size=1 << 16)
+    frames = stream.lines(max_size=n + 1) if how == "lines" else stream.iter_until(delimiter, max_size=n + 1)
+    assert await frames.__anext__() == b"x" * n
+    with pytest.raises(FrameTooLongError):
+        await frames.__anext__()
+    assert stream.peek() == b"z" * (n + 1)
 
 
 async def test_a_long_line_in_small_reads_is_found_once_the_delimiter_comes() -> None:
