@@ -13,6 +13,7 @@ import contextlib
 import enum
 import logging
 import math
+import operator
 import os
 import socket
 import ssl
@@ -254,6 +255,7 @@ class Connection(BufferedStream):
         self._fill_checkpoints = False  # _fill refuses (RuntimeError) until _start
 
     def __repr__(self) -> str:
+        self._settle()
         state = self._reason.value if self._reason else f"open, {len(self._buffer)} bytes buffered"
         return f"<Connection over {self.transport_stream!r}: {state}, {self._queued} bytes queued>"
 
@@ -653,6 +655,14 @@ class Connection(BufferedStream):
                 f"{self.max_write_buffer_size}; await drain() first"
             )
         buffer = self._buffer
+        if self._handout is not None and not operator.length_hint(self._handout[0]):
+            # A frame iterator handed out the last frame of its cut (see
+            # BufferedStream._settle): the offset is exact once settled. While
+            # frames of the cut are left, a reply's offset is what it was when
+            # the cut began: too small, which matters not, since frames are
+            # buffered (not idle) until they are consumed, and the write that
+            # answers the last of them settles.
+            self._settle()
         self._answered_offset = buffer.offset
         # Direct only for the first write after new input arrived (a reply):
         # writes pushed to a peer that sends nothing meanwhile (fan-out, a
@@ -924,6 +934,7 @@ class Connection(BufferedStream):
         if self._state & _CLOSED:
             await checkpoint()
             return
+        self._settle()
         was_ended = self.closed
         self._closing = True
         self._queue_lot.unpark_all()

@@ -13,7 +13,7 @@ import operator
 import re
 import ssl
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn, TypeVar
 
@@ -70,9 +70,13 @@ T = TypeVar("T")
 # must read skips its own leading checkpoint: see _receive_lean.
 _CHECKPOINTING_TRANSPORTS = (trio.SocketStream, trio.SSLStream)
 
-# BufferedStream._state bits.
+# BufferedStream._state bits. _HANDOUT: a frame iterator is handing out
+# frames it cut ahead, and the buffer's cursor is not moved past those it
+# handed out yet (see FrameIterator): whatever else looks at the buffer
+# settles that first (BufferedStream._settle).
 _RECEIVING = 1
 _CLOSED = 2
+_HANDOUT = 4
 
 _BUSY_RECEIVE = "another task is already receiving from this BufferedStream"
 _BUSY_SEND = "another task is already sending on this BufferedStream"
@@ -179,13 +183,17 @@ class BufferedStream(trio.abc.Stream):
         self.max_buffer_size = check_positive("max_buffer_size", max_buffer_size)
         self.receive_size = check_positive("receive_size", receive_size)
         self._buffer = ReceiveBuffer(self.max_buffer_size)
-        self._state = 0  # _RECEIVING | _CLOSED bits: one test on the hot paths
+        # (list iterator of the cut frames, the cut, where it starts, bytes
+        # per frame beyond its length): see FrameIterator and _settle.
+        self._handout: tuple[Any, list[bytes], int, int] | None = None
+        self._state = 0  # _RECEIVING | _CLOSED | _HANDOUT bits: one test on the hot paths
         self._fill_checkpoints = type(transport_stream) in _CHECKPOINTING_TRANSPORTS
         self._sending = False
         self._decoders = _DecoderCache()
         self._ahead = _FramesAhead()
 
     def __repr__(self) -> str:
+        self._settle()
         state = "closed" if self._closed else f"{len(self._buffer)} bytes buffered"
         return f"<BufferedStream over {self.transport_stream!r}, {state}>"
 
@@ -205,18 +213,49 @@ class BufferedStream(trio.abc.Stream):
             raise ValueError(f"max_size must be between 1 and max_buffer_size={self.max_buffer_size}, not {max_size}")
         return max_size
 
-    async def _refuse(self) -> NoReturn:
-        """Raise for a receive that cannot start: `trio.BusyResourceError` at
-        once (misuse), `trio.ClosedResourceError` after a checkpoint."""
+    async def _refuse(self) -> None:
+        """For a receive whose ``_state`` test failed: when an iterator's
+        hand-out was all (`_settle`), settle it and return (at once: the
+        receive goes on, to its own checkpoint); else raise:
+        `trio.BusyResourceError` at once (misuse), `trio.ClosedResourceError`
+        after a checkpoint."""
+        if self._state == _HANDOUT:
+            self._settle()
+            return
         if self._state & _RECEIVING:
             raise trio.BusyResourceError(_BUSY_RECEIVE)
         await checkpoint()
         raise trio.ClosedResourceError("this BufferedStream was closed")
 
-    def _refuse_nowait(self) -> NoReturn:
+    def _refuse_nowait(self) -> None:
+        """`_refuse` for the methods that do not wait (no checkpoint)."""
+        if self._state == _HANDOUT:
+            self._settle()
+            return
         if self._state & _RECEIVING:
             raise trio.BusyResourceError(_BUSY_RECEIVE)
         raise trio.ClosedResourceError("this BufferedStream was closed")
+
+    def _settle(self) -> None:
+        """Consume the frames a frame iterator handed out from its cut, and
+        stop it handing out the rest: the buffer is then exact again (see
+        FrameIterator). Called by whatever looks at the buffer while the
+        ``_HANDOUT`` bit is set; does nothing otherwise.
+
+        How many were handed out is what the iterator's list iterator has
+        not given yet (``__length_hint__``); cutting the list there ends the
+        iterator's ``for`` loop at its next step, whereupon it sees that the
+        hand-out is no longer its own and looks at the buffer afresh.
+        O(frames handed out)."""
+        handout = self._handout
+        if handout is None:
+            return
+        rest, cut, at, extra = handout
+        handed = len(cut) - operator.length_hint(rest)
+        del cut[handed:]
+        self._buffer._pos = at + sum(map(len, cut)) + extra * handed
+        self._handout = None
+        self._state &= ~_HANDOUT
 
     def _raise_if_closed_meanwhile(self, exc: trio.ClosedResourceError) -> None:
         """A transport call failed because another task closed this stream:
@@ -1147,6 +1186,7 @@ class BufferedStream(trio.abc.Stream):
         them. Never reads the transport."""
         if self._state & _CLOSED:
             raise trio.ClosedResourceError("this BufferedStream was closed")
+        self._settle()
         return self._buffer.peek(n)
 
     def unreceive(self, data: bytes | bytearray | memoryview) -> None:
@@ -1174,6 +1214,7 @@ class BufferedStream(trio.abc.Stream):
             raise trio.BusyResourceError("cannot detach while a receive or send is running")
         if self._state & _CLOSED:
             raise trio.ClosedResourceError("this BufferedStream was closed")
+        self._settle()
         self._state |= _CLOSED
         leftover = self._buffer.peek()
         self._buffer.clear()
@@ -1258,6 +1299,7 @@ class BufferedStream(trio.abc.Stream):
         self.transport_stream = tls
 
     def _refuse_plaintext_before_tls(self) -> None:
+        self._settle()
         if self._buffer:
             raise StartTLSRefusedError(
                 f"{len(self._buffer)} bytes of plaintext arrived after the upgrade command; refusing to start TLS"
@@ -1329,6 +1371,7 @@ class BufferedStream(trio.abc.Stream):
         if self._state & _CLOSED:
             await checkpoint()
             return
+        self._settle()
         self._state |= _CLOSED
         self._buffer.clear()
         await self.transport_stream.aclose()
@@ -1483,19 +1526,27 @@ class FrameIterator:
     # where the framing allows (lines, one delimiter, length prefixes), the
     # iterator cuts the frames at the head of the buffer in one C-speed pass
     # (`ReceiveBuffer.peek_frames`), WITHOUT consuming them, and hands them
-    # out one per step, consuming each as it goes (moving the buffer's
-    # cursor by the frame's size). So a frame is still buffered until it is
-    # returned: breaking out of the loop, a cancellation or another receive
-    # in between lose nothing. The cut frames are used only while the
-    # buffer is where this iterator left it (same chunk object, same
-    # cursor); anything else consuming from the buffer makes the iterator
-    # cut afresh. The window cut starts small and doubles while each cut is
-    # used up, so work done for frames never returned stays within a
-    # constant factor of the bytes consumed.
+    # out one per step straight from the cut's list iterator: nothing more
+    # per frame than the hand-written loop's generator does. The buffer's
+    # cursor stays where the cut began until the last frame is out (then it
+    # moves past them all at once); meanwhile the stream's _HANDOUT bit is
+    # set, and whatever else looks at the buffer (a receive of any kind,
+    # another iterator, peek, detach, start_tls, aclose, Connection.write)
+    # first settles the hand-out (`BufferedStream._settle`): it moves the
+    # cursor past the frames handed out so far, which the list iterator
+    # tells, and cuts the list there, which ends this iterator's loop. So a
+    # frame is still buffered until it is returned: breaking out of the
+    # loop, a cancellation or another receive in between lose nothing. The
+    # window cut starts small and doubles while each cut is used up, so
+    # work done for frames never returned stays within a constant factor
+    # of the bytes consumed.
     # Measured (in one process, 64 KiB reads, ns per frame at 16 B lines):
     # a take_line per step from an __anext__ coroutine 358, the cut frames
-    # from the async generator 224-243 (benchmarks/bench_receive.py over
-    # TCP: 0.16x to 0.28x of the hand-written split loop).
+    # from the async generator 224-243 when each step moved the cursor and
+    # checked that nothing else had, 156 with the hand-out (the generator
+    # over the split loop: 141); at 1 KiB lines 632 -> 583 (split gen 524).
+    # Over TCP (bench_receive.py, 5 rounds, two runs each): 16 B lines
+    # 0.30x-0.34x -> 0.44x-0.46x of the split loop.
     # Long frames at a one-byte delimiter (from _LONG_FRAME = 8 KiB) are
     # cut one at a time in the loop itself instead, a find and a slice per
     # frame, as the hand-written find loop does: a peek per read (four
@@ -1548,12 +1599,7 @@ class FrameIterator:
         take = self._take
         args = self._args
         peek = self._peek
-        rest: Iterator[bytes] = iter(())  # the cut frames not handed out yet
         used_up = True  # were the last cut frames all handed out?
-        drained = False  # did the last cut take every whole frame of its chunk?
-        at = -1
-        data: object = None
-        extra = 0
         window = _PEEK_WINDOW_MIN
         no_peek: object = None
         # Long frames at a one-byte delimiter: cut here (see the class comment).
@@ -1562,30 +1608,13 @@ class FrameIterator:
             delimiter = None
         strip = mode == LINE_MODE
         while True:
-            if not stream._state:
+            state = stream._state
+            if state == _HANDOUT:
+                stream._settle()  # another frame iterator's hand-out
+                state = 0
+            if not state:
                 empty = False  # known to hold no whole frame
-                if buffer._pos == at and buffer._data is data:
-                    # The buffer is where the cut left it: hand out the cut
-                    # frames, consuming each, while it stays so.
-                    for frame in rest:
-                        at = buffer._pos = at + len(frame) + extra
-                        yield frame
-                        if stream._state or buffer._pos != at or buffer._data is not data:
-                            used_up = False
-                            break
-                    else:
-                        used_up = True
-                        # All handed out, and the buffer is still where they
-                        # left it: when the cut was the whole chunk and
-                        # nothing is queued behind it, no whole frame is
-                        # buffered, and the next step is a read (not a peek
-                        # and a take that find nothing: at 16 KiB lines
-                        # about 1.4 µs per read).
-                        empty = drained and not buffer._more_len
-                    data = None
-                    if not empty:
-                        continue
-                if not empty and delimiter is not None:
+                if delimiter is not None:
                     # The next frame, if long, cut and consumed here: one
                     # find and one slice (ReceiveBuffer.take_line's long-line
                     # case, inlined, for take_until frames too). A shorter
@@ -1612,22 +1641,45 @@ class FrameIterator:
                             # take would return None): read.
                             buffer._snext = len(chunk)
                             empty = not buffer._more_len and len(chunk) - pos < limit
-                if not empty:
-                    if peek is not None and buffer._data is not no_peek:
-                        window = min(window * 2, _PEEK_WINDOW_MAX) if used_up else _PEEK_WINDOW_MIN
-                        found = peek(window)
-                        if found is None:
-                            no_peek = buffer._data
-                            used_up = True
-                        else:
-                            cut, extra = found[0], found[1]
-                            drained = found[2] if len(found) == 3 else False
-                            if buffer._batch_len:
-                                buffer._drop_batch()
-                            data = buffer._data
-                            rest = iter(cut)
-                            at = buffer._pos
+                if not empty and peek is not None and buffer._data is not no_peek:
+                    window = min(window * 2, _PEEK_WINDOW_MAX) if used_up else _PEEK_WINDOW_MIN
+                    found = peek(window)
+                    if found is None:
+                        no_peek = buffer._data
+                        used_up = True
+                    else:
+                        # Hand the cut frames out, the buffer's cursor left
+                        # where they start until the last is out (see the
+                        # class comment): whatever else looks at the buffer
+                        # meanwhile settles the hand-out first.
+                        cut, extra = found[0], found[1]
+                        if buffer._batch_len:
+                            buffer._drop_batch()
+                        rest = iter(cut)
+                        count = len(cut)
+                        handout = (rest, cut, buffer._pos, extra)
+                        stream._handout = handout
+                        stream._state = _HANDOUT
+                        for frame in rest:
+                            yield frame
+                        if stream._handout is not handout:
+                            # Settled by another receive (which cut the list
+                            # after the frames handed out).
+                            used_up = len(cut) == count
                             continue
+                        stream._handout = None
+                        stream._state &= ~_HANDOUT
+                        buffer._pos = handout[2] + sum(map(len, cut)) + extra * len(cut)
+                        used_up = True
+                        # When the cut took every whole frame of its chunk
+                        # and nothing is queued behind it, no whole frame is
+                        # buffered: the next step is a read (not a peek and a
+                        # take that find nothing: at 16 KiB lines about
+                        # 1.4 µs per read).
+                        if not (len(found) == 3 and found[2] and not buffer._more_len):
+                            continue
+                        empty = True
+                if not empty:
                     try:
                         taken = take(*args)
                     except Exception as exc:
@@ -1638,7 +1690,7 @@ class FrameIterator:
                         continue
                 if size := stream._iterator_read():
                     if empty:
-                        # What this chunk holds was cut: if the read queues
+                        # This chunk holds no whole frame: if the read queues
                         # behind it, the next step need not peek into it.
                         no_peek = buffer._data
                     # One read (a full checkpoint: a cancellation there
@@ -1771,6 +1823,8 @@ class BatchIterator:
                 pending, self._pending = self._pending, None
                 await _checkpoint_for(pending)
                 raise pending
+            if stream._state == _HANDOUT:
+                stream._settle()  # a frame iterator's hand-out
             if not stream._state:
                 if not emptied:
                     try:

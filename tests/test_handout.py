@@ -1,0 +1,206 @@
+"""A frame iterator's hand-out: the frames it cut ahead are handed out one
+per step while the buffer's cursor stays where the cut began, and whatever
+else looks at the stream meanwhile settles the hand-out first (see
+`FrameIterator` and `BufferedStream._settle`). Each test stops a loop in the
+middle of a cut, or right after its last frame, and checks that what the
+stream then does is what it would do with its cursor moved frame by frame."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import ssl
+
+import pytest
+import trio
+import trio.testing
+from attack_kit import tls_contexts
+
+from triostream import BufferedStream, CloseReason, LengthPrefixed, StartTLSRefusedError, open_connection
+
+
+@pytest.fixture(scope="module")
+def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    return tls_contexts()
+
+
+async def stream_with(data: bytes) -> BufferedStream:
+    """A stream whose peer sent ``data`` (in one piece) and nothing more yet."""
+    left, right = trio.testing.memory_stream_pair()
+    await left.send_all(data)
+    stream = BufferedStream(right)
+    stream._peer = left  # type: ignore[attr-defined]  # (kept alive for the test)
+    return stream
+
+
+async def test_start_tls_in_a_line_loop_after_the_last_buffered_line(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """STARTTLS as the last of the lines one read brought: no plaintext is
+    left, and the upgrade goes ahead; a line after it in the same read is
+    still refused (CVE-2011-0411)."""
+    server_ctx, client_ctx = tls
+    left, right = trio.testing.memory_stream_pair()
+    client, server = BufferedStream(left), BufferedStream(right)
+    await left.send_all(b"EHLO x\nSTARTTLS\n")
+    seen = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(client.start_tls, client_ctx, server_hostname="localhost"))
+        async for line in server.lines():
+            seen.append(line)
+            if line == b"STARTTLS":
+                await server.start_tls(server_ctx, server_side=True)
+                break
+    await client.send_all(b"over tls\n")
+    assert await server.receive_line() == b"over tls"
+    assert seen == [b"EHLO x", b"STARTTLS"]
+
+    stream = await stream_with(b"EHLO x\nSTARTTLS\nRCPT TO:<evil>\n")
+    async for line in stream.lines():
+        if line == b"STARTTLS":
+            with pytest.raises(StartTLSRefusedError):
+                await stream.start_tls(server_ctx, server_side=True)
+            break
+    assert stream.peek() == b"RCPT TO:<evil>\n"
+
+
+@pytest.mark.parametrize("last", [False, True])
+async def test_peek_and_repr_in_a_frame_loop_show_exactly_what_is_left(last: bool) -> None:
+    stream = await stream_with(b"a\nbb\nccc\n")
+    async for line in stream.lines():
+        if line == (b"ccc" if last else b"a"):
+            break
+    rest = b"" if last else b"bb\nccc\n"
+    assert f"{len(rest)} bytes buffered" in repr(stream)
+    assert stream.peek() == rest
+    left, right = trio.testing.memory_stream_pair()
+    await left.send_all(b"a\nbb\nccc\n")
+    async with open_connection(right) as conn:
+        await trio.testing.wait_all_tasks_blocked()  # (the reader task read it all)
+        async for line in conn.lines():
+            if line == (b"ccc" if last else b"a"):
+                break
+        assert f"{len(rest)} bytes buffered" in repr(conn)
+
+
+async def test_detach_in_a_frame_loop_leaves_exactly_the_rest() -> None:
+    stream = await stream_with(b"a\nb\nc\n")
+    frames = stream.lines()
+    assert await frames.__anext__() == b"a"
+    transport, leftover = stream.detach()
+    assert leftover == b"b\nc\n"
+    with pytest.raises(trio.ClosedResourceError):
+        await frames.__anext__()
+    await transport.aclose()
+
+
+@pytest.mark.parametrize("connection", [False, True])
+@pytest.mark.parametrize("direct", [False, True])
+async def test_closing_in_a_frame_loop_ends_it_before_the_next_frame(direct: bool, connection: bool) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    await left.send_all(b"a\nb\nc\n")
+    got = []
+    async with contextlib.AsyncExitStack() as stack:
+        if connection:
+            stream: BufferedStream = await stack.enter_async_context(open_connection(right))
+            await trio.testing.wait_all_tasks_blocked()  # (the reader task read it all)
+        else:
+            stream = BufferedStream(right)
+        with pytest.raises(trio.ClosedResourceError):
+            if direct:
+                frames = stream.lines()
+                got.append(await frames.__anext__())
+                await stream.aclose()
+                got.append(await frames.__anext__())
+            else:
+                async for line in stream.lines():
+                    got.append(line)
+                    await stream.aclose()
+    assert got == [b"a"]
+
+
+async def test_two_frame_loops_over_one_stream_take_turns(autojump_clock: trio.testing.MockClock) -> None:
+    """Each cuts ahead; the other's step settles it: every frame comes once,
+    in order, whichever iterator asks, and none waits for a read while
+    frames are buffered (the time limit: the peer sends nothing more)."""
+    stream = await stream_with(b"".join(b"%d\n" % i for i in range(20)) + b"\x00\x00\x00\x01x" * 3)
+    lines, more_lines = stream.lines(), stream.lines()
+    with trio.fail_after(10):
+        got = [await (lines if i % 3 else more_lines).__anext__() for i in range(20)]
+        assert got == [b"%d" % i for i in range(20)]
+        codec = LengthPrefixed(10)
+        frames, batches = stream.frames(codec), stream.frames(codec).batches()
+        assert await frames.__anext__() == b"x"
+        assert await batches.__anext__() == [b"x", b"x"]
+
+
+async def test_other_receives_in_a_frame_loop_take_the_next_frames() -> None:
+    """A receive, a ``_nowait`` receive, a push back and a batch, each in the
+    body of the loop: each sees the stream exactly after the frames the loop
+    handed out."""
+    stream = await stream_with(b"1\n2\n3\n4\n5\n6\n7\n8\n")
+    got = []
+    async for line in stream.lines():
+        got.append(line)
+        if line == b"1":
+            assert await stream.receive_line() == b"2"
+        elif line == b"3":
+            assert stream.receive_line_nowait() == b"4"
+        elif line == b"5":
+            stream.unreceive(b"x\n")
+        elif line == b"6":
+            assert await stream.lines().batches().__anext__() == [b"7", b"8"]
+            break
+    assert got == [b"1", b"3", b"5", b"x", b"6"]
+
+
+async def test_another_task_receives_while_a_frame_loop_body_waits() -> None:
+    stream = await stream_with(b"a\nb\nc\n")
+    got = []
+    go_on = trio.Event()
+
+    async def other() -> None:
+        got.append(await stream.receive_line())
+        go_on.set()
+
+    async with trio.open_nursery() as nursery:
+        async for line in stream.lines():
+            got.append(line)
+            if line == b"a":
+                nursery.start_soon(other)
+                await go_on.wait()
+            else:
+                break
+    assert got == [b"a", b"b", b"c"]
+
+
+async def test_a_connection_answering_a_frame_loop_is_idle_between_requests(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Requests pipelined in one read, each answered with ``write`` from a
+    frame loop: once the last is answered the connection is idle (the
+    offset of that last reply is exact), and read_timeout does not cut the
+    quiet client; a request that then begins and stalls is cut."""
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(1000):
+        async with open_connection(right, read_timeout=2) as conn:
+            await left.send_all(b"PING\nPING\nPING\n")
+            answered = 0
+            start = 0.0
+
+            async def quiet_then_stall() -> None:
+                await trio.sleep(100)  # idle between requests: fine
+                await left.send_all(b"PI")  # a request begins, and stalls
+
+            async with trio.open_nursery() as nursery:
+                with pytest.raises(trio.BrokenResourceError):
+                    async for line in conn.lines():
+                        assert line == b"PING"
+                        conn.write(b"PONG\n")
+                        answered += 1
+                        if answered == 3:
+                            start = trio.current_time()
+                            nursery.start_soon(quiet_then_stall)
+            assert answered == 3
+            assert trio.current_time() - start == pytest.approx(102, abs=0.5)
+            assert conn.close_reason is CloseReason.TIMEOUT
