@@ -71,8 +71,8 @@ async def test_peek_and_repr_in_a_frame_loop_show_exactly_what_is_left(last: boo
         if line == (b"ccc" if last else b"a"):
             break
     rest = b"" if last else b"bb\nccc\n"
-    assert f"{len(rest)} bytes buffered" in repr(stream)
     assert stream.peek() == rest
+    assert f"{len(rest)} bytes buffered" in repr(stream)
     left, right = trio.testing.memory_stream_pair()
     await left.send_all(b"a\nbb\nccc\n")
     async with open_connection(right) as conn:
@@ -204,3 +204,47 @@ async def test_a_connection_answering_a_frame_loop_is_idle_between_requests(
             assert answered == 3
             assert trio.current_time() - start == pytest.approx(102, abs=0.5)
             assert conn.close_reason is CloseReason.TIMEOUT
+
+
+@pytest.mark.parametrize("peer_eof", [False, True])
+async def test_a_frame_loop_that_cut_while_a_connection_closed_ends_with_it(peer_eof: bool) -> None:
+    """Connection.aclose waits (flushing, lingering) before it ends the
+    connection: a loop that cut frames meanwhile hands out none after. (The
+    close lingers, dropping what is buffered, unless the peer sent its EOF.)"""
+    left, right = trio.testing.lockstep_stream_pair()
+    async with trio.open_nursery() as nursery, open_connection(right) as conn:
+        nursery.start_soon(left.send_all, b"a\nb\nc\n")
+        await trio.testing.wait_all_tasks_blocked()  # (the reader task read it all)
+        if peer_eof:
+            nursery.start_soon(left.send_eof)
+            await trio.testing.wait_all_tasks_blocked()
+        conn.write(b"reply")  # the writer task waits: the peer does not read yet
+        nursery.start_soon(conn.aclose)
+        await trio.testing.wait_all_tasks_blocked()  # the close waits for the flush
+        frames = conn.lines()
+        assert await frames.__anext__() == b"a"  # cut during the close
+        assert await left.receive_some() == b"reply"
+        if not peer_eof:
+            await left.aclose()  # (the close sends its EOF and lingers until the peer's)
+        await trio.testing.wait_all_tasks_blocked()
+        assert conn.closed
+        with pytest.raises(trio.ClosedResourceError):
+            await frames.__anext__()
+
+
+async def test_closing_a_connection_in_a_frame_loop_after_its_last_frame_does_not_linger(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Everything the peer sent was handed out: the close has no unread
+    bytes to linger over (it would wait for the peer's EOF, or 0.5 s of
+    quiet), and ends at once."""
+    left, right = trio.testing.memory_stream_pair()
+    await left.send_all(b"a\nb\n")
+    async with open_connection(right) as conn:
+        await trio.testing.wait_all_tasks_blocked()  # (the reader task read it all)
+        start = trio.current_time()
+        async for line in conn.lines():
+            if line == b"b":
+                await conn.aclose()
+                break
+        assert trio.current_time() == start  # (the mock clock: no wait at all)

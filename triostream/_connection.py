@@ -934,7 +934,7 @@ class Connection(BufferedStream):
         if self._state & _CLOSED:
             await checkpoint()
             return
-        self._settle()
+        self._settle()  # (for _linger's question: are bytes left unread?)
         was_ended = self.closed
         self._closing = True
         self._queue_lot.unpark_all()
@@ -956,6 +956,7 @@ class Connection(BufferedStream):
             self._queue.clear()
             self._queued = 0
             self._queue_lot.unpark_all()
+            self._settle()  # (a frame loop may have cut frames while this waited)
             self._state |= _CLOSED
             self._buffer.clear()
             # Closing the transport also ends the helpers (they see the

@@ -214,9 +214,9 @@ class BufferedStream(trio.abc.Stream):
         return max_size
 
     async def _refuse(self) -> None:
-        """For a receive whose ``_state`` test failed: when an iterator's
-        hand-out was all (`_settle`), settle it and return (at once: the
-        receive goes on, to its own checkpoint); else raise:
+        """For a receive whose ``_state`` test failed: when the only bit set
+        is a frame iterator's hand-out, settle it (`_settle`) and return at
+        once (the receive goes on, to its own checkpoint); else raise:
         `trio.BusyResourceError` at once (misuse), `trio.ClosedResourceError`
         after a checkpoint."""
         if self._state == _HANDOUT:
