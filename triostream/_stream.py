@@ -1667,9 +1667,9 @@ class FrameIterator:
                             # after the frames handed out).
                             used_up = len(cut) == count
                             continue
-                        stream._handout = None
-                        stream._state &= ~_HANDOUT
                         buffer._pos = handout[2] + sum(map(len, cut)) + extra * len(cut)
+                        stream._handout = None
+                        stream._state &= ~_HANDOUT  # (last: a Connection's wakes its reader if room was made)
                         used_up = True
                         # When the cut took every whole frame of its chunk
                         # and nothing is queued behind it, no whole frame is
