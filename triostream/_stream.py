@@ -240,7 +240,10 @@ class BufferedStream(trio.abc.Stream):
         """Consume the frames a frame iterator handed out from its cut, and
         stop it handing out the rest: the buffer is then exact again (see
         FrameIterator). Called by whatever looks at the buffer while the
-        ``_HANDOUT`` bit is set; does nothing otherwise.
+        ``_HANDOUT`` bit is set, and by the iterator itself once its cut is
+        used up; does nothing otherwise. The cursor moves before the bit is
+        cleared: clearing it runs a Connection's state setter, which wakes
+        the reader task if room was made.
 
         How many were handed out is what the iterator's list iterator has
         not given yet (``__length_hint__``); cutting the list there ends the
@@ -1616,30 +1619,24 @@ class FrameIterator:
                 empty = False  # known to hold no whole frame
                 if delimiter is not None:
                     # The next frame, if long, cut and consumed here: one
-                    # find and one slice (ReceiveBuffer.take_line's long-line
-                    # case, inlined, for take_until frames too). A shorter
+                    # search and one slice (ReceiveBuffer.take_line's
+                    # long-line case, for take_until frames too). A shorter
                     # one is left to the peek below, which resumes the
                     # search where this one stopped (the search memory).
                     chunk = buffer._data
                     pos = buffer._pos
                     if type(chunk) is bytes:
-                        end = chunk.find(
-                            delimiter, buffer._snext if buffer._skey == delimiter and buffer._snext > pos else pos
-                        )
+                        end = buffer._search(delimiter)
                         if _LONG_FRAME <= end - pos < limit:
                             if buffer._batch_len:
                                 buffer._drop_batch()
                             buffer._pos = end + 1
                             yield chunk[pos : end - 1] if strip and chunk[end - 1] == 13 else chunk[pos:end]
                             continue
-                        buffer._skey = delimiter
-                        if end >= 0:
-                            buffer._snext = end
-                        else:
+                        if end < 0:
                             # No delimiter after pos: with nothing queued and
                             # a tail under the limit, no frame is whole (the
                             # take would return None): read.
-                            buffer._snext = len(chunk)
                             empty = not buffer._more_len and len(chunk) - pos < limit
                 if not empty and peek is not None and buffer._data is not no_peek:
                     window = min(window * 2, _PEEK_WINDOW_MAX) if used_up else _PEEK_WINDOW_MIN
@@ -1667,9 +1664,7 @@ class FrameIterator:
                             # after the frames handed out).
                             used_up = len(cut) == count
                             continue
-                        buffer._pos = handout[2] + sum(map(len, cut)) + extra * len(cut)
-                        stream._handout = None
-                        stream._state &= ~_HANDOUT  # (last: a Connection's wakes its reader if room was made)
+                        stream._settle()  # all handed out: the cursor moves past them
                         used_up = True
                         # When the cut took every whole frame of its chunk
                         # and nothing is queued behind it, no whole frame is
