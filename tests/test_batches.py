@@ -38,7 +38,7 @@ from triostream import (
     Netstring,
     ReceiveBuffer,
 )
-from triostream._buffer import LINE_MODE
+from triostream._buffer import LINE_MODE, PLAIN_MODE
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -52,12 +52,17 @@ TakeMany = Callable[[ReceiveBuffer], "list[bytes] | None"]
 
 
 def run_cutter(
-    chunks: list[bytes], take_one: TakeOne, take_batch: TakeOne | TakeMany, batch_steps: list[bool]
+    chunks: list[bytes],
+    take_one: TakeOne,
+    take_batch: TakeOne | TakeMany,
+    batch_steps: list[bool],
+    feed: Callable[[ReceiveBuffer, bytes], list[bytes] | None] | None = None,
 ) -> tuple[Outcome, bytes, int]:
     """Feed ``chunks`` (then EOF) into a buffer, taking frames after each feed
     with ``take_batch`` or ``take_one`` (chosen by ``batch_steps``, cycled);
     stop at the first error. Returns the frames and the error, the bytes left
-    and the offset."""
+    and the offset. ``feed``, if given, feeds each chunk instead of
+    `ReceiveBuffer.feed`, and returns the frames it took meanwhile, or None."""
     buffer = ReceiveBuffer(1 << 16)
     out: Outcome = []
     steps = itertools.cycle(batch_steps or [True])
@@ -87,7 +92,11 @@ def run_cutter(
                 return False
 
     for chunk in chunks:
-        buffer.feed(chunk)
+        if feed is None:
+            buffer.feed(chunk)
+        elif (fed := feed(buffer, chunk)) is not None:
+            assert fed and all(type(frame) is bytes for frame in fed)
+            out.extend(fed)
         if not drain():
             return out, buffer.peek(), buffer.offset
     buffer.feed_eof()
@@ -352,6 +361,47 @@ async def test_buffered_batches_come_without_a_checkpoint_and_refills_with_one(k
         await batches.__anext__()
 
 
+@pytest.mark.parametrize("until", [False, True])
+async def test_after_a_batch_cut_at_its_read_the_next_step_reads_only_when_no_frame_is_left(until: bool) -> None:
+    """A batch cut as its read was fed (`ReceiveBuffer._feed_batch`) leaves
+    the search at the end of the chunk: the next step reads at once, unless
+    the loop's body changed the buffer (a pushed back frame comes without a
+    read), or what is left is over the limit (raised without a read)."""
+    long_lines = b"\n" + b"b" * 600 + b"\n"
+    # Room for a whole read beside what is buffered (else a step takes
+    # before it reads: see BufferedStream._iterator_read).
+    sizes = {"max_buffer_size": 8192, "receive_size": 2048}
+    stream = scripted(b"a" * 600, long_lines + b"c" * 10, b"c\n", error=AssertionError("read"), **sizes)
+    frames = stream.iter_until(b"\n", max_size=1000) if until else stream.lines(max_size=1000)
+    batches = frames.batches()
+    assert await batches.__anext__() == [b"a" * 600, b"b" * 600]
+    stream.unreceive(b"x\n")
+    with trio.testing.assert_no_checkpoints():
+        assert await batches.__anext__() == [b"x"]
+    with trio.testing.assert_checkpoints():
+        assert await batches.__anext__() == [b"c" * 11]
+    # The body read more (queued behind the tail), or took a frame pushed
+    # back, leaving another: the next step cuts without a read.
+    stream = scripted(b"a" * 600, long_lines + b"c" * 10, b"c\n", error=AssertionError("read"), **sizes)
+    batches = (stream.iter_until(b"\n", max_size=1000) if until else stream.lines(max_size=1000)).batches()
+    assert await batches.__anext__() == [b"a" * 600, b"b" * 600]
+    assert await stream.fill() == 2
+    assert await batches.__anext__() == [b"c" * 11]
+    stream = scripted(b"a" * 600, long_lines + b"c" * 10, error=AssertionError("read"), **sizes)
+    batches = (stream.iter_until(b"\n", max_size=1000) if until else stream.lines(max_size=1000)).batches()
+    assert await batches.__anext__() == [b"a" * 600, b"b" * 600]
+    stream.unreceive(b"x\nz\n")
+    assert (stream.receive_until_nowait(b"\n") if until else stream.receive_line_nowait()) == b"x"
+    assert await batches.__anext__() == [b"z"]
+    # What is left after the batch is over the limit: raised without a read.
+    stream = scripted(b"a" * 600, long_lines + b"c" * 700, error=AssertionError("read"), **sizes)
+    batches = (stream.iter_until(b"\n", max_size=650) if until else stream.lines(max_size=650)).batches()
+    assert await batches.__anext__() == [b"a" * 600, b"b" * 600]
+    with pytest.raises(FrameTooLongError):
+        await batches.__anext__()
+    assert stream.peek() == b"c" * 700
+
+
 async def test_a_cancelled_refill_loses_nothing() -> None:
     left, right = trio.testing.memory_stream_pair()
     stream = BufferedStream(right)
@@ -582,6 +632,119 @@ def test_long_frames_straddling_chunks_batch_as_one_by_one(
     ):
         got = run_cutter(chunks, one, batch, [True])
     assert got == expected
+
+
+@given(
+    data=LONG_LINES,
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+    max_size=MAX_SIZE,
+    until=st.booleans(),
+    batch=st.booleans(),
+    split_max=st.sampled_from([0, 4, 16]),
+    cr_scan=CR_SCAN_FRAME_MAX,
+    arrays=st.lists(st.booleans(), max_size=4),
+)
+@example(
+    data=b"\r\n" + b"a" * 20 + b"\n", cuts=[1], max_size=400, until=False, batch=True, split_max=4, cr_scan=0, arrays=[]
+)
+# A chunk longer than the limit, a frame over it after the first.
+@example(
+    data=b"a" * 5 + b"\n" + b"b" * 30 + b"\n" + b"c" * 5 + b"\n",
+    cuts=[3],
+    max_size=20,
+    until=False,
+    batch=True,
+    split_max=4,
+    cr_scan=0,
+    arrays=[],
+)
+def test_a_read_fed_and_cut_in_one_call_gives_the_frames_of_feed_and_take(
+    data: bytes,
+    cuts: list[int],
+    max_size: int,
+    until: bool,
+    batch: bool,
+    split_max: int,
+    cr_scan: int,
+    arrays: list[bool],
+) -> None:
+    """`ReceiveBuffer._feed_first` and `_feed_batch` (a frame iterator's read,
+    fed and cut in one call) give the frames, errors, bytes left and offset
+    of `feed` followed by the one-frame takes, over any chunking and limit,
+    with chunks that are bytes or a bytearray (which they only feed)."""
+    chunks = chunked(data, cuts)
+
+    def one(buffer: ReceiveBuffer) -> bytes | None:
+        return buffer.take_until(b"\n", max_size) if until else buffer.take_line(max_size)
+
+    expected = run_cutter(chunks, one, one, [False])
+    mode = PLAIN_MODE if until else LINE_MODE
+    as_array = itertools.cycle(arrays or [False])
+
+    def feed(buffer: ReceiveBuffer, chunk: bytes) -> list[bytes] | None:
+        fed = bytearray(chunk) if next(as_array) else chunk
+        if batch:
+            return buffer._feed_batch(fed, b"\n", max_size, mode)
+        frame = buffer._feed_first(fed, b"\n", max_size, mode)
+        return None if frame is None else [frame]
+
+    with (
+        patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max),
+        patch.object(triostream._buffer, "_CR_SCAN_FRAME_MAX", cr_scan),
+    ):
+        got = run_cutter(chunks, one, one, [False], feed)
+    assert got == expected
+
+
+@pytest.mark.parametrize("until", [False, True])
+def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> None:
+    """The usual case of a frame iterator's read: the frame begun in the
+    buffer (searched: no delimiter there) ends in the read, long frames
+    follow. `_feed_batch` cuts them all and leaves the search at the end of
+    the chunk (so the next step reads without asking); `_feed_first` cuts
+    the first."""
+    mode = PLAIN_MODE if until else LINE_MODE
+    head, read = b"a" * 600, b"b\r\n" + b"c" * 600 + b"\n" + b"d" * 700 + b"\r\n" + b"ee"
+    frames = [head + b"b\r", b"c" * 600, b"d" * 700 + b"\r"] if until else [head + b"b", b"c" * 600, b"d" * 700]
+    for batch in (True, False):
+        buffer = ReceiveBuffer(1 << 16)
+        buffer.feed(head)
+        assert (buffer.take_until(b"\n", 10_000) if until else buffer.take_line(10_000)) is None
+        if batch:
+            assert buffer._feed_batch(read, b"\n", 10_000, mode) == frames
+            assert buffer.peek() == b"ee"
+            assert buffer._skey == b"\n" and buffer._snext == len(buffer._data)
+        else:
+            assert buffer._feed_first(read, b"\n", 10_000, mode) == frames[0]
+            assert buffer.peek() == read[3:]
+        assert buffer.offset == len(head) + len(read) - len(buffer.peek())
+    # Not the usual case: fed, nothing cut. The head not searched yet, or
+    # searched for another delimiter (it may hold this one).
+    for other in (None, b"z"):
+        buffer = ReceiveBuffer(1 << 16)
+        buffer.feed(b"x\n" + head)
+        if other is not None:
+            assert buffer.take_until(other, 10_000) is None
+        assert buffer._feed_batch(read, b"\n", 10_000, mode) is None
+        assert buffer.peek() == b"x\n" + head + read
+    # After EOF it raises as feed does.
+    buffer = ReceiveBuffer(1 << 16)
+    buffer.feed(head)
+    assert buffer.take_until(b"\n", 10_000) is None
+    buffer.feed_eof()
+    with pytest.raises(RuntimeError):
+        buffer._feed_first(b"late\n", b"\n", 10_000, mode)
+    assert buffer.peek() == head
+
+
+def test_a_read_cut_in_one_call_resets_the_search_for_several_delimiters() -> None:
+    # That search remembers where it stopped in the chunk before.
+    buffer = ReceiveBuffer(1 << 16)
+    buffer.feed(b"x" * 10)
+    assert buffer.take_until((b"!", b"?"), 100) is None
+    assert buffer.take_line(100) is None
+    assert buffer._feed_first(b"\nyy?zz", b"\n", 100, LINE_MODE) == b"x" * 10
+    assert buffer.take_until((b"!", b"?"), 100) == b"yy"
 
 
 @pytest.mark.parametrize("until", [False, True])
@@ -1086,18 +1249,21 @@ def _frames_text(spec: list[tuple[int, int]]) -> bytes:
     ),
     sizes=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=20),
     max_size=st.integers(min_value=1, max_value=200),
-    how=st.sampled_from(["receive_line", "lines", "receive_until", "iter_until"]),
+    how=st.sampled_from(["receive_line", "lines", "receive_until", "iter_until", "lines_batches", "until_batches"]),
     long_frame=st.sampled_from([8192, 1, 40]),
+    split_max=st.sampled_from([triostream._buffer._SPLIT_FRAME_MAX, 0, 16]),
 )
 def test_frames_spanning_many_reads_match_a_plain_split(
-    data: bytes, sizes: list[int], max_size: int, how: str, long_frame: int
+    data: bytes, sizes: list[int], max_size: int, how: str, long_frame: int, split_max: int
 ) -> None:
     """Reads that bring no delimiter are queued without asking the buffer
     for a frame (see BufferedStream._receive_more): the frames, the limit
     errors and the bytes left are still those of a plain split. With a
     small ``long_frame``, the iterators cut the frames that long one by one
-    in their own loop (FrameIterator._frames), the shorter ones by peek."""
-    delimiter = b"\n" if how in ("receive_line", "lines") else b"b"
+    in their own loop (FrameIterator._frames), the shorter ones by peek;
+    the iterators' reads are fed and cut in one call (`_feed_first`,
+    `_feed_batch`), which cuts frames over ``split_max`` with its own loop."""
+    delimiter = b"\n" if how in ("receive_line", "lines", "lines_batches") else b"b"
     chunks = []
     at = 0
     for n in itertools.cycle(sizes):
@@ -1136,6 +1302,14 @@ def test_frames_spanning_many_reads_match_a_plain_split(
             elif how == "iter_until":
                 async for frame in stream.iter_until(delimiter, max_size=max_size):
                     got.append(frame)
+            elif how.endswith("_batches"):
+                frames = (
+                    stream.lines(max_size=max_size)
+                    if how == "lines_batches"
+                    else stream.iter_until(delimiter, max_size=max_size)
+                )
+                async for batch in frames.batches():
+                    got.extend(batch)
             else:
                 while True:
                     if how == "receive_line":
@@ -1151,7 +1325,10 @@ def test_frames_spanning_many_reads_match_a_plain_split(
                 assert exc.partial == rest
         return got
 
-    with patch.object(triostream._stream, "_LONG_FRAME", long_frame):
+    with (
+        patch.object(triostream._stream, "_LONG_FRAME", long_frame),
+        patch.object(triostream._buffer, "_SPLIT_FRAME_MAX", split_max),
+    ):
         assert trio.run(main) == expected
 
 

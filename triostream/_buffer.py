@@ -830,6 +830,97 @@ class ReceiveBuffer:
             return cut  # the usual case: the frames of one chunk
         return self._batch_loop(cut, delimiter, max_size, lines)
 
+    def _feed_first(self, chunk: bytes | bytearray, delimiter: bytes, max_size: int, mode: int) -> bytes | None:
+        """`feed` ``chunk``, then, in the usual case, consume and return the
+        frame that it completes: what `take_line` (``mode`` ``LINE_MODE``)
+        or `take_until` (``PLAIN_MODE``) with a one-byte ``delimiter`` would
+        return next. Otherwise returns None with the chunk fed and nothing
+        consumed: the caller cuts as usual.
+
+        The usual case (a frame iterator's read): bytes fed, nothing queued,
+        no batch, and the unconsumed tail searched already (no
+        delimiter in it: the head of a frame, or nothing). The frame is the
+        tail and the chunk's head joined (one copy); the chunk becomes _data.
+
+        Why it exists: `feed`, then `take_line`, `_take_straddling` and
+        `_take_joined` (or the batch cutter's route, see `_feed_batch`) are
+        several Python calls per read, where a read brings a few long frames
+        (at 16 KiB lines, four per 64 KiB read): about 0.3 µs each, measured
+        as in `_feed_batch`.
+        """
+        data = self._data
+        pos = self._pos
+        head = len(data) - pos
+        if (
+            type(chunk) is bytes
+            and not self._more_len
+            and not self._batch_len
+            and not self._eof
+            and (not head or (self._skey == delimiter and self._snext >= len(data)))
+        ):
+            j = chunk.find(delimiter)
+            if j >= 0 and head + j < max_size and (j or not head or mode != _STRIP_CR or data[-1] != 13):
+                # (A \r that ends _data before a \n that starts the chunk
+                # is rare: feed and the take handle it.)
+                end = j - 1 if mode == _STRIP_CR and j and chunk[j - 1] == 13 else j
+                frame = b"".join((memoryview(data)[pos:], memoryview(chunk)[:end])) if head else chunk[:end]
+                self._fed += len(chunk)
+                self._data = chunk
+                self._pos = j + 1
+                self._gen += 1
+                self._skey = None
+                self._mkey = None
+                return frame
+        self.feed(chunk)
+        return None
+
+    def _feed_batch(self, chunk: bytes | bytearray, delimiter: bytes, max_size: int, mode: int) -> list[bytes] | None:
+        """`_feed_first`, for a batch: the whole frames that ``chunk``
+        completes, consumed, as `take_lines` (``mode`` ``LINE_MODE``) or
+        `take_until_batch` (``PLAIN_MODE``) would return them next; or None,
+        with the chunk fed and nothing consumed.
+
+        After the first frame, long ones (the case this is for) are cut with
+        the hand-written find loop here; short ones by `_split_batch`, and
+        by it too when the chunk is longer than ``max_size`` (a frame in it
+        could be over the limit). Measured (ReceiveBuffer alone, 64 KiB
+        chunks, minimum of 21 rounds, µs per read): 16 KiB lines 8.4 through
+        `feed` and `take_lines` -> 7.3 (the split loop: 6.4), 1 KiB lines
+        23.1 -> 21.4 (the split loop with batches: 21.6).
+        """
+        first = self._feed_first(chunk, delimiter, max_size, mode)
+        if first is None:
+            return None
+        assert type(chunk) is bytes  # (_feed_first cuts from bytes only)
+        batch = [first]
+        start = self._pos
+        i = chunk.find(delimiter, start)
+        if i - start <= _SPLIT_FRAME_MAX or len(chunk) > max_size:
+            more = self._split_batch(delimiter, max_size, mode)
+            if more:
+                batch += more
+            return batch
+        # The hand-written find loop, and the test for \r as in
+        # _find_frames (one find for it first, when the frames are short).
+        append = batch.append
+        strip = mode == _STRIP_CR
+        if strip and i - start < _CR_SCAN_FRAME_MAX and chunk.find(b"\r", start) < 0:
+            strip = False
+        if strip:
+            while i >= 0:
+                append(chunk[start : i - 1] if i > start and chunk[i - 1] == 13 else chunk[start:i])
+                start = i + 1
+                i = chunk.find(delimiter, start)
+        else:
+            while i >= 0:
+                append(chunk[start:i])
+                start = i + 1
+                i = chunk.find(delimiter, start)
+        self._pos = start
+        self._skey = delimiter  # searched to the end of the chunk
+        self._snext = len(chunk)
+        return batch
+
     def _straddling_batch(self, delimiter: bytes, max_size: int, mode: int, j: int) -> list[bytes] | None:
         """`_take_batch` for long frames, the way they usually arrive: the
         frame begun in _data (searched: no delimiter there) ends at ``j`` in

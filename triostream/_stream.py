@@ -1606,9 +1606,10 @@ class FrameIterator:
         window = _PEEK_WINDOW_MIN
         no_peek: object = None
         # Long frames at a one-byte delimiter: cut here (see the class comment).
-        delimiter, limit, mode = _one_byte_delimiter(take, args)
-        if mode is None:
-            delimiter = None
+        delimiter, limit, maybe_mode = _one_byte_delimiter(take, args)
+        mode = PLAIN_MODE if maybe_mode is None else maybe_mode
+        if maybe_mode is None:
+            delimiter = None  # (frames that keep their delimiter: not here)
         strip = mode == LINE_MODE
         while True:
             state = stream._state
@@ -1699,7 +1700,13 @@ class FrameIterator:
                         raise
                     finally:
                         stream._state &= _CLOSED
-                    stream._iterator_fed(read)
+                    if delimiter is not None and read and not stream._state:
+                        # Fed, and the frame it completes cut, in one call.
+                        taken = buffer._feed_first(read, delimiter, limit, mode)
+                        if taken is not None:
+                            yield taken
+                    else:
+                        stream._iterator_fed(read)
                     continue
             taken = await stream._next_frame_slow(take, args)
             if taken is None:
@@ -1812,6 +1819,12 @@ class BatchIterator:
         # empty buffer: after a batch that emptied it, the next step reads
         # without asking (at 16 KiB lines, in 64 KiB reads, every time).
         empty_is_none = getattr(take_batch, "__self__", None) is buffer
+        # Lines and one-byte delimiters: a read is fed and cut in one call
+        # (ReceiveBuffer._feed_batch) when it can be.
+        delimiter, limit, maybe_mode = _one_byte_delimiter(take_batch, args)
+        mode = PLAIN_MODE if maybe_mode is None else maybe_mode
+        if not empty_is_none:
+            delimiter = None  # (a codec's batch cutter)
         emptied = False
         while True:
             if self._pending is not None:
@@ -1844,7 +1857,22 @@ class BatchIterator:
                         raise
                     finally:
                         stream._state &= _CLOSED
-                    stream._iterator_fed(data)
+                    if delimiter is not None and data and not stream._state:
+                        batch = buffer._feed_batch(data, delimiter, limit, mode)
+                        if batch is not None:
+                            yield batch
+                            # No whole frame left: the search memory says
+                            # no delimiter follows, and the tail is short.
+                            data = buffer._data
+                            emptied = (
+                                not buffer._more_len
+                                and buffer._snext >= len(data)
+                                and buffer._skey == delimiter
+                                and len(data) - buffer._pos < limit
+                            )
+                            continue
+                    else:
+                        stream._iterator_fed(data)
                     continue
             batch = await stream._next_frame_slow(take_batch, args)
             if batch is None:
