@@ -39,6 +39,7 @@ from triostream import (
     ReceiveBuffer,
 )
 from triostream._buffer import LINE_MODE, PLAIN_MODE
+from triostream._codecs import FeedBatch, FeedFirst
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -105,6 +106,13 @@ def run_cutter(
 
 
 LINE_BYTES = st.binary(max_size=300).map(lambda b: bytes(b"a\r\nxy"[x % 5] for x in b))
+
+# Lines long against the chunks they arrive in (and against a patched
+# _BATCH_FRAME_MAX): the frames of `_straddling_batch`, which joins the line
+# that straddles two chunks and cuts the long ones after it in one loop.
+LONG_LINES = st.lists(st.tuples(st.binary(max_size=60), st.sampled_from([b"\n", b"\r\n", b"\r\r\n"])), max_size=20).map(
+    lambda lines: b"".join(body.replace(b"\n", b"") + end for body, end in lines)
+)
 
 
 # Frames up to this size are cut with one split, longer ones with a find per
@@ -275,6 +283,180 @@ def test_length_prefixed_batches_are_decode_in_a_loop(
             return ("incomplete", exc.partial, exc.expected)
 
     assert run(True, steps) == run(False, [False])
+
+
+def _fed_by(
+    bind_feed: Callable[[ReceiveBuffer], tuple[FeedFirst, FeedBatch] | None], batch: bool, arrays: list[bool]
+) -> Callable[[ReceiveBuffer, bytes], list[bytes] | None]:
+    """A ``feed`` for `run_cutter`: a codec's ``_bind_feed`` callables (each
+    chunk as bytes or a bytearray, by ``arrays``), or `ReceiveBuffer.feed`
+    when it has none."""
+    as_array = itertools.cycle(arrays or [False])
+
+    def feed(buffer: ReceiveBuffer, chunk: bytes) -> list[bytes] | None:
+        bound = bind_feed(buffer)
+        if bound is None:
+            buffer.feed(chunk)
+            return None
+        feed_first, feed_batch = bound
+        fed = bytearray(chunk) if next(as_array) else chunk
+        if batch:
+            return feed_batch(fed)
+        frame = feed_first(fed)
+        return None if frame is None else [frame]
+
+    return feed
+
+
+@given(
+    stream=prefixed_streams(plain=True) | prefixed_streams(),
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+    batch=st.booleans(),
+    discard=st.booleans(),
+    arrays=st.lists(st.booleans(), max_size=4),
+)
+def test_a_read_fed_and_cut_by_a_length_prefixed_codec_in_one_call_is_feed_and_decode(
+    stream: tuple[LengthPrefixed, bytes], cuts: list[int], batch: bool, discard: bool, arrays: list[bool]
+) -> None:
+    """The frame iterators' reads fed and cut in one call by the codec
+    (``_bind_feed``: the first frame the read completes, or all its whole
+    frames) give what `feed` and ``decode`` give, whatever the chunking,
+    frames that lie about their length, and frames being skipped."""
+    codec, data = stream
+    if discard:
+        codec = LengthPrefixed(
+            codec.max_size,
+            length_size=codec.length_size,
+            byteorder=codec.byteorder,
+            length_offset=codec.length_offset,
+            length_adjustment=codec.length_adjustment,
+            include_header=codec.include_header,
+            on_too_long="discard",
+        )
+    chunks = chunked(data, cuts)
+
+    def run(fused: bool) -> object:
+        decoder = codec.decoder()  # one per run, as a stream keeps one
+        feed = _fed_by(decoder._bind_feed, batch, arrays) if fused else None
+        try:
+            return run_cutter(chunks, decoder.decode, decoder.decode, [False], feed)
+        except IncompleteReadError as exc:
+            return ("incomplete", exc.partial, exc.expected)
+
+    assert run(True) == run(False)
+
+
+@given(
+    data=LONG_LINES,
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+    max_size=MAX_SIZE,
+    kind=st.sampled_from(["lines", "lines-raw", "delimited", "keep", "two-bytes", "discard"]),
+    batch=st.booleans(),
+    arrays=st.lists(st.booleans(), max_size=4),
+)
+def test_a_read_fed_and_cut_by_a_delimited_codec_in_one_call_is_feed_and_decode(
+    data: bytes, cuts: list[int], max_size: int, kind: str, batch: bool, arrays: list[bool]
+) -> None:
+    """As for length prefixes: `Lines` and one-byte `Delimited` codecs feed
+    and cut through the buffer's own (``_feed_first``, ``_feed_batch``);
+    the others have none, and their reads are fed as usual."""
+    codec = {
+        "lines": Lines(max_size),
+        "lines-raw": Lines(max_size, strip_cr=False),
+        "delimited": Delimited(b"\n", max_size),
+        "keep": Delimited(b"\n", max_size, keep_delimiter=True),
+        "two-bytes": Delimited(b"\r\n", max_size),
+        "discard": Lines(max_size, on_too_long="discard"),
+    }[kind]
+    chunks = chunked(data, cuts)
+
+    def run(fused: bool) -> object:
+        decoder = codec.decoder()
+        feed = _fed_by(decoder._bind_feed, batch, arrays) if fused else None
+        try:
+            return run_cutter(chunks, decoder.decode, decoder.decode, [False], feed)
+        except IncompleteReadError as exc:
+            return ("incomplete", exc.partial, exc.expected)
+
+    assert run(True) == run(False)
+    has_feed = codec.decoder()._bind_feed(ReceiveBuffer()) is not None
+    assert has_feed == (kind in ("lines", "lines-raw", "delimited"))
+
+
+def test_a_length_prefixed_read_that_ends_the_buffered_frame_is_cut_in_one_call() -> None:
+    codec = LengthPrefixed(100)
+    frames = [b"a" * 50, b"b" * 30, b"c" * 60]
+    wire = b"".join(codec.encode(f) for f in frames)
+    for batch in (True, False):
+        buffer = ReceiveBuffer(1 << 16)
+        decoder = codec.decoder()
+        buffer.feed(wire[:30])
+        assert decoder.decode(buffer) is None
+        bound = decoder._bind_feed(buffer)
+        assert bound is not None
+        read = wire[30:120]  # the rest of "a", "b", and the head of "c"
+        if batch:
+            assert bound[1](read) == frames[:2]
+            assert buffer.peek() == wire[88:120]
+        else:
+            assert bound[0](read) == frames[0]
+            assert buffer.peek() == wire[54:120]
+        assert buffer.offset == 120 - len(buffer.peek())
+    # A read that ends exactly with the frame.
+    buffer = ReceiveBuffer(1 << 16)
+    decoder = codec.decoder()
+    buffer.feed(wire[:30])
+    assert decoder.decode(buffer) is None
+    bound = decoder._bind_feed(buffer)
+    assert bound is not None
+    assert bound[1](wire[30:54]) == frames[:1]
+    assert not buffer
+    # Configurations with the length elsewhere have none.
+    for other in (LengthPrefixed(100, length_offset=1), LengthPrefixed(100, include_header=True)):
+        assert other.decoder()._bind_feed(ReceiveBuffer()) is None
+
+
+def test_a_length_prefixed_read_is_only_fed_when_decode_would_not_take_the_buffered_frame_first() -> None:
+    """What the codec's one-call feed leaves to ``decode`` (it only feeds):
+    a buffered header that declares too much, a whole frame already
+    buffered, a frame being skipped (discard mode), a read after EOF."""
+    codec = LengthPrefixed(10, on_too_long="discard")
+    header50 = (50).to_bytes(4, "big")
+    cases = {
+        "too long": (header50 + b"x" * 5, b"y" * 60),
+        "whole": (codec.encode(b"abc") + codec.encode(b"de")[:5], b"e"),
+    }
+    for name, (buffered, read) in cases.items():
+        buffer = ReceiveBuffer(1 << 16)
+        decoder = codec.decoder()
+        buffer.feed(buffered)
+        bound = decoder._bind_feed(buffer)
+        assert bound is not None
+        assert bound[0](read) is None, name
+        assert buffer.peek() == buffered + read, name
+    # Skipping a frame of 50 declared bytes: bytes pushed back meanwhile are
+    # part of it, for decode.
+    buffer = ReceiveBuffer(1 << 16)
+    decoder = codec.decoder()
+    buffer.feed(header50 + b"x" * 5)
+    with pytest.raises(FrameTooLongError):
+        decoder.decode(buffer)
+    buffer.unreceive((5).to_bytes(4, "big") + b"ab")
+    bound = decoder._bind_feed(buffer)
+    assert bound is not None
+    assert bound[0](b"cde" + codec.encode(b"ok")) is None
+    assert decoder.decode(buffer) is None  # all 15 bytes were the skipped frame's
+    assert not buffer
+    # After EOF it raises as feed does.
+    buffer = ReceiveBuffer(1 << 16)
+    decoder = codec.decoder()
+    buffer.feed(codec.encode(b"abc")[:5])
+    assert decoder.decode(buffer) is None
+    buffer.feed_eof()
+    bound = decoder._bind_feed(buffer)
+    assert bound is not None
+    with pytest.raises(RuntimeError):
+        bound[0](b"bc")
 
 
 @given(stream=prefixed_streams(plain=True), window=st.integers(min_value=1, max_value=400))
@@ -596,14 +778,6 @@ async def test_breaking_out_of_a_frame_loop_warns_nothing_and_loses_nothing(kind
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
-# Lines long against the chunks they arrive in (and against a patched
-# _BATCH_FRAME_MAX): the frames of `_straddling_batch`, which joins the line
-# that straddles two chunks and cuts the long ones after it in one loop.
-LONG_LINES = st.lists(st.tuples(st.binary(max_size=60), st.sampled_from([b"\n", b"\r\n", b"\r\r\n"])), max_size=20).map(
-    lambda lines: b"".join(body.replace(b"\n", b"") + end for body, end in lines)
-)
-
-
 @given(
     data=LONG_LINES,
     cuts=st.lists(st.integers(min_value=0), max_size=20),
@@ -684,8 +858,8 @@ def test_a_read_fed_and_cut_in_one_call_gives_the_frames_of_feed_and_take(
     def feed(buffer: ReceiveBuffer, chunk: bytes) -> list[bytes] | None:
         fed = bytearray(chunk) if next(as_array) else chunk
         if batch:
-            return buffer._feed_batch(fed, b"\n", max_size, mode)
-        frame = buffer._feed_first(fed, b"\n", max_size, mode)
+            return buffer._feed_batch(b"\n", max_size, mode, fed)
+        frame = buffer._feed_first(b"\n", max_size, mode, fed)
         return None if frame is None else [frame]
 
     with (
@@ -711,11 +885,11 @@ def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> No
         buffer.feed(head)
         assert (buffer.take_until(b"\n", 10_000) if until else buffer.take_line(10_000)) is None
         if batch:
-            assert buffer._feed_batch(read, b"\n", 10_000, mode) == frames
+            assert buffer._feed_batch(b"\n", 10_000, mode, read) == frames
             assert buffer.peek() == b"ee"
             assert buffer._skey == b"\n" and buffer._snext == len(buffer._data)
         else:
-            assert buffer._feed_first(read, b"\n", 10_000, mode) == frames[0]
+            assert buffer._feed_first(b"\n", 10_000, mode, read) == frames[0]
             assert buffer.peek() == read[3:]
         assert buffer.offset == len(head) + len(read) - len(buffer.peek())
     # Not the usual case: fed, nothing cut. The head not searched yet, or
@@ -725,7 +899,7 @@ def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> No
         buffer.feed(b"x\n" + head)
         if other is not None:
             assert buffer.take_until(other, 10_000) is None
-        assert buffer._feed_batch(read, b"\n", 10_000, mode) is None
+        assert buffer._feed_batch(b"\n", 10_000, mode, read) is None
         assert buffer.peek() == b"x\n" + head + read
     # After EOF it raises as feed does.
     buffer = ReceiveBuffer(1 << 16)
@@ -733,7 +907,7 @@ def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> No
     assert buffer.take_until(b"\n", 10_000) is None
     buffer.feed_eof()
     with pytest.raises(RuntimeError):
-        buffer._feed_first(b"late\n", b"\n", 10_000, mode)
+        buffer._feed_first(b"\n", 10_000, mode, b"late\n")
     assert buffer.peek() == head
 
 
@@ -743,7 +917,7 @@ def test_a_read_cut_in_one_call_resets_the_search_for_several_delimiters() -> No
     buffer.feed(b"x" * 10)
     assert buffer.take_until((b"!", b"?"), 100) is None
     assert buffer.take_line(100) is None
-    assert buffer._feed_first(b"\nyy?zz", b"\n", 100, LINE_MODE) == b"x" * 10
+    assert buffer._feed_first(b"\n", 100, LINE_MODE, b"\nyy?zz") == b"x" * 10
     assert buffer.take_until((b"!", b"?"), 100) == b"yy"
 
 

@@ -830,7 +830,7 @@ class ReceiveBuffer:
             return cut  # the usual case: the frames of one chunk
         return self._batch_loop(cut, delimiter, max_size, lines)
 
-    def _feed_first(self, chunk: bytes | bytearray, delimiter: bytes, max_size: int, mode: int) -> bytes | None:
+    def _feed_first(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
         """`feed` ``chunk``, then, in the usual case, consume and return the
         frame that it completes: what `take_line` (``mode`` ``LINE_MODE``)
         or `take_until` (``PLAIN_MODE``) with a one-byte ``delimiter`` would
@@ -863,18 +863,30 @@ class ReceiveBuffer:
                 # (A \r that ends _data before a \n that starts the chunk
                 # is rare: feed and the take handle it.)
                 end = j - 1 if mode == _STRIP_CR and j and chunk[j - 1] == 13 else j
-                frame = b"".join((memoryview(data)[pos:], memoryview(chunk)[:end])) if head else chunk[:end]
-                self._fed += len(chunk)
-                self._data = chunk
-                self._pos = j + 1
-                self._gen += 1
-                self._skey = None
-                self._mkey = None
-                return frame
+                return self._feed_joined(chunk, pos, end, j + 1 - end)
         self.feed(chunk)
         return None
 
-    def _feed_batch(self, chunk: bytes | bytearray, delimiter: bytes, max_size: int, mode: int) -> list[bytes] | None:
+    def _feed_joined(self, chunk: bytes, start: int, need: int, skip: int) -> bytes:
+        """Feed ``chunk`` and consume a frame that begins at ``start`` in
+        _data (at or after _pos) and ends ``need`` bytes into the chunk,
+        followed by ``skip`` bytes not returned (a delimiter): return
+        ``_data[start:]`` and ``chunk[:need]`` joined (one copy, none when
+        _data has nothing from ``start``). The chunk becomes _data. For the
+        iterators' reads (`_feed_first`, a codec's ``_feed_first``): nothing
+        may be queued and no batch cut, and the chunk holds ``need + skip``
+        bytes (the caller checked)."""
+        data = self._data
+        frame = b"".join((memoryview(data)[start:], memoryview(chunk)[:need])) if start < len(data) else chunk[:need]
+        self._fed += len(chunk)
+        self._data = chunk
+        self._pos = need + skip
+        self._gen += 1
+        self._skey = None
+        self._mkey = None
+        return frame
+
+    def _feed_batch(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> list[bytes] | None:
         """`_feed_first`, for a batch: the whole frames that ``chunk``
         completes, consumed, as `take_lines` (``mode`` ``LINE_MODE``) or
         `take_until_batch` (``PLAIN_MODE``) would return them next; or None,
@@ -888,7 +900,7 @@ class ReceiveBuffer:
         `feed` and `take_lines` -> 7.3 (the split loop: 6.4), 1 KiB lines
         23.1 -> 21.4 (the split loop with batches: 21.6).
         """
-        first = self._feed_first(chunk, delimiter, max_size, mode)
+        first = self._feed_first(delimiter, max_size, mode, chunk)
         if first is None:
             return None
         assert type(chunk) is bytes  # (_feed_first cuts from bytes only)

@@ -21,7 +21,7 @@ import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
 
 from ._buffer import _LF, LINE_MODE, PLAIN_MODE, ReceiveBuffer, normalize_delimiters
-from ._codecs import Codec, FrameDecoder, PeekFrames, _DecoderCache
+from ._codecs import Codec, FeedBatch, FeedFirst, FrameDecoder, PeekFrames, _DecoderCache
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._options import check_positive, check_timeout
 
@@ -986,12 +986,16 @@ class BufferedStream(trio.abc.Stream):
         limit = self._limit(max_size)
         buffer = self._buffer
         if type(delimiters) is bytes and not keep_delimiter:
+            feed = (delimiters, limit, PLAIN_MODE)
             return FrameIterator(
                 self,
                 buffer.take_until,
                 (delimiters, limit, False),
                 (buffer.take_until_batch, (delimiters, limit)),
                 functools.partial(buffer.peek_frames, delimiters, limit, PLAIN_MODE),
+                (functools.partial(buffer._feed_first, *feed), functools.partial(buffer._feed_batch, *feed))
+                if len(delimiters) == 1
+                else None,
             )
         return FrameIterator(self, buffer.take_until, (delimiters, limit, keep_delimiter))
 
@@ -1006,6 +1010,10 @@ class BufferedStream(trio.abc.Stream):
             (limit,),
             (buffer.take_lines, (limit,)),
             functools.partial(buffer.peek_frames, b"\n", limit, LINE_MODE),
+            (
+                functools.partial(buffer._feed_first, b"\n", limit, LINE_MODE),
+                functools.partial(buffer._feed_batch, b"\n", limit, LINE_MODE),
+            ),
         )
 
     # ------------------------------------------------------------ codecs
@@ -1131,6 +1139,7 @@ class BufferedStream(trio.abc.Stream):
             (),
             None if take_batch is None else (take_batch, ()),
             decoder.bind_peek(buffer),
+            decoder._bind_feed(buffer),
         )
 
     async def fill(self) -> int:
@@ -1558,7 +1567,7 @@ class FrameIterator:
     # loop, median of 7-11 interleaved rounds): 16 KiB lines 0.71x -> 0.80x
     # of split, 32 KiB 0.74x -> 0.86x; equal at 4 KiB and 8 KiB.
 
-    __slots__ = ("_args", "_batch", "_buffer", "_frames_now", "_peek", "_stream", "_take")
+    __slots__ = ("_args", "_batch", "_buffer", "_feed", "_frames_now", "_peek", "_stream", "_take")
 
     def __init__(
         self,
@@ -1567,6 +1576,7 @@ class FrameIterator:
         args: tuple[Any, ...],
         batch: tuple[TakeBatch, tuple[Any, ...]] | None = None,
         peek: PeekFrames | None = None,
+        feed: tuple[FeedFirst, FeedBatch] | None = None,
     ) -> None:
         self._stream = stream
         self._buffer = stream._buffer
@@ -1574,6 +1584,9 @@ class FrameIterator:
         self._args = args
         self._batch = batch
         self._peek = peek
+        # Each of the iterators' own reads fed and cut in one call (see
+        # FrameDecoder._bind_feed): for a frame loop, then for a batch loop.
+        self._feed = feed
         self._frames_now: AsyncIterator[bytes] | None = None  # the generator __anext__ steps
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -1602,14 +1615,14 @@ class FrameIterator:
         take = self._take
         args = self._args
         peek = self._peek
+        feed_first = None if self._feed is None else self._feed[0]
         used_up = True  # were the last cut frames all handed out?
         window = _PEEK_WINDOW_MIN
         no_peek: object = None
         # Long frames at a one-byte delimiter: cut here (see the class comment).
-        delimiter, limit, maybe_mode = _one_byte_delimiter(take, args)
-        mode = PLAIN_MODE if maybe_mode is None else maybe_mode
-        if maybe_mode is None:
-            delimiter = None  # (frames that keep their delimiter: not here)
+        delimiter, limit, mode = _one_byte_delimiter(take, args)
+        if mode is None:
+            delimiter = None
         strip = mode == LINE_MODE
         while True:
             state = stream._state
@@ -1700,9 +1713,9 @@ class FrameIterator:
                         raise
                     finally:
                         stream._state &= _CLOSED
-                    if delimiter is not None and read and not stream._state:
+                    if feed_first is not None and read and not stream._state:
                         # Fed, and the frame it completes cut, in one call.
-                        taken = buffer._feed_first(read, delimiter, limit, mode)
+                        taken = feed_first(read)
                         if taken is not None:
                             yield taken
                     else:
@@ -1819,12 +1832,14 @@ class BatchIterator:
         # empty buffer: after a batch that emptied it, the next step reads
         # without asking (at 16 KiB lines, in 64 KiB reads, every time).
         empty_is_none = getattr(take_batch, "__self__", None) is buffer
-        # Lines and one-byte delimiters: a read is fed and cut in one call
-        # (ReceiveBuffer._feed_batch) when it can be.
-        delimiter, limit, maybe_mode = _one_byte_delimiter(take_batch, args)
-        mode = PLAIN_MODE if maybe_mode is None else maybe_mode
+        # A read is fed and cut in one call when it can be (see
+        # FrameDecoder._bind_feed); after a batch cut so at one delimiter by
+        # the buffer's own cutter, the search memory tells whether a whole
+        # frame is left.
+        feed_batch = None if self._frames._feed is None else self._frames._feed[1]
+        delimiter, limit, _ = _one_byte_delimiter(take_batch, args)
         if not empty_is_none:
-            delimiter = None  # (a codec's batch cutter)
+            delimiter = None
         emptied = False
         while True:
             if self._pending is not None:
@@ -1857,15 +1872,16 @@ class BatchIterator:
                         raise
                     finally:
                         stream._state &= _CLOSED
-                    if delimiter is not None and data and not stream._state:
-                        batch = buffer._feed_batch(data, delimiter, limit, mode)
+                    if feed_batch is not None and data and not stream._state:
+                        batch = feed_batch(data)
                         if batch is not None:
                             yield batch
                             # No whole frame left: the search memory says
                             # no delimiter follows, and the tail is short.
                             data = buffer._data
                             emptied = (
-                                not buffer._more_len
+                                delimiter is not None
+                                and not buffer._more_len
                                 and buffer._snext >= len(data)
                                 and buffer._skey == delimiter
                                 and len(data) - buffer._pos < limit
