@@ -28,6 +28,7 @@ import triostream._stream
 from triostream import (
     BatchIterator,
     BufferedStream,
+    Codec,
     CorruptFrameError,
     Delimited,
     FrameIterator,
@@ -39,7 +40,6 @@ from triostream import (
     ReceiveBuffer,
 )
 from triostream._buffer import LINE_MODE, PLAIN_MODE
-from triostream._codecs import FeedBatch, FeedFirst
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -285,16 +285,17 @@ def test_length_prefixed_batches_are_decode_in_a_loop(
     assert run(True, steps) == run(False, [False])
 
 
-def _fed_by(
-    bind_feed: Callable[[ReceiveBuffer], tuple[FeedFirst, FeedBatch] | None], batch: bool, arrays: list[bool]
-) -> Callable[[ReceiveBuffer, bytes], list[bytes] | None]:
-    """A ``feed`` for `run_cutter`: a codec's ``_bind_feed`` callables (each
-    chunk as bytes or a bytearray, by ``arrays``), or `ReceiveBuffer.feed`
-    when it has none."""
+def _decode_fed(codec: Codec, chunks: list[bytes], fused: bool, batch: bool, arrays: list[bool]) -> object:
+    """`run_cutter` with a fresh decoder of ``codec`` (one per run, as a
+    stream keeps one), an `IncompleteReadError` as a value. With ``fused``,
+    each chunk is fed (as bytes or a bytearray, by ``arrays``) by the
+    decoder's ``_bind_feed`` callables (``batch``: the batch one), or by
+    `ReceiveBuffer.feed` when it has none."""
+    decoder = codec.decoder()
     as_array = itertools.cycle(arrays or [False])
 
     def feed(buffer: ReceiveBuffer, chunk: bytes) -> list[bytes] | None:
-        bound = bind_feed(buffer)
+        bound = decoder._bind_feed(buffer)
         if bound is None:
             buffer.feed(chunk)
             return None
@@ -305,7 +306,10 @@ def _fed_by(
         frame = feed_first(fed)
         return None if frame is None else [frame]
 
-    return feed
+    try:
+        return run_cutter(chunks, decoder.decode, decoder.decode, [False], feed if fused else None)
+    except IncompleteReadError as exc:
+        return ("incomplete", exc.partial, exc.expected)
 
 
 @given(
@@ -334,16 +338,7 @@ def test_a_read_fed_and_cut_by_a_length_prefixed_codec_in_one_call_is_feed_and_d
             on_too_long="discard",
         )
     chunks = chunked(data, cuts)
-
-    def run(fused: bool) -> object:
-        decoder = codec.decoder()  # one per run, as a stream keeps one
-        feed = _fed_by(decoder._bind_feed, batch, arrays) if fused else None
-        try:
-            return run_cutter(chunks, decoder.decode, decoder.decode, [False], feed)
-        except IncompleteReadError as exc:
-            return ("incomplete", exc.partial, exc.expected)
-
-    assert run(True) == run(False)
+    assert _decode_fed(codec, chunks, True, batch, arrays) == _decode_fed(codec, chunks, False, batch, arrays)
 
 
 @given(
@@ -369,16 +364,7 @@ def test_a_read_fed_and_cut_by_a_delimited_codec_in_one_call_is_feed_and_decode(
         "discard": Lines(max_size, on_too_long="discard"),
     }[kind]
     chunks = chunked(data, cuts)
-
-    def run(fused: bool) -> object:
-        decoder = codec.decoder()
-        feed = _fed_by(decoder._bind_feed, batch, arrays) if fused else None
-        try:
-            return run_cutter(chunks, decoder.decode, decoder.decode, [False], feed)
-        except IncompleteReadError as exc:
-            return ("incomplete", exc.partial, exc.expected)
-
-    assert run(True) == run(False)
+    assert _decode_fed(codec, chunks, True, batch, arrays) == _decode_fed(codec, chunks, False, batch, arrays)
     has_feed = codec.decoder()._bind_feed(ReceiveBuffer()) is not None
     assert has_feed == (kind in ("lines", "lines-raw", "delimited"))
 
@@ -387,30 +373,21 @@ def test_a_length_prefixed_read_that_ends_the_buffered_frame_is_cut_in_one_call(
     codec = LengthPrefixed(100)
     frames = [b"a" * 50, b"b" * 30, b"c" * 60]
     wire = b"".join(codec.encode(f) for f in frames)
-    for batch in (True, False):
+    # (batch, how much the read brings, what it returns, where what is left starts)
+    for batch, end, cut, left in [
+        (True, 120, frames[:2], 88),  # the rest of "a", "b", and the head of "c"
+        (False, 120, frames[0], 54),
+        (True, 54, frames[:1], 54),  # a read that ends with the frame
+    ]:
         buffer = ReceiveBuffer(1 << 16)
         decoder = codec.decoder()
         buffer.feed(wire[:30])
         assert decoder.decode(buffer) is None
         bound = decoder._bind_feed(buffer)
         assert bound is not None
-        read = wire[30:120]  # the rest of "a", "b", and the head of "c"
-        if batch:
-            assert bound[1](read) == frames[:2]
-            assert buffer.peek() == wire[88:120]
-        else:
-            assert bound[0](read) == frames[0]
-            assert buffer.peek() == wire[54:120]
-        assert buffer.offset == 120 - len(buffer.peek())
-    # A read that ends exactly with the frame.
-    buffer = ReceiveBuffer(1 << 16)
-    decoder = codec.decoder()
-    buffer.feed(wire[:30])
-    assert decoder.decode(buffer) is None
-    bound = decoder._bind_feed(buffer)
-    assert bound is not None
-    assert bound[1](wire[30:54]) == frames[:1]
-    assert not buffer
+        assert bound[1 if batch else 0](wire[30:end]) == cut
+        assert buffer.peek() == wire[left:end]
+        assert buffer.offset == left
     # Configurations with the length elsewhere have none.
     for other in (LengthPrefixed(100, length_offset=1), LengthPrefixed(100, include_header=True)):
         assert other.decoder()._bind_feed(ReceiveBuffer()) is None
