@@ -1878,13 +1878,13 @@ class BatchIterator:
                             yield batch
                             # No whole frame left: the search memory says
                             # no delimiter follows, and the tail is short.
-                            data = buffer._data
+                            held = buffer._data
                             emptied = (
                                 delimiter is not None
                                 and not buffer._more_len
-                                and buffer._snext >= len(data)
+                                and buffer._snext >= len(held)
                                 and buffer._skey == delimiter
-                                and len(data) - buffer._pos < limit
+                                and len(held) - buffer._pos < limit
                             )
                             continue
                     else:
