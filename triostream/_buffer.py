@@ -30,8 +30,10 @@ and consumes nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 
 from ._errors import FrameTooLongError
@@ -41,6 +43,9 @@ __all__ = ["Delimiters", "ReceiveBuffer"]
 #: A single delimiter, or a tuple of alternatives (see `normalize_delimiters`,
 #: which is internal: `triostream` does not export it).
 Delimiters = bytes | tuple[bytes, ...]
+# A frame iterator's read fed and cut in one call (see ReceiveBuffer._feeds).
+FeedFirst = Callable[[bytes | bytearray], "bytes | None"]
+FeedBatch = Callable[[bytes | bytearray], "list[bytes] | None"]
 
 _delimiter_cache: dict[object, Delimiters] = {}
 
@@ -830,6 +835,17 @@ class ReceiveBuffer:
             return cut  # the usual case: the frames of one chunk
         return self._batch_loop(cut, delimiter, max_size, lines)
 
+    def _feeds(self, delimiter: bytes, max_size: int, mode: int) -> tuple[FeedFirst, FeedBatch] | None:
+        """`_feed_first` and `_feed_batch` bound to a framing (for the frame
+        iterators, see `FrameDecoder._bind_feed`), or None when
+        ``delimiter`` is longer than one byte."""
+        if len(delimiter) != 1:
+            return None
+        return (
+            functools.partial(self._feed_first, delimiter, max_size, mode),
+            functools.partial(self._feed_batch, delimiter, max_size, mode),
+        )
+
     def _feed_first(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
         """`feed` ``chunk``, then, in the usual case, consume and return the
         frame that it completes: what `take_line` (``mode`` ``LINE_MODE``)
@@ -875,7 +891,9 @@ class ReceiveBuffer:
         _data has nothing from ``start``). The chunk becomes _data. For the
         iterators' reads (`_feed_first`, a codec's ``_feed_first``): nothing
         may be queued and no batch cut, and the chunk holds ``need + skip``
-        bytes (the caller checked)."""
+        bytes (the caller checked). `feed` and `_take_joined` do the same in
+        two calls: 0.3-0.4 µs more per read (16 KiB lines, as in
+        `_feed_batch`)."""
         data = self._data
         frame = b"".join((memoryview(data)[start:], memoryview(chunk)[:need])) if start < len(data) else chunk[:need]
         self._fed += len(chunk)
@@ -912,8 +930,10 @@ class ReceiveBuffer:
             if more:
                 batch += more
             return batch
-        # The hand-written find loop, and the test for \r as in
-        # _find_frames (one find for it first, when the frames are short).
+        # The hand-written find loop, and the test for \r, of _find_frames
+        # (one find for it first, when the frames are short), written here
+        # again: calling _find_frames cost 0.5-0.9 µs more per read at 16 KiB
+        # lines (7.3 -> 8.4, ReceiveBuffer alone, as above).
         append = batch.append
         strip = mode == _STRIP_CR
         if strip and i - start < _CR_SCAN_FRAME_MAX and chunk.find(b"\r", start) < 0:

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NoReturn
 
-from ._buffer import LINE_MODE, PLAIN_MODE, Delimiters, ReceiveBuffer, normalize_delimiters
+from ._buffer import LINE_MODE, PLAIN_MODE, Delimiters, FeedBatch, FeedFirst, ReceiveBuffer, normalize_delimiters
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError
 
 __all__ = [
@@ -74,9 +74,6 @@ OnTooLong = Literal["raise", "discard"]
 #: What `FrameDecoder.bind` returns: a zero-argument ``decode``.
 Take = Callable[[], "bytes | None"]
 TakeBatch = Callable[[], "list[bytes] | None"]
-# A frame iterator's read fed and cut in one call (see FrameDecoder._bind_feed).
-FeedFirst = Callable[[bytes | bytearray], "bytes | None"]
-FeedBatch = Callable[[bytes | bytearray], "list[bytes] | None"]
 PeekFrames = Callable[[int], "tuple[list[bytes], int] | tuple[list[bytes], int, bool] | None"]
 
 
@@ -403,12 +400,10 @@ class _DelimitedDecoder(FrameDecoder):
         if self._discard:
             return None
         if self._lines:
-            args: tuple[bytes, int, int] = (b"\n", self._max_size, LINE_MODE)
-        elif type(self._delimiters) is bytes and len(self._delimiters) == 1 and not self._keep:
-            args = (self._delimiters, self._max_size, PLAIN_MODE)
-        else:
-            return None
-        return functools.partial(buffer._feed_first, *args), functools.partial(buffer._feed_batch, *args)
+            return buffer._feeds(b"\n", self._max_size, LINE_MODE)
+        if type(self._delimiters) is bytes and not self._keep:
+            return buffer._feeds(self._delimiters, self._max_size, PLAIN_MODE)
+        return None
 
     def decode(self, buffer: ReceiveBuffer) -> bytes | None:
         if self._skipped >= 0 and not self._skip(buffer):

@@ -20,8 +20,8 @@ from typing import Any, NoReturn, TypeVar
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
 
-from ._buffer import _LF, LINE_MODE, PLAIN_MODE, ReceiveBuffer, normalize_delimiters
-from ._codecs import Codec, FeedBatch, FeedFirst, FrameDecoder, PeekFrames, _DecoderCache
+from ._buffer import _LF, LINE_MODE, PLAIN_MODE, FeedBatch, FeedFirst, ReceiveBuffer, normalize_delimiters
+from ._codecs import Codec, FrameDecoder, PeekFrames, _DecoderCache
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._options import check_positive, check_timeout
 
@@ -986,16 +986,13 @@ class BufferedStream(trio.abc.Stream):
         limit = self._limit(max_size)
         buffer = self._buffer
         if type(delimiters) is bytes and not keep_delimiter:
-            feed = (delimiters, limit, PLAIN_MODE)
             return FrameIterator(
                 self,
                 buffer.take_until,
                 (delimiters, limit, False),
                 (buffer.take_until_batch, (delimiters, limit)),
                 functools.partial(buffer.peek_frames, delimiters, limit, PLAIN_MODE),
-                (functools.partial(buffer._feed_first, *feed), functools.partial(buffer._feed_batch, *feed))
-                if len(delimiters) == 1
-                else None,
+                buffer._feeds(delimiters, limit, PLAIN_MODE),
             )
         return FrameIterator(self, buffer.take_until, (delimiters, limit, keep_delimiter))
 
@@ -1010,10 +1007,7 @@ class BufferedStream(trio.abc.Stream):
             (limit,),
             (buffer.take_lines, (limit,)),
             functools.partial(buffer.peek_frames, b"\n", limit, LINE_MODE),
-            (
-                functools.partial(buffer._feed_first, b"\n", limit, LINE_MODE),
-                functools.partial(buffer._feed_batch, b"\n", limit, LINE_MODE),
-            ),
+            buffer._feeds(b"\n", limit, LINE_MODE),
         )
 
     # ------------------------------------------------------------ codecs
@@ -1833,13 +1827,8 @@ class BatchIterator:
         # without asking (at 16 KiB lines, in 64 KiB reads, every time).
         empty_is_none = getattr(take_batch, "__self__", None) is buffer
         # A read is fed and cut in one call when it can be (see
-        # FrameDecoder._bind_feed); after a batch cut so at one delimiter by
-        # the buffer's own cutter, the search memory tells whether a whole
-        # frame is left.
+        # FrameDecoder._bind_feed).
         feed_batch = None if self._frames._feed is None else self._frames._feed[1]
-        delimiter, limit, _ = _one_byte_delimiter(take_batch, args)
-        if not empty_is_none:
-            delimiter = None
         emptied = False
         while True:
             if self._pending is not None:
@@ -1875,18 +1864,7 @@ class BatchIterator:
                     if feed_batch is not None and data and not stream._state:
                         batch = feed_batch(data)
                         if batch is not None:
-                            yield batch
-                            # No whole frame left: the search memory says
-                            # no delimiter follows, and the tail is short.
-                            held = buffer._data
-                            emptied = (
-                                delimiter is not None
-                                and not buffer._more_len
-                                and buffer._snext >= len(held)
-                                and buffer._skey == delimiter
-                                and len(held) - buffer._pos < limit
-                            )
-                            continue
+                            yield batch  # (the next step asks the cutter: emptied stays False)
                     else:
                         stream._iterator_fed(data)
                     continue
