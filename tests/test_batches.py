@@ -522,10 +522,10 @@ async def test_buffered_batches_come_without_a_checkpoint_and_refills_with_one(k
 
 @pytest.mark.parametrize("until", [False, True])
 async def test_after_a_batch_cut_at_its_read_the_next_step_reads_only_when_no_frame_is_left(until: bool) -> None:
-    """A batch cut as its read was fed (`ReceiveBuffer._feed_batch`) leaves
-    the search at the end of the chunk: the next step reads at once, unless
-    the loop's body changed the buffer (a pushed back frame comes without a
-    read), or what is left is over the limit (raised without a read)."""
+    """After a batch cut as its read was fed (`ReceiveBuffer._feed_batch`),
+    the next step reads only when no whole frame is buffered: not when the
+    loop's body changed the buffer (a pushed back frame comes without a
+    read), nor when what is left is over the limit (raised without a read)."""
     long_lines = b"\n" + b"b" * 600 + b"\n"
     # Room for a whole read beside what is buffered (else a step takes
     # before it reads: see BufferedStream._iterator_read).
@@ -852,7 +852,7 @@ def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> No
     """The usual case of a frame iterator's read: the frame begun in the
     buffer (searched: no delimiter there) ends in the read, long frames
     follow. `_feed_batch` cuts them all and leaves the search at the end of
-    the chunk (so the next step reads without asking); `_feed_first` cuts
+    the chunk (the next take answers None without searching); `_feed_first` cuts
     the first."""
     mode = PLAIN_MODE if until else LINE_MODE
     head, read = b"a" * 600, b"b\r\n" + b"c" * 600 + b"\n" + b"d" * 700 + b"\r\n" + b"ee"
