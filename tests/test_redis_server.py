@@ -104,6 +104,20 @@ class Client:
         await self.send(request)
         assert await self.read(len(expected)) == expected
 
+    async def reply(self) -> Any:
+        """One whole reply, parsed (see _parse_reply)."""
+        while True:
+            try:
+                value, end = _parse_reply(bytes(self.pending))
+            except (ValueError, IndexError):  # not whole yet
+                chunk = await self.stream.receive_some(65536)
+                if not chunk:
+                    raise AssertionError(f"EOF after {bytes(self.pending)!r}") from None
+                self.pending += chunk
+            else:
+                del self.pending[:end]
+                return value
+
     async def read_until_closed(self, quiet: float = 0.5) -> tuple[bytes, bool]:
         """What arrives until the server closes (True) or stays quiet for
         ``quiet`` seconds (False)."""
@@ -292,6 +306,8 @@ def _parse_reply(data: bytes, pos: int = 0) -> tuple[Any, int]:
         n = int(head)
         if n < 0:
             return None, pos
+        if pos + n + 2 > len(data):
+            raise IndexError("the bulk string is not whole yet")
         return data[pos : pos + n], pos + n + 2
     if kind in (b"*", b"%"):
         n = int(head) * (2 if kind == b"%" else 1)
@@ -322,13 +338,7 @@ async def _exchange(port: int, data: bytes, prefix: bytes = b"") -> tuple[bytes,
         await client.ask(b"FLUSHDB\r\n", b"+OK\r\n")
         if prefix:
             await client.send(prefix)
-            while True:  # skip the prefix's one reply
-                try:
-                    _, end = _parse_reply(bytes(client.pending))
-                    del client.pending[:end]
-                    break
-                except (ValueError, IndexError):
-                    client.pending += await client.stream.receive_some(65536)
+            await client.reply()  # skip the prefix's one reply
         await client.send(data)
         return await client.read_until_closed(quiet=0.1)
 
@@ -740,7 +750,8 @@ async def test_workers_share_one_port() -> None:
         for _ in range(24):
             async with connect(port) as client:
                 await client.send(b"INFO server\r\n")
-                data, _ = await client.read_until_closed(quiet=0.2)
+                data = await client.reply()
+                assert isinstance(data, bytes), data
                 match = re.search(rb"process_id:(\d+)", data)
                 assert match is not None, data
                 pids.add(match[1])

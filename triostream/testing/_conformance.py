@@ -713,10 +713,17 @@ async def _check_bounded(wrap: Wrap, max_buffered: int) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(flooder)
             handed_out = len(await stream.receive_some(1))
+            # Time for a read-ahead to go as far as it will: until nothing
+            # has been read for five windows of 10 ms in a row (at most 50).
+            quiet, last = 0, counting.bytes_read
             for _ in range(50):
                 await trio.testing.wait_all_tasks_blocked()
                 with trio.move_on_after(0.01):
                     await trio.sleep_forever()
+                quiet = quiet + 1 if counting.bytes_read == last else 0
+                last = counting.bytes_read
+                if quiet == 5:
+                    break
             held = counting.bytes_read - handed_out
             nursery.cancel_scope.cancel()
     if held > max_buffered:
