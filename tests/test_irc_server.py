@@ -487,13 +487,25 @@ async def test_a_member_stuck_past_write_timeout_is_dropped() -> None:
     messages = 2000
     async with running_server(sendq=1 << 20, write_timeout=0.5) as (port, server), connect(port, b"watch") as watch:
         await watch.join(b"#fan")
-        got, _, _, _ = await _fan_out(port, server, fast=3, messages=messages, size=150)
-        assert got == [messages] * 3
-        assert server.sendq_kills == 0
-        with trio.fail_after(5):
-            while ((line := await watch.line()) and command_of(line) != b"QUIT") or b":slow!" not in line:
-                pass
-        assert line == b":slow!slow@127.0.0.1 QUIT :Write timeout"
+        quits: list[bytes] = []
+        quit_seen = trio.Event()
+
+        async def watching() -> None:
+            # A reader too, all along (one that waited for the fan-out to end
+            # before reading would be dropped as well on a slow machine).
+            while not quits:
+                if command_of(line := await watch.line()) == b"QUIT" and line.startswith(b":slow!"):
+                    quits.append(line)
+            quit_seen.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watching)
+            got, _, _, _ = await _fan_out(port, server, fast=3, messages=messages, size=150)
+            assert got == [messages] * 3
+            assert server.sendq_kills == 0
+            with trio.fail_after(5):
+                await quit_seen.wait()
+        assert quits == [b":slow!slow@127.0.0.1 QUIT :Write timeout"]
 
 
 # ------------------------------------------------------------ hostile input
