@@ -958,7 +958,9 @@ def test_a_straddling_frame_of_exactly_max_size_is_taken_and_one_more_byte_raise
 def interleavings(draw: st.DrawFn) -> list[tuple[str, bytes | int]]:
     ops: list[tuple[str, bytes | int]] = []
     for _ in range(draw(st.integers(min_value=1, max_value=40))):
-        op = draw(st.sampled_from(["send", "send", "next", "next", "next", "line", "exactly", "unreceive", "peek"]))
+        op = draw(
+            st.sampled_from(["send", "send", "next", "next", "next", "line", "until", "exactly", "unreceive", "peek"])
+        )
         if op == "send":
             ops.append((op, draw(st.binary(min_size=1, max_size=80).map(lambda b: bytes(b"ab\r\n"[x % 4] for x in b)))))
         elif op == "unreceive":
@@ -983,7 +985,10 @@ def test_a_frame_iterator_mixed_with_other_receives_matches_a_plain_buffer(
     consumes or pushes back in between, every step returns the line at the
     head of the stream, as a plain buffer would. ``long_frame`` 2: lines of
     two bytes or more take the long-frame route (cut one by one in the
-    iterator's loop), shorter ones the peek."""
+    iterator's loop), shorter ones the peek. ``until`` searches for another
+    delimiter (b"b") in between: the search memory of one is not the
+    other's. A step that would wait for bytes the model holds fails (after
+    10 s) rather than hang."""
 
     async def main() -> None:
         left, right = trio.testing.memory_stream_pair()
@@ -1006,10 +1011,19 @@ def test_a_frame_iterator_mixed_with_other_receives_matches_a_plain_buffer(
                     continue  # would wait
                 expected = bytes(model[: end - 1] if model[end - 1 : end] == b"\r" else model[:end])
                 del model[: end + 1]
-                if op == "next":
-                    assert await it.__anext__() == expected
-                else:
-                    assert await stream.receive_line() == expected
+                with trio.fail_after(10):
+                    if op == "next":
+                        assert await it.__anext__() == expected
+                    else:
+                        assert await stream.receive_line() == expected
+            elif op == "until":
+                end = model.find(b"b")
+                if end < 0:
+                    continue
+                expected = bytes(model[:end])
+                del model[: end + 1]
+                with trio.fail_after(10):
+                    assert await stream.receive_until(b"b") == expected
             elif op == "exactly":
                 assert isinstance(arg, int)
                 if len(model) < arg:
@@ -1021,6 +1035,23 @@ def test_a_frame_iterator_mixed_with_other_receives_matches_a_plain_buffer(
 
     with patch.object(triostream._stream, "_LONG_FRAME", long_frame):
         trio.run(main)
+
+
+async def test_a_frame_step_searches_leave_another_delimiters_search_memory_true() -> None:
+    """A frame step's search for b"\\n" records what it saw for b"\\n"
+    only: after a receive_until(b"b") and a lines() step cancelled in its
+    read (it found no line: nothing consumed), the b"b" in the buffered
+    bytes is still found."""
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(b"1b2b3")
+    assert await stream.receive_until(b"b") == b"1"
+    frames = stream.lines()
+    with trio.move_on_after(0.05) as scope:
+        await frames.__anext__()  # no line buffered: it reads, and waits there
+    assert scope.cancelled_caught
+    assert stream.receive_until_nowait(b"b") == b"2"
+    assert stream.peek() == b"3"
 
 
 def _draw_interleaving(
