@@ -157,6 +157,48 @@ async def test_start_tls_with_a_silent_peer_times_out(autojump_clock: trio.testi
             await stream.aclose()
 
 
+@pytest.mark.parametrize("kind", ["BufferedStream", "HalfCloseableBufferedStream", "Connection"])
+@pytest.mark.parametrize("failure", ["not TLS", "silent"])
+async def test_after_a_failed_start_tls_nothing_goes_out_or_comes_in_as_plaintext(
+    autojump_clock: trio.testing.MockClock, kind: str, failure: str
+) -> None:
+    """A handshake that fails (the peer answers in plaintext) or times out
+    leaves the stream unusable, as documented: the next send and receive
+    raise trio.BrokenResourceError (a Connection's may say it ended:
+    ClosedResourceError), and nothing is sent or read in plaintext (no
+    STARTTLS downgrade)."""
+    context = _server_context()
+    left, right = trio.testing.memory_stream_pair()
+    if failure == "not TLS":
+        await left.send_all(b"EHLO plaintext\r\n")
+    expected = trio.TooSlowError if failure == "silent" else trio.BrokenResourceError
+    with trio.fail_after(100):
+        if kind == "Connection":
+            async with open_connection(right) as conn:
+                with pytest.raises(expected):
+                    await conn.start_tls(context, server_side=True, handshake_timeout=3)
+                await left.send_all(b"more plaintext\n")
+                with pytest.raises((trio.BrokenResourceError, trio.ClosedResourceError)):
+                    await conn.send_all(b"secret\n")
+                with pytest.raises((trio.BrokenResourceError, trio.ClosedResourceError)):
+                    await conn.receive_line()
+        else:
+            stream = BufferedStream(right) if kind == "BufferedStream" else HalfCloseableBufferedStream(right)
+            with pytest.raises(expected):
+                await stream.start_tls(context, server_side=True, handshake_timeout=3)
+            await left.send_all(b"more plaintext\n")
+            with pytest.raises(trio.BrokenResourceError):
+                await stream.send_all(b"secret\n")
+            with pytest.raises(trio.BrokenResourceError):
+                await stream.receive_line()
+            await stream.aclose()
+        sent = bytearray()
+        with trio.move_on_after(1):
+            while chunk := await left.receive_some():
+                sent += chunk
+    assert b"secret" not in sent
+
+
 async def test_start_tls_refuses_a_bad_handshake_timeout() -> None:
     _left, right = trio.testing.memory_stream_pair()
     stream = BufferedStream(right)

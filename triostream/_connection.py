@@ -836,7 +836,8 @@ class Connection(BufferedStream):
           StartTLSRefusedError: plaintext buffered or writes queued.
           RuntimeError: the helper tasks are not running.
           trio.ClosedResourceError, trio.BrokenResourceError: the connection
-            ended, or the handshake failed.
+            ended, or the handshake failed (then the connection is unusable:
+            nothing goes on in plaintext, as for `BufferedStream.start_tls`).
           trio.BusyResourceError: a receive or send is running.
         """
         check_timeout("handshake_timeout", handshake_timeout)

@@ -1254,8 +1254,10 @@ class BufferedStream(trio.abc.Stream):
         as if they came through TLS (CVE-2011-0411's class). A failed
         handshake raises what `trio.SSLStream.do_handshake` raises, and one
         not finished within ``handshake_timeout`` seconds (default 10, None
-        for no limit) raises `trio.TooSlowError`; either leaves the stream
-        unusable: close it. A full checkpoint.
+        for no limit) raises `trio.TooSlowError`; either (or a cancellation
+        during the handshake) leaves the stream unusable: every later send
+        and receive raises `trio.BrokenResourceError`, so nothing goes on in
+        plaintext (no downgrade); close it. A full checkpoint.
 
         Raises:
           StartTLSRefusedError: plaintext is buffered (nothing changed).
@@ -1263,7 +1265,8 @@ class BufferedStream(trio.abc.Stream):
           ValueError, TypeError: a bad ``handshake_timeout``.
           trio.BusyResourceError: a receive or send is running.
           trio.ClosedResourceError: the stream was closed or detached.
-          trio.BrokenResourceError: the handshake failed.
+          trio.BrokenResourceError: the handshake failed (and every send and
+            receive after that).
         """
         await self._handshake(
             ssl_context, server_side=server_side, server_hostname=server_hostname, handshake_timeout=handshake_timeout
@@ -1294,6 +1297,12 @@ class BufferedStream(trio.abc.Stream):
         tls = trio.SSLStream(
             self.transport_stream, ssl_context, server_side=server_side, server_hostname=server_hostname
         )
+        # The SSLStream is adopted before the handshake, whatever comes of
+        # it: one that failed, timed out or was cancelled is broken, so every
+        # later send and receive raises trio.BrokenResourceError instead of
+        # going on in plaintext over the old transport (a STARTTLS
+        # downgrade), and closing it closes that transport.
+        self.transport_stream = tls
         self._state |= _RECEIVING
         self._sending = True
         try:
@@ -1302,7 +1311,6 @@ class BufferedStream(trio.abc.Stream):
         finally:
             self._state &= ~_RECEIVING
             self._sending = False
-        self.transport_stream = tls
 
     def _refuse_plaintext_before_tls(self) -> None:
         self._settle()
@@ -1429,8 +1437,8 @@ class HalfCloseableBufferedStream(BufferedStream, trio.abc.HalfCloseableStream):
         """Upgrade to TLS and return a new `BufferedStream` over the
         `trio.SSLStream` (same settings); this stream is detached. Raises
         what `BufferedStream.start_tls` raises: after a refusal this stream
-        is left as it was, after a failed handshake it is unusable (close
-        it)."""
+        is left as it was, after a failed handshake it is unusable (its
+        sends and receives raise `trio.BrokenResourceError`: close it)."""
         await self._handshake(
             ssl_context, server_side=server_side, server_hostname=server_hostname, handshake_timeout=handshake_timeout
         )
