@@ -495,6 +495,39 @@ async def test_a_failed_tls_handshake_is_not_an_error(caplog: pytest.LogCaptureF
     assert ordinary(caplog, peer), "one line at INFO/DEBUG naming the peer"
 
 
+async def test_a_failed_starttls_is_one_info_line_that_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    """A handler whose start_tls fails (the client answers in plaintext) and
+    lets the error out: one INFO line naming the peer, no traceback, and it
+    says why (the TLS library's reason: trio's BrokenResourceError carries it
+    as its __cause__, its own message is empty)."""
+    server_ctx, _ = tls_contexts()
+    raised: list[BaseException] = []
+
+    async def handler(conn: Connection) -> None:
+        await conn.receive_line()
+        try:
+            await conn.start_tls(server_ctx, server_side=True, response=b"220 go\r\n")
+        except trio.BrokenResourceError as exc:
+            raised.append(exc)
+            raise
+
+    with caplog.at_level(logging.DEBUG, logger="triostream"), trio.fail_after(10):
+        async with serving(handler) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            peer = local_address(stream)
+            async with stream:
+                await stream.send_all(b"STARTTLS\r\n")
+                await stream.receive_some()  # the go-ahead
+                await stream.send_all(b"EHLO still plaintext\r\n" * 4)
+                await read_until_end(stream)
+            await poll_until(lambda: ordinary(caplog, peer))
+    assert problems(caplog) == []
+    [exc] = raised
+    assert exc.__cause__ is not None and str(exc.__cause__)
+    [line] = [r.getMessage() for r in ordinary(caplog, peer)]
+    assert line.endswith(str(exc.__cause__)), line
+
+
 async def test_a_handler_bug_is_logged_once_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
     async def handler(conn: Connection) -> None:
         await conn.receive_line()

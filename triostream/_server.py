@@ -325,7 +325,10 @@ class _Server:
                     finally:
                         del self.handlers[scope]
         except _ORDINARY as exc:
-            log.info("%s: connection ended: %s: %s", peer, type(exc).__name__, str(exc))
+            # (A failed TLS handshake's BrokenResourceError has no message of
+            # its own: the reason is its __cause__, the ssl.SSLError.)
+            why = str(exc) or str(exc.__cause__ or "")
+            log.info("%s: connection ended: %s: %s", peer, type(exc).__name__, why)
             return
         except Exception as exc:
             self.errors.report(peer, exc)
