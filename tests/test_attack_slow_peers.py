@@ -199,6 +199,41 @@ async def test_after_a_failed_start_tls_nothing_goes_out_or_comes_in_as_plaintex
     assert b"secret" not in sent
 
 
+@pytest.mark.parametrize("kind", ["BufferedStream", "HalfCloseableBufferedStream", "Connection"])
+async def test_aclose_during_a_start_tls_handshake_closes_at_once(
+    autojump_clock: trio.testing.MockClock, kind: str
+) -> None:
+    """Another task closes the stream while start_tls waits for a silent
+    peer's handshake: aclose returns at once (it does not wait for the
+    handshake, nor raise because the handshake holds the send side) and
+    start_tls raises (the transport is closed under it)."""
+    context = _server_context()
+    _left, right = trio.testing.memory_stream_pair()
+    raised: list[type[BaseException]] = []
+
+    async def upgrade(stream: BufferedStream) -> None:
+        with pytest.raises((trio.ClosedResourceError, trio.BrokenResourceError)) as info:
+            await stream.start_tls(context, server_side=True)
+        raised.append(info.type)
+
+    async def close_during_handshake(stream: BufferedStream) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(upgrade, stream)
+            await trio.testing.wait_all_tasks_blocked()
+            start = trio.current_time()
+            await stream.aclose()
+            assert trio.current_time() == start  # no wait on the (virtual) clock
+
+    with trio.fail_after(100):
+        if kind == "Connection":
+            async with open_connection(right) as conn:
+                await close_during_handshake(conn)
+        else:
+            stream = BufferedStream(right) if kind == "BufferedStream" else HalfCloseableBufferedStream(right)
+            await close_during_handshake(stream)
+    assert len(raised) == 1
+
+
 async def test_start_tls_refuses_a_bad_handshake_timeout() -> None:
     _left, right = trio.testing.memory_stream_pair()
     stream = BufferedStream(right)

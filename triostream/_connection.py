@@ -949,6 +949,8 @@ class Connection(BufferedStream):
                         await self._linger(deadline)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, NotImplementedError):
             pass
+        except trio.BusyResourceError:
+            pass  # another task holds the send side (a start_tls handshake): no EOF, closed below
         finally:
             self._end(CloseReason.LOCAL)
             truncated = self._queued > 0  # includes bytes the writer had in flight

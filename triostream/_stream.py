@@ -1297,12 +1297,6 @@ class BufferedStream(trio.abc.Stream):
         tls = trio.SSLStream(
             self.transport_stream, ssl_context, server_side=server_side, server_hostname=server_hostname
         )
-        # The SSLStream is adopted before the handshake, whatever comes of
-        # it: one that failed, timed out or was cancelled is broken, so every
-        # later send and receive raises trio.BrokenResourceError instead of
-        # going on in plaintext over the old transport (a STARTTLS
-        # downgrade), and closing it closes that transport.
-        self.transport_stream = tls
         self._state |= _RECEIVING
         self._sending = True
         try:
@@ -1311,6 +1305,14 @@ class BufferedStream(trio.abc.Stream):
         finally:
             self._state &= ~_RECEIVING
             self._sending = False
+            # The SSLStream is adopted whatever came of the handshake: one
+            # that failed, timed out or was cancelled is broken, so every
+            # later send and receive raises trio.BrokenResourceError instead
+            # of going on in plaintext over the old transport (a STARTTLS
+            # downgrade); closing it closes that transport. Not before the
+            # handshake ends: an aclose meanwhile closes the old transport at
+            # once (the SSLStream's own aclose would wait for the handshake).
+            self.transport_stream = tls
 
     def _refuse_plaintext_before_tls(self) -> None:
         self._settle()
