@@ -132,10 +132,12 @@ async def test_a_steady_stream_of_frames_is_never_cut_off(autojump_clock: trio.t
             assert not conn.closed
 
 
+_CA = trustme.CA()
+
+
 def _server_context() -> ssl.SSLContext:
-    ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("example.org").configure_cert(context)
+    _CA.issue_cert("example.org").configure_cert(context)
     return context
 
 
@@ -232,6 +234,44 @@ async def test_aclose_during_a_start_tls_handshake_closes_at_once(
             stream = BufferedStream(right) if kind == "BufferedStream" else HalfCloseableBufferedStream(right)
             await close_during_handshake(stream)
     assert len(raised) == 1
+
+
+@pytest.mark.parametrize("kind", ["BufferedStream", "HalfCloseableBufferedStream"])
+async def test_aclose_over_tls_to_a_peer_that_stops_reading_is_bounded(
+    autojump_clock: trio.testing.MockClock, kind: str
+) -> None:
+    """After start_tls, closing means a close_notify the peer must read
+    (trio.SSLStream.aclose waits for it): against a peer that stops
+    reading, aclose gives up after close_timeout seconds and closes the
+    transport forcefully."""
+    server_ctx = _server_context()
+    client_ctx = ssl.create_default_context()
+    _CA.configure_trust(client_ctx)
+    left, right = trio.testing.lockstep_stream_pair()  # every send waits for the peer's read
+    kinds = {"BufferedStream": BufferedStream, "HalfCloseableBufferedStream": HalfCloseableBufferedStream}
+    stream = kinds[kind](right, close_timeout=3)  # (the new stream start_tls returns keeps it)
+    client = trio.SSLStream(left, client_ctx, server_hostname="example.org")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        upgraded = await stream.start_tls(server_ctx, server_side=True)
+    assert upgraded.close_timeout == 3
+    with trio.fail_after(100):
+        start = trio.current_time()
+        await upgraded.aclose()  # the client never reads again
+        assert trio.current_time() - start == pytest.approx(3)
+    with pytest.raises(trio.ClosedResourceError):
+        await right.receive_some()  # the transport is closed
+
+
+def test_close_timeout_is_checked_at_the_call() -> None:
+    transport = trio.testing.memory_stream_pair()[1]
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="close_timeout"):
+            BufferedStream(transport, close_timeout=bad)
+    for wrong in (None, "10", True):
+        with pytest.raises(TypeError, match="close_timeout"):
+            BufferedStream(transport, close_timeout=wrong)  # type: ignore[arg-type]
+    assert BufferedStream(transport).close_timeout == 10
 
 
 async def test_start_tls_refuses_a_bad_handshake_timeout() -> None:

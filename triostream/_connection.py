@@ -204,7 +204,12 @@ class Connection(BufferedStream):
     def _setup(self, transport_stream: trio.abc.Stream, options: ConnectionOptions) -> None:
         self._reader_waiting = False
         self._room_made = trio.Event()
-        super().__init__(transport_stream, max_buffer_size=options.max_buffer_size, receive_size=options.receive_size)
+        super().__init__(
+            transport_stream,
+            max_buffer_size=options.max_buffer_size,
+            receive_size=options.receive_size,
+            close_timeout=options.close_timeout,
+        )
         low = options.write_low_water
         self.max_write_buffer_size = options.max_write_buffer_size
         self.write_high_water = options.write_high_water
@@ -213,7 +218,6 @@ class Connection(BufferedStream):
         self.idle_timeout = options.idle_timeout
         self.read_timeout = options.read_timeout
         self.write_timeout = options.write_timeout
-        self.close_timeout = options.close_timeout
         self._queue: deque[bytes] = deque()
         self._queued = 0  # bytes queued and not yet sent
         self._data_arrived = trio.Event()  # replaced after each wake-up

@@ -100,6 +100,11 @@ class BufferedStream(trio.abc.Stream):
         receive can return and the default ``max_size``.
       receive_size: the most bytes asked of the transport in one
         ``receive_some`` call (default 64 KiB).
+      close_timeout: seconds `aclose` gives the transport's own close
+        (default 10), which may wait for the peer (a `trio.SSLStream`'s
+        sends its close_notify, after `start_tls`); then the transport is
+        closed forcefully. `ValueError` / `TypeError` unless a finite number
+        > 0.
 
     **The receive contract.** It holds for every receive method, and the
     test-suite checks each line.
@@ -164,6 +169,8 @@ class BufferedStream(trio.abc.Stream):
     max_buffer_size: int
     #: The most bytes asked of the transport in one read.
     receive_size: int
+    #: Seconds `aclose` waits for the transport's close before forcing it.
+    close_timeout: float
 
     # Subclasses whose bytes come from elsewhere (a read-ahead task) set this
     # False: every read then goes through _fill.
@@ -178,10 +185,14 @@ class BufferedStream(trio.abc.Stream):
         *,
         max_buffer_size: int = 65536,
         receive_size: int = 65536,
+        close_timeout: float = 10.0,
     ) -> None:
         self.transport_stream = transport_stream
         self.max_buffer_size = check_positive("max_buffer_size", max_buffer_size)
         self.receive_size = check_positive("receive_size", receive_size)
+        checked = check_timeout("close_timeout", close_timeout, optional=False)
+        assert checked is not None
+        self.close_timeout = checked
         self._buffer = ReceiveBuffer(self.max_buffer_size)
         # (list iterator of the cut frames, the cut, where it starts, bytes
         # per frame beyond its length): see FrameIterator and _settle.
@@ -1383,6 +1394,10 @@ class BufferedStream(trio.abc.Stream):
         Idempotent, and a checkpoint. Receives and sends blocked in the
         transport in other tasks get `trio.ClosedResourceError`. After
         `detach`, the transport is not ours any more and is left open.
+        Bounded: a transport close still waiting after ``close_timeout``
+        seconds (a TLS close_notify to a peer that does not read) is
+        cancelled, which closes the transport forcefully; cancelled from
+        outside, it is forceful too (as `trio.aclose_forcefully`).
         """
         if self._state & _CLOSED:
             await checkpoint()
@@ -1390,7 +1405,8 @@ class BufferedStream(trio.abc.Stream):
         self._settle()
         self._state |= _CLOSED
         self._buffer.clear()
-        await self.transport_stream.aclose()
+        with trio.move_on_after(self.close_timeout):
+            await self.transport_stream.aclose()  # cancelled, it still closes (forcefully)
 
 
 class HalfCloseableBufferedStream(BufferedStream, trio.abc.HalfCloseableStream):
@@ -1417,13 +1433,16 @@ class HalfCloseableBufferedStream(BufferedStream, trio.abc.HalfCloseableStream):
         *,
         max_buffer_size: int = 65536,
         receive_size: int = 65536,
+        close_timeout: float = 10.0,
     ) -> None:
         if not isinstance(transport_stream, trio.abc.HalfCloseableStream):
             raise TypeError(
                 "HalfCloseableBufferedStream needs a trio.abc.HalfCloseableStream, "
                 f"not {type(transport_stream).__name__}; use BufferedStream"
             )
-        super().__init__(transport_stream, max_buffer_size=max_buffer_size, receive_size=receive_size)
+        super().__init__(
+            transport_stream, max_buffer_size=max_buffer_size, receive_size=receive_size, close_timeout=close_timeout
+        )
 
     def __repr__(self) -> str:
         return "<HalfCloseable" + super().__repr__()[1:]
@@ -1447,7 +1466,9 @@ class HalfCloseableBufferedStream(BufferedStream, trio.abc.HalfCloseableStream):
         # Nothing is left over: buffered plaintext was refused, and the
         # handshake read through the SSLStream, not into our buffer.
         tls, _ = self.detach()
-        return BufferedStream(tls, max_buffer_size=self.max_buffer_size, receive_size=self.receive_size)
+        return BufferedStream(
+            tls, max_buffer_size=self.max_buffer_size, receive_size=self.receive_size, close_timeout=self.close_timeout
+        )
 
     async def send_eof(self) -> None:
         """Close the sending side and keep receiving (`trio.abc.HalfCloseableStream`):
