@@ -951,10 +951,14 @@ class Connection(BufferedStream):
                     if self.can_send_eof:
                         await super().send_eof()
                         await self._linger(deadline)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, NotImplementedError):
-            pass
-        except trio.BusyResourceError:
-            pass  # another task holds the send side (a start_tls handshake): no EOF, closed below
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            trio.BusyResourceError,  # a start_tls handshake holds the send side: no EOF
+            OSError,
+            NotImplementedError,
+        ):
+            pass  # the transport is closed below all the same
         finally:
             self._end(CloseReason.LOCAL)
             truncated = self._queued > 0  # includes bytes the writer had in flight
