@@ -10,6 +10,7 @@ batch.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import warnings
@@ -38,6 +39,7 @@ from triostream import (
     Lines,
     Netstring,
     ReceiveBuffer,
+    open_connection,
 )
 from triostream._buffer import LINE_MODE, PLAIN_MODE
 
@@ -1592,6 +1594,120 @@ async def test_the_limit_is_exact_for_long_frames_cut_in_the_iterators_loop(how:
     with pytest.raises(FrameTooLongError):
         await frames.__anext__()
     assert stream.peek() == b"z" * (n + 1)
+
+
+class _NoMore(Exception):
+    """A scripted transport read past its script."""
+
+
+def _short_long_frames() -> contextlib.AbstractContextManager[object]:
+    """Frames of two bytes or more take the long-frame route (the frame
+    iterator's own loop, FrameIterator._frames), so that a few bytes show
+    what 8 KiB frames would."""
+    return patch.object(triostream._stream, "_LONG_FRAME", 2)
+
+
+def _until(how: str, stream: BufferedStream, max_size: int) -> FrameIterator:
+    return stream.lines(max_size=max_size) if how == "lines" else stream.iter_until(b"\n", max_size=max_size)
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
+async def test_the_long_frame_loop_reads_no_more_than_the_buffer_has_room_for(how: str) -> None:
+    """After the long frames of a read, the head of the next one stays
+    buffered: the loop's own read asks for ``receive_size`` only when the
+    buffer has that much room left (here 3 of 18 bytes held: 15)."""
+    transport = ScriptedStream([b"aaaa\ncccc\nbbb", b"b\n"])
+    stream = BufferedStream(transport, max_buffer_size=18, receive_size=16)
+    with _short_long_frames():
+        got = [frame async for frame in _until(how, stream, 18)]
+    assert got == [b"aaaa", b"cccc", b"bbbb"]
+    assert transport.requests[:2] == [16, 15]
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
+async def test_the_long_frame_loop_raises_for_a_head_over_the_limit_without_reading(how: str) -> None:
+    """The bytes after the last long frame of a read are already max_size
+    without a delimiter: `FrameTooLongError` at once, nothing consumed, no
+    read first (the peer may send nothing more)."""
+    transport = ScriptedStream([b"aaaa\ncccc\nzzzzzz"], error=_NoMore())
+    stream = BufferedStream(transport, max_buffer_size=1024, receive_size=64)
+    got = []
+    with _short_long_frames(), pytest.raises(FrameTooLongError):
+        async for frame in _until(how, stream, 6):
+            got.append(frame)
+    assert got == [b"aaaa", b"cccc"]
+    assert stream.peek() == b"zzzzzz"
+    assert transport.requests == [64]
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
+async def test_the_long_frame_loop_takes_a_frame_that_fill_completed_without_reading(how: str) -> None:
+    """``fill()`` in the loop's body queued the end of the next frame behind
+    the chunk: the next step returns that frame, with no read (the peer sends
+    nothing more: a read would never return)."""
+    transport = ScriptedStream([b"aaaa\ncccc\nbb", b"bb\n"], error=_NoMore())
+    stream = BufferedStream(transport, max_buffer_size=1024, receive_size=64)  # (room for a read)
+    got = []
+    with _short_long_frames(), pytest.raises(_NoMore):
+        async for frame in _until(how, stream, 1024):
+            got.append(frame)
+            if frame == b"cccc":
+                assert await stream.fill() == 3
+    assert got == [b"aaaa", b"cccc", b"bbbb"]
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
+async def test_the_long_frame_loop_does_not_read_after_an_eof_that_fill_met(how: str) -> None:
+    """``fill()`` in the loop's body met EOF: the next step raises
+    `IncompleteReadError` with the unfinished frame, without reading again."""
+    transport = ScriptedStream([b"aaaa\ncccc\nbb"])
+    stream = BufferedStream(transport, max_buffer_size=1024, receive_size=64)
+    got = []
+    with _short_long_frames(), pytest.raises(IncompleteReadError) as info:
+        async for frame in _until(how, stream, 1024):
+            got.append(frame)
+            if frame == b"cccc":
+                assert await stream.fill() == 0
+    assert got == [b"aaaa", b"cccc"]
+    assert info.value.partial == b"bb"
+    assert len(transport.requests) == 2  # the first read and fill's
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
+async def test_the_long_frame_loop_sees_another_chunk_consumed_to_the_same_offset(how: str) -> None:
+    """In the loop's body, the rest of the chunk and the head of the next
+    read are received, leaving the cursor at the same offset of another
+    chunk: the next step returns the next frame of the new chunk, not the
+    one after that offset in the old."""
+    stream = BufferedStream(ScriptedStream([b"aa\nbb\ncc\n", b"zzzzzzyy\n"]))
+    got = []
+    with _short_long_frames():
+        async for frame in _until(how, stream, 1024):
+            got.append(frame)
+            if frame == b"bb":
+                assert await stream.receive_exactly(3) == b"cc\n"
+                assert await stream.receive_exactly(6) == b"zzzzzz"
+    assert got == [b"aa", b"bb", b"yy"]
+
+
+async def test_a_connection_s_long_frame_loop_leaves_the_reads_to_its_reader_task() -> None:
+    """Over a `Connection` the long frames of a read come from the loop too,
+    but the head of the next frame waits for the reader task (which owns the
+    transport's receive side and the read deadlines), not for a read of the
+    loop's own."""
+    left, right = trio.testing.memory_stream_pair()
+    got = []
+    with _short_long_frames(), trio.fail_after(10):
+        async with open_connection(right, max_buffer_size=1024, receive_size=64) as conn:
+            await left.send_all(b"aaaa\ncccc\nbb")
+            async for frame in conn.lines():
+                got.append(frame)
+                if frame == b"cccc":
+                    await trio.testing.wait_all_tasks_blocked()  # (the reader task waits in receive_some)
+                    await left.send_all(b"bb\n")
+                elif frame == b"bbbb":
+                    break
+    assert got == [b"aaaa", b"cccc", b"bbbb"]
 
 
 async def test_a_long_line_in_small_reads_is_found_once_the_delimiter_comes() -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import ssl
+from unittest.mock import patch
 
 import pytest
 import trio
 import trio.testing
 from attack_kit import tls_contexts
 
+import triostream._stream
 from triostream import BufferedStream, CloseReason, LengthPrefixed, StartTLSRefusedError, open_connection
 
 
@@ -94,13 +96,20 @@ async def test_detach_in_a_frame_loop_leaves_exactly_the_rest() -> None:
     await transport.aclose()
 
 
+@pytest.mark.parametrize("long_frame", [8192, 1])
 @pytest.mark.parametrize("connection", [False, True])
 @pytest.mark.parametrize("direct", [False, True])
-async def test_closing_in_a_frame_loop_ends_it_before_the_next_frame(direct: bool, connection: bool) -> None:
+async def test_closing_in_a_frame_loop_ends_it_before_the_next_frame(
+    direct: bool, connection: bool, long_frame: int
+) -> None:
+    """The close comes after the second frame. ``long_frame`` 1: the lines
+    take the long-frame route (the second is cut in the iterator's own
+    loop), not the hand-out."""
     left, right = trio.testing.memory_stream_pair()
-    await left.send_all(b"a\nb\nc\n")
+    await left.send_all(b"a\nb\nc\nd\n")
     got = []
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(patch.object(triostream._stream, "_LONG_FRAME", long_frame))
         if connection:
             stream: BufferedStream = await stack.enter_async_context(open_connection(right))
             await trio.testing.wait_all_tasks_blocked()  # (the reader task read it all)
@@ -110,13 +119,35 @@ async def test_closing_in_a_frame_loop_ends_it_before_the_next_frame(direct: boo
             if direct:
                 frames = stream.lines()
                 got.append(await frames.__anext__())
+                got.append(await frames.__anext__())
                 await stream.aclose()
                 got.append(await frames.__anext__())
             else:
                 async for line in stream.lines():
                     got.append(line)
-                    await stream.aclose()
-    assert got == [b"a"]
+                    if line == b"b":
+                        await stream.aclose()
+    assert got == [b"a", b"b"]
+
+
+@pytest.mark.parametrize("long_frame", [8192, 1])
+async def test_a_frame_loop_step_while_another_task_receives_raises_busy(long_frame: int) -> None:
+    """Another task waits in a read (for more than is buffered): the loop's
+    next step raises `trio.BusyResourceError`, though its next frame is
+    buffered, and consumes nothing. ``long_frame`` 1: the second frame came
+    from the long-frame route, 8192: from the hand-out."""
+    stream = await stream_with(b"a\nb\nc\n")
+    frames = stream.lines()
+    with patch.object(triostream._stream, "_LONG_FRAME", long_frame):
+        assert await frames.__anext__() == b"a"
+        assert await frames.__anext__() == b"b"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.receive_exactly, 100)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                await frames.__anext__()
+            nursery.cancel_scope.cancel()
+    assert stream.peek() == b"c\n"
 
 
 async def test_two_frame_loops_over_one_stream_take_turns(autojump_clock: trio.testing.MockClock) -> None:

@@ -475,7 +475,8 @@ class BufferedStream(trio.abc.Stream):
         a full buffer and a frame that already spans a whole read
         (`_receive_more` queues the reads that bring no delimiter without
         searching them twice). Only a plain BufferedStream reads itself: a
-        Connection's `_fill` keeps its deadlines."""
+        Connection's `_fill` keeps its deadlines. (`FrameIterator._frames`'s
+        long-frame loop makes the same test inline.)"""
         buffer = self._buffer
         held = len(buffer._data) - buffer._pos + buffer._more_len
         size = self.receive_size
@@ -1591,6 +1592,18 @@ class FrameIterator:
     # per read. Measured in one process (64 KiB reads, split = the find
     # loop, median of 7-11 interleaved rounds): 16 KiB lines 0.71x -> 0.80x
     # of split, 32 KiB 0.74x -> 0.86x; equal at 4 KiB and 8 KiB.
+    # Once a long frame is out, a loop of its own cuts the next long ones of
+    # the same chunk, and reads and joins the one that straddles into the
+    # next read, for as long as nothing else touches the buffer: without it
+    # each frame went round the whole step (the state, a call to
+    # ReceiveBuffer._search) and each read through _iterator_read, two more
+    # searches and the top of the step. Measured in one process (64 KiB
+    # reads, 15 interleaved rounds, median ratios to split): 16 KiB lines
+    # 0.75x -> 0.80x, 16,000-byte lines (reads not aligned to the lines)
+    # 0.77x -> 0.80x (the hand-written generator over a shared buffer:
+    # 0.94x, 0.87x); with cachegrind, per 16 KiB line: 40.2k -> 38.2k
+    # instructions, 607 -> 545 mispredicted branches (that generator: 35.6k,
+    # 445).
 
     __slots__ = ("_args", "_batch", "_buffer", "_feed", "_frames_now", "_peek", "_stream", "_take")
 
@@ -1649,6 +1662,7 @@ class FrameIterator:
         if mode is None:
             delimiter = None
         strip = mode == LINE_MODE
+        plain = type(stream)._fill is BufferedStream._fill  # (see _iterator_read)
         while True:
             state = stream._state
             if state == _HANDOUT:
@@ -1669,8 +1683,69 @@ class FrameIterator:
                         if _LONG_FRAME <= end - pos < limit:
                             if buffer._batch_len:
                                 buffer._drop_batch()
-                            buffer._pos = end + 1
-                            yield chunk[pos : end - 1] if strip and chunk[end - 1] == 13 else chunk[pos:end]
+                            frame = chunk[pos : end - 1] if strip and chunk[end - 1] == 13 else chunk[pos:end]
+                            after = end + 1
+                            buffer._pos = after
+                            # The long-frame loop (see the class comment):
+                            # while the frames stay long, cut the next one
+                            # from this chunk, or read and join the one that
+                            # straddles into the read, without going round
+                            # the step above.
+                            while True:
+                                yield frame
+                                # Untouched meanwhile? Whatever consumes moves
+                                # _pos forward or replaces _data (compaction,
+                                # unreceive, the next chunk): both unchanged
+                                # mean nothing was consumed (so no batch cut
+                                # either); a close or another task's read
+                                # sets _state.
+                                if stream._state or buffer._pos != after or buffer._data is not chunk:
+                                    break
+                                end = chunk.find(delimiter, after)
+                                if _LONG_FRAME <= end - after < limit:
+                                    frame = (
+                                        chunk[after : end - 1] if strip and chunk[end - 1] == 13 else chunk[after:end]
+                                    )
+                                    after = end + 1
+                                    buffer._pos = after
+                                    continue
+                                # (What buffer._search would remember.)
+                                buffer._skey = delimiter
+                                buffer._snext = end if end >= 0 else len(chunk)
+                                # The rest of the chunk is the head of a frame,
+                                # nothing queued: read as `_iterator_read` says
+                                # (its test, without the call); anything else
+                                # goes round the step above.
+                                held = len(chunk) - after
+                                size = stream.receive_size
+                                if (
+                                    end >= 0
+                                    or held >= limit
+                                    or buffer._more_len
+                                    or buffer._eof
+                                    or held >= size
+                                    or buffer.capacity - held < size
+                                    or not plain
+                                ):
+                                    break
+                                no_peek = chunk
+                                stream._state = _RECEIVING
+                                try:
+                                    read = await stream.transport_stream.receive_some(size)
+                                except trio.ClosedResourceError as exc:
+                                    stream._raise_if_closed_meanwhile(exc)
+                                    raise
+                                finally:
+                                    stream._state &= _CLOSED
+                                if feed_first is None or not read or stream._state:
+                                    stream._iterator_fed(read)
+                                    break
+                                joined = feed_first(read)  # the straddling frame
+                                if joined is None:
+                                    break  # (fed: the read did not end it)
+                                frame = joined
+                                chunk = buffer._data  # (the read)
+                                after = buffer._pos
                             continue
                         if end < 0:
                             # No delimiter after pos: with nothing queued and
