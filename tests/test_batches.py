@@ -1690,6 +1690,36 @@ async def test_the_long_frame_loop_sees_another_chunk_consumed_to_the_same_offse
     assert got == [b"aa", b"bb", b"yy"]
 
 
+@pytest.mark.parametrize("how", ["lines", "iter_until", "batches"])
+async def test_the_loops_read_by_themselves_when_the_buffer_has_less_room_than_a_read(how: str) -> None:
+    """With the default sizes (``max_buffer_size`` = ``receive_size``) every
+    read after a frame's head has less room than ``receive_size``: the
+    frame and batch loops still make that read themselves (asking for the
+    room left, as the stream's own refill would), not through the general
+    refill, which they keep for EOF."""
+    wire = b"".join(b"%d" % i * 6 + b"\n" for i in range(10))  # 10 lines of 7 bytes
+    transport = ScriptedStream([wire[i : i + 16] for i in range(0, len(wire), 16)])
+    stream = BufferedStream(transport, max_buffer_size=16, receive_size=16)
+    slow = 0
+    next_frame_slow = BufferedStream._next_frame_slow
+
+    async def counted(self: BufferedStream, *args: object) -> object:
+        nonlocal slow
+        slow += 1
+        return await next_frame_slow(self, *args)  # type: ignore[arg-type]
+
+    with patch.object(BufferedStream, "_next_frame_slow", counted):
+        if how == "batches":
+            got = [frame async for batch in stream.lines().batches() for frame in batch]
+        else:
+            got = [frame async for frame in _until(how, stream, 16)]
+    assert got == wire.split(b"\n")[:-1]
+    assert slow == 1  # the last step, at EOF
+    assert len(transport.requests) > 6  # (reads of the room left: the lines straddle them)
+    assert transport.requests[0] == 16
+    assert all(request is not None and 0 < request < 16 for request in transport.requests[1:-1])
+
+
 async def test_a_connection_s_long_frame_loop_leaves_the_reads_to_its_reader_task() -> None:
     """Over a `Connection` the long frames of a read come from the loop too,
     but the head of the next frame waits for the reader task (which owns the
