@@ -557,6 +557,16 @@ class Connection(BufferedStream):
                 self._want_probe = True
             self._room_made.set()  # frames taken without a receive (the iterators) made room
             arrived = self._data_arrived
+            if deadline == math.inf:
+                # No deadline (read_timeout unset, or a wait between
+                # requests): no cancel scope either. Entering and leaving
+                # one on every wait for the reader cost, in a frame loop over
+                # 16 KiB lines in 64 KiB reads (in one process, cachegrind),
+                # 66.8k -> 58.6k instructions per line (a plain stream's:
+                # 38.2k).
+                await arrived.wait()
+                self._check_open()
+                return
             with trio.move_on_at(deadline):
                 await arrived.wait()
                 self._check_open()
