@@ -701,9 +701,12 @@ class BufferedStream(trio.abc.Stream):
         """
         # The usual delimiter (non-empty bytes) without the call that checks it.
         delimiters = delimiter if type(delimiter) is bytes and delimiter else normalize_delimiters(delimiter)
-        limit = self.max_buffer_size if max_size is None else max_size
-        if type(limit) is not int or not 0 < limit <= self.max_buffer_size:
-            limit = self._limit(max_size)  # (a plain int in range needs no call)
+        if type(max_size) is int and 0 < max_size <= self.max_buffer_size:
+            limit = max_size  # (a plain int in range needs no call)
+        elif max_size is None:
+            limit = self.max_buffer_size
+        else:
+            limit = self._limit(max_size)
         # _receive, inlined: the per-call methods are hot.
         if self._state:
             await self._refuse()
@@ -769,9 +772,12 @@ class BufferedStream(trio.abc.Stream):
         Accepts LF and CRLF endings alike; ``max_size`` includes the ending.
         Errors as for `receive_until`. A full checkpoint.
         """
-        limit = self.max_buffer_size if max_size is None else max_size
-        if type(limit) is not int or not 0 < limit <= self.max_buffer_size:
-            limit = self._limit(max_size)  # (a plain int in range needs no call)
+        if type(max_size) is int and 0 < max_size <= self.max_buffer_size:
+            limit = max_size  # (a plain int in range needs no call)
+        elif max_size is None:
+            limit = self.max_buffer_size
+        else:
+            limit = self._limit(max_size)
         # _receive, inlined: the per-call methods are hot.
         if self._state:
             await self._refuse()
@@ -924,8 +930,11 @@ class BufferedStream(trio.abc.Stream):
             self._refuse_nowait()
         # The usual arguments without the two calls that check them (a third
         # of this method's cost at 16-byte frames).
-        limit = self.max_buffer_size if max_size is None else max_size
-        if type(limit) is not int or not 0 < limit <= self.max_buffer_size:
+        if type(max_size) is int and 0 < max_size <= self.max_buffer_size:
+            limit = max_size  # (a plain int in range needs no call)
+        elif max_size is None:
+            limit = self.max_buffer_size
+        else:
             limit = self._limit(max_size)
         delimiters = delimiter if type(delimiter) is bytes and delimiter else normalize_delimiters(delimiter)
         buffer = self._buffer
@@ -983,9 +992,12 @@ class BufferedStream(trio.abc.Stream):
         `trio.WouldBlock` when no whole line is buffered."""
         if self._state:
             self._refuse_nowait()
-        limit = self.max_buffer_size if max_size is None else max_size
-        if type(limit) is not int or not 0 < limit <= self.max_buffer_size:
-            limit = self._limit(max_size)  # (a plain int in range needs no call)
+        if type(max_size) is int and 0 < max_size <= self.max_buffer_size:
+            limit = max_size  # (a plain int in range needs no call)
+        elif max_size is None:
+            limit = self.max_buffer_size
+        else:
+            limit = self._limit(max_size)
         frame = self._buffer.take_line(limit)
         if frame is None:
             self._no_frame(None)
