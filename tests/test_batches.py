@@ -1690,14 +1690,17 @@ async def test_the_long_frame_loop_sees_another_chunk_consumed_to_the_same_offse
     assert got == [b"aa", b"bb", b"yy"]
 
 
-@pytest.mark.parametrize("how", ["lines", "iter_until", "batches"])
+@pytest.mark.parametrize("how", ["lines", "iter_until", "batches", "frames", "frame_batches"])
 async def test_the_loops_read_by_themselves_when_the_buffer_has_less_room_than_a_read(how: str) -> None:
     """With the default sizes (``max_buffer_size`` = ``receive_size``) every
     read after a frame's head has less room than ``receive_size``: the
     frame and batch loops still make that read themselves (asking for the
     room left, as the stream's own refill would), not through the general
-    refill, which they keep for EOF."""
-    wire = b"".join(b"%d" % i * 6 + b"\n" for i in range(10))  # 10 lines of 7 bytes
+    refill, which they keep for EOF. (Lines, and length-prefixed frames:
+    a two-byte length and four bytes.)"""
+    prefixed = how.startswith("frame")
+    bodies = [b"%d" % i * (4 if prefixed else 6) for i in range(10)]
+    wire = b"".join((b"\x00\x04" + body) if prefixed else (body + b"\n") for body in bodies)  # 10 frames of 6-7 bytes
     transport = ScriptedStream([wire[i : i + 16] for i in range(0, len(wire), 16)])
     stream = BufferedStream(transport, max_buffer_size=16, receive_size=16)
     slow = 0
@@ -1708,16 +1711,21 @@ async def test_the_loops_read_by_themselves_when_the_buffer_has_less_room_than_a
         slow += 1
         return await next_frame_slow(self, *args)  # type: ignore[arg-type]
 
+    codec = LengthPrefixed(12, length_size=2)
     with patch.object(BufferedStream, "_next_frame_slow", counted):
         if how == "batches":
             got = [frame async for batch in stream.lines().batches() for frame in batch]
+        elif how == "frame_batches":
+            got = [frame async for batch in stream.frames(codec).batches() for frame in batch]
+        elif how == "frames":
+            got = [frame async for frame in stream.frames(codec)]
         else:
             got = [frame async for frame in _until(how, stream, 16)]
-    assert got == wire.split(b"\n")[:-1]
+    assert got == bodies
     assert slow == 1  # the last step, at EOF
-    assert len(transport.requests) > 6  # (reads of the room left: the lines straddle them)
-    assert transport.requests[0] == 16
-    assert all(request is not None and 0 < request < 16 for request in transport.requests[1:-1])
+    assert len(transport.requests) > 6  # (the frames straddle the reads)
+    assert all(request is not None and 0 < request <= 16 for request in transport.requests)
+    assert sum(request is not None and request < 16 for request in transport.requests) >= 3  # the room left
 
 
 async def test_a_connection_s_long_frame_loop_leaves_the_reads_to_its_reader_task() -> None:
