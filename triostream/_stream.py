@@ -1623,8 +1623,9 @@ class FrameIterator:
     # searches and the top of the step. Measured in one process (64 KiB
     # reads, 15 interleaved rounds, median ratios to split): 16 KiB lines
     # 0.75x -> 0.80x, 16,000-byte lines (reads not aligned to the lines)
-    # 0.77x -> 0.80x (the hand-written generator over a shared buffer:
-    # 0.94x, 0.87x); with cachegrind, per 16 KiB line: 40.2k -> 38.2k
+    # 0.77x -> 0.80x (a hand-written generator over a shared buffer object,
+    # its cursor read again after each yield, without limit, \r or close
+    # checks: 0.94x, 0.87x); with cachegrind, per 16 KiB line: 40.2k -> 38.2k
     # instructions, 607 -> 545 mispredicted branches (that generator: 35.6k,
     # 445).
 
