@@ -1607,7 +1607,8 @@ def _short_long_frames() -> contextlib.AbstractContextManager[object]:
     return patch.object(triostream._stream, "_LONG_FRAME", 2)
 
 
-def _until(how: str, stream: BufferedStream, max_size: int) -> FrameIterator:
+def _line_loop(how: str, stream: BufferedStream, max_size: int) -> FrameIterator:
+    """``stream.lines()`` (``how`` "lines": a ``\r`` stripped), else ``stream.iter_until(b"\\n")``."""
     return stream.lines(max_size=max_size) if how == "lines" else stream.iter_until(b"\n", max_size=max_size)
 
 
@@ -1619,7 +1620,7 @@ async def test_the_long_frame_loop_reads_no_more_than_the_buffer_has_room_for(ho
     transport = ScriptedStream([b"aaaa\ncccc\nbbb", b"b\n"])
     stream = BufferedStream(transport, max_buffer_size=18, receive_size=16)
     with _short_long_frames():
-        got = [frame async for frame in _until(how, stream, 18)]
+        got = [frame async for frame in _line_loop(how, stream, 18)]
     assert got == [b"aaaa", b"cccc", b"bbbb"]
     assert transport.requests[:2] == [16, 15]
 
@@ -1633,7 +1634,7 @@ async def test_the_long_frame_loop_raises_for_a_head_over_the_limit_without_read
     stream = BufferedStream(transport, max_buffer_size=1024, receive_size=64)
     got = []
     with _short_long_frames(), pytest.raises(FrameTooLongError):
-        async for frame in _until(how, stream, 6):
+        async for frame in _line_loop(how, stream, 6):
             got.append(frame)
     assert got == [b"aaaa", b"cccc"]
     assert stream.peek() == b"zzzzzz"
@@ -1649,7 +1650,7 @@ async def test_the_long_frame_loop_takes_a_frame_that_fill_completed_without_rea
     stream = BufferedStream(transport, max_buffer_size=1024, receive_size=64)  # (room for a read)
     got = []
     with _short_long_frames(), pytest.raises(_NoMore):
-        async for frame in _until(how, stream, 1024):
+        async for frame in _line_loop(how, stream, 1024):
             got.append(frame)
             if frame == b"cccc":
                 assert await stream.fill() == 3
@@ -1664,7 +1665,7 @@ async def test_the_long_frame_loop_does_not_read_after_an_eof_that_fill_met(how:
     stream = BufferedStream(transport, max_buffer_size=1024, receive_size=64)
     got = []
     with _short_long_frames(), pytest.raises(IncompleteReadError) as info:
-        async for frame in _until(how, stream, 1024):
+        async for frame in _line_loop(how, stream, 1024):
             got.append(frame)
             if frame == b"cccc":
                 assert await stream.fill() == 0
@@ -1682,7 +1683,7 @@ async def test_the_long_frame_loop_sees_another_chunk_consumed_to_the_same_offse
     stream = BufferedStream(ScriptedStream([b"aa\nbb\ncc\n", b"zzzzzzyy\n"]))
     got = []
     with _short_long_frames():
-        async for frame in _until(how, stream, 1024):
+        async for frame in _line_loop(how, stream, 1024):
             got.append(frame)
             if frame == b"bb":
                 assert await stream.receive_exactly(3) == b"cc\n"
@@ -1720,7 +1721,7 @@ async def test_the_loops_read_by_themselves_when_the_buffer_has_less_room_than_a
         elif how == "frames":
             got = [frame async for frame in stream.frames(codec)]
         else:
-            got = [frame async for frame in _until(how, stream, 16)]
+            got = [frame async for frame in _line_loop(how, stream, 16)]
     assert got == bodies
     assert slow == 1  # the last step, at EOF
     assert len(transport.requests) > 6  # (the frames straddle the reads)
