@@ -5,6 +5,9 @@ it, works everywhere the built-in ones do: `BufferedStream.receive_frame` and
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trio
@@ -193,3 +196,86 @@ async def _fill_an_endless_decoder(how: str) -> None:
                 raise AssertionError("no frame")
     assert info.value.max_size == 1000
     assert stream.peek() == b"x" * 1000  # bounded, and nothing consumed
+
+
+class _Counted(bytes):
+    """A frame that counts the calls of ``len`` on it."""
+
+    lens = 0
+
+    def __len__(self) -> int:
+        _Counted.lens += 1
+        return bytes.__len__(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeekingHexLength(HexLength):
+    """`HexLength` whose decoder also cuts ahead for the frame iterators
+    (`FrameDecoder.bind_peek`), answering with ``items`` items: ``(frames,
+    extra)``, ``+ drained``, ``+ size``."""
+
+    items: int = 4
+
+    def decoder(self) -> FrameDecoder:
+        return PeekingHexLengthDecoder(self.max_size, self.items)
+
+
+class PeekingHexLengthDecoder(HexLengthDecoder):
+    def __init__(self, max_size: int, items: int) -> None:
+        super().__init__(max_size)
+        self.items = items
+
+    def bind_peek(self, buffer: ReceiveBuffer) -> Callable[[int], Any]:
+        return functools.partial(self.peek_frames, buffer)
+
+    def peek_frames(self, buffer: ReceiveBuffer, window: int) -> Any:
+        # Only the public methods: peek() copies the buffered bytes (fine here).
+        data = buffer.peek()
+        frames: list[bytes] = []
+        pos = size = 0
+        while pos + 2 <= min(len(data), window) and _HEX.issuperset(data[pos : pos + 2]):
+            end = pos + 2 + int(data[pos : pos + 2], 16)
+            if end > len(data) or end - pos - 2 > self.max_size:
+                break
+            frames.append(_Counted(data[pos + 2 : end]))
+            size += end - pos
+            pos = end
+        if not frames:
+            return None
+        # Every frame here is as long as its bytes plus the 2-byte header.
+        return (frames, 2, False, size)[: self.items]
+
+
+@pytest.mark.parametrize("items", [2, 3, 4])
+async def test_a_decoder_that_cuts_ahead_hands_out_its_frames_in_order_and_consumes_each(items: int) -> None:
+    # (frames, extra), + drained, + size (the bytes they occupy in all): the
+    # frame iterator hands the cut frames out one by one; breaking out, or
+    # another receive, finds the next frame still buffered.
+    frames = [bytes([65 + i % 26]) * (i % 7) for i in range(40)]
+    wire = b"".join(HexLength().encode(f) for f in frames)
+    codec = PeekingHexLength(items=items)
+    stream = BufferedStream(ScriptedStream([wire[i : i + 37] for i in range(0, len(wire), 37)]))
+    got: list[bytes] = []
+    async for frame in stream.frames(codec):
+        got.append(frame)
+        if len(got) == 5:
+            break
+    got.append(await stream.receive_frame(codec))  # the next frame: consumed by nothing before
+    async for frame in stream.frames(codec):
+        got.append(frame)
+    assert got == frames
+    assert stream.peek() == b""
+
+
+async def test_a_cut_s_size_spares_the_iterator_adding_up_its_frames() -> None:
+    # Once every frame of a cut is out, the iterator moves the buffer's
+    # cursor past them all: by the size the peek gave, without a len() per
+    # frame (a 2-tuple's or 3-tuple's frames are added up).
+    frames = [b"abc" * (i % 5) for i in range(30)]
+    wire = b"".join(HexLength().encode(f) for f in frames)
+    for items, lens in [(4, 0), (3, 30)]:
+        stream = BufferedStream(ScriptedStream([wire]))
+        _Counted.lens = 0
+        got = [frame async for frame in stream.frames(PeekingHexLength(items=items))]
+        assert _Counted.lens == lens
+        assert got == frames

@@ -1067,15 +1067,15 @@ class ReceiveBuffer:
 
     def peek_frames(
         self, delimiter: bytes, max_size: int, mode: int, window: int
-    ) -> tuple[list[bytes], int, bool] | None:
+    ) -> tuple[list[bytes], int, bool, int] | None:
         """The whole frames at the head of _data, not consumed, for a frame
         iterator to hand out one by one (consuming each as it does): cut from
         at most ``window`` bytes (plus the first frame), as
-        ``(frames, extra, drained)`` where each frame occupies
-        ``len(frame) + extra`` bytes, and ``drained`` says that no
-        delimiter follows them in _data and the bytes after them are fewer
-        than ``max_size`` (with nothing queued behind _data, a take after
-        them returns None). None when there are
+        ``(frames, extra, drained, size)`` where each frame occupies
+        ``len(frame) + extra`` bytes, ``size`` bytes in all, and ``drained``
+        says that no delimiter follows them in _data and the bytes after
+        them are fewer than ``max_size`` (with nothing queued behind _data,
+        a take after them returns None). None when there are
         none, and in every case where frame sizes would vary (lines ending
         in a mix of ``\\n`` and ``\\r\\n``). ``mode`` is ``LINE_MODE`` for
         `take_line` frames, ``PLAIN_MODE`` for `take_until` frames without
@@ -1086,7 +1086,7 @@ class ReceiveBuffer:
         if found is None or found[2] < 0:
             return None
         # (An unfinished tail of max_size bytes makes the next take raise.)
-        return found[0], found[2], found[3] and len(self._data) - found[1] < max_size
+        return found[0], found[2], found[3] and len(self._data) - found[1] < max_size, found[1] - self._pos
 
     def _region_frames(
         self, delimiter: bytes, max_size: int, mode: int, window: int | None

@@ -74,7 +74,9 @@ OnTooLong = Literal["raise", "discard"]
 #: What `FrameDecoder.bind` returns: a zero-argument ``decode``.
 Take = Callable[[], "bytes | None"]
 TakeBatch = Callable[[], "list[bytes] | None"]
-PeekFrames = Callable[[int], "tuple[list[bytes], int] | tuple[list[bytes], int, bool] | None"]
+PeekFrames = Callable[
+    [int], "tuple[list[bytes], int] | tuple[list[bytes], int, bool] | tuple[list[bytes], int, bool, int] | None"
+]
 
 
 def _check_limit(name: str, value: int) -> int:
@@ -169,7 +171,11 @@ class FrameDecoder(ABC):
         not an error) for as long as the buffer holds no other bytes than
         now; the iterator then reads without calling ``peek`` and ``decode``
         first (measured: about 1.4 µs per read at 16 KiB lines). False, or
-        a 2-tuple, promises nothing."""
+        a 2-tuple, promises nothing.
+
+        A fourth item, ``size``, may follow: the bytes the frames occupy in
+        all (``sum(len(frame) + extra for frame in frames)``), which the
+        iterator then need not add up once it has handed them all out."""
         return None
 
     def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:
@@ -715,7 +721,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
             return None
         return functools.partial(self.peek_frames, buffer)
 
-    def peek_frames(self, buffer: ReceiveBuffer, window: int) -> tuple[list[bytes], int, bool] | None:
+    def peek_frames(self, buffer: ReceiveBuffer, window: int) -> tuple[list[bytes], int, bool, int] | None:
         """The whole frames in the buffer's current chunk from about
         ``window`` bytes, not consumed (see `FrameDecoder.bind_peek`); for
         the usual configuration (no offset, adjustment or included header).
@@ -735,7 +741,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         # frame's header declares more than max_size.)
         header = self._header
         drained = limit == stop and (stop - end < header or self._unpack(data, end)[0] <= self._max_size)
-        return frames, header, drained
+        return frames, header, drained, end - pos
 
     def _cut(self, data: bytes, pos: int, limit: int) -> tuple[list[bytes], int]:
         """The whole frames of ``data`` that start at or after ``pos`` and
