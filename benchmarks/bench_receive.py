@@ -654,10 +654,11 @@ def _codec(wl: Workload) -> LengthPrefixed:
 
 async def ts_call_line(stream: trio.abc.Stream, wl: Workload) -> Tally:
     s = _buffered(stream, wl)
+    max_frame = wl.max_frame  # (a local, as in split_call's loop)
     frames = nbytes = 0
     try:
         while True:
-            line = await s.receive_line(max_size=wl.max_frame)
+            line = await s.receive_line(max_size=max_frame)
             frames += 1
             nbytes += len(line)
     except IncompleteReadError as exc:
@@ -668,10 +669,11 @@ async def ts_call_line(stream: trio.abc.Stream, wl: Workload) -> Tally:
 
 async def ts_call_until(stream: trio.abc.Stream, wl: Workload) -> Tally:
     s = _buffered(stream, wl)
+    max_frame = wl.max_frame  # (a local, as in split_call's loop)
     frames = nbytes = 0
     try:
         while True:
-            line = await s.receive_until(b"\n", max_size=wl.max_frame)
+            line = await s.receive_until(b"\n", max_size=max_frame)
             frames += 1
             nbytes += len(line)
     except IncompleteReadError as exc:

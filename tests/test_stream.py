@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
+from unittest.mock import patch
 
 import pytest
 import trio
 import trio.testing
 from scripted import NoHalfClose, ScriptedStream
 
-from triostream import BufferedStream, FrameTooLongError, IncompleteReadError
+from triostream import BufferedStream, FrameTooLongError, IncompleteReadError, ReceiveBuffer
 
 
 def scripted(*chunks: bytes, error: BaseException | None = None, **kwargs: int) -> BufferedStream:
@@ -165,7 +167,7 @@ MAX_SIZE_METHODS: dict[str, Callable[[BufferedStream, object], Awaitable[bytes] 
 @pytest.mark.parametrize("method", MAX_SIZE_METHODS)
 async def test_max_size_is_checked_at_the_call_and_a_bad_one_consumes_nothing(method: str) -> None:
     call = MAX_SIZE_METHODS[method]
-    stream = scripted(b"ab\ncd\n", max_buffer_size=16)
+    stream = scripted(b"ab\ncd\nef\n", max_buffer_size=16)
     await stream.fill()
     for bad, error in ((0, ValueError), (-1, ValueError), (17, ValueError), (2.0, TypeError), ("3", TypeError)):
         with pytest.raises(error) as info:
@@ -173,7 +175,18 @@ async def test_max_size_is_checked_at_the_call_and_a_bad_one_consumes_nothing(me
             if not isinstance(result, bytes):
                 await result
         assert not isinstance(info.value, FrameTooLongError)  # the argument is refused, not the frame
-    for good, expected in ((16, b"ab"), (3, b"cd")):  # the largest, and one just fitting "cd\n"
+    # The last int accepted is remembered (the same object passes without
+    # a test): a value equal to it that is not an int is still refused.
+    limit = 15
+    result = call(stream, limit)
+    assert (result if isinstance(result, bytes) else await result) == b"ab"
+    for bad, error in ((15.0, TypeError), (limit + 2, ValueError)):
+        with pytest.raises(error) as info:
+            result = call(stream, bad)
+            if not isinstance(result, bytes):
+                await result
+        assert not isinstance(info.value, FrameTooLongError)  # the argument is refused, not the frame
+    for good, expected in ((16, b"cd"), (3, b"ef")):  # the largest, and one just fitting "ef\n"
         result = call(stream, good)
         assert (result if isinstance(result, bytes) else await result) == expected
 
@@ -184,6 +197,55 @@ async def test_receive_line_lf_and_crlf() -> None:
     with pytest.raises(IncompleteReadError) as info:
         await stream.receive_line()
     assert info.value.partial == b"four"
+
+
+@pytest.mark.parametrize("how", ["receive_line", "receive_until", "nowait"])
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+async def test_a_read_that_ends_a_line_is_fed_and_the_line_joined_in_one_step(how: str, ending: bytes) -> None:
+    """A receive that had to read for the rest of a line: the read that
+    brings its end is fed and the line joined in one step
+    (`ReceiveBuffer._feed_first`), not queued (`feed`) and searched again by
+    the take (`_take_straddling`). Lines of 600 bytes (no batch), reads of
+    1000. Equal results either way; the routes counted."""
+    bodies = [bytes([97 + i % 26]) * 600 for i in range(12)]
+    wire = b"".join(body + ending for body in bodies)
+    stream = BufferedStream(ScriptedStream([wire[i : i + 1000] for i in range(0, len(wire), 1000)]))
+    calls: list[str] = []
+
+    def counted(name: str) -> Any:
+        real = getattr(ReceiveBuffer, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return call
+
+    got = []
+    with (
+        patch.object(ReceiveBuffer, "feed", counted("feed")),
+        patch.object(ReceiveBuffer, "_take_straddling", counted("_take_straddling")),
+        patch.object(ReceiveBuffer, "_feed_first", counted("_feed_first")),
+    ):
+        for _ in bodies:
+            if how == "receive_line":
+                got.append(await stream.receive_line())
+            elif how == "receive_until":
+                got.append(await stream.receive_until(ending))
+            else:
+                try:
+                    got.append(stream.receive_line_nowait())
+                except trio.WouldBlock:
+                    got.append(await stream.receive_line())
+    assert got == bodies
+    reads = -(-len(wire) // 1000)
+    if how == "receive_until" and ending == b"\r\n":
+        # A two-byte delimiter may straddle two reads: the take's route.
+        assert calls.count("feed") == reads
+        assert calls.count("_feed_first") == 0
+    else:
+        assert calls.count("_feed_first") == reads
+        assert calls.count("feed") == calls.count("_take_straddling") == 0
 
 
 async def test_receive_until_regex() -> None:
