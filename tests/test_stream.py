@@ -201,12 +201,13 @@ async def test_receive_line_lf_and_crlf() -> None:
 
 @pytest.mark.parametrize("how", ["receive_line", "receive_until", "nowait"])
 @pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
-async def test_a_read_that_ends_a_line_is_fed_and_the_line_joined_in_one_step(how: str, ending: bytes) -> None:
-    """A receive that had to read for the rest of a line: the read that
-    brings its end is fed and the line joined in one step
-    (`ReceiveBuffer._feed_first`), not queued (`feed`) and searched again by
-    the take (`_take_straddling`). Lines of 600 bytes (no batch), reads of
-    1000. Equal results either way; the routes counted."""
+async def test_a_read_that_ends_a_long_line_is_fed_and_the_line_joined_in_one_step(how: str, ending: bytes) -> None:
+    """A receive that had to read for the rest of a line whose head (the
+    bytes of it buffered) is long: the read that brings its end is fed and
+    the line joined in one step (`ReceiveBuffer._feed_first`), not queued
+    (`feed`) and searched again by the take. A short head goes the take's
+    way, which cuts the short lines after it into a batch. Lines of 600
+    bytes, reads of 1000: the head is what the last read left of a line."""
     bodies = [bytes([97 + i % 26]) * 600 for i in range(12)]
     wire = b"".join(body + ending for body in bodies)
     stream = BufferedStream(ScriptedStream([wire[i : i + 1000] for i in range(0, len(wire), 1000)]))
@@ -224,7 +225,6 @@ async def test_a_read_that_ends_a_line_is_fed_and_the_line_joined_in_one_step(ho
     got = []
     with (
         patch.object(ReceiveBuffer, "feed", counted("feed")),
-        patch.object(ReceiveBuffer, "_take_straddling", counted("_take_straddling")),
         patch.object(ReceiveBuffer, "_feed_first", counted("_feed_first")),
     ):
         for _ in bodies:
@@ -238,14 +238,60 @@ async def test_a_read_that_ends_a_line_is_fed_and_the_line_joined_in_one_step(ho
                 except trio.WouldBlock:
                     got.append(await stream.receive_line())
     assert got == bodies
-    reads = -(-len(wire) // 1000)
+    reads = range(0, len(wire), 1000)
+    heads = [at - (wire.rfind(b"\n", 0, at) + 1) for at in reads]
+    joined = sum(head > 256 for head in heads)  # (ReceiveBuffer's _BATCH_FRAME_MAX)
+    assert 4 <= joined < len(reads)  # both ways taken
     if how == "receive_until" and ending == b"\r\n":
-        # A two-byte delimiter may straddle two reads: the take's route.
-        assert calls.count("feed") == reads
+        # A two-byte delimiter may straddle two reads: always the take's way.
+        assert calls.count("feed") == len(reads)
         assert calls.count("_feed_first") == 0
     else:
-        assert calls.count("_feed_first") == reads
-        assert calls.count("feed") == calls.count("_take_straddling") == 0
+        # (A read that starts with the \n of a \r\n is fed by _feed_first
+        # and left to the take: rare.)
+        split_crlf = sum(wire[at - 1 : at + 1] == b"\r\n" and head > 256 for at, head in zip(reads, heads, strict=True))
+        assert calls.count("_feed_first") == joined
+        assert calls.count("feed") == len(reads) - joined + split_crlf
+
+
+@pytest.mark.parametrize("how", ["receive_line", "nowait"])
+async def test_short_lines_after_a_read_are_cut_into_the_buffer_s_batch(how: str) -> None:
+    """The other way: the lines a read brings, when short, are cut in one
+    go into the buffer's batch, which the next calls pop (by `_join_across`
+    with the line the read completes, by `_take_single` when the read
+    starts with a line); joined alone (`_feed_first`), the next lines would
+    each be searched for by their own call. Lines of 24 bytes, reads of
+    1000: a batch per read."""
+    bodies = [b"%023d" % i for i in range(200)]
+    wire = b"".join(body + b"\n" for body in bodies)
+    stream = BufferedStream(ScriptedStream([wire[i : i + 1000] for i in range(0, len(wire), 1000)]))
+    cuts: list[str] = []
+
+    def counted(name: str) -> Any:
+        real = getattr(ReceiveBuffer, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            cuts.append(name)
+            return real(*args, **kwargs)
+
+        return call
+
+    got = []
+    with (
+        patch.object(ReceiveBuffer, "_join_across", counted("_join_across")),
+        patch.object(ReceiveBuffer, "_take_single", counted("_take_single")),
+    ):
+        for _ in bodies:
+            if how == "receive_line":
+                got.append(await stream.receive_line())
+            else:
+                try:
+                    got.append(stream.receive_line_nowait())
+                except trio.WouldBlock:
+                    got.append(await stream.receive_line())
+    assert got == bodies
+    assert len(cuts) == len(range(0, len(wire), 1000))
+    assert "_join_across" in cuts
 
 
 async def test_receive_until_regex() -> None:

@@ -20,7 +20,16 @@ from typing import Any, NoReturn, TypeVar, cast
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
 
-from ._buffer import _LF, LINE_MODE, PLAIN_MODE, FeedBatch, FeedFirst, ReceiveBuffer, normalize_delimiters
+from ._buffer import (
+    _BATCH_FRAME_MAX,
+    _LF,
+    LINE_MODE,
+    PLAIN_MODE,
+    FeedBatch,
+    FeedFirst,
+    ReceiveBuffer,
+    normalize_delimiters,
+)
 from ._codecs import Codec, FrameDecoder, PeekFrames, _DecoderCache
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._options import check_positive, check_timeout
@@ -405,12 +414,16 @@ class BufferedStream(trio.abc.Stream):
             # max_size bytes). One find over the new bytes instead of two
             # calls into the buffer per read.
             delimiter, max_size, mode = _one_byte_delimiter(take, args)
-            # Frames without their delimiter: a read that completes the frame
-            # is fed and the frame joined in one call (ReceiveBuffer._feed_first,
-            # as the frame iterators do), not by feed, the take and its
-            # _take_straddling and _take_joined. Measured with cachegrind, in
-            # one process, per 16 KiB line: receive_line_nowait's loop
-            # (receive_line on WouldBlock) 58.8k -> 56.6k instructions.
+            # Long frames without their delimiter: a read that completes the
+            # frame is fed and the frame joined in one call
+            # (ReceiveBuffer._feed_first, as the frame iterators do), not by
+            # feed, the take and its _take_straddling and _take_joined.
+            # Measured with cachegrind, in one process, per 16 KiB line:
+            # receive_line_nowait's loop (receive_line on WouldBlock) 58.8k ->
+            # 56.6k instructions. Not when the frame's head is short (as are,
+            # most likely, the frames after it): the take's route cuts those
+            # into the buffer's batch, which the next calls pop (without it,
+            # receive_line at 128-byte lines: 39.1k -> 40.5k per call).
             joins = delimiter is not None and mode is not None
             one_byte, feed_mode = delimiter or b"", mode or 0  # (typed: used when joins)
             while True:
@@ -463,7 +476,7 @@ class BufferedStream(trio.abc.Stream):
                             buffer._searched_queued(delimiter, queued, buffered - before)
                     if not data:
                         buffer.feed_eof()
-                    elif joins:
+                    elif joins and len(buffer._data) - buffer._pos > _BATCH_FRAME_MAX:
                         joined = buffer._feed_first(one_byte, max_size, feed_mode, data)  # (else fed)
                         if joined is not None:
                             return cast(T, joined)  # (what take returns)
