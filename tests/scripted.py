@@ -1,11 +1,36 @@
-"""A transport for tests: delivers given chunks, then EOF or an error."""
+"""A transport for tests: delivers given chunks, then EOF or an error; and a
+spy that records which methods of a class were called."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
+from unittest.mock import patch
 
 import trio
+
+
+@contextlib.contextmanager
+def calls_to(cls: type, *names: str) -> Iterator[list[str]]:
+    """Patch the methods ``names`` of ``cls`` to append their name to the
+    list yielded, in call order, and then run as before."""
+    calls: list[str] = []
+
+    def spy(name: str) -> Any:
+        real = getattr(cls, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return call
+
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            stack.enter_context(patch.object(cls, name, spy(name)))
+        yield calls
 
 
 class ScriptedStream(trio.abc.HalfCloseableStream):

@@ -15,7 +15,6 @@ import gc
 import itertools
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -23,7 +22,7 @@ import trio
 import trio.testing
 from hypothesis import example, given
 from hypothesis import strategies as st
-from scripted import ScriptedStream
+from scripted import ScriptedStream, calls_to
 
 import triostream._buffer
 import triostream._stream
@@ -1746,23 +1745,7 @@ async def test_the_line_after_a_cut_is_joined_as_the_read_is_fed(how: str, endin
     bodies = [b"%d" % i * (1 + i % 5) for i in range(60)]
     wire = b"".join(body + ending for body in bodies)
     stream = BufferedStream(ScriptedStream([wire[i : i + 37] for i in range(0, len(wire), 37)]))
-    calls: list[str] = []
-
-    def counted(name: str) -> Any:
-        real = getattr(ReceiveBuffer, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            calls.append(name)
-            return real(*args, **kwargs)
-
-        return call
-
-    with (
-        patch.object(ReceiveBuffer, "feed", counted("feed")),
-        patch.object(ReceiveBuffer, "_take_straddling", counted("_take_straddling")),
-        patch.object(ReceiveBuffer, "_take_single", counted("_take_single")),
-        patch.object(ReceiveBuffer, "_feed_first", counted("_feed_first")),
-    ):
+    with calls_to(ReceiveBuffer, "feed", "_take_straddling", "_take_single", "_feed_first") as calls:
         got = [frame async for frame in _line_loop(how, stream, 100)]
     assert got == bodies
     assert calls.count("_feed_first") == -(-len(wire) // 37)  # every read

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
-from unittest.mock import patch
 
 import pytest
 import trio
 import trio.testing
-from scripted import NoHalfClose, ScriptedStream
+from scripted import NoHalfClose, ScriptedStream, calls_to
 
 from triostream import BufferedStream, FrameTooLongError, IncompleteReadError, ReceiveBuffer
 
@@ -211,22 +209,8 @@ async def test_a_read_that_ends_a_long_line_is_fed_and_the_line_joined_in_one_st
     bodies = [bytes([97 + i % 26]) * 600 for i in range(12)]
     wire = b"".join(body + ending for body in bodies)
     stream = BufferedStream(ScriptedStream([wire[i : i + 1000] for i in range(0, len(wire), 1000)]))
-    calls: list[str] = []
-
-    def counted(name: str) -> Any:
-        real = getattr(ReceiveBuffer, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            calls.append(name)
-            return real(*args, **kwargs)
-
-        return call
-
     got = []
-    with (
-        patch.object(ReceiveBuffer, "feed", counted("feed")),
-        patch.object(ReceiveBuffer, "_feed_first", counted("_feed_first")),
-    ):
+    with calls_to(ReceiveBuffer, "feed", "_feed_first") as calls:
         for _ in bodies:
             if how == "receive_line":
                 got.append(await stream.receive_line())
@@ -265,22 +249,8 @@ async def test_short_lines_after_a_read_are_cut_into_the_buffer_s_batch(how: str
     bodies = [b"%023d" % i for i in range(200)]
     wire = b"".join(body + b"\n" for body in bodies)
     stream = BufferedStream(ScriptedStream([wire[i : i + 1000] for i in range(0, len(wire), 1000)]))
-    cuts: list[str] = []
-
-    def counted(name: str) -> Any:
-        real = getattr(ReceiveBuffer, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            cuts.append(name)
-            return real(*args, **kwargs)
-
-        return call
-
     got = []
-    with (
-        patch.object(ReceiveBuffer, "_join_across", counted("_join_across")),
-        patch.object(ReceiveBuffer, "_take_single", counted("_take_single")),
-    ):
+    with calls_to(ReceiveBuffer, "_join_across", "_take_single") as cuts:
         for _ in bodies:
             if how == "receive_line":
                 got.append(await stream.receive_line())
