@@ -197,6 +197,24 @@ async def test_receive_line_lf_and_crlf() -> None:
     assert info.value.partial == b"four"
 
 
+async def _receive_lines(stream: BufferedStream, how: str, count: int, ending: bytes) -> list[bytes]:
+    """``count`` lines by ``receive_line``, ``receive_until(ending)``, or
+    ("nowait") ``receive_line_nowait`` with ``receive_line`` when it would
+    block."""
+    got = []
+    for _ in range(count):
+        if how == "receive_line":
+            got.append(await stream.receive_line())
+        elif how == "receive_until":
+            got.append(await stream.receive_until(ending))
+        else:
+            try:
+                got.append(stream.receive_line_nowait())
+            except trio.WouldBlock:
+                got.append(await stream.receive_line())
+    return got
+
+
 @pytest.mark.parametrize("how", ["receive_line", "receive_until", "nowait"])
 @pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
 async def test_a_read_that_ends_a_long_line_is_fed_and_the_line_joined_in_one_step(how: str, ending: bytes) -> None:
@@ -209,19 +227,8 @@ async def test_a_read_that_ends_a_long_line_is_fed_and_the_line_joined_in_one_st
     bodies = [bytes([97 + i % 26]) * 600 for i in range(12)]
     wire = b"".join(body + ending for body in bodies)
     stream = BufferedStream(ScriptedStream([wire[i : i + 1000] for i in range(0, len(wire), 1000)]))
-    got = []
     with calls_to(ReceiveBuffer, "feed", "_feed_first") as calls:
-        for _ in bodies:
-            if how == "receive_line":
-                got.append(await stream.receive_line())
-            elif how == "receive_until":
-                got.append(await stream.receive_until(ending))
-            else:
-                try:
-                    got.append(stream.receive_line_nowait())
-                except trio.WouldBlock:
-                    got.append(await stream.receive_line())
-    assert got == bodies
+        assert await _receive_lines(stream, how, len(bodies), ending) == bodies
     reads = range(0, len(wire), 1000)
     heads = [at - (wire.rfind(b"\n", 0, at) + 1) for at in reads]
     joined = sum(head > 256 for head in heads)  # (ReceiveBuffer's _BATCH_FRAME_MAX)
@@ -249,17 +256,8 @@ async def test_short_lines_after_a_read_are_cut_into_the_buffer_s_batch(how: str
     bodies = [b"%023d" % i for i in range(200)]
     wire = b"".join(body + b"\n" for body in bodies)
     stream = BufferedStream(ScriptedStream([wire[i : i + 1000] for i in range(0, len(wire), 1000)]))
-    got = []
     with calls_to(ReceiveBuffer, "_join_across", "_take_single") as cuts:
-        for _ in bodies:
-            if how == "receive_line":
-                got.append(await stream.receive_line())
-            else:
-                try:
-                    got.append(stream.receive_line_nowait())
-                except trio.WouldBlock:
-                    got.append(await stream.receive_line())
-    assert got == bodies
+        assert await _receive_lines(stream, how, len(bodies), b"\n") == bodies
     assert len(cuts) == len(range(0, len(wire), 1000))
     assert "_join_across" in cuts
 
