@@ -41,7 +41,7 @@ from triostream import (
     ReceiveBuffer,
     open_connection,
 )
-from triostream._buffer import LINE_MODE, PLAIN_MODE
+from triostream._buffer import LINE_MODE, PLAIN_MODE, _has_long_frame
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -438,6 +438,45 @@ def test_a_length_prefixed_read_is_only_fed_when_decode_would_not_take_the_buffe
     assert bound is not None
     with pytest.raises(RuntimeError):
         bound[0](b"bc")
+
+
+@given(
+    data=st.binary(max_size=300).map(lambda b: bytes(b"ab\n\r"[x % 4] for x in b)),
+    delimiter=st.sampled_from([b"\n", b"\r\n"]),
+    max_size=st.integers(min_value=1, max_value=120),
+)
+def test_has_long_frame_is_whether_a_frame_is_over_the_limit(data: bytes, delimiter: bytes, max_size: int) -> None:
+    # The step-by-max_size check against every frame measured.
+    stop = data.rfind(delimiter) + len(delimiter)
+    if stop < len(delimiter):
+        return  # no frame
+    frames = data[:stop].split(delimiter)[:-1]
+    assert _has_long_frame(data, delimiter, 0, stop, max_size) == any(
+        len(frame) + len(delimiter) > max_size for frame in frames
+    )
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until", "batches"])
+@pytest.mark.parametrize("long_at", [0, 1, 150, 299])
+async def test_a_line_over_the_limit_among_many_short_ones_stops_the_loops(how: str, long_at: int) -> None:
+    """The cut's limit test at a limit many lines long (`_has_long_frame`:
+    a step per max_size bytes, not a test per line): the lines before the
+    one over ``max_size`` come out, then `FrameTooLongError`, that line
+    still buffered."""
+    lines = [b"%03d" % i for i in range(300)]
+    lines[long_at] = b"x" * 60
+    stream = BufferedStream(ScriptedStream([b"".join(line + b"\n" for line in lines)]))
+    got: list[bytes] = []
+    with pytest.raises(FrameTooLongError) as info:
+        if how == "batches":
+            async for batch in stream.lines(max_size=50).batches():
+                got += batch
+        else:
+            async for line in _line_loop(how, stream, 50):
+                got.append(line)
+    assert info.value.max_size == 50
+    assert got == lines[:long_at]
+    assert stream.peek(61) == b"x" * 60 + b"\n"
 
 
 @given(stream=prefixed_streams(plain=True), window=st.integers(min_value=1, max_value=400))
@@ -851,6 +890,24 @@ def test_a_read_fed_and_cut_in_one_call_gives_the_frames_of_feed_and_take(
     ):
         got = run_cutter(chunks, one, one, [False], feed)
     assert got == expected
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_a_fed_batch_of_long_frames_stops_before_the_first_over_the_limit(crlf: bool) -> None:
+    """`_feed_batch`'s own loop (frames over `_SPLIT_FRAME_MAX`, a chunk
+    longer than ``max_size``): a frame of ``max_size`` bytes with its
+    delimiter is in, one byte more stays buffered, the take after it
+    raises, and the search memory points at its delimiter."""
+    ending = b"\r\n" if crlf else b"\n"
+    fits = b"b" * (600 - len(ending)) + ending  # 600 bytes with the ending
+    over = b"c" * (601 - len(ending)) + ending
+    read = b"a\n" + fits + over + b"d" * 700
+    buffer = ReceiveBuffer(1 << 16)
+    assert buffer._feed_batch(b"\n", 600, LINE_MODE, read) == [b"a", fits[: -len(ending)]]
+    assert buffer.peek() == over + b"d" * 700
+    assert buffer._snext == len(read) - 700 - 1  # (the \n ending the frame over the limit)
+    with pytest.raises(FrameTooLongError):
+        buffer.take_line(600)
 
 
 @pytest.mark.parametrize("until", [False, True])
