@@ -22,7 +22,7 @@ import trio
 import trio.testing
 from hypothesis import example, given
 from hypothesis import strategies as st
-from scripted import ScriptedStream, calls_to
+from scripted import AsBytes, ScriptedStream, calls_to
 
 import triostream._buffer
 import triostream._stream
@@ -289,6 +289,23 @@ def test_length_prefixed_batches_are_decode_in_a_loop(
     assert run(True, steps) == run(False, [False])
 
 
+def _check_drained(fed: tuple[list[bytes], bool] | None, buffer: ReceiveBuffer, take: TakeOne) -> list[bytes] | None:
+    """The frames of a batch fed and cut in one call (``_feed_batch``), once
+    its ``drained`` is checked: true exactly when ``take`` would find no
+    frame and raise nothing in what is left (tried on a copy of it)."""
+    if fed is None:
+        return None
+    frames, drained = fed
+    copy = ReceiveBuffer(1 << 16)
+    copy.feed(buffer.peek())  # (nothing is queued after such a cut: peek merges nothing)
+    try:
+        waits = take(copy) is None
+    except (FrameTooLongError, CorruptFrameError):
+        waits = False
+    assert drained == waits
+    return frames
+
+
 def _decode_fed(codec: Codec, chunks: list[bytes], fused: bool, batch: bool, arrays: list[bool]) -> object:
     """`run_cutter` with a fresh decoder of ``codec`` (one per run, as a
     stream keeps one), an `IncompleteReadError` as a value. With ``fused``,
@@ -306,7 +323,7 @@ def _decode_fed(codec: Codec, chunks: list[bytes], fused: bool, batch: bool, arr
         feed_first, feed_batch = bound
         fed = bytearray(chunk) if next(as_array) else chunk
         if batch:
-            return feed_batch(fed)
+            return _check_drained(feed_batch(fed), buffer, codec.decoder().decode)
         frame = feed_first(fed)
         return None if frame is None else [frame]
 
@@ -378,10 +395,12 @@ def test_a_length_prefixed_read_that_ends_the_buffered_frame_is_cut_in_one_call(
     frames = [b"a" * 50, b"b" * 30, b"c" * 60]
     wire = b"".join(codec.encode(f) for f in frames)
     # (batch, how much the read brings, what it returns, where what is left starts)
+    # (batch, how much the read brings, what it returns, where what is left
+    # starts); a batch comes with whether no whole frame is left.
     for batch, end, cut, left in [
-        (True, 120, frames[:2], 88),  # the rest of "a", "b", and the head of "c"
+        (True, 120, (frames[:2], True), 88),  # the rest of "a", "b", and the head of "c"
         (False, 120, frames[0], 54),
-        (True, 54, frames[:1], 54),  # a read that ends with the frame
+        (True, 54, (frames[:1], True), 54),  # a read that ends with the frame
     ]:
         buffer = ReceiveBuffer(1 << 16)
         decoder = codec.decoder()
@@ -392,6 +411,20 @@ def test_a_length_prefixed_read_that_ends_the_buffered_frame_is_cut_in_one_call(
         assert bound[1 if batch else 0](wire[30:end]) == cut
         assert buffer.peek() == wire[left:end]
         assert buffer.offset == left
+    # A batch read into an empty buffer (it starts on a frame): fed and cut,
+    # also when what follows is a header that decode refuses (not drained).
+    too_long = (500).to_bytes(4, "big") + b"z"
+    fed: list[tuple[bytes, tuple[list[bytes], bool] | None, bytes]] = [
+        (wire[:120], (frames[:2], True), b"\0\0\0" + bytes([60]) + b"c" * 28),
+        (wire[:3], None, wire[:3]),  # no whole frame: fed only
+        (wire[:88] + too_long, (frames[:2], False), too_long),
+    ]
+    for read, fed_cut, rest in fed:
+        buffer = ReceiveBuffer(1 << 16)
+        bound = codec.decoder()._bind_feed(buffer)
+        assert bound is not None
+        assert bound[1](read) == fed_cut
+        assert buffer.peek() == rest
     # Configurations with the length elsewhere have none.
     for other in (LengthPrefixed(100, length_offset=1), LengthPrefixed(100, include_header=True)):
         assert other.decoder()._bind_feed(ReceiveBuffer()) is None
@@ -681,13 +714,20 @@ async def test_batches_on_a_closed_stream_raise_closed() -> None:
         await stream.lines().batches().__anext__()
 
 
+# Reads that return a bytearray (trio's memory streams) are fed, then cut;
+# bytes (a socket's) are cut as they are fed, and the batch loop's next read
+# is made in its own inner loop (see BatchIterator._batches).
+TRANSPORTS = {"bytearray": lambda s: s, "bytes": AsBytes}
+
+
 @pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])
-async def test_a_batch_refill_keeps_other_receivers_out_and_ends_when_closed(direct: bool) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_batch_refill_keeps_other_receivers_out_and_ends_when_closed(direct: bool, transport: str) -> None:
     # The batch loop reads the transport itself (not through the stream's
     # refill): while it waits there, the stream is busy, and a close from
     # another task ends the wait with ClosedResourceError.
     left, right = trio.testing.memory_stream_pair()
-    stream = BufferedStream(right)
+    stream = BufferedStream(TRANSPORTS[transport](right))
     await left.send_all(b"a\nb\n")
     batches = stream.lines().batches()
     it = batches if direct else aiter(batches)
@@ -708,9 +748,10 @@ async def test_a_batch_refill_keeps_other_receivers_out_and_ends_when_closed(dir
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])
-async def test_a_batch_loop_is_resumable_after_a_cancelled_read(direct: bool) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_batch_loop_is_resumable_after_a_cancelled_read(direct: bool, transport: str) -> None:
     left, right = trio.testing.memory_stream_pair()
-    stream = BufferedStream(right)
+    stream = BufferedStream(TRANSPORTS[transport](right))
     batches = stream.lines().batches()
     it = batches if direct else aiter(batches)
     await left.send_all(b"one\ntw")
@@ -722,6 +763,89 @@ async def test_a_batch_loop_is_resumable_after_a_cancelled_read(direct: bool) ->
     await left.send_all(b"o\n")
     # A cancelled generator is finished; its iterator starts a fresh one.
     assert await batches.__anext__() == [b"two"]
+
+
+@pytest.mark.parametrize("codec", [False, True], ids=["lines", "length-prefixed"])
+async def test_a_batch_loop_reads_again_without_asking_the_cutter_while_each_read_is_cut_whole(codec: bool) -> None:
+    """After a read cut as it was fed that left no whole frame, the next
+    step is the next read, made without asking the cutter (which would find
+    nothing): it is asked once before the first read and once at EOF."""
+    frames = [b"a", b"bb", b"c", b"d"]
+    prefixed = LengthPrefixed(100)
+    wire = b"".join(prefixed.encode(f) for f in frames) if codec else b"".join(f + b"\n" for f in frames)
+    # Each read ends inside a frame (after its header) or on its end. (A
+    # read that ends inside a header goes round the step: rare, see
+    # _LengthPrefixedDecoder._feed_first.)
+    cuts = [9, 16, 21] if codec else [3, 7, 9]
+    stream = scripted(*chunked(wire, cuts))
+    cls, name = (type(prefixed.decoder()), "decode_batch") if codec else (ReceiveBuffer, "take_lines")
+    with calls_to(cls, name) as calls:
+        batches = stream.frames(prefixed) if codec else stream.lines()
+        got = [batch async for batch in batches.batches()]
+    assert [f for batch in got for f in batch] == frames
+    assert len(got) == 3
+    assert calls == [name, name]
+
+
+async def test_a_batch_loop_reads_only_when_the_buffer_is_as_its_last_batch_left_it() -> None:
+    """What the loop's body does between two batches may leave a whole frame
+    buffered: the next step cuts it, without a read (the transport has none
+    to give: a read raises)."""
+    # Bytes consumed from the unfinished frame left: the rest is a whole frame.
+    codec = LengthPrefixed(100)
+    head = (10).to_bytes(4, "big")  # a frame of 10 bytes, unfinished
+    stream = scripted(codec.encode(b"ok") + head + codec.encode(b"X"), error=AssertionError("read"))
+    batches = stream.frames(codec).batches()
+    assert await batches.__anext__() == [b"ok"]
+    assert await stream.receive_exactly(4) == head
+    assert await batches.__anext__() == [b"X"]
+    # Another iterator's read, cut as it was fed, left the cursor where the
+    # batch left it, in another chunk: "xx" is whole.
+    stream = scripted(b"aa\nb", b"bb\nxx\n", error=AssertionError("read"))
+    batches = stream.lines().batches()
+    assert await batches.__anext__() == [b"aa"]
+    assert await aiter(stream.lines()).__anext__() == b"bbb"
+    assert stream._buffer._pos == 3  # (as after the batch: the case)
+    assert await batches.__anext__() == [b"xx"]
+
+
+async def test_a_batch_cut_as_read_before_a_refused_header_raises_next_without_a_read() -> None:
+    codec = LengthPrefixed(10)
+    stream = scripted(codec.encode(b"ok") + (500).to_bytes(4, "big") + b"z", error=AssertionError("read"))
+    batches = stream.frames(codec).batches()
+    assert await batches.__anext__() == [b"ok"]
+    with trio.testing.assert_checkpoints(), pytest.raises(FrameTooLongError):
+        await batches.__anext__()
+
+
+async def test_bytes_a_batch_loops_next_read_brings_after_the_stream_closed_are_not_handed_out() -> None:
+    """The batch loop's own read after a batch (see TRANSPORTS), returning
+    after another task closed the stream: nothing is handed out or kept."""
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(AsBytes(right))
+    await left.send_all(b"a\n")
+    batches = aiter(stream.lines().batches())
+    assert await batches.__anext__() == [b"a"]
+    arrive = trio.Event()
+    real_receive = right.receive_some
+
+    async def late_receive(max_bytes: int | None = None) -> bytes | bytearray:
+        await arrive.wait()
+        return await real_receive(max_bytes)
+
+    right.receive_some = late_receive  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+
+        async def receive() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await batches.__anext__()
+
+        nursery.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        await left.send_all(b"late\n")
+        await stream.aclose()
+        arrive.set()
+    assert not stream._buffer
 
 
 class _LateStream(ScriptedStream):
@@ -843,6 +967,18 @@ def test_long_frames_straddling_chunks_batch_as_one_by_one(
 @example(
     data=b"\r\n" + b"a" * 20 + b"\n", cuts=[1], max_size=400, until=False, batch=True, split_max=4, cr_scan=0, arrays=[]
 )
+# Short frames cut by _split_batch, stopped by a frame over the limit (not
+# drained).
+@example(
+    data=b"a\nbb\n" + b"c" * 30 + b"\n",
+    cuts=[],
+    max_size=20,
+    until=False,
+    batch=True,
+    split_max=16,
+    cr_scan=0,
+    arrays=[],
+)
 # A chunk longer than the limit, a frame over it after the first.
 @example(
     data=b"a" * 5 + b"\n" + b"b" * 30 + b"\n" + b"c" * 5 + b"\n",
@@ -880,7 +1016,7 @@ def test_a_read_fed_and_cut_in_one_call_gives_the_frames_of_feed_and_take(
     def feed(buffer: ReceiveBuffer, chunk: bytes) -> list[bytes] | None:
         fed = bytearray(chunk) if next(as_array) else chunk
         if batch:
-            return buffer._feed_batch(b"\n", max_size, mode, fed)
+            return _check_drained(buffer._feed_batch(b"\n", max_size, mode, fed), buffer, one)
         frame = buffer._feed_first(b"\n", max_size, mode, fed)
         return None if frame is None else [frame]
 
@@ -903,7 +1039,7 @@ def test_a_fed_batch_of_long_frames_stops_before_the_first_over_the_limit(crlf: 
     over = b"c" * (601 - len(ending)) + ending
     read = b"a\n" + fits + over + b"d" * 700
     buffer = ReceiveBuffer(1 << 16)
-    assert buffer._feed_batch(b"\n", 600, LINE_MODE, read) == [b"a", fits[: -len(ending)]]
+    assert buffer._feed_batch(b"\n", 600, LINE_MODE, read) == ([b"a", fits[: -len(ending)]], False)
     assert buffer.peek() == over + b"d" * 700
     assert buffer._snext == len(read) - 700 - 1  # (the \n ending the frame over the limit)
     with pytest.raises(FrameTooLongError):
@@ -925,7 +1061,7 @@ def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> No
         buffer.feed(head)
         assert (buffer.take_until(b"\n", 10_000) if until else buffer.take_line(10_000)) is None
         if batch:
-            assert buffer._feed_batch(b"\n", 10_000, mode, read) == frames
+            assert buffer._feed_batch(b"\n", 10_000, mode, read) == (frames, True)
             assert buffer.peek() == b"ee"
             assert buffer._skey == b"\n" and buffer._snext == len(buffer._data)
         else:
