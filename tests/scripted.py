@@ -102,26 +102,14 @@ class NoHalfClose(trio.abc.Stream):
         await self.inner.aclose()
 
 
-class AsBytes(trio.abc.Stream):
+class AsBytes(NoHalfClose):
     """Wraps a stream; its reads return bytes, as a socket's do. (Trio's
     memory streams return a bytearray, which the iterators' reads only feed:
     their one-call feed and cut, and the batch loop's own reads after it,
     take bytes.)"""
 
-    def __init__(self, inner: trio.abc.Stream) -> None:
-        self.inner = inner
-
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         return bytes(await self.inner.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def chunked(data: bytes, cuts: Iterable[int]) -> list[bytes]:

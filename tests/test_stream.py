@@ -262,6 +262,25 @@ async def test_short_lines_after_a_read_are_cut_into_the_buffer_s_batch(how: str
     assert "_join_across" in cuts
 
 
+@pytest.mark.parametrize("how", ["receive_line", "receive_until"])
+async def test_short_lines_are_popped_from_the_buffer_s_batches_past_its_first_window(how: str) -> None:
+    """Reads longer than the batch's first window (1 KiB): once a batch is
+    used up, the next short line is left to the take, which cuts the next
+    batch (its window doubled), as the ``_nowait`` loop's takes do. Before,
+    the per-call methods cut every line after the first window with a
+    search of their own: one batch per read."""
+    bodies = [b"%023d" % i for i in range(1000)]
+    wire = b"".join(body + b"\n" for body in bodies)
+    reads = [wire[i : i + 8000] for i in range(0, len(wire), 8000)]
+    counts = {}
+    for way in (how, "nowait"):
+        stream = BufferedStream(ScriptedStream(reads))
+        with calls_to(ReceiveBuffer, "_join_across", "_take_single") as cuts:
+            assert await _receive_lines(stream, way, len(bodies), b"\n") == bodies
+        counts[way] = len(cuts)
+    assert counts[how] == counts["nowait"] > len(reads)
+
+
 async def test_receive_until_regex() -> None:
     stream = scripted(b"GET / HTTP/1.1\r", b"\nHost: x\n\r\n")
     pattern = rb"\r?\n"
