@@ -942,8 +942,8 @@ class ReceiveBuffer:
         Measured (ReceiveBuffer alone, 64 KiB chunks, minimum of 21 rounds,
         µs per read): 16 KiB lines 8.4 through `feed` and `take_lines` ->
         7.3 (the split loop: 6.4); 4.3 -> 4.1 for those two calls (the
-        find loop keeping its tail: 3.6). Bytecodes per
-        read, 16 KiB lines: 325 -> 264 (the find loop's: 158).
+        find loop keeping its tail: 3.6). Bytecodes per read, 16 KiB
+        lines: 325 -> 264 (the find loop's: 158).
         """
         data = self._data
         pos = self._pos

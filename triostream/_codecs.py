@@ -701,7 +701,9 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         (a read that starts on a frame: the chunk is fed and cut).
         Measured in one process (64 KiB reads, 4 KiB frames, 11 interleaved
         rounds, medians): a batch loop 0.80x -> 0.83x of the split loop, a
-        frame loop 0.68x -> 0.71x."""
+        frame loop 0.68x -> 0.71x; with the read into an empty buffer cut
+        too (and the batch loop's own next read, see BatchIterator), the
+        batch loop 0.83x -> 0.88x (9 rounds)."""
         if (
             len(buffer._data) == buffer._pos
             and type(chunk) is bytes
