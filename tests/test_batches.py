@@ -892,6 +892,33 @@ async def test_bytes_a_read_brings_after_the_stream_closed_are_not_handed_out(ho
 # ---------------------------------------------------------------- per-frame iterators cut ahead
 
 
+@pytest.mark.parametrize("size", [10, 9000], ids=["short-lines", "long-lines"])
+async def test_a_frame_loop_read_ends_with_closed_when_another_task_closes_the_stream(size: int) -> None:
+    """The frame iterator's own reads on a transport that returns bytes (see
+    TRANSPORTS): after a cut (short lines) and in the long-frame loop, which
+    reads and joins the line that straddles (lines of 8 KiB and more). A
+    close from another task ends the wait with ClosedResourceError saying
+    so, and the line's head is not handed out."""
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(AsBytes(right))
+    line = b"x" * size
+    # (The first line comes with the read; the second, found in the buffer,
+    # starts the long-frame loop, whose next read is the one closed.)
+    await left.send_all(line + b"\n" + line + b"\n" + b"head")
+    lines = aiter(stream.lines())
+    assert [await lines.__anext__(), await lines.__anext__()] == [line, line]
+    async with trio.open_nursery() as nursery:
+
+        async def wait_for_more() -> None:
+            with pytest.raises(trio.ClosedResourceError, match="closed by another task"):
+                await lines.__anext__()
+
+        nursery.start_soon(wait_for_more)
+        await trio.testing.wait_all_tasks_blocked()
+        await stream.aclose()
+    assert not stream._buffer
+
+
 @pytest.mark.parametrize("kind", ["lines", "until", "codec-lines", "codec-prefixed"])
 async def test_breaking_out_of_a_frame_loop_warns_nothing_and_loses_nothing(kind: str) -> None:
     codec = LengthPrefixed(64)
