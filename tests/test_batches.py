@@ -714,6 +714,25 @@ async def test_batches_on_a_closed_stream_raise_closed() -> None:
         await stream.lines().batches().__anext__()
 
 
+async def _closed_while_waiting(
+    stream: BufferedStream, step: Callable[[], Awaitable[object]], meanwhile: Callable[[], None] | None = None
+) -> None:
+    """Run ``step()`` in another task; once it waits (for a read), run
+    ``meanwhile`` and close ``stream``: the wait must end with
+    ClosedResourceError saying that another task closed it."""
+    async with trio.open_nursery() as nursery:
+
+        async def wait_for_more() -> None:
+            with pytest.raises(trio.ClosedResourceError, match="closed by another task"):
+                await step()
+
+        nursery.start_soon(wait_for_more)
+        await trio.testing.wait_all_tasks_blocked()
+        if meanwhile is not None:
+            meanwhile()
+        await stream.aclose()
+
+
 # Reads that return a bytearray (trio's memory streams) are fed, then cut;
 # bytes (a socket's) are cut as they are fed, and the batch loop's next read
 # is made in its own inner loop (see BatchIterator._batches).
@@ -732,17 +751,12 @@ async def test_a_batch_refill_keeps_other_receivers_out_and_ends_when_closed(dir
     batches = stream.lines().batches()
     it = batches if direct else aiter(batches)
     assert await it.__anext__() == [b"a", b"b"]
-    async with trio.open_nursery() as nursery:
 
-        async def wait_for_more() -> None:
-            with pytest.raises(trio.ClosedResourceError, match="closed by another task"):
-                await it.__anext__()
-
-        nursery.start_soon(wait_for_more)
-        await trio.testing.wait_all_tasks_blocked()
+    def others_refused() -> None:
         with pytest.raises(trio.BusyResourceError):
             stream.receive_line_nowait()  # (the stream's own check: no transport call)
-        await stream.aclose()
+
+    await _closed_while_waiting(stream, it.__anext__, others_refused)
     with trio.testing.assert_checkpoints(), pytest.raises(trio.ClosedResourceError):
         await batches.__anext__()  # (an error ends an async for's generator: a fresh one)
 
@@ -907,15 +921,7 @@ async def test_a_frame_loop_read_ends_with_closed_when_another_task_closes_the_s
     await left.send_all(line + b"\n" + line + b"\n" + b"head")
     lines = aiter(stream.lines())
     assert [await lines.__anext__(), await lines.__anext__()] == [line, line]
-    async with trio.open_nursery() as nursery:
-
-        async def wait_for_more() -> None:
-            with pytest.raises(trio.ClosedResourceError, match="closed by another task"):
-                await lines.__anext__()
-
-        nursery.start_soon(wait_for_more)
-        await trio.testing.wait_all_tasks_blocked()
-        await stream.aclose()
+    await _closed_while_waiting(stream, lines.__anext__)
     assert not stream._buffer
 
 
