@@ -1564,6 +1564,61 @@ async def test_a_frame_loop_mixed_with_other_receives_cuts_within_a_small_window
     assert 0 < cut <= 200 * 129  # (a window, and the first line)
 
 
+@pytest.mark.parametrize("ragged", [False, True], ids=["reads-of-whole-frames", "reads-ending-inside-a-frame"])
+async def test_a_receive_frame_loop_cuts_the_frames_after_each_read_in_the_call_that_reads(ragged: bool) -> None:
+    # Once the frames cut ahead are out and were every whole frame of their
+    # chunk, the next call reads, and the frame it returns comes with the
+    # next ones cut ahead: no ``ready`` asked first, and no call after the
+    # read decodes one frame only to record where it left the buffer.
+    codec = LengthPrefixed(200, length_size=1)
+    frames = [bytes([97 + i % 26]) * (1 + i % 5) for i in range(64)]
+    wire = b"".join(bytes([len(f)]) + f for f in frames)
+    size = 61 if ragged else sum(len(f) + 1 for f in frames[:16])  # four reads of 16 frames
+    chunks = [wire[i : i + size] for i in range(0, len(wire), size)]
+    stream = scripted(*chunks)
+    decoder = type(codec.decoder())
+    with calls_to(decoder, "ready", "decode") as calls, calls_to(triostream._stream._FramesAhead, "cut") as cuts:
+        assert [await stream.receive_frame(codec) for _ in frames] == frames
+    # The first read: ready, decode (nothing), the read, decode; the second
+    # call decodes and records, the third cuts. Each later read: decode
+    # before it (nothing) and after it (its first frame), then the cut.
+    assert calls.count("ready") <= 3
+    assert calls.count("decode") <= 3 + 2 * len(chunks)
+    assert len(cuts) <= 1 + 2 * len(chunks)
+    with pytest.raises(IncompleteReadError):
+        await stream.receive_frame(codec)
+
+
+async def test_receive_frame_with_a_new_but_equal_codec_each_call_hands_out_the_frames_cut_ahead_in_order() -> None:
+    # Equal codecs share a decoder: the frames one call cut ahead serve the
+    # next call's equal codec (the object differs, the decoder is the same).
+    frames = [bytes([97 + i % 26]) * (i % 4) for i in range(40)]
+    wire = b"".join(bytes([len(f)]) + f for f in frames)
+    stream = scripted(*[wire[i : i + 23] for i in range(0, len(wire), 23)])
+    with calls_to(triostream._stream._FramesAhead, "cut") as cuts:
+        got = [await stream.receive_frame(LengthPrefixed(200, length_size=1)) for _ in frames]
+    assert got == frames
+    assert len(cuts) < len(frames) // 2  # frames cut ahead were handed out
+    assert stream.peek() == b""
+
+
+async def test_a_cancelled_read_of_a_receive_frame_loop_loses_no_frame() -> None:
+    # The call that reads after the frames cut ahead ran out is cancelled
+    # while it waits: nothing consumed; the next call gets the next frame.
+    codec = LengthPrefixed(200, length_size=1)
+    send, receive = trio.testing.memory_stream_pair()
+    stream = BufferedStream(AsBytes(receive))
+    await send.send_all(b"\x01a\x01b\x01c\x01d")
+    assert [await stream.receive_frame(codec) for _ in range(4)] == [b"a", b"b", b"c", b"d"]
+    with trio.move_on_after(0.01) as scope:
+        await stream.receive_frame(codec)
+    assert scope.cancelled_caught
+    await send.send_all(b"\x01e\x01")
+    assert await stream.receive_frame(codec) == b"e"
+    await send.send_all(b"f\x01g")
+    assert [await stream.receive_frame(codec) for _ in range(2)] == [b"f", b"g"]
+
+
 async def test_a_frame_cut_ahead_is_not_handed_out_when_the_stream_closed_during_the_checkpoint() -> None:
     codec = LengthPrefixed(200, length_size=1)
     stream = scripted(b"\x01a\x01b\x01c\x01d")

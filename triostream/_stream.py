@@ -1164,16 +1164,22 @@ class BufferedStream(trio.abc.Stream):
           ValueError: the codec's frames cannot fit ``max_buffer_size``.
           trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
         """
-        # The codec of the last call, found without a call (a third of the
-        # calls this method made per frame); _decoder does the rest.
-        cache = self._decoders
-        decoder = cache._last if codec is cache._last_codec and cache._last is not None else self._decoder(codec)
         buffer = self._buffer
         ahead = self._ahead
-        # Did the last call of this method, with this codec, leave the buffer
-        # where it is now? Then this is a loop of calls (see _FramesAhead).
-        again = ahead.decoder is decoder and buffer._pos == ahead.at and buffer._data is ahead.data
-        if again and ahead.frames:
+        # A loop of calls (see _FramesAhead): the last call of this method,
+        # with this codec, left the buffer where it is now, and cut the next
+        # frames ahead. The codec object itself is tested first: then its
+        # decoder need not be looked up (the frames were cut by it, and
+        # handing them out leaves its state alone). At 64-byte frames, in
+        # one process: 102 -> 85 bytecodes of this method per call;
+        # cachegrind, 39.8k -> 39.4k instructions per call (the
+        # checkpoint-per-frame loop 35.8k, the per-call floor 38.7k).
+        if (
+            ahead.frames
+            and buffer._pos == ahead.at
+            and buffer._data is ahead.data
+            and (codec is ahead.codec or self._decoder(codec) is ahead.decoder)
+        ):
             # A frame cut ahead: a plain checkpoint, then the frame.
             if self._state:
                 await self._refuse()
@@ -1186,12 +1192,29 @@ class BufferedStream(trio.abc.Stream):
                     piece = ahead.frames.pop()
                     ahead.at = buffer._pos = ahead.at + len(piece) + ahead.extra
                     return piece
+                decoder = self._decoder(codec)
                 frame = decoder.decode(buffer)
                 if frame is None:
                     frame = await self._receive_more(decoder.decode, (buffer,), None)
                 return frame
             finally:
                 self._state &= _CLOSED
+        # The codec of the last call, found without a call (a third of the
+        # calls this method made per frame); _decoder does the rest.
+        cache = self._decoders
+        decoder = cache._last if codec is cache._last_codec and cache._last is not None else self._decoder(codec)
+        again = ahead.decoder is decoder and buffer._pos == ahead.at and buffer._data is ahead.data
+        if again and ahead.drained and not buffer._more_len:
+            # The frames cut ahead are all out and were every whole frame of
+            # the chunk: this call reads. The frame it reads, then the next
+            # ones cut ahead (`_FramesAhead.take`). Before, `ready` said no
+            # first, and after the read the next call found the buffer moved
+            # (no longer "again"): it decoded one frame and recorded the
+            # buffer, and only the one after it cut. At 4 KiB frames in
+            # 64 KiB reads, in one process: 3 ``ready`` and 3 ``decode``
+            # per read -> 0 and 2; 4169 -> 4022 ns per frame (the
+            # checkpoint-per-frame loop: 3650; 15 interleaved rounds).
+            return await self._receive(ahead.take, (buffer,))
         if decoder.ready(buffer):
             # A whole frame is buffered: a plain checkpoint, then the frame
             # (the lean receive saves a Trio round only when the call must
@@ -1209,7 +1232,7 @@ class BufferedStream(trio.abc.Stream):
                 if frame is None:
                     frame = await self._receive_more(decoder.decode, (buffer,), None)
                     return frame
-                ahead.left(decoder, buffer)
+                ahead.left(codec, decoder, buffer)
                 return frame
             finally:
                 self._state &= _CLOSED
@@ -1593,26 +1616,33 @@ class _FramesAhead:
     last one left it: anything else that consumes makes them stale. The
     window cut starts small and doubles while each cut is used up, as in
     `FrameIterator`, so that work for frames never handed out stays within
-    a constant factor of the bytes consumed.
+    a constant factor of the bytes consumed. When a cut took every whole
+    frame of its chunk (``drained``) and its frames are all out, the next
+    call reads, and its take (`take`) cuts the frames after the one it
+    returns.
 
     (Not for `receive_line` and `receive_until`: their own path is a
     ``find`` and a slice, and this one measured no faster at 1 KiB lines and
     slower at 16 B, where the buffer's batch serves, and at 16 KiB.)
     """
 
-    __slots__ = ("at", "data", "decoder", "extra", "frames", "peek", "window")
+    __slots__ = ("at", "codec", "data", "decoder", "drained", "extra", "frames", "peek", "window")
 
     def __init__(self) -> None:
         self.decoder: FrameDecoder | None = None
+        self.codec: Codec | None = None  # the codec object the decoder was found for
         self.data: object = None
         self.at = -1
         self.frames: list[bytes] = []  # the next frames, last first
         self.extra = 0
         self.peek: PeekFrames | None = None
         self.window = _PEEK_WINDOW_MIN
+        self.drained = False  # the last cut took every whole frame of its chunk
 
-    def left(self, decoder: FrameDecoder, buffer: ReceiveBuffer) -> None:
-        """A call of ``decoder`` left the buffer here, with nothing cut ahead."""
+    def left(self, codec: Codec, decoder: FrameDecoder, buffer: ReceiveBuffer) -> None:
+        """A call of ``decoder`` (``codec``'s) left the buffer here, with
+        nothing cut ahead."""
+        self.codec = codec
         if decoder is not self.decoder:
             self.decoder = decoder
             self.peek = decoder.bind_peek(buffer)
@@ -1623,6 +1653,21 @@ class _FramesAhead:
             self.window = _PEEK_WINDOW_MIN
         self.data = buffer._data
         self.at = buffer._pos
+        self.drained = False
+
+    def take(self, buffer: ReceiveBuffer) -> bytes | None:
+        """A take for `BufferedStream._receive`, for the call that reads
+        after the frames cut ahead ran out: the decoder's ``decode``, and
+        when it gives a frame, the frames after it cut ahead. The cut
+        consumes nothing, so the receive stays all or nothing."""
+        assert self.decoder is not None  # (set by `left` before any cut)
+        frame = self.decoder.decode(buffer)
+        if frame is not None:
+            self.data = buffer._data
+            self.at = buffer._pos
+            self.drained = False
+            self.cut(buffer)
+        return frame
 
     def cut(self, buffer: ReceiveBuffer) -> bool:
         """Cut the frames at the buffer's head, with the codec that `left`
@@ -1639,6 +1684,7 @@ class _FramesAhead:
         frames.reverse()
         self.frames = frames
         self.extra = found[1]
+        self.drained = len(found) > 2 and bool(found[2])
         self.data = buffer._data
         self.at = buffer._pos
         self.window = min(self.window * 2, _PEEK_WINDOW_MAX)
