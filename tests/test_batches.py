@@ -289,13 +289,21 @@ def test_length_prefixed_batches_are_decode_in_a_loop(
     assert run(True, steps) == run(False, [False])
 
 
-def _check_drained(fed: tuple[list[bytes], bool] | None, buffer: ReceiveBuffer, take: TakeOne) -> list[bytes] | None:
+def _check_drained(
+    fed: tuple[list[bytes], bool, int, int] | None, buffer: ReceiveBuffer, take: TakeOne
+) -> list[bytes] | None:
     """The frames of a batch fed and cut in one call (``_feed_batch``), once
     its ``drained`` is checked: true exactly when ``take`` would find no
-    frame and raise nothing in what is left (tried on a copy of it)."""
+    frame and raise nothing in what is left (tried on a copy of it); and
+    where it says the second frame begins, with the bytes each frame after
+    the first occupies beyond its own (when it gives them, -1 otherwise):
+    they add up to where the cut left the cursor."""
     if fed is None:
         return None
-    frames, drained = fed
+    frames, drained, at, extra = fed
+    assert extra >= -1
+    if extra >= 0:
+        assert at + sum(len(f) + extra for f in frames[1:]) == buffer._pos
     copy = ReceiveBuffer(1 << 16)
     copy.feed(buffer.peek())  # (nothing is queued after such a cut: peek merges nothing)
     try:
@@ -398,9 +406,11 @@ def test_a_length_prefixed_read_that_ends_the_buffered_frame_is_cut_in_one_call(
     # (batch, how much the read brings, what it returns, where what is left
     # starts); a batch comes with whether no whole frame is left.
     for batch, end, cut, left in [
-        (True, 120, (frames[:2], True), 88),  # the rest of "a", "b", and the head of "c"
+        # (and, for a batch, where its second frame begins in the read, and
+        # the bytes each after the first occupies beyond its own: the header)
+        (True, 120, (frames[:2], True, 24, 4), 88),  # the rest of "a", "b", and the head of "c"
         (False, 120, frames[0], 54),
-        (True, 54, (frames[:1], True), 54),  # a read that ends with the frame
+        (True, 54, (frames[:1], True, 24, 4), 54),  # a read that ends with the frame
     ]:
         buffer = ReceiveBuffer(1 << 16)
         decoder = codec.decoder()
@@ -414,10 +424,10 @@ def test_a_length_prefixed_read_that_ends_the_buffered_frame_is_cut_in_one_call(
     # A batch read into an empty buffer (it starts on a frame): fed and cut,
     # also when what follows is a header that decode refuses (not drained).
     too_long = (500).to_bytes(4, "big") + b"z"
-    fed: list[tuple[bytes, tuple[list[bytes], bool] | None, bytes]] = [
-        (wire[:120], (frames[:2], True), b"\0\0\0" + bytes([60]) + b"c" * 28),
+    fed: list[tuple[bytes, tuple[list[bytes], bool, int, int] | None, bytes]] = [
+        (wire[:120], (frames[:2], True, 54, 4), b"\0\0\0" + bytes([60]) + b"c" * 28),
         (wire[:3], None, wire[:3]),  # no whole frame: fed only
-        (wire[:88] + too_long, (frames[:2], False), too_long),
+        (wire[:88] + too_long, (frames[:2], False, 54, 4), too_long),
     ]
     for read, fed_cut, rest in fed:
         buffer = ReceiveBuffer(1 << 16)
@@ -1072,7 +1082,7 @@ def test_a_fed_batch_of_long_frames_stops_before_the_first_over_the_limit(crlf: 
     over = b"c" * (601 - len(ending)) + ending
     read = b"a\n" + fits + over + b"d" * 700
     buffer = ReceiveBuffer(1 << 16)
-    assert buffer._feed_batch(b"\n", 600, LINE_MODE, read) == ([b"a", fits[: -len(ending)]], False)
+    assert buffer._feed_batch(b"\n", 600, LINE_MODE, read) == ([b"a", fits[: -len(ending)]], False, 2, len(ending))
     assert buffer.peek() == over + b"d" * 700
     assert buffer._snext == len(read) - 700 - 1  # (the \n ending the frame over the limit)
     with pytest.raises(FrameTooLongError):
@@ -1094,7 +1104,9 @@ def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> No
         buffer.feed(head)
         assert (buffer.take_until(b"\n", 10_000) if until else buffer.take_line(10_000)) is None
         if batch:
-            assert buffer._feed_batch(b"\n", 10_000, mode, read) == (frames, True)
+            # (After the first: a line ending in \n, one in \r\n: their
+            # sizes differ, -1; the frames of take_until all end in \n.)
+            assert buffer._feed_batch(b"\n", 10_000, mode, read) == (frames, True, 3, 1 if until else -1)
             assert buffer.peek() == b"ee"
             assert buffer._skey == b"\n" and buffer._snext == len(buffer._data)
         else:
@@ -2214,3 +2226,91 @@ def test_ready_promises_that_decode_does_not_wait(stream: tuple[LengthPrefixed, 
             if frame is None:
                 break
     assert not Netstring(10).decoder().ready(buffer)  # the default: unsure
+
+
+# ---------------------------------------------------------------- medium frames: a read's frames cut as it is fed
+
+
+def _medium_lines(sizes: list[int], endings: list[bytes]) -> tuple[bytes, list[bytes]]:
+    """Lines of ``sizes`` bytes (ending included, so over `_SPLIT_FRAME_MAX`
+    and under `_LONG_FRAME`: the frame loop's medium frames), and the wire."""
+    pairs = enumerate(zip(sizes, endings, strict=True))
+    lines = [bytes([97 + i % 26]) * (size - len(end)) + end for i, (size, end) in pairs]
+    return b"".join(lines), lines
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=520, max_value=3000), min_size=2, max_size=30),
+    ending=st.sampled_from(["lf", "crlf", "mixed"]),
+    reads=st.lists(st.integers(min_value=600, max_value=9000), min_size=1, max_size=20),
+    steps=st.lists(st.sampled_from(["next"] * 6 + ["line", "exactly", "break"]), min_size=1, max_size=30),
+    until=st.booleans(),
+)
+@example(sizes=[1024] * 30, ending="lf", reads=[5000], steps=["next", "break", "exactly"], until=False)
+@example(sizes=[1024] * 30, ending="crlf", reads=[5000], steps=["next"] * 5 + ["line"], until=False)
+def test_a_frame_loop_over_medium_lines_mixed_with_other_receives_loses_nothing(
+    sizes: list[int], ending: str, reads: list[int], steps: list[str], until: bool
+) -> None:
+    """Lines of 0.5-3 KiB from a transport that returns bytes: the frame
+    loop cuts each read's lines as it feeds it, consumes the first (the
+    line that straddled into the read) and hands the others out. After any
+    line, another receive in the loop's body, or a loop left and a new one
+    begun: every line comes once, in order, and the stream holds what a
+    plain buffer would."""
+    endings = [b"\r\n" if ending == "crlf" or (ending == "mixed" and i % 3 == 1) else b"\n" for i in range(len(sizes))]
+    wire, _ = _medium_lines(sizes, endings)
+    chunks, at = [], 0
+    for size in itertools.cycle(reads):
+        if at >= len(wire):
+            break
+        chunks.append(wire[at : at + size])
+        at += size
+
+    def next_line(model: bytearray, strip: bool) -> bytes:
+        """The model's next line (consumed), as receive_line (``strip``) or
+        receive_until(b"\\n") returns it."""
+        end = model.index(b"\n")
+        line = bytes(model[: end - 1] if strip and end and model[end - 1] == 13 else model[:end])
+        del model[: end + 1]
+        return line
+
+    async def other(op: str, stream: BufferedStream, model: bytearray) -> None:
+        if op == "line" and b"\n" in model:
+            assert await stream.receive_line(max_size=1 << 15) == next_line(model, True)
+        elif op == "exactly" and model:
+            n = min(3, len(model))
+            assert await stream.receive_exactly(n) == bytes(model[:n])
+            del model[:n]
+
+    async def main() -> None:
+        stream = scripted(*chunks)
+        model = bytearray(wire)
+        plan = itertools.cycle(steps)
+        while model:
+            frames = stream.iter_until(b"\n", max_size=1 << 15) if until else stream.lines(max_size=1 << 15)
+            async for frame in frames:
+                assert frame == next_line(model, not until)
+                step = next(plan)
+                if step == "break":
+                    break
+                await other(step, stream, model)  # in the loop's body, between two of its lines
+            else:
+                assert not model  # (the loop ended at EOF)
+            assert bytes(model).startswith(stream.peek())
+            await other(next(plan), stream, model)
+        assert not stream.peek()
+
+    trio.run(main)
+
+
+async def test_a_frame_loop_over_medium_lines_cuts_each_read_as_it_feeds_it() -> None:
+    # 1 KiB lines in reads of 5000 bytes (not aligned): after the first
+    # reads, each read is fed and cut in one call, and no peek cuts again.
+    wire, lines = _medium_lines([1024] * 60, [b"\n"] * 60)
+    stream = scripted(*[wire[i : i + 5000] for i in range(0, len(wire), 5000)])
+    with calls_to(ReceiveBuffer, "_feed_batch", "peek_frames") as calls:
+        got = [line async for line in stream.lines(max_size=4096)]
+    assert got == [line[:-1] for line in lines]
+    reads = -(-len(wire) // 5000)
+    assert calls.count("_feed_batch") >= reads - 3
+    assert calls.count("peek_frames") <= 3

@@ -48,7 +48,7 @@ FeedFirst = Callable[[bytes | bytearray], "bytes | None"]
 # A batch iterator's read fed and cut in one call: the frames, and whether
 # they were all the whole frames buffered (then a take finds nothing until
 # more bytes come, and raises nothing).
-FeedBatch = Callable[[bytes | bytearray], "tuple[list[bytes], bool] | None"]
+FeedBatch = Callable[[bytes | bytearray], "tuple[list[bytes], bool, int, int] | None"]
 
 _delimiter_cache: dict[object, Delimiters] = {}
 
@@ -929,12 +929,16 @@ class ReceiveBuffer:
 
     def _feed_batch(
         self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray
-    ) -> tuple[list[bytes], bool] | None:
+    ) -> tuple[list[bytes], bool, int, int] | None:
         """`_feed_first`, for a batch: the whole frames that ``chunk``
         completes, consumed, as `take_lines` (``mode`` ``LINE_MODE``) or
         `take_until_batch` (``PLAIN_MODE``) would return them next, and
         whether no whole frame is left (nor a tail that a take would refuse);
-        or None, with the chunk fed and nothing consumed.
+        or None, with the chunk fed and nothing consumed. Then where the
+        second frame begins in the chunk (now _data) and the bytes each
+        frame after the first occupies beyond its own (-1: they differ, or
+        are not known): a frame iterator hands those frames out as a cut
+        (`FrameIterator._frames`), the cursor moved back to there.
 
         The first frame by `_feed_first` (whose test says when the fast
         route applies), long frames after it with the hand-written find
@@ -961,7 +965,7 @@ class ReceiveBuffer:
             if more:
                 batch += more
             drained = self._skey == delimiter and self._snext >= len(chunk) and len(chunk) - self._pos < max_size
-            return batch, drained
+            return batch, drained, start, -1
         # The hand-written find loop, and the test for \r, of _find_frames
         # (one find for it first, when the frames are short), written here
         # again: calling _find_frames cost 0.5-0.9 µs more per read at 16 KiB
@@ -969,6 +973,8 @@ class ReceiveBuffer:
         # \r needs no ``i > start``: the byte before ``start`` is the \n
         # that ends the frame before.
         append = batch.append
+        at = start
+        crs = 0  # lines after the first that ended in \r\n
         if len(chunk) - start > max_size:
             # A frame may be over the limit: each is tested, and the first
             # over it ends the batch (it stays buffered; the next take raises).
@@ -976,12 +982,20 @@ class ReceiveBuffer:
             # general cutter (16 KiB lines, max_size 16386, ReceiveBuffer
             # alone: 7.2 -> 5.9 µs per read; 5.9 without a limit).
             while i >= 0 and i - start < max_size:
-                append(chunk[start : i - 1] if strip and chunk[i - 1] == 13 else chunk[start:i])
+                if strip and chunk[i - 1] == 13:
+                    append(chunk[start : i - 1])
+                    crs += 1
+                else:
+                    append(chunk[start:i])
                 start = i + 1
                 i = chunk.find(delimiter, start)
         elif strip and (i - start >= _CR_SCAN_FRAME_MAX or chunk.find(b"\r", start) >= 0):
             while i >= 0:
-                append(chunk[start : i - 1] if chunk[i - 1] == 13 else chunk[start:i])
+                if chunk[i - 1] == 13:
+                    append(chunk[start : i - 1])
+                    crs += 1
+                else:
+                    append(chunk[start:i])
                 start = i + 1
                 i = chunk.find(delimiter, start)
         else:
@@ -992,7 +1006,10 @@ class ReceiveBuffer:
         self._pos = start
         self._skey = delimiter  # searched to the end of the chunk, or to the frame over the limit
         self._snext = len(chunk) if i < 0 else i
-        return batch, i < 0 and len(chunk) - start < max_size
+        # (What each frame after the first occupies beyond its bytes: the
+        # \n, or \r\n when every one ended so; -1 when they differ.)
+        extra = 1 if not crs else 2 if crs == len(batch) - 1 else -1
+        return batch, i < 0 and len(chunk) - start < max_size, at, extra
 
     def _straddling_batch(self, delimiter: bytes, max_size: int, mode: int, j: int) -> list[bytes] | None:
         """`_take_batch` for long frames, the way they usually arrive: the

@@ -53,7 +53,7 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn, TypeAlias
 
 from ._buffer import LINE_MODE, PLAIN_MODE, Delimiters, FeedBatch, FeedFirst, ReceiveBuffer, normalize_delimiters
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError
@@ -74,9 +74,11 @@ OnTooLong = Literal["raise", "discard"]
 #: What `FrameDecoder.bind` returns: a zero-argument ``decode``.
 Take = Callable[[], "bytes | None"]
 TakeBatch = Callable[[], "list[bytes] | None"]
-PeekFrames = Callable[
-    [int], "tuple[list[bytes], int] | tuple[list[bytes], int, bool] | tuple[list[bytes], int, bool, int] | None"
-]
+# What a peek finds (see FrameDecoder.bind_peek).
+PeekFound: TypeAlias = (
+    "tuple[list[bytes], int] | tuple[list[bytes], int, bool] | tuple[list[bytes], int, bool, int] | None"
+)
+PeekFrames = Callable[[int], PeekFound]
 
 
 def _check_limit(name: str, value: int) -> int:
@@ -195,9 +197,12 @@ class FrameDecoder(ABC):
         # and ``feed_batch(chunk)``: each feeds ``chunk`` into ``buffer`` and,
         # in the usual case, consumes and returns the frame it completes
         # (what ``decode`` would return next), or every whole frame (what
-        # the ``bind_batch`` callable would); otherwise None, with the chunk
-        # fed and nothing consumed. None (the default): the iterator feeds,
-        # then cuts as usual. See ReceiveBuffer._feed_first.
+        # the ``bind_batch`` callable would) with whether no whole frame is
+        # left, where the second begins and the bytes each after the first
+        # occupies beyond its own (-1: they differ); otherwise None, with
+        # the chunk fed and nothing consumed. None (the default): the
+        # iterator feeds, then cuts as usual. See ReceiveBuffer._feed_first
+        # and _feed_batch.
         return None
 
 
@@ -693,7 +698,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         buffer.feed(chunk)
         return None
 
-    def _feed_batch(self, buffer: ReceiveBuffer, chunk: bytes | bytearray) -> tuple[list[bytes], bool] | None:
+    def _feed_batch(self, buffer: ReceiveBuffer, chunk: bytes | bytearray) -> tuple[list[bytes], bool, int, int] | None:
         """`_feed_first`, then the chunk's other whole frames, as
         `decode_batch` cuts them, and whether no whole frame is left (the
         frame after them is unfinished and has a header that decode
@@ -716,16 +721,19 @@ class _LengthPrefixedDecoder(_SizedDecoder):
             batch, end = self._cut(chunk, 0, len(chunk))
             if not batch:
                 return None
+            at = self._header + len(batch[0])
         else:
             first = self._feed_first(buffer, chunk)
             if first is None:
                 return None
             assert type(chunk) is bytes  # (_feed_first cuts from bytes only)
-            frames, end = self._cut(chunk, buffer._pos, len(chunk))
+            at = buffer._pos
+            frames, end = self._cut(chunk, at, len(chunk))
             batch = [first]
             batch += frames
         buffer._pos = end
-        return batch, len(chunk) - end < self._header or self._unpack(chunk, end)[0] <= self._max_size
+        drained = len(chunk) - end < self._header or self._unpack(chunk, end)[0] <= self._max_size
+        return batch, drained, at, self._header
 
     def ready(self, buffer: ReceiveBuffer) -> bool:
         data = buffer._data
