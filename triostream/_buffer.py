@@ -957,6 +957,11 @@ class ReceiveBuffer:
         start = self._pos
         i = chunk.find(delimiter, start)
         strip = mode == _STRIP_CR
+        # (The loops below call batch.append, not a bound method kept in a
+        # local: Python 3.11 and later run such a call as a specialized
+        # instruction; 1 KiB lines in reads of 8-64 KiB, in one process, a
+        # batch loop 503 -> 490 ns per line. Python 3.10 was the other way
+        # round, by about as much, measured alone.)
         if 0 <= i - start <= _SPLIT_FRAME_MAX:
             self._pos = start
             self._skey = delimiter  # (remembered: _split_batch does not search again)
@@ -972,7 +977,6 @@ class ReceiveBuffer:
         # lines (7.3 -> 8.4, ReceiveBuffer alone, as above). The test for a
         # \r needs no ``i > start``: the byte before ``start`` is the \n
         # that ends the frame before.
-        append = batch.append
         at = start
         crs = 0  # lines after the first that ended in \r\n
         if len(chunk) - start > max_size:
@@ -983,24 +987,24 @@ class ReceiveBuffer:
             # alone: 7.2 -> 5.9 µs per read; 5.9 without a limit).
             while i >= 0 and i - start < max_size:
                 if strip and chunk[i - 1] == 13:
-                    append(chunk[start : i - 1])
+                    batch.append(chunk[start : i - 1])
                     crs += 1
                 else:
-                    append(chunk[start:i])
+                    batch.append(chunk[start:i])
                 start = i + 1
                 i = chunk.find(delimiter, start)
         elif strip and (i - start >= _CR_SCAN_FRAME_MAX or chunk.find(b"\r", start) >= 0):
             while i >= 0:
                 if chunk[i - 1] == 13:
-                    append(chunk[start : i - 1])
+                    batch.append(chunk[start : i - 1])
                     crs += 1
                 else:
-                    append(chunk[start:i])
+                    batch.append(chunk[start:i])
                 start = i + 1
                 i = chunk.find(delimiter, start)
         else:
             while i >= 0:
-                append(chunk[start:i])
+                batch.append(chunk[start:i])
                 start = i + 1
                 i = chunk.find(delimiter, start)
         self._pos = start
@@ -1252,7 +1256,6 @@ class ReceiveBuffer:
         if strip and first - pos < _CR_SCAN_FRAME_MAX and data.find(b"\r", pos, limit) < 0:
             strip = False
         pieces: list[bytes] = []
-        append = pieces.append
         crs = 0
         start = pos
         i = first
@@ -1262,16 +1265,16 @@ class ReceiveBuffer:
             # cost at 1 KiB lines).
             if not strip:
                 while i >= 0:
-                    append(data[start:i])
+                    pieces.append(data[start:i])
                     start = i + size
                     i = data.find(delimiter, start)
                 return pieces, start, size, True
             while i >= 0:
                 if data[i - 1] == 13 and i > start:
-                    append(data[start : i - 1])
+                    pieces.append(data[start : i - 1])
                     crs += 1
                 else:
-                    append(data[start:i])
+                    pieces.append(data[start:i])
                 start = i + 1
                 i = data.find(delimiter, start)
             return pieces, start, 1 if not crs else 2 if crs == len(pieces) else -1, True
@@ -1283,16 +1286,16 @@ class ReceiveBuffer:
         # split, 0.61x without a limit.)
         if not strip:
             while i >= 0 and i + size - start <= max_size:
-                append(data[start:i])
+                pieces.append(data[start:i])
                 start = i + size
                 i = data.find(delimiter, start, limit)
         else:
             while i >= 0 and i + size - start <= max_size:
                 if i > start and data[i - 1] == 13:
-                    append(data[start : i - 1])
+                    pieces.append(data[start : i - 1])
                     crs += 1
                 else:
-                    append(data[start:i])
+                    pieces.append(data[start:i])
                 start = i + size
                 i = data.find(delimiter, start, limit)
         if not pieces:

@@ -779,7 +779,6 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         header = self._header
         unpack = self._unpack
         frames: list[bytes] = []
-        append = frames.append
         if limit == stop and stop - pos <= header + self._max_size:
             # No frame that fits in the chunk can be over max_size: the
             # hand-written loop itself (each dropped test was about 10 % of
@@ -791,7 +790,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
                 end = start + unpack(data, pos)[0]
                 if end > stop:
                     return frames, pos
-                append(data[start:end])
+                frames.append(data[start:end])
                 pos = end
         max_size = self._max_size
         while pos < limit:
@@ -801,7 +800,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
             end = start + unpack(data, pos)[0]
             if end > stop or end - start > max_size:
                 break
-            append(data[start:end])
+            frames.append(data[start:end])
             pos = end
         return frames, pos
 
@@ -825,7 +824,6 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         stop = len(data)
         header = self._header
         unpack = self._unpack
-        append = batch.append
         field = self._field
         adjustment = self._adjustment
         max_size = self._max_size
@@ -836,7 +834,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
             end = start + body
             if end > stop or not 0 <= body <= max_size:
                 break
-            append(data[pos if include else start : end])
+            batch.append(data[pos if include else start : end])
             pos = end
         buffer._pos = pos
         return batch
