@@ -1537,11 +1537,12 @@ async def test_frames_cut_ahead_for_nothing_stay_within_a_small_window_per_call(
     cut = 0
     real_cut = triostream._stream._FramesAhead.cut
 
-    def counting_cut(self: triostream._stream._FramesAhead, buffer: ReceiveBuffer) -> bool:
+    def counting_cut(self: triostream._stream._FramesAhead, buffer: ReceiveBuffer) -> bytes | None:
         nonlocal cut
-        done = real_cut(self, buffer)
-        cut += len(self.frames) if done else 0
-        return done
+        first = real_cut(self, buffer)
+        if first is not None:
+            cut += 1 + (len(self.prepared[0]) if self.prepared is not None else 0)
+        return first
 
     with patch.object(triostream._stream._FramesAhead, "cut", counting_cut):
         for _ in range(200):
@@ -1643,6 +1644,116 @@ async def test_a_frame_cut_ahead_is_not_handed_out_when_the_stream_closed_during
 
     with patch.object(triostream._stream, "checkpoint", closing_checkpoint), pytest.raises(trio.ClosedResourceError):
         await stream.receive_frame(codec)
+
+
+async def test_frames_cut_ahead_by_receive_frame_stay_buffered_until_handed_out() -> None:
+    # The frames a loop of calls cut ahead are handed out with the buffer's
+    # cursor left where the cut began: whatever looks at the stream between
+    # two calls sees exactly what is left (the hand-out is settled first).
+    codec = LengthPrefixed(200, length_size=1)
+    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcdef")
+    stream = scripted(data)
+    assert await stream.fill() == len(data)
+    assert [await stream.receive_frame(codec) for _ in range(3)] == [b"a", b"b", b"c"]  # d, e, f cut ahead
+    assert stream.peek() == b"\x01d\x01e\x01f"
+    assert await stream.receive_frame(codec) == b"d"
+    assert stream.receive_frame_nowait(codec) == b"e"
+    assert await stream.receive_exactly(2) == b"\x01f"
+    assert stream.peek() == b""
+
+
+async def test_a_peek_from_another_task_during_a_receive_frame_checkpoint_loses_no_frame() -> None:
+    # Another task settles the hand-out (stream.peek) while a call waits in
+    # its checkpoint: the call then takes the next frame from the buffer, as
+    # it is now, and the calls after it go on from there.
+    codec = LengthPrefixed(200, length_size=1)
+    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcdefgh")
+    stream = scripted(data)
+    assert await stream.fill() == len(data)
+    assert [await stream.receive_frame(codec) for _ in range(2)] == [b"a", b"b"]  # c..h cut ahead
+    real = trio.lowlevel.checkpoint
+
+    async def peeking_checkpoint() -> None:
+        assert stream.peek() == data[4:]  # (settles: a and b were handed out)
+        await real()
+
+    with patch.object(triostream._stream, "checkpoint", peeking_checkpoint):
+        assert await stream.receive_frame(codec) == b"c"
+    assert [await stream.receive_frame(codec) for _ in range(5)] == [b"d", b"e", b"f", b"g", b"h"]
+    assert stream.peek() == b""
+
+
+async def test_receive_frame_while_another_task_takes_a_frame_cut_ahead_raises_busy() -> None:
+    codec = LengthPrefixed(200, length_size=1)
+    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcdef")
+    stream = scripted(data)
+    assert await stream.fill() == len(data)
+    assert [await stream.receive_frame(codec) for _ in range(2)] == [b"a", b"b"]  # c..f cut ahead
+    got: list[bytes] = []
+    go = trio.Event()
+
+    async def waiting_checkpoint() -> None:
+        await go.wait()
+
+    async with trio.open_nursery() as nursery:
+        with patch.object(triostream._stream, "checkpoint", waiting_checkpoint):
+            nursery.start_soon(lambda: _append(got, stream.receive_frame(codec)))
+            await trio.testing.wait_all_tasks_blocked()  # (in its checkpoint)
+        with pytest.raises(trio.BusyResourceError):
+            await stream.receive_frame(codec)
+        go.set()
+    assert got == [b"c"]
+    assert [await stream.receive_frame(codec) for _ in range(3)] == [b"d", b"e", b"f"]
+
+
+async def test_a_hand_out_prepared_by_a_call_is_dropped_when_the_stream_moved_or_closed_before_it_began() -> None:
+    # A call's cut is prepared while the call runs and begins once it is
+    # over: between the two (a lean receive's last schedule point), another
+    # task may have closed the stream or consumed. Then it does not begin:
+    # a closed stream stays closed, and no stale frames are handed out.
+    codec = LengthPrefixed(200, length_size=1)
+    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcdef")
+    for meanwhile in ("close", "consume", "iterate"):
+        stream = scripted(data)
+        assert await stream.fill() == len(data)
+        assert await stream.receive_frame(codec) == b"a"  # (left: the next call cuts)
+        ahead = stream._ahead
+        assert ahead.take(stream._buffer) == b"b"  # (a reading call's take) c..f prepared
+        assert ahead.prepared is not None
+        frames = aiter(stream.frames(codec))
+        if meanwhile == "close":
+            await stream.aclose()
+        elif meanwhile == "consume":
+            assert await stream.receive_exactly(2) == b"\x01c"
+        else:  # a frame loop's hand-out from the same place (the cursor has not moved)
+            assert await frames.__anext__() == b"c"
+        ahead.hand_out(stream)
+        assert ahead.prepared is None and ahead.handout is None
+        if meanwhile == "close":
+            with pytest.raises(trio.ClosedResourceError):
+                await stream.receive_frame(codec)
+        elif meanwhile == "consume":
+            assert [await stream.receive_frame(codec) for _ in range(3)] == [b"d", b"e", b"f"]
+        else:
+            assert [frame async for frame in frames] == [b"d", b"e", b"f"]
+
+
+async def _append(into: list[bytes], receive: Awaitable[bytes]) -> None:
+    into.append(await receive)
+
+
+async def test_a_receive_frame_cancelled_in_its_checkpoint_leaves_the_frame_cut_ahead() -> None:
+    codec = LengthPrefixed(200, length_size=1)
+    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcd")
+    stream = scripted(data)
+    assert await stream.fill() == len(data)
+    assert [await stream.receive_frame(codec) for _ in range(2)] == [b"a", b"b"]  # c, d cut ahead
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await stream.receive_frame(codec)
+    assert scope.cancelled_caught
+    assert stream.peek() == b"\x01c\x01d"
+    assert [await stream.receive_frame(codec) for _ in range(2)] == [b"c", b"d"]
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["async-for", "__anext__"])

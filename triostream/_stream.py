@@ -88,6 +88,10 @@ _CHECKPOINTING_TRANSPORTS = (trio.SocketStream, trio.SSLStream)
 _RECEIVING = 1
 _CLOSED = 2
 _HANDOUT = 4
+# (Combined once: receive_frame's hand-out path sets and clears _RECEIVING
+# on every call.)
+_HANDOUT_RECEIVING = _HANDOUT | _RECEIVING
+_NOT_RECEIVING = ~_RECEIVING
 
 _BUSY_RECEIVE = "another task is already receiving from this BufferedStream"
 _BUSY_SEND = "another task is already sending on this BufferedStream"
@@ -1165,41 +1169,44 @@ class BufferedStream(trio.abc.Stream):
           ValueError: the codec's frames cannot fit ``max_buffer_size``.
           trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
         """
-        buffer = self._buffer
         ahead = self._ahead
-        # A loop of calls (see _FramesAhead): the last call of this method,
-        # with this codec, left the buffer where it is now, and cut the next
-        # frames ahead. The codec object itself is tested first: then its
-        # decoder need not be looked up (the frames were cut by it, and
-        # handing them out leaves its state alone). At 64-byte frames, in
-        # one process: 102 -> 85 bytecodes of this method per call;
-        # cachegrind, 39.8k -> 39.4k instructions per call (the
-        # checkpoint-per-frame loop 35.8k, the per-call floor 38.7k).
+        # A loop of calls (see _FramesAhead): frames this method cut ahead,
+        # with this codec, are being handed out. The codec object itself is
+        # tested first: then its decoder need not be looked up (the frames
+        # were cut by it, and handing them out leaves its state alone).
+        handout = ahead.handout
         if (
-            ahead.frames
-            and buffer._pos == ahead.at
-            and buffer._data is ahead.data
+            handout is not None
+            and self._handout is handout
             and (codec is ahead.codec or self._decoder(codec) is ahead.decoder)
         ):
-            # A frame cut ahead: a plain checkpoint, then the frame.
-            if self._state:
-                await self._refuse()
-            self._state = _RECEIVING
+            # The next frame of the cut, after a plain checkpoint. The
+            # buffer's cursor stays where the cut began (`_settle` moves it).
+            # At 64-byte frames, in one process, bytecodes of this method per
+            # call: 102 looking the decoder up and moving the cursor per
+            # frame, 85 finding the frames by the codec object, 62 with the
+            # cursor left.
+            if self._state & _RECEIVING:
+                raise trio.BusyResourceError(_BUSY_RECEIVE)
+            self._state = _HANDOUT_RECEIVING
             try:
                 await checkpoint()
-                # (Receiving keeps every other consumer out: only a close,
-                # which empties the buffer, moves it meanwhile.)
-                if buffer._pos == ahead.at and buffer._data is ahead.data:
-                    piece = ahead.frames.pop()
-                    ahead.at = buffer._pos = ahead.at + len(piece) + ahead.extra
+                if self._handout is handout:
+                    rest = handout[0]
+                    piece = rest.pop()
+                    if not rest:
+                        ahead.used_up(self)
                     return piece
+                # Settled meanwhile (a close, or a peek from another task):
+                # the buffer is exact, the next frame taken as usual.
                 decoder = self._decoder(codec)
-                frame = decoder.decode(buffer)
+                frame = decoder.decode(self._buffer)
                 if frame is None:
-                    frame = await self._receive_more(decoder.decode, (buffer,), None)
+                    frame = await self._receive_more(decoder.decode, (self._buffer,), None)
                 return frame
             finally:
-                self._state &= _CLOSED
+                self._state &= _NOT_RECEIVING
+        buffer = self._buffer
         # The codec of the last call, found without a call (a third of the
         # calls this method made per frame); _decoder does the rest.
         cache = self._decoders
@@ -1215,7 +1222,9 @@ class BufferedStream(trio.abc.Stream):
             # 64 KiB reads, in one process: 3 ``ready`` and 3 ``decode``
             # per read -> 0 and 2; 4169 -> 4022 ns per frame (the
             # checkpoint-per-frame loop: 3650; 15 interleaved rounds).
-            return await self._receive(ahead.take, (buffer,))
+            taken = await self._receive(ahead.take, (buffer,))
+            ahead.hand_out(self)  # (the frames after it, when the take cut any)
+            return taken
         if decoder.ready(buffer):
             # A whole frame is buffered: a plain checkpoint, then the frame
             # (the lean receive saves a Trio round only when the call must
@@ -1225,18 +1234,18 @@ class BufferedStream(trio.abc.Stream):
             self._state = _RECEIVING
             try:
                 await checkpoint()
-                if again and ahead.cut(buffer):
-                    piece = ahead.frames.pop()
-                    ahead.at = buffer._pos = ahead.at + len(piece) + ahead.extra
-                    return piece
-                frame = decoder.decode(buffer)
-                if frame is None:
-                    frame = await self._receive_more(decoder.decode, (buffer,), None)
+                first = ahead.cut(buffer) if again else None
+                if first is None:
+                    frame = decoder.decode(buffer)
+                    if frame is None:
+                        frame = await self._receive_more(decoder.decode, (buffer,), None)
+                        return frame
+                    ahead.left(codec, decoder, buffer)
                     return frame
-                ahead.left(codec, decoder, buffer)
-                return frame
             finally:
                 self._state &= _CLOSED
+            ahead.hand_out(self)  # (the frames after it, when the cut found more)
+            return first
         return await self._receive(decoder.decode, (buffer,))
 
     def receive_frame_nowait(self, codec: Codec) -> bytes:
@@ -1612,33 +1621,38 @@ class _FramesAhead:
     checkpoint-per-frame loop in one process; 0.91x with this). So once a call
     finds the buffer where the previous one (same codec) left it, the frames
     at its head are cut in one pass with the codec's ``bind_peek`` (not
-    consumed), and the calls hand them out one at a time, each after its
-    checkpoint, consuming each as it goes, while the buffer stays where the
-    last one left it: anything else that consumes makes them stale. The
-    window cut starts small and doubles while each cut is used up, as in
-    `FrameIterator`, so that work for frames never handed out stays within
-    a constant factor of the bytes consumed. When a cut took every whole
-    frame of its chunk (``drained``) and its frames are all out, the next
-    call reads, and its take (`take`) cuts the frames after the one it
-    returns.
+    consumed): the call returns the first, and the next calls hand the
+    others out one at a time, each after its checkpoint, as a frame
+    iterator hands out its cut (see `FrameIterator`): the buffer's cursor
+    stays where the cut began, and whatever else looks at the stream
+    meanwhile settles the hand-out first (`BufferedStream._settle`), which
+    consumes the frames handed out so far. The window cut starts small and
+    doubles while each cut is used up, as in `FrameIterator`, so that work
+    for frames never handed out stays within a constant factor of the bytes
+    consumed. When a cut took every whole frame of its chunk (``drained``)
+    and its frames are all out, the next call reads, and its take (`take`)
+    cuts the frames after the one it returns.
 
     (Not for `receive_line` and `receive_until`: their own path is a
     ``find`` and a slice, and this one measured no faster at 1 KiB lines and
     slower at 16 B, where the buffer's batch serves, and at 16 KiB.)
     """
 
-    __slots__ = ("at", "codec", "data", "decoder", "drained", "extra", "frames", "peek", "window")
+    __slots__ = ("at", "codec", "data", "decoder", "drained", "handout", "peek", "prepared", "window")
 
     def __init__(self) -> None:
         self.decoder: FrameDecoder | None = None
         self.codec: Codec | None = None  # the codec object the decoder was found for
+        # Where the last call left the buffer (a loop of calls finds it there).
         self.data: object = None
         self.at = -1
-        self.frames: list[bytes] = []  # the next frames, last first
-        self.extra = 0
         self.peek: PeekFrames | None = None
         self.window = _PEEK_WINDOW_MIN
         self.drained = False  # the last cut took every whole frame of its chunk
+        # A cut's hand-out (the stream's ``_handout`` while it lasts), and one
+        # made by a call and not yet begun (see `hand_out`).
+        self.handout: tuple[list[bytes], list[bytes], int, int, int] | None = None
+        self.prepared: tuple[list[bytes], list[bytes], int, int, int] | None = None
 
     def left(self, codec: Codec, decoder: FrameDecoder, buffer: ReceiveBuffer) -> None:
         """A call of ``decoder`` (``codec``'s) left the buffer here, with
@@ -1647,49 +1661,94 @@ class _FramesAhead:
         if decoder is not self.decoder:
             self.decoder = decoder
             self.peek = decoder.bind_peek(buffer)
-            self.frames = []  # (another codec's)
             self.window = _PEEK_WINDOW_MIN
-        elif self.frames:  # stale frames: the last cut was not used up
-            self.frames = []
+        elif self.handout is not None:  # the last cut was not used up (settled by another receive)
             self.window = _PEEK_WINDOW_MIN
+        self.handout = None
         self.data = buffer._data
         self.at = buffer._pos
         self.drained = False
+        self.prepared = None
 
     def take(self, buffer: ReceiveBuffer) -> bytes | None:
         """A take for `BufferedStream._receive`, for the call that reads
         after the frames cut ahead ran out: the decoder's ``decode``, and
-        when it gives a frame, the frames after it cut ahead. The cut
-        consumes nothing, so the receive stays all or nothing."""
+        when it gives a frame, the frames after it cut ahead for the next
+        calls (`hand_out`). The cut consumes nothing, so the receive stays
+        all or nothing."""
         assert self.decoder is not None  # (set by `left` before any cut)
         frame = self.decoder.decode(buffer)
         if frame is not None:
             self.data = buffer._data
             self.at = buffer._pos
             self.drained = False
-            self.cut(buffer)
+            self.prepared = None
+            found = self._peek(buffer)
+            if found is not None:
+                frames, extra, size = found
+                self.prepared = (frames[::-1], frames, buffer._pos, extra, size)
         return frame
 
-    def cut(self, buffer: ReceiveBuffer) -> bool:
+    def cut(self, buffer: ReceiveBuffer) -> bytes | None:
         """Cut the frames at the buffer's head, with the codec that `left`
-        recorded; False when there are none to cut (then nothing changes)."""
+        recorded, for the call that cuts to return the first: consumed
+        when it is the only one, else prepared for `hand_out` with the
+        others (as handed out already). None when there are none to cut
+        (then nothing changes)."""
+        found = self._peek(buffer)
+        if found is None:
+            return None
+        frames, extra, size = found
+        first = frames[0]
+        at = buffer._pos
+        if len(frames) == 1:
+            buffer._pos = at + len(first) + extra
+            self.data = buffer._data
+            self.at = buffer._pos
+            return first
+        rest = frames[::-1]
+        rest.pop()  # (the first: this call returns it)
+        self.prepared = (rest, frames, at, extra, size)
+        self.data = buffer._data
+        self.at = at
+        return first
+
+    def _peek(self, buffer: ReceiveBuffer) -> tuple[list[bytes], int, int] | None:
+        """The codec's peek at the buffer's head (in the window, which then
+        doubles): ``(frames, extra, size)`` as a hand-out takes them (size
+        -1: not given), or None."""
         peek = self.peek
         if peek is None:
-            return False
+            return None
         found = peek(self.window)
         if found is None:
-            return False
+            return None
         if buffer._batch_len:
             buffer._drop_batch()  # (its frames are consumed another way now)
-        frames = found[0]
-        frames.reverse()
-        self.frames = frames
-        self.extra = found[1]
         self.drained = len(found) > 2 and bool(found[2])
-        self.data = buffer._data
-        self.at = buffer._pos
         self.window = min(self.window * 2, _PEEK_WINDOW_MAX)
-        return True
+        return found[0], found[1], found[3] if len(found) > 3 else -1
+
+    def hand_out(self, stream: BufferedStream) -> None:
+        """Begin the hand-out that the call that just cut prepared (`cut`),
+        once that call is over (its receive state reset), if the buffer is
+        still where the cut began; else drop it."""
+        prepared = self.prepared
+        if prepared is None:
+            return
+        self.prepared = None
+        if stream._buffer._pos == prepared[2] and stream._buffer._data is self.data and not stream._state:
+            self.handout = prepared
+            stream._handout = prepared
+            stream._state = _HANDOUT
+
+    def used_up(self, stream: BufferedStream) -> None:
+        """The hand-out's last frame is out: settle it (the cursor moves
+        past the cut), and record where the loop of calls left the buffer."""
+        stream._settle()
+        self.handout = None
+        self.data = stream._buffer._data
+        self.at = stream._buffer._pos
 
 
 class FrameIterator:
