@@ -1646,14 +1646,20 @@ async def test_a_frame_cut_ahead_is_not_handed_out_when_the_stream_closed_during
         await stream.receive_frame(codec)
 
 
+async def _frames_buffered(letters: bytes) -> tuple[BufferedStream, LengthPrefixed, bytes]:
+    """A stream holding one frame per letter (1-byte length prefixes), the
+    codec for them and the bytes."""
+    data = b"".join(bytes([1, c]) for c in letters)
+    stream = scripted(data)
+    assert await stream.fill() == len(data)
+    return stream, LengthPrefixed(200, length_size=1), data
+
+
 async def test_frames_cut_ahead_by_receive_frame_stay_buffered_until_handed_out() -> None:
     # The frames a loop of calls cut ahead are handed out with the buffer's
     # cursor left where the cut began: whatever looks at the stream between
     # two calls sees exactly what is left (the hand-out is settled first).
-    codec = LengthPrefixed(200, length_size=1)
-    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcdef")
-    stream = scripted(data)
-    assert await stream.fill() == len(data)
+    stream, codec, _ = await _frames_buffered(b"abcdef")
     assert [await stream.receive_frame(codec) for _ in range(3)] == [b"a", b"b", b"c"]  # d, e, f cut ahead
     assert stream.peek() == b"\x01d\x01e\x01f"
     assert await stream.receive_frame(codec) == b"d"
@@ -1666,10 +1672,7 @@ async def test_a_peek_from_another_task_during_a_receive_frame_checkpoint_loses_
     # Another task settles the hand-out (stream.peek) while a call waits in
     # its checkpoint: the call then takes the next frame from the buffer, as
     # it is now, and the calls after it go on from there.
-    codec = LengthPrefixed(200, length_size=1)
-    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcdefgh")
-    stream = scripted(data)
-    assert await stream.fill() == len(data)
+    stream, codec, data = await _frames_buffered(b"abcdefgh")
     assert [await stream.receive_frame(codec) for _ in range(2)] == [b"a", b"b"]  # c..h cut ahead
     real = trio.lowlevel.checkpoint
 
@@ -1684,10 +1687,7 @@ async def test_a_peek_from_another_task_during_a_receive_frame_checkpoint_loses_
 
 
 async def test_receive_frame_while_another_task_takes_a_frame_cut_ahead_raises_busy() -> None:
-    codec = LengthPrefixed(200, length_size=1)
-    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcdef")
-    stream = scripted(data)
-    assert await stream.fill() == len(data)
+    stream, codec, _ = await _frames_buffered(b"abcdef")
     assert [await stream.receive_frame(codec) for _ in range(2)] == [b"a", b"b"]  # c..f cut ahead
     got: list[bytes] = []
     go = trio.Event()
@@ -1711,11 +1711,8 @@ async def test_a_hand_out_prepared_by_a_call_is_dropped_when_the_stream_moved_or
     # over: between the two (a lean receive's last schedule point), another
     # task may have closed the stream or consumed. Then it does not begin:
     # a closed stream stays closed, and no stale frames are handed out.
-    codec = LengthPrefixed(200, length_size=1)
-    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcdef")
     for meanwhile in ("close", "consume", "iterate"):
-        stream = scripted(data)
-        assert await stream.fill() == len(data)
+        stream, codec, _ = await _frames_buffered(b"abcdef")
         assert await stream.receive_frame(codec) == b"a"  # (left: the next call cuts)
         ahead = stream._ahead
         assert ahead.take(stream._buffer) == b"b"  # (a reading call's take) c..f prepared
@@ -1743,10 +1740,7 @@ async def _append(into: list[bytes], receive: Awaitable[bytes]) -> None:
 
 
 async def test_a_receive_frame_cancelled_in_its_checkpoint_leaves_the_frame_cut_ahead() -> None:
-    codec = LengthPrefixed(200, length_size=1)
-    data = b"".join(bytes([1]) + bytes([c]) for c in b"abcd")
-    stream = scripted(data)
-    assert await stream.fill() == len(data)
+    stream, codec, _ = await _frames_buffered(b"abcd")
     assert [await stream.receive_frame(codec) for _ in range(2)] == [b"a", b"b"]  # c, d cut ahead
     with trio.CancelScope() as scope:
         scope.cancel()
