@@ -2419,3 +2419,163 @@ async def test_a_frame_loop_over_medium_lines_cuts_each_read_as_it_feeds_it() ->
     reads = -(-len(wire) // 5000)
     assert calls.count("_feed_batch") >= reads - 3
     assert calls.count("peek_frames") <= 3
+
+
+# ---------------------------------------------------------------- receive_frame: a read fed and cut in one call
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=520, max_value=3000), min_size=3, max_size=25),
+    receive_size=st.integers(min_value=700, max_value=9000),
+    steps=st.lists(st.sampled_from(["frame"] * 8 + ["nowait", "exactly", "peek"]), min_size=1, max_size=30),
+    codec_kind=st.sampled_from(["prefixed", "lines-lf", "lines-mixed"]),
+)
+@example(sizes=[1024] * 25, receive_size=5000, steps=["frame"], codec_kind="prefixed")
+@example(sizes=[1024] * 25, receive_size=5000, steps=["frame"], codec_kind="lines-mixed")
+def test_a_receive_frame_loop_over_medium_frames_from_a_socket_loses_nothing(
+    sizes: list[int], receive_size: int, steps: list[str], codec_kind: str
+) -> None:
+    """Frames of 0.5-3 KiB from a socket (whose reads are checkpoints), read
+    ``receive_size`` bytes at a time by a loop of ``receive_frame`` calls
+    mixed with other receives: a read is fed and cut in one call, its first
+    frame returned and the others handed out. Every frame comes once, in
+    order, and the stream holds what a plain buffer would. (Lines, which has
+    no ``ready``, takes the plain path: checked the same way.)"""
+    codec: Codec
+    if codec_kind == "prefixed":
+        codec = LengthPrefixed(4000)
+        bodies = [bytes([97 + i % 26]) * (size - 4) for i, size in enumerate(sizes)]
+        wire = b"".join(codec.encode(body) for body in bodies)
+        ends = list(itertools.accumulate(size for size in sizes))
+    else:
+        codec = Lines(4000)
+        endings = [b"\r\n" if codec_kind == "lines-mixed" and i % 3 == 1 else b"\n" for i in range(len(sizes))]
+        wire, lines = _medium_lines(sizes, endings)
+        bodies = [line[: -len(end)] for line, end in zip(lines, endings, strict=True)]
+        ends = list(itertools.accumulate(len(line) for line in lines))
+
+    async def main() -> None:
+        a, b = trio.socket.socketpair()
+        async with (
+            trio.SocketStream(a) as left,
+            BufferedStream(trio.SocketStream(b), receive_size=receive_size) as stream,
+            trio.open_nursery() as nursery,
+        ):
+            assert stream._fill_checkpoints
+
+            async def send() -> None:
+                await left.send_all(wire)
+                await left.send_eof()
+
+            nursery.start_soon(send)
+            got = 0  # bytes of the wire consumed
+            i = 0  # the next frame
+            # (Each cycle of the plan ends with a receive_frame, which waits
+            # for the sender: a plan of peeks and nowaits alone would spin.)
+            plan = itertools.cycle([*steps, "frame"])
+            with trio.fail_after(10):
+                while i < len(bodies):
+                    step = next(plan)
+                    if step == "frame":
+                        assert await stream.receive_frame(codec) == bodies[i]
+                    elif step == "nowait":
+                        try:
+                            frame = stream.receive_frame_nowait(codec)
+                        except trio.WouldBlock:
+                            continue
+                        assert frame == bodies[i]
+                    elif step == "exactly":
+                        n = min(3, ends[i] - got - 1)  # (inside the frame)
+                        if n <= 0:
+                            continue
+                        assert await stream.receive_exactly(n) == wire[got : got + n]
+                        got += n
+                        # What is left of the frame is read as bytes, not as a frame.
+                        rest = ends[i] - got
+                        assert await stream.receive_exactly(rest) == wire[got : ends[i]]
+                    else:
+                        assert wire[got:].startswith(stream.peek())
+                        continue
+                    got = ends[i]
+                    i += 1
+                with pytest.raises(IncompleteReadError) as caught:
+                    await stream.receive_frame(codec)
+                assert caught.value.partial == b""
+
+    trio.run(main)
+
+
+async def test_a_receive_frame_loop_over_medium_frames_reads_and_cuts_in_one_call() -> None:
+    # 1 KiB length-prefixed frames from a socket in reads of 5000 bytes:
+    # after the first reads, each read is fed and cut in one call, and the
+    # codec's decode is not asked at all.
+    codec = LengthPrefixed(2000)
+    bodies = [bytes([97 + i % 26]) * 1020 for i in range(60)]
+    wire = b"".join(codec.encode(body) for body in bodies)
+    a, b = trio.socket.socketpair()
+    async with (
+        trio.SocketStream(a) as left,
+        BufferedStream(trio.SocketStream(b), receive_size=5000) as stream,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(left.send_all, wire)
+        decoder = type(codec.decoder())
+        with calls_to(decoder, "decode") as decodes, calls_to(BufferedStream, "_read_and_cut") as fused:
+            assert [await stream.receive_frame(codec) for _ in bodies] == bodies
+    reads = -(-len(wire) // 5000)
+    assert len(fused) >= reads - 3
+    assert len(decodes) <= 10  # (the first reads; two per read without the fused one)
+
+
+@pytest.mark.parametrize("how", ["close", "cancel"])
+async def test_a_receive_frame_waiting_in_its_fused_read(how: str) -> None:
+    # The call that reads after a drained cut of medium frames: closed by
+    # another task meanwhile, it raises ClosedResourceError saying so;
+    # cancelled, it consumes nothing and the next call gets the frame.
+    codec = LengthPrefixed(2000)
+    bodies = [bytes([97 + i]) * 1020 for i in range(10)]
+    wire = b"".join(codec.encode(body) for body in bodies)
+    a, b = trio.socket.socketpair()
+    async with trio.SocketStream(a) as left, BufferedStream(trio.SocketStream(b)) as stream:
+        await left.send_all(wire[: 6 * 1024 + 1000])  # six frames and the head of the seventh
+        assert [await stream.receive_frame(codec) for _ in range(6)] == bodies[:6]
+        assert stream._ahead.medium and stream._ahead.drained  # (the next call reads, fused)
+        if how == "close":
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_close_soon, stream)
+                with pytest.raises(trio.ClosedResourceError, match="another task"):
+                    await stream.receive_frame(codec)
+            return
+        with trio.move_on_after(0.05) as scope:
+            await stream.receive_frame(codec)
+        assert scope.cancelled_caught
+        await left.send_all(wire[6 * 1024 + 1000 :])
+        assert [await stream.receive_frame(codec) for _ in range(4)] == bodies[6:]
+
+
+async def _close_soon(stream: BufferedStream) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    await stream.aclose()
+
+
+def test_a_read_fed_and_cut_whose_frames_occupy_unknown_sizes_is_cut_again_without_a_read() -> None:
+    # `_FramesAhead.fed` with frames whose sizes their lengths do not tell
+    # (lines ending in \n and \r\n, extra -1): the first is consumed, the
+    # others stay buffered from where the second begins, nothing is handed
+    # out, and the next call must not read (``drained`` False) but cut them.
+    # (Only LengthPrefixed reaches the fused read today: Lines has no
+    # ``ready``, so receive_frame over lines takes the plain path.)
+    endings = [b"\n", b"\r\n", b"\n", b"\n"]
+    wire, lines = _medium_lines([1024] * 4, endings)
+    buffer = ReceiveBuffer()
+    feeds = buffer._feeds(b"\n", 4000, LINE_MODE)
+    assert feeds is not None
+    fed = feeds[1](wire)
+    assert fed is not None
+    assert fed[1] and fed[3] == -1  # (all whole frames taken; sizes unknown)
+    ahead = triostream._stream._FramesAhead()
+    assert ahead.fed(buffer, fed) == lines[0][:-1]
+    assert ahead.prepared is None and not ahead.drained
+    assert buffer._pos == ahead.at == 1024
+    assert [buffer.take_line(4000) for _ in range(3)] == [line.rstrip(b"\r\n") for line in lines[1:]]
+    assert buffer.take_line(4000) is None
