@@ -2579,3 +2579,184 @@ def test_a_read_fed_and_cut_whose_frames_occupy_unknown_sizes_is_cut_again_witho
     assert buffer._pos == ahead.at == 1024
     assert [buffer.take_line(4000) for _ in range(3)] == [line.rstrip(b"\r\n") for line in lines[1:]]
     assert buffer.take_line(4000) is None
+
+
+# ---------------------------------------------------------------- receive_line, receive_until: a read joined in one go
+
+
+def _line_frames(bodies: list[bytes], endings: list[bytes], how: str) -> list[bytes]:
+    """What ``how`` returns for each line: the body (lines), or the bytes
+    before the \\n, a \\r included (receive_until)."""
+    if how.startswith("line"):
+        return bodies
+    return [body + end[:-1] for body, end in zip(bodies, endings, strict=True)]
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=40),
+    crlf=st.lists(st.booleans(), min_size=1, max_size=7),
+    receive_size=st.integers(min_value=200, max_value=9000),
+    pieces=st.lists(st.integers(min_value=1, max_value=12000), min_size=1, max_size=8),
+    how=st.sampled_from(["line", "until"]),
+    steps=st.lists(st.sampled_from(["call"] * 4 + ["nowait", "exactly", "peek"]), min_size=1, max_size=12),
+)
+@example(sizes=[2900] * 30, crlf=[False], receive_size=9000, pieces=[12000], how="line", steps=["nowait"])
+@example(sizes=[40, 600, 40, 40, 300], crlf=[False, True], receive_size=1000, pieces=[700], how="until", steps=["call"])
+def test_receives_that_must_read_from_a_socket_lose_nothing(
+    sizes: list[int], crlf: list[bool], receive_size: int, pieces: list[int], how: str, steps: list[str]
+) -> None:
+    """receive_line / receive_until(b"\\n") and their _nowait twins, with
+    receive_exactly and peek between them, over a socket (whose reads are
+    checkpoints): a call that finds no whole line buffered reads, feeds and
+    joins a long line in one call (`_read_and_cut`, `_feed_long`), or cuts
+    short ones as usual. Lines of 0-3000 bytes ending in \\n or \\r\\n, sent
+    in pieces of any size, read ``receive_size`` bytes at a time: every
+    line comes once, in order, as a plain parse gives it."""
+    endings = [b"\r\n" if crlf[i % len(crlf)] else b"\n" for i in range(len(sizes))]
+    bodies = [bytes([97 + i % 26]) * size for i, size in enumerate(sizes)]
+    wire = b"".join(body + end for body, end in zip(bodies, endings, strict=True))
+    frames = _line_frames(bodies, endings, how)
+    ends = list(itertools.accumulate(len(body) + len(end) for body, end in zip(bodies, endings, strict=True)))
+
+    async def main() -> None:
+        a, b = trio.socket.socketpair()
+        async with (
+            trio.SocketStream(a) as left,
+            BufferedStream(trio.SocketStream(b), receive_size=receive_size, max_buffer_size=20000) as stream,
+            trio.open_nursery() as nursery,
+        ):
+            assert stream._fill_checkpoints
+
+            async def send() -> None:
+                at = 0
+                for size in itertools.cycle(pieces):
+                    if at >= len(wire):
+                        break
+                    await left.send_all(wire[at : at + size])
+                    at += size
+                    await trio.lowlevel.checkpoint()
+                await left.send_eof()
+
+            async def receive() -> bytes:
+                if how == "line":
+                    return await stream.receive_line(max_size=8000)
+                return await stream.receive_until(b"\n", max_size=8000)
+
+            nursery.start_soon(send)
+            got = 0  # bytes of the wire consumed
+            i = 0
+            # (Each cycle ends with a call, which waits for the sender.)
+            plan = itertools.cycle([*steps, "call"])
+            with trio.fail_after(20):
+                while i < len(frames):
+                    step = next(plan)
+                    if step == "call":
+                        assert await receive() == frames[i]
+                    elif step == "nowait":
+                        try:
+                            if how == "line":
+                                frame = stream.receive_line_nowait(max_size=8000)
+                            else:
+                                frame = stream.receive_until_nowait(b"\n", max_size=8000)
+                        except trio.WouldBlock:
+                            continue
+                        assert frame == frames[i]
+                    elif step == "exactly":
+                        n = min(5, ends[i] - got - 2)  # (inside the line: what is left is still one)
+                        if n <= 0:
+                            continue
+                        assert await stream.receive_exactly(n) == wire[got : got + n]
+                        got += n
+                        assert await receive() == frames[i][n:]
+                    else:
+                        assert wire[got:].startswith(stream.peek())
+                        continue
+                    got = ends[i]
+                    i += 1
+                with pytest.raises(IncompleteReadError) as caught:
+                    await receive()
+                assert caught.value.partial == b""
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize("how", ["receive_line", "receive_until", "nowait"])
+async def test_long_lines_from_a_socket_are_read_and_joined_in_one_call(how: str) -> None:
+    # 16 KiB lines from a socket in reads of 64 KiB: a call (or the one
+    # after a WouldBlock) that finds no line buffered reads and joins in
+    # one call, not through _receive_lean and _receive_more.
+    bodies = [bytes([97 + i % 26]) * 16384 for i in range(40)]
+    wire = b"".join(body + b"\n" for body in bodies)
+    a, b = trio.socket.socketpair()
+    async with (
+        trio.SocketStream(a) as left,
+        BufferedStream(trio.SocketStream(b)) as stream,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(left.send_all, wire)
+        got = []
+        with calls_to(BufferedStream, "_read_and_cut", "_receive_lean", "_receive_more") as calls:
+            for _ in bodies:
+                if how == "receive_until":
+                    got.append(await stream.receive_until(b"\n"))
+                    continue
+                try:
+                    if how == "nowait":
+                        got.append(stream.receive_line_nowait())
+                        continue
+                except trio.WouldBlock:
+                    pass
+                got.append(await stream.receive_line())
+    assert got == bodies
+    assert calls.count("_read_and_cut") >= 10
+    assert calls.count("_receive_lean") + calls.count("_receive_more") <= calls.count("_read_and_cut") // 4
+
+
+@pytest.mark.parametrize("how", ["line", "until"])
+async def test_a_receive_waiting_in_its_read_for_a_line(how: str) -> None:
+    # Nothing of the line buffered but its head: cancelled in the read, the
+    # call consumes nothing (the next gets the whole line); closed by
+    # another task meanwhile, it raises ClosedResourceError saying so.
+    a, b = trio.socket.socketpair()
+    async with trio.SocketStream(a) as left, BufferedStream(trio.SocketStream(b)) as stream:
+
+        async def receive() -> bytes:
+            if how == "line":
+                return await stream.receive_line()
+            return await stream.receive_until(b"\n")
+
+        head = b"x" * 600
+        await left.send_all(b"first\n" + head)
+        assert await receive() == b"first"
+        with trio.move_on_after(0.05) as scope, calls_to(BufferedStream, "_read_and_cut") as calls:
+            await receive()
+        assert scope.cancelled_caught and calls == ["_read_and_cut"]
+        assert stream.peek() == head
+        await left.send_all(b"y" * 600 + b"\n" + head)
+        assert await receive() == head + b"y" * 600
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_close_soon, stream)
+            with pytest.raises(trio.ClosedResourceError, match="another task"):
+                await receive()
+
+
+async def test_a_line_over_max_size_found_by_the_read_raises_and_keeps_the_bytes() -> None:
+    a, b = trio.socket.socketpair()
+    async with trio.SocketStream(a) as left, BufferedStream(trio.SocketStream(b)) as stream:
+        await left.send_all(b"x" * 300)
+        with pytest.raises(trio.WouldBlock):
+            stream.receive_line_nowait(max_size=1000)  # (nothing buffered yet)
+        await left.send_all(b"y" * 900 + b"\nz\n")
+        with trio.fail_after(5), pytest.raises(FrameTooLongError):
+            await stream.receive_line(max_size=1000)  # (it reads until over max_size)
+        # The line's end is buffered now, past max_size: raised again, without
+        # a read (the peer sends nothing more).
+        with trio.fail_after(5):
+            with pytest.raises(FrameTooLongError):
+                await stream.receive_line(max_size=1000)
+            with pytest.raises(FrameTooLongError):
+                await stream.receive_until(b"\n", max_size=1000)
+        assert stream.peek()[:300] == b"x" * 300
+        assert await stream.receive_exactly(1200) == b"x" * 300 + b"y" * 900
+        assert await stream.receive_line(max_size=1000) == b""
+        assert await stream.receive_line(max_size=1000) == b"z"

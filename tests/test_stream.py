@@ -218,21 +218,26 @@ async def _receive_lines(stream: BufferedStream, how: str, count: int, ending: b
 @pytest.mark.parametrize("how", ["receive_line", "receive_until", "nowait"])
 @pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
 async def test_a_read_that_ends_a_long_line_is_fed_and_the_line_joined_in_one_step(how: str, ending: bytes) -> None:
-    """A receive that had to read for the rest of a line whose head (the
-    bytes of it buffered) is long: the read that brings its end is fed and
-    the line joined in one step (`ReceiveBuffer._feed_first`), not queued
-    (`feed`) and searched again by the take. A short head goes the take's
-    way, which cuts the short lines after it into a batch. Lines of 600
-    bytes, reads of 1000: the head is what the last read left of a line."""
-    bodies = [bytes([97 + i % 26]) * 600 for i in range(12)]
+    """A receive that had to read for the rest of a long line (its head, the
+    bytes of it buffered, or what the read brings of it, 256 bytes or more):
+    the read that brings its end is fed and the line joined in one step
+    (`ReceiveBuffer._feed_long`, `_feed_first`), not queued (`feed`) and
+    searched again by the take. A short line goes the take's way, which
+    cuts the short lines after it into a batch. Lines of 40 to 600 bytes,
+    reads of 1000: the head is what the last read left of a line."""
+    sizes = [600, 40, 40, 300, 40, 120, 40, 500, 40, 40, 40, 250] * 10
+    bodies = [bytes([97 + i % 26]) * size for i, size in enumerate(sizes)]
     wire = b"".join(body + ending for body in bodies)
     stream = BufferedStream(ScriptedStream([wire[i : i + 1000] for i in range(0, len(wire), 1000)]))
     with calls_to(ReceiveBuffer, "feed", "_feed_first") as calls:
         assert await _receive_lines(stream, how, len(bodies), ending) == bodies
     reads = range(0, len(wire), 1000)
     heads = [at - (wire.rfind(b"\n", 0, at) + 1) for at in reads]
-    joined = sum(head > 256 for head in heads)  # (ReceiveBuffer's _BATCH_FRAME_MAX)
-    assert 4 <= joined < len(reads)  # both ways taken
+    firsts = [wire.find(b"\n", at) - at for at in reads]  # where each read's first \n is
+    long = [head >= 256 or not first < 256 - head for head, first in zip(heads, firsts, strict=True)]
+    joined = sum(long)  # (ReceiveBuffer's _BATCH_FRAME_MAX)
+    assert 4 <= joined < len(reads) - 4  # both ways taken
+    assert sum(head < 256 for head, is_long in zip(heads, long, strict=True) if is_long) >= 2  # (long by the read)
     if how == "receive_until" and ending == b"\r\n":
         # A two-byte delimiter may straddle two reads: always the take's way.
         assert calls.count("feed") == len(reads)
@@ -240,7 +245,7 @@ async def test_a_read_that_ends_a_long_line_is_fed_and_the_line_joined_in_one_st
     else:
         # (A read that starts with the \n of a \r\n is fed by _feed_first
         # and left to the take: rare.)
-        split_crlf = sum(wire[at - 1 : at + 1] == b"\r\n" and head > 256 for at, head in zip(reads, heads, strict=True))
+        split_crlf = sum(wire[at - 1 : at + 1] == b"\r\n" and is_long for at, is_long in zip(reads, long, strict=True))
         assert calls.count("_feed_first") == joined
         assert calls.count("feed") == len(reads) - joined + split_crlf
 

@@ -893,7 +893,7 @@ class ReceiveBuffer:
         if (
             type(chunk) is bytes
             and not self._more_len
-            and not self._batch_len
+            and self._batch_next >= self._batch_len  # (no batch, or one used up)
             and not self._eof
             and (not head or (self._skey == delimiter and self._snext >= len(data)))
         ):
@@ -906,6 +906,22 @@ class ReceiveBuffer:
         self.feed(chunk)
         return None
 
+    def _feed_long(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
+        """`_feed_first` for a frame that is long (its buffered head, or
+        what ``chunk`` brings of it, is _BATCH_FRAME_MAX bytes or more); a
+        short one is only fed (None): the take's route cuts it and the
+        frames after it into the buffer's batch, which the next calls pop.
+        For a receive's read (`BufferedStream._read_and_cut`,
+        `BufferedStream._receive_more`). Before, the test was the head
+        alone, and a long frame whose head was short (16 KiB lines in
+        64 KiB reads, a few bytes of the next line at each read's end) went
+        through `feed` and the take."""
+        head = len(self._data) - self._pos
+        if head < _BATCH_FRAME_MAX and chunk.find(delimiter, 0, _BATCH_FRAME_MAX - head) >= 0:
+            self.feed(chunk)
+            return None
+        return self._feed_first(delimiter, max_size, mode, chunk)
+
     def _feed_joined(self, chunk: bytes, start: int, need: int, skip: int) -> bytes:
         """Feed ``chunk`` and consume a frame that begins at ``start`` in
         _data (at or after _pos) and ends ``need`` bytes into the chunk,
@@ -913,12 +929,15 @@ class ReceiveBuffer:
         ``_data[start:]`` and ``chunk[:need]`` joined (one copy, none when
         _data has nothing from ``start``). The chunk becomes _data. For the
         iterators' reads (`_feed_first`, a codec's ``_feed_first``): nothing
-        may be queued and no batch cut, and the chunk holds ``need + skip``
-        bytes (the caller checked). `feed` and `_take_joined` do the same in
+        may be queued and no batch left to pop (a used-up one is dropped),
+        and the chunk holds ``need + skip`` bytes (the caller checked). `feed` and `_take_joined` do the same in
         two calls: 0.3-0.4 µs more per read (16 KiB lines, as in
         `_feed_batch`)."""
         data = self._data
         frame = b"".join((memoryview(data)[start:], memoryview(chunk)[:need])) if start < len(data) else chunk[:need]
+        if self._batch_len:  # (used up: see _feed_first; its window is kept)
+            self._batch_len = self._batch_next = 0
+            self._batch = []
         self._fed += len(chunk)
         self._data = chunk
         self._pos = need + skip
