@@ -2746,11 +2746,20 @@ async def test_a_line_over_max_size_found_by_the_read_raises_and_keeps_the_bytes
         await left.send_all(b"x" * 300)
         with pytest.raises(trio.WouldBlock):
             stream.receive_line_nowait(max_size=1000)  # (nothing buffered yet)
+        with trio.fail_after(5):
+            with pytest.raises(FrameTooLongError):
+                await stream.receive_line(max_size=200)  # (it reads until over max_size)
+            # Buffered without a \n, max_size bytes or more: raised again
+            # without a read (the peer sends nothing meanwhile).
+            with pytest.raises(FrameTooLongError):
+                await stream.receive_line(max_size=200)
+            with pytest.raises(FrameTooLongError):
+                await stream.receive_until(b"\n", max_size=200)
         await left.send_all(b"y" * 900 + b"\nz\n")
         with trio.fail_after(5), pytest.raises(FrameTooLongError):
             await stream.receive_line(max_size=1000)  # (it reads until over max_size)
         # The line's end is buffered now, past max_size: raised again, without
-        # a read (the peer sends nothing more).
+        # a read.
         with trio.fail_after(5):
             with pytest.raises(FrameTooLongError):
                 await stream.receive_line(max_size=1000)
@@ -2760,3 +2769,24 @@ async def test_a_line_over_max_size_found_by_the_read_raises_and_keeps_the_bytes
         assert await stream.receive_exactly(1200) == b"x" * 300 + b"y" * 900
         assert await stream.receive_line(max_size=1000) == b""
         assert await stream.receive_line(max_size=1000) == b"z"
+
+
+@pytest.mark.parametrize("how", ["line", "until"])
+async def test_a_receive_finds_a_line_in_chunks_queued_behind_the_searched_ones_without_a_read(how: str) -> None:
+    # The head of a line is searched (no \n in it) and fill() queued a chunk
+    # that ends it: the call takes the line without reading (the peer sends
+    # nothing more meanwhile).
+    a, b = trio.socket.socketpair()
+    async with trio.SocketStream(a) as left, BufferedStream(trio.SocketStream(b)) as stream:
+        await left.send_all(b"abc")
+        with trio.fail_after(5):
+            assert await stream.fill() == 3
+            with pytest.raises(trio.WouldBlock):
+                stream.receive_line_nowait()  # (searches the head)
+            await left.send_all(b"def\nghi")
+            while stream._buffer._more_len < 7:
+                assert await stream.fill() > 0  # (queued behind "abc")
+            if how == "line":
+                assert await stream.receive_line() == b"abcdef"
+            else:
+                assert await stream.receive_until(b"\n") == b"abcdef"

@@ -845,12 +845,15 @@ class BufferedStream(trio.abc.Stream):
             if (
                 searched
                 and at < 0
+                and len(data) - pos < limit
+                and not buffer._more_len
                 and len(delimiters) == 1
                 and not keep_delimiter
                 and self._fill_checkpoints
                 and (size := self._iterator_read())
             ):
-                # No delimiter buffered: one read, fed and the frame joined
+                # No delimiter buffered (nor a head over max_size, nor chunks
+                # queued, not searched): one read, fed and the frame joined
                 # when it is long (see _read_and_cut).
                 frame = await self._read_and_cut(size, buffer._feed_long, (delimiters, limit, PLAIN_MODE))
                 if frame is None:
@@ -950,9 +953,17 @@ class BufferedStream(trio.abc.Stream):
             # The lean receive only when no whole line is buffered (it saves
             # a Trio round when the call must read, and costs one coroutine
             # when it need not); the search above, when it ran, said so.
-            if searched and end < 0 and self._fill_checkpoints and (size := self._iterator_read()):
-                # No line buffered: one read, fed and the line joined when it
-                # is long (see _read_and_cut).
+            if (
+                searched
+                and end < 0
+                and len(data) - pos < limit
+                and not buffer._more_len
+                and self._fill_checkpoints
+                and (size := self._iterator_read())
+            ):
+                # No line buffered (nor a head over max_size, nor chunks
+                # queued, not searched): one read, fed and the line joined
+                # when it is long (see _read_and_cut).
                 frame = await self._read_and_cut(size, buffer._feed_long, (_LF, limit, LINE_MODE))
                 if frame is None:
                     frame = take(limit)
