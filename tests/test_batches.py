@@ -2790,3 +2790,84 @@ async def test_a_receive_finds_a_line_in_chunks_queued_behind_the_searched_ones_
                 assert await stream.receive_line() == b"abcdef"
             else:
                 assert await stream.receive_until(b"\n") == b"abcdef"
+
+
+@pytest.mark.parametrize("how", ["line", "until", "nowait"])
+async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_s_is_not(how: str) -> None:
+    # 1 KiB lines from a socket in reads of 8 KiB. A loop of awaited
+    # receive_line / receive_until calls: the read a call makes is cut in
+    # one pass (ReceiveBuffer._feed_cut), its other lines left as the
+    # buffer's batch for the next calls. A loop that polls with
+    # receive_line_nowait first (WouldBlock, then receive_line): each read
+    # only completes the line it straddles (_feed_long); the takes slice the
+    # others as they go.
+    bodies = [bytes([97 + i % 26]) * 1023 for i in range(100)]
+    wire = b"".join(body + b"\n" for body in bodies)
+    a, b = trio.socket.socketpair()
+    async with (
+        trio.SocketStream(a) as left,
+        BufferedStream(trio.SocketStream(b), receive_size=8192) as stream,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(left.send_all, wire)
+        got = []
+        batches = 0
+        with calls_to(ReceiveBuffer, "_feed_cut", "_feed_long", "_feed_batch") as calls:
+            for _ in bodies:
+                if how == "nowait":
+                    try:
+                        got.append(stream.receive_line_nowait())
+                        continue
+                    except trio.WouldBlock:
+                        got.append(await stream.receive_line())
+                elif how == "line":
+                    got.append(await stream.receive_line())
+                else:
+                    got.append(await stream.receive_until(b"\n"))
+                batches += stream._buffer._batch_len > 2
+    assert got == bodies
+    reads = -(-len(wire) // 8192)
+    if how == "nowait":
+        assert calls.count("_feed_cut") == calls.count("_feed_batch") == batches == 0
+        assert calls.count("_feed_long") >= reads - 3
+    else:
+        assert calls.count("_feed_long") == 0
+        assert calls.count("_feed_cut") >= reads - 3
+        assert calls.count("_feed_batch") >= reads - 3  # (each read cut in one pass)
+        assert batches >= 50  # (the calls after a read pop its lines)
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b"mixed"])
+async def test_lines_ending_in_crlf_cut_in_one_pass_are_cut_again_by_the_takes(ending: bytes) -> None:
+    # Lines whose sizes their lengths do not tell (\r\n endings): the read
+    # is cut, its first line returned, the others left uncut (the batch of
+    # the take's route serves them); every line comes once.
+    endings = [b"\r\n" if ending == b"\r\n" or i % 3 == 1 else b"\n" for i in range(60)]
+    bodies = [bytes([97 + i % 26]) * 1000 for i in range(60)]
+    wire = b"".join(body + end for body, end in zip(bodies, endings, strict=True))
+    a, b = trio.socket.socketpair()
+    async with (
+        trio.SocketStream(a) as left,
+        BufferedStream(trio.SocketStream(b), receive_size=8192) as stream,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(left.send_all, wire)
+        with calls_to(ReceiveBuffer, "_feed_cut") as calls, trio.fail_after(5):
+            assert [await stream.receive_line() for _ in bodies] == bodies
+    assert len(calls) >= 3
+
+
+async def test_lines_cut_in_one_pass_for_receive_until_are_stripped_when_receive_line_takes_them() -> None:
+    # receive_until(b"\n")'s read cuts frames that keep their \r; a
+    # receive_line that pops one of them strips it, as it would have.
+    bodies = [bytes([97 + i % 26]) * 600 for i in range(12)]
+    wire = b"".join(body + b"\r\n" for body in bodies)
+    a, b = trio.socket.socketpair()
+    async with trio.SocketStream(a) as left, BufferedStream(trio.SocketStream(b), receive_size=8192) as stream:
+        await left.send_all(wire)
+        with trio.fail_after(5):
+            assert await stream.receive_until(b"\n") == bodies[0] + b"\r"
+            assert stream._buffer._batch_len > 2  # (the batch this is about)
+            assert [await stream.receive_line() for _ in bodies[1:6]] == bodies[1:6]
+            assert stream.receive_line_nowait() == bodies[6]
+            assert await stream.receive_until(b"\n") == bodies[7] + b"\r"

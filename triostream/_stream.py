@@ -216,6 +216,11 @@ class BufferedStream(trio.abc.Stream):
         self._handout: tuple[Any, list[bytes], int, int, int] | None = None
         self._state = 0  # _RECEIVING | _CLOSED | _HANDOUT bits: one test on the hot paths
         self._fill_checkpoints = type(transport_stream) in _CHECKPOINTING_TRANSPORTS
+        # A _nowait call found no frame (raised WouldBlock): its caller takes
+        # frames without a checkpoint between them, and the reads of
+        # receive_line and receive_until leave them uncut (see
+        # ReceiveBuffer._feed_cut).
+        self._polled = False
         self._sending = False
         # The last plain int that receive_line, receive_until or their
         # _nowait twins accepted as max_size: the same object again needs no
@@ -320,6 +325,7 @@ class BufferedStream(trio.abc.Stream):
         buffer = self._buffer
         if buffer.eof:
             raise IncompleteReadError(buffer.peek(), expected)
+        self._polled = True
         raise trio.WouldBlock
 
     async def _fill(self) -> None:
@@ -855,7 +861,8 @@ class BufferedStream(trio.abc.Stream):
                 # No delimiter buffered (nor a head over max_size, nor chunks
                 # queued, not searched): one read, fed and the frame joined
                 # when it is long (see _read_and_cut).
-                frame = await self._read_and_cut(size, buffer._feed_long, (delimiters, limit, PLAIN_MODE))
+                feed = buffer._feed_long if self._polled else buffer._feed_cut
+                frame = await self._read_and_cut(size, feed, (delimiters, limit, PLAIN_MODE))
                 if frame is None:
                     frame = take(delimiters, limit, False)
                     if frame is None:
@@ -964,7 +971,8 @@ class BufferedStream(trio.abc.Stream):
                 # No line buffered (nor a head over max_size, nor chunks
                 # queued, not searched): one read, fed and the line joined
                 # when it is long (see _read_and_cut).
-                frame = await self._read_and_cut(size, buffer._feed_long, (_LF, limit, LINE_MODE))
+                feed = buffer._feed_long if self._polled else buffer._feed_cut
+                frame = await self._read_and_cut(size, feed, (_LF, limit, LINE_MODE))
                 if frame is None:
                     frame = take(limit)
                     if frame is None:
