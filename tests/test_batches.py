@@ -2871,3 +2871,21 @@ async def test_lines_cut_in_one_pass_for_receive_until_are_stripped_when_receive
             assert [await stream.receive_line() for _ in bodies[1:6]] == bodies[1:6]
             assert stream.receive_line_nowait() == bodies[6]
             assert await stream.receive_until(b"\n") == bodies[7] + b"\r"
+
+
+async def test_a_read_of_awaited_receives_of_lines_under_512_bytes_is_not_cut_in_one_pass() -> None:
+    # 400-byte lines: _feed_batch would split them (sizes untold) and the
+    # takes split them again; the read joins the line it ends, no more.
+    bodies = [bytes([97 + i % 26]) * 399 for i in range(200)]
+    wire = b"".join(body + b"\n" for body in bodies)
+    a, b = trio.socket.socketpair()
+    async with (
+        trio.SocketStream(a) as left,
+        BufferedStream(trio.SocketStream(b), receive_size=8192) as stream,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(left.send_all, wire)
+        with calls_to(ReceiveBuffer, "_feed_cut", "_feed_batch") as calls:
+            assert [await stream.receive_line() for _ in bodies] == bodies
+    assert calls.count("_feed_cut") >= 5
+    assert calls.count("_feed_batch") == 0
