@@ -1535,12 +1535,14 @@ def compute_targets(workloads: list[Workload], methods: list[Method], results: R
             if any(p.peer == peer and p.skipped is not None for p in methods):
                 targets.append(Target(label, None, 1.0, skipped="skipped (peer not installed)"))
             elif rows:
-                # A peer with two line APIs (asyncio readline / readuntil): its faster one, per round.
-                targets.append(ratio_target(label, wl.name, m, rows, 1.0))
+                # A peer with two line APIs (asyncio readline / readuntil): its
+                # faster one, per round. The floor: the generator over the
+                # split loop against the same peer.
+                targets.append(ratio_target(label, wl.name, m, rows, 1.0, SPLIT_GEN))
     if any(w.name == "prefixed-64B" for w in fixed):
         label = f"{TS_ITER_FRAMES} vs uvloop at prefixed-64B"
         if PEERS["uvloop"]:
-            targets.append(ratio_target(label, "prefixed-64B", TS_ITER_FRAMES, "uvloop", 1.5))
+            targets.append(ratio_target(label, "prefixed-64B", TS_ITER_FRAMES, "uvloop", 1.5, SPLIT_GEN))
         else:
             targets.append(Target(label, None, 1.5, skipped="skipped (peer not installed)"))
 
