@@ -750,3 +750,26 @@ async def test_transport_error_passes_through_and_keeps_buffer() -> None:
     assert info.value is error
     assert stream.peek() == b"bc"
     assert stream.receive_exactly_nowait(2) == b"bc"
+
+
+async def test_receive_until_nowait_finds_a_two_byte_delimiter_split_between_reads() -> None:
+    # The first call searches the buffered bytes (WouldBlock): what it
+    # remembers must not skip the \r that ends them, which the next read's
+    # \n completes.
+    stream = BufferedStream(ScriptedStream([b"abc\r", b"\ndef\r\n"]))
+    assert await stream.fill() == 4
+    with pytest.raises(trio.WouldBlock):
+        stream.receive_until_nowait(b"\r\n")
+    assert await stream.fill() == 6
+    assert stream.receive_until_nowait(b"\r\n") == b"abc"
+    assert stream.receive_until_nowait(b"\r\n") == b"def"
+
+
+@pytest.mark.parametrize("size", [10, 600])
+async def test_receive_until_nowait_keeps_the_delimiter_when_asked(size: int) -> None:
+    body = b"x" * size
+    stream = BufferedStream(ScriptedStream([body + b"\n" + body + b"\n" + body + b"\n"]))
+    await stream.fill()
+    assert stream.receive_until_nowait(b"\n", keep_delimiter=True) == body + b"\n"
+    assert stream.receive_until_nowait(b"\n") == body
+    assert stream.receive_until_nowait(b"\n", keep_delimiter=True) == body + b"\n"

