@@ -2771,7 +2771,7 @@ async def test_a_line_over_max_size_found_by_the_read_raises_and_keeps_the_bytes
         assert await stream.receive_line(max_size=1000) == b"z"
 
 
-@pytest.mark.parametrize("how", ["line", "until"])
+@pytest.mark.parametrize("how", ["line", "until", "line_nowait", "until_nowait"])
 async def test_a_receive_finds_a_line_in_chunks_queued_behind_the_searched_ones_without_a_read(how: str) -> None:
     # The head of a line is searched (no \n in it) and fill() queued a chunk
     # that ends it: the call takes the line without reading (the peer sends
@@ -2788,8 +2788,12 @@ async def test_a_receive_finds_a_line_in_chunks_queued_behind_the_searched_ones_
                 assert await stream.fill() > 0  # (queued behind "abc")
             if how == "line":
                 assert await stream.receive_line() == b"abcdef"
-            else:
+            elif how == "until":
                 assert await stream.receive_until(b"\n") == b"abcdef"
+            elif how == "line_nowait":
+                assert stream.receive_line_nowait() == b"abcdef"
+            else:
+                assert stream.receive_until_nowait(b"\n") == b"abcdef"
 
 
 @pytest.mark.parametrize("how", ["line", "until", "nowait"])
@@ -2889,3 +2893,19 @@ async def test_a_read_of_awaited_receives_of_lines_under_512_bytes_is_not_cut_in
             assert [await stream.receive_line() for _ in bodies] == bodies
     assert calls.count("_feed_cut") >= 5
     assert calls.count("_feed_batch") == 0
+
+
+@pytest.mark.parametrize("how", ["line", "until"])
+async def test_a_nowait_receive_over_a_head_of_max_size_without_a_delimiter_raises_frame_too_long(how: str) -> None:
+    stream = BufferedStream(ScriptedStream([b"x" * 300]))
+    await stream.fill()
+    with pytest.raises(FrameTooLongError):
+        if how == "line":
+            stream.receive_line_nowait(max_size=300)
+        else:
+            stream.receive_until_nowait(b"\n", max_size=300)
+    with pytest.raises(trio.WouldBlock):
+        if how == "line":
+            stream.receive_line_nowait(max_size=301)
+        else:
+            stream.receive_until_nowait(b"\n", max_size=301)
