@@ -14,7 +14,7 @@ import contextlib
 import gc
 import itertools
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from unittest.mock import patch
 
 import pytest
@@ -2512,13 +2512,7 @@ async def test_a_receive_frame_loop_over_medium_frames_reads_and_cuts_in_one_cal
     codec = LengthPrefixed(2000)
     bodies = [bytes([97 + i % 26]) * 1020 for i in range(60)]
     wire = b"".join(codec.encode(body) for body in bodies)
-    a, b = trio.socket.socketpair()
-    async with (
-        trio.SocketStream(a) as left,
-        BufferedStream(trio.SocketStream(b), receive_size=5000) as stream,
-        trio.open_nursery() as nursery,
-    ):
-        nursery.start_soon(left.send_all, wire)
+    async with _stream_from_a_socket(wire, receive_size=5000) as stream:
         decoder = type(codec.decoder())
         with calls_to(decoder, "decode") as decodes, calls_to(BufferedStream, "_read_and_cut") as fused:
             assert [await stream.receive_frame(codec) for _ in bodies] == bodies
@@ -2556,6 +2550,21 @@ async def test_a_receive_frame_waiting_in_its_fused_read(how: str) -> None:
 async def _close_soon(stream: BufferedStream) -> None:
     await trio.testing.wait_all_tasks_blocked()
     await stream.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _stream_from_a_socket(wire: bytes, **options: int) -> AsyncIterator[BufferedStream]:
+    """A BufferedStream over one end of a socket pair (its reads are full
+    checkpoints, as over TCP), ``wire`` sent from the other end by a task
+    meanwhile."""
+    a, b = trio.socket.socketpair()
+    async with (
+        trio.SocketStream(a) as left,
+        BufferedStream(trio.SocketStream(b), **options) as stream,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(left.send_all, wire)
+        yield stream
 
 
 def test_a_read_fed_and_cut_whose_frames_occupy_unknown_sizes_is_cut_again_without_a_read() -> None:
@@ -2687,13 +2696,7 @@ async def test_long_lines_from_a_socket_are_read_and_joined_in_one_call(how: str
     # one call, not through _receive_lean and _receive_more.
     bodies = [bytes([97 + i % 26]) * 16384 for i in range(40)]
     wire = b"".join(body + b"\n" for body in bodies)
-    a, b = trio.socket.socketpair()
-    async with (
-        trio.SocketStream(a) as left,
-        BufferedStream(trio.SocketStream(b)) as stream,
-        trio.open_nursery() as nursery,
-    ):
-        nursery.start_soon(left.send_all, wire)
+    async with _stream_from_a_socket(wire) as stream:
         got = []
         with calls_to(BufferedStream, "_read_and_cut", "_receive_lean", "_receive_more") as calls:
             for _ in bodies:
@@ -2807,13 +2810,7 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
     # others as they go.
     bodies = [bytes([97 + i % 26]) * 1023 for i in range(100)]
     wire = b"".join(body + b"\n" for body in bodies)
-    a, b = trio.socket.socketpair()
-    async with (
-        trio.SocketStream(a) as left,
-        BufferedStream(trio.SocketStream(b), receive_size=8192) as stream,
-        trio.open_nursery() as nursery,
-    ):
-        nursery.start_soon(left.send_all, wire)
+    async with _stream_from_a_socket(wire, receive_size=8192) as stream:
         got = []
         batches = 0
         with calls_to(ReceiveBuffer, "_feed_cut", "_feed_long", "_feed_batch") as calls:
@@ -2849,13 +2846,7 @@ async def test_lines_ending_in_crlf_cut_in_one_pass_are_cut_again_by_the_takes(e
     endings = [b"\r\n" if ending == b"\r\n" or i % 3 == 1 else b"\n" for i in range(60)]
     bodies = [bytes([97 + i % 26]) * 1000 for i in range(60)]
     wire = b"".join(body + end for body, end in zip(bodies, endings, strict=True))
-    a, b = trio.socket.socketpair()
-    async with (
-        trio.SocketStream(a) as left,
-        BufferedStream(trio.SocketStream(b), receive_size=8192) as stream,
-        trio.open_nursery() as nursery,
-    ):
-        nursery.start_soon(left.send_all, wire)
+    async with _stream_from_a_socket(wire, receive_size=8192) as stream:
         with calls_to(ReceiveBuffer, "_feed_cut") as calls, trio.fail_after(5):
             assert [await stream.receive_line() for _ in bodies] == bodies
     assert len(calls) >= 3
@@ -2882,13 +2873,7 @@ async def test_a_read_of_awaited_receives_of_lines_under_512_bytes_is_not_cut_in
     # takes split them again; the read joins the line it ends, no more.
     bodies = [bytes([97 + i % 26]) * 399 for i in range(200)]
     wire = b"".join(body + b"\n" for body in bodies)
-    a, b = trio.socket.socketpair()
-    async with (
-        trio.SocketStream(a) as left,
-        BufferedStream(trio.SocketStream(b), receive_size=8192) as stream,
-        trio.open_nursery() as nursery,
-    ):
-        nursery.start_soon(left.send_all, wire)
+    async with _stream_from_a_socket(wire, receive_size=8192) as stream:
         with calls_to(ReceiveBuffer, "_feed_cut", "_feed_batch") as calls:
             assert [await stream.receive_line() for _ in bodies] == bodies
     assert calls.count("_feed_cut") >= 5
