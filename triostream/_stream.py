@@ -558,14 +558,23 @@ class BufferedStream(trio.abc.Stream):
         else:
             self._buffer.feed_eof()
 
-    async def _read_and_cut(self, size: int, feed: Callable[..., T], args: tuple[Any, ...]) -> T | None:
-        """One read of a receive that must read, fed and cut in one call:
-        what ``feed(*args, read)`` returns (it feeds the read into the
-        buffer and cuts), or None at EOF (recorded; nothing consumed). For
-        transports whose reads are full checkpoints (`_fill_checkpoints`);
-        a cancel point comes first anyway, and an error leaves through a
-        schedule point (a transport may raise before its own). The caller
-        holds ``_RECEIVING`` and has found no whole frame buffered.
+    async def _read_and_cut(
+        self,
+        size: int,
+        feed: Callable[..., T | None],
+        args: tuple[Any, ...],
+        take: Callable[..., T | None],
+        take_args: tuple[Any, ...],
+    ) -> T:
+        """The rest of a receive that must read, its first read fed and cut
+        in one call: the frame ``feed(*args, read)`` returns (it feeds the
+        read into the buffer and cuts); when that is None (the read fed,
+        nothing consumed) or at EOF, ``take(*take_args)`` and, if it needs
+        more, `_receive_more`. For transports whose reads are full
+        checkpoints (`_fill_checkpoints`); a cancel point comes first
+        anyway, and an error of the read leaves through a schedule point (a
+        transport may raise before its own). The caller holds
+        ``_RECEIVING`` and has found no whole frame buffered.
 
         Why: a receive that must read went through `_receive_lean`, a take
         that finds nothing again, and `_receive_more`'s set-up
@@ -585,10 +594,16 @@ class BufferedStream(trio.abc.Stream):
             raise
         if self._state & _CLOSED:
             self._closed_during_read()
-        if not read:
+        if read:
+            frame = feed(*args, read)
+            if frame is not None:
+                return frame
+        else:
             self._buffer.feed_eof()
-            return None
-        return feed(*args, read)
+        frame = take(*take_args)
+        if frame is None:
+            frame = await self._receive_more(take, take_args, None)
+        return frame
 
     async def _next_frame_slow(self, take: Callable[..., T | None], args: tuple[Any, ...]) -> T | None:
         """Refill for the frame iterators: read until a frame (or a batch:
@@ -845,9 +860,6 @@ class BufferedStream(trio.abc.Stream):
                         buffer._skey = delimiters
                         buffer._snext = len(data) - len(delimiters) + 1
             take = buffer.take_until
-            # The lean receive saves a Trio round when the call must read; a
-            # frame the buffer has already cut (its batch) needs no read, and
-            # a plain checkpoint costs one coroutine fewer (see receive_line).
             if (
                 searched
                 and at < 0
@@ -862,12 +874,12 @@ class BufferedStream(trio.abc.Stream):
                 # queued, not searched): one read, fed and the frame joined
                 # when it is long (see _read_and_cut).
                 feed = buffer._feed_long if self._polled else buffer._feed_cut
-                frame = await self._read_and_cut(size, feed, (delimiters, limit, PLAIN_MODE))
-                if frame is None:
-                    frame = take(delimiters, limit, False)
-                    if frame is None:
-                        frame = await self._receive_more(take, (delimiters, limit, False), None)
-                return frame
+                return await self._read_and_cut(
+                    size, feed, (delimiters, limit, PLAIN_MODE), take, (delimiters, limit, False)
+                )
+            # The lean receive saves a Trio round when the call must read; a
+            # frame the buffer has already cut (its batch) needs no read, and
+            # a plain checkpoint costs one coroutine fewer (see receive_line).
             if (
                 not found
                 and self._fill_checkpoints
@@ -957,9 +969,6 @@ class BufferedStream(trio.abc.Stream):
                         buffer._skey = _LF
                         buffer._snext = len(data)
             take = buffer.take_line
-            # The lean receive only when no whole line is buffered (it saves
-            # a Trio round when the call must read, and costs one coroutine
-            # when it need not); the search above, when it ran, said so.
             if (
                 searched
                 and end < 0
@@ -972,12 +981,10 @@ class BufferedStream(trio.abc.Stream):
                 # queued, not searched): one read, fed and the line joined
                 # when it is long (see _read_and_cut).
                 feed = buffer._feed_long if self._polled else buffer._feed_cut
-                frame = await self._read_and_cut(size, feed, (_LF, limit, LINE_MODE))
-                if frame is None:
-                    frame = take(limit)
-                    if frame is None:
-                        frame = await self._receive_more(take, (limit,), None)
-                return frame
+                return await self._read_and_cut(size, feed, (_LF, limit, LINE_MODE), take, (limit,))
+            # The lean receive only when no whole line is buffered (it saves
+            # a Trio round when the call must read, and costs one coroutine
+            # when it need not); the search above, when it ran, said so.
             if not found and self._fill_checkpoints and (searched or not buffer._has_frame(b"\n", limit)):
                 return await self._receive_lean(take, (limit,), None)
             await checkpoint()
@@ -1354,9 +1361,12 @@ class BufferedStream(trio.abc.Stream):
             # 64 KiB reads, in one process: 3 ``ready`` and 3 ``decode``
             # per read -> 0 and 2; 4169 -> 4022 ns per frame (the
             # checkpoint-per-frame loop: 3650; 15 interleaved rounds).
-            feed_batch = ahead.feed_batch if ahead.medium and self._fill_checkpoints else None
-            size = self._iterator_read() if feed_batch is not None else 0
-            if not size:
+            if not (
+                ahead.medium
+                and ahead.feed_batch is not None
+                and self._fill_checkpoints
+                and (size := self._iterator_read())
+            ):
                 taken = await self._receive(ahead.take, (buffer,))
                 ahead.hand_out(self)  # (the frames after it, when the take cut any)
                 return taken
@@ -1370,21 +1380,14 @@ class BufferedStream(trio.abc.Stream):
             # per frame in 64 KiB reads (the checkpoint-per-frame loop
             # 4421; 11 interleaved rounds), 5556 -> 5163 in reads of 8-64
             # KiB (9 rounds).
-            assert feed_batch is not None
             if self._state:
                 await self._refuse()
             self._state = _RECEIVING
             try:
-                fed = await self._read_and_cut(size, feed_batch, ())
-                if fed is None:  # (no frame completed, or EOF)
-                    frame = decoder.decode(buffer)
-                    if frame is None:
-                        frame = await self._receive_more(decoder.decode, (buffer,), None)
-                    return frame
-                taken = ahead.fed(buffer, fed)
+                taken = await self._read_and_cut(size, ahead.feed, (buffer,), decoder.decode, (buffer,))
             finally:
                 self._state &= _CLOSED
-            ahead.hand_out(self)
+            ahead.hand_out(self)  # (the read's frames after the first; nothing when decode took it)
             return taken
         if decoder.ready(buffer):
             # A whole frame is buffered: a plain checkpoint, then the frame
@@ -1930,6 +1933,14 @@ class _FramesAhead:
             self.handout = prepared
             stream._handout = prepared
             stream._state = _HANDOUT
+
+    def feed(self, buffer: ReceiveBuffer, read: bytes) -> bytes | None:
+        """For `BufferedStream._read_and_cut`: ``read`` fed and cut by the
+        codec's ``feed_batch``, then `fed`; None (fed, nothing consumed)
+        when it completed no frame."""
+        assert self.feed_batch is not None  # (the caller checked)
+        fed = self.feed_batch(read)
+        return None if fed is None else self.fed(buffer, fed)
 
     def fed(self, buffer: ReceiveBuffer, fed: tuple[list[bytes], bool, int, int]) -> bytes:
         """The frames of a read fed and cut in one call (``feed_batch``, all
