@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import ssl
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from unittest.mock import patch
@@ -20,6 +21,7 @@ from unittest.mock import patch
 import pytest
 import trio
 import trio.testing
+import trustme
 from hypothesis import example, given
 from hypothesis import strategies as st
 from scripted import AsBytes, ScriptedStream, calls_to
@@ -1087,6 +1089,63 @@ def test_a_fed_batch_of_long_frames_stops_before_the_first_over_the_limit(crlf: 
     assert buffer._snext == len(read) - 700 - 1  # (the \n ending the frame over the limit)
     with pytest.raises(FrameTooLongError):
         buffer.take_line(600)
+
+
+@given(
+    head=st.binary(max_size=700).map(lambda b: b.replace(b"\n", b"x")),
+    cr=st.booleans(),
+    chunk=st.lists(st.sampled_from([b"a", b"bb", b"\n", b"\r", b"\r\n", b"c" * 300]), max_size=12).map(b"".join),
+    until=st.booleans(),
+    max_size=st.integers(min_value=1, max_value=2000),
+    array=st.booleans(),
+)
+@example(head=b"a" * 300, cr=True, chunk=b"\nrest", until=False, max_size=1000, array=False)
+@example(head=b"a" * 300, cr=False, chunk=b"b\r\nrest", until=False, max_size=1000, array=False)
+@example(head=b"a" * 10, cr=False, chunk=b"b" * 300 + b"\n", until=True, max_size=1000, array=False)
+@example(head=b"a" * 10, cr=False, chunk=b"b" * 20 + b"\n", until=True, max_size=1000, array=False)
+@example(head=b"a" * 300, cr=False, chunk=b"b" * 10 + b"\n", until=False, max_size=310, array=False)
+@example(head=b"a" * 300, cr=False, chunk=b"b" * 10 + b"\n", until=True, max_size=311, array=False)
+@example(head=b"a" * 200, cr=False, chunk=b"b" * 56 + b"\n", until=False, max_size=1000, array=False)
+@example(head=b"a" * 200, cr=False, chunk=b"b" * 55 + b"\n", until=False, max_size=1000, array=False)
+def test_a_receive_s_read_fed_and_joined_in_one_call_gives_what_feed_and_the_take_give(
+    head: bytes, cr: bool, chunk: bytes, until: bool, max_size: int, array: bool
+) -> None:
+    """`ReceiveBuffer._feed_read` (the read of a receive whose search went
+    through the buffered head of a frame, found no delimiter, and has
+    nothing queued): the frame it joins (a long one), or, when it gives
+    None, what the take then gives, with the bytes left and the offset, are
+    what `feed` and the take give. A bytearray chunk is only fed."""
+    head = head + b"\r" if cr else head
+    mode = PLAIN_MODE if until else LINE_MODE
+
+    def take(buffer: ReceiveBuffer) -> bytes | type[FrameTooLongError] | None:
+        try:
+            return buffer.take_until(b"\n", max_size) if until else buffer.take_line(max_size)
+        except FrameTooLongError:
+            return FrameTooLongError
+
+    def searched() -> ReceiveBuffer | None:
+        buffer = ReceiveBuffer(1 << 16)
+        buffer.feed(b"before\n" + head)
+        assert take(buffer) in (b"before", FrameTooLongError)
+        if take(buffer) is not None:
+            return None  # (the head is over max_size: a receive raises without reading)
+        return buffer
+
+    plain, fused = searched(), searched()
+    if plain is None or fused is None:
+        return
+    plain.feed(chunk)
+    expected = take(plain)
+    joined = fused._feed_read(b"\n", max_size, mode, bytearray(chunk) if array else chunk)
+    # Joined: a long frame (_BATCH_FRAME_MAX) within max_size, from bytes,
+    # unless a \r ends the head and the chunk starts with the \n of lines.
+    j = chunk.find(b"\n")
+    split_crlf = j == 0 and cr and not until
+    assert (joined is not None) == (not array and j >= 0 and 256 <= len(head) + j < max_size and not split_crlf)
+    assert (take(fused) if joined is None else joined) == expected
+    assert fused.peek() == plain.peek() and fused.offset == plain.offset
+    assert take(fused) == take(plain)
 
 
 @pytest.mark.parametrize("until", [False, True])
@@ -2716,6 +2775,151 @@ async def test_long_lines_from_a_socket_are_read_and_joined_in_one_call(how: str
 
 
 @pytest.mark.parametrize("how", ["line", "until"])
+@pytest.mark.parametrize("case", ["eof", "a head of a whole read"])
+async def test_a_receive_that_must_read_makes_no_fused_read_after_eof_or_behind_one_read(how: str, case: str) -> None:
+    # After EOF the call raises IncompleteReadError without reading again;
+    # behind a head that holds receive_size bytes or more, it reads in the
+    # loop that queues reads without searching them twice (_receive_more),
+    # as _iterator_read says.
+    a, b = trio.socket.socketpair()
+    async with trio.SocketStream(a) as left, BufferedStream(trio.SocketStream(b), receive_size=1000) as stream:
+
+        async def receive() -> bytes:
+            if how == "line":
+                return await stream.receive_line(max_size=8000)
+            return await stream.receive_until(b"\n", max_size=8000)
+
+        head = b"x" * (1500 if case == "a head of a whole read" else 300)
+        await left.send_all(head)
+        with trio.fail_after(5):
+            stream.receive_size = 4000  # (the head in one chunk, nothing queued)
+            while len(stream._buffer) < len(head):
+                assert await stream.fill() > 0
+            stream.receive_size = 1000
+            assert not stream._buffer._more_len
+            if case == "eof":
+                await left.send_eof()
+                assert await stream.fill() == 0
+            with calls_to(BufferedStream, "_read_and_cut", "_receive_more") as calls:
+                if case == "eof":
+                    with pytest.raises(IncompleteReadError) as caught:
+                        await receive()
+                    assert caught.value.partial == head
+                else:
+                    await left.send_all(b"y\n")
+                    assert await receive() == head + b"y"
+        assert calls == ["_receive_more"]
+
+
+@pytest.mark.parametrize("how", ["line", "until"])
+async def test_a_receive_that_must_read_asks_for_no_more_than_the_buffer_has_room_for(how: str) -> None:
+    # A head of 300 bytes in a buffer of 1000: the read asks for 700.
+    asked: list[int] = []
+    real = trio.SocketStream.receive_some
+
+    async def receive_some(self: trio.SocketStream, max_bytes: int | None = None) -> bytes:
+        asked.append(max_bytes or 0)
+        return await real(self, max_bytes)
+
+    a, b = trio.socket.socketpair()
+    async with trio.SocketStream(a) as left, BufferedStream(trio.SocketStream(b), max_buffer_size=1000) as stream:
+        await left.send_all(b"x" * 300)
+        with trio.fail_after(5):
+            assert await stream.fill() == 300
+            await left.send_all(b"y" * 500 + b"\n" + b"z" * 2000)
+            with patch.object(trio.SocketStream, "receive_some", receive_some):
+                if how == "line":
+                    assert await stream.receive_line() == b"x" * 300 + b"y" * 500
+                else:
+                    assert await stream.receive_until(b"\n") == b"x" * 300 + b"y" * 500
+    assert asked == [700]
+
+
+@contextlib.asynccontextmanager
+async def _stream_over_tls() -> AsyncIterator[tuple[trio.SSLStream[trio.SocketStream], BufferedStream]]:
+    """The client's end of a TLS connection over a socket pair (handshake
+    done), and a BufferedStream over the server's end."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("example.org").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    a, b = trio.socket.socketpair()
+    client = trio.SSLStream(trio.SocketStream(a), client_context, server_hostname="example.org")
+    server = trio.SSLStream(trio.SocketStream(b), server_context, server_side=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        nursery.start_soon(server.do_handshake)
+    async with client, BufferedStream(server) as stream:
+        yield client, stream
+
+
+@pytest.mark.parametrize("transport", ["socket", "tls"])
+async def test_a_cancelled_receive_that_must_read_raises_cancelled_over_a_closed_transport(transport: str) -> None:
+    # The read's cancel point comes first on every path: over a socket the
+    # socket's own (a recv checks for a cancellation before anything else),
+    # over TLS the receive's, since trio.SSLStream raises its closed state
+    # before its first cancel point. Not cancelled, the call raises that
+    # ClosedResourceError.
+    async with contextlib.AsyncExitStack() as stack:
+        if transport == "tls":
+            _, stream = await stack.enter_async_context(_stream_over_tls())
+        else:
+            a, b = trio.socket.socketpair()
+            await stack.enter_async_context(trio.SocketStream(a))
+            stream = await stack.enter_async_context(BufferedStream(trio.SocketStream(b)))
+        assert stream._lean_reads
+        await stream.transport_stream.aclose()  # (the transport alone, not the stream)
+        with trio.CancelScope() as scope, calls_to(BufferedStream, "_read_and_cut") as calls:
+            scope.cancel()
+            await stream.receive_line()
+        assert scope.cancelled_caught and calls == ["_read_and_cut"]
+        with pytest.raises(trio.ClosedResourceError):
+            await stream.receive_line()
+
+
+@pytest.mark.parametrize("transport", ["socket", "tls"])
+async def test_a_read_over_a_socket_makes_no_cancel_point_of_its_own(transport: str) -> None:
+    # Polled 16 KiB lines (receive_line after each WouldBlock): over a
+    # socket the reads of _read_and_cut make no checkpoint_if_cancelled
+    # before the socket's (only the lean receive, when it runs, makes one);
+    # over TLS each makes one.
+    bodies = [bytes([97 + i % 26]) * 16384 for i in range(30)]
+    wire = b"".join(body + b"\n" for body in bodies)
+    cancel_points: list[None] = []
+    real = trio.lowlevel.checkpoint_if_cancelled
+
+    async def counted() -> None:
+        cancel_points.append(None)
+        await real()
+
+    async with contextlib.AsyncExitStack() as stack:
+        if transport == "tls":
+            client, stream = await stack.enter_async_context(_stream_over_tls())
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            nursery.start_soon(client.send_all, wire)
+        else:
+            stream = await stack.enter_async_context(_stream_from_a_socket(wire))
+        got = []
+        with (
+            patch.object(triostream._stream, "checkpoint_if_cancelled", counted),
+            calls_to(BufferedStream, "_read_and_cut", "_receive_lean") as calls,
+            trio.fail_after(10),
+        ):
+            for _ in bodies:
+                try:
+                    got.append(stream.receive_line_nowait())
+                except trio.WouldBlock:
+                    got.append(await stream.receive_line())
+    assert got == bodies
+    assert calls.count("_read_and_cut") >= 10
+    if transport == "tls":
+        assert len(cancel_points) == len(calls)
+    else:
+        assert len(cancel_points) == calls.count("_receive_lean")
+
+
+@pytest.mark.parametrize("how", ["line", "until"])
 async def test_a_receive_waiting_in_its_read_for_a_line(how: str) -> None:
     # Nothing of the line buffered but its head: cancelled in the read, the
     # call consumes nothing (the next gets the whole line); closed by
@@ -2799,21 +3003,22 @@ async def test_a_receive_finds_a_line_in_chunks_queued_behind_the_searched_ones_
                 assert stream.receive_until_nowait(b"\n") == b"abcdef"
 
 
-@pytest.mark.parametrize("how", ["line", "until", "nowait"])
+@pytest.mark.parametrize("how", ["line", "until", "nowait", "until_nowait"])
 async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_s_is_not(how: str) -> None:
     # 1 KiB lines from a socket in reads of 8 KiB. A loop of awaited
     # receive_line / receive_until calls: the read a call makes is cut in
     # one pass (ReceiveBuffer._feed_cut), its other lines left as the
     # buffer's batch for the next calls. A loop that polls with
-    # receive_line_nowait first (WouldBlock, then receive_line): each read
-    # only completes the line it straddles (_feed_long); the takes slice the
+    # receive_line_nowait (receive_until_nowait) first (WouldBlock, then
+    # the awaited call): each read
+    # only completes the line it straddles (_feed_read); the takes slice the
     # others as they go.
     bodies = [bytes([97 + i % 26]) * 1023 for i in range(100)]
     wire = b"".join(body + b"\n" for body in bodies)
     async with _stream_from_a_socket(wire, receive_size=8192) as stream:
         got = []
         batches = 0
-        with calls_to(ReceiveBuffer, "_feed_cut", "_feed_long", "_feed_batch") as calls:
+        with calls_to(ReceiveBuffer, "_feed_cut", "_feed_read", "_feed_long", "_feed_batch") as calls:
             for _ in bodies:
                 if how == "nowait":
                     try:
@@ -2821,6 +3026,12 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
                         continue
                     except trio.WouldBlock:
                         got.append(await stream.receive_line())
+                elif how == "until_nowait":
+                    try:
+                        got.append(stream.receive_until_nowait(b"\n"))
+                        continue
+                    except trio.WouldBlock:
+                        got.append(await stream.receive_until(b"\n"))
                 elif how == "line":
                     got.append(await stream.receive_line())
                 else:
@@ -2828,11 +3039,12 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
                 batches += stream._buffer._batch_len > 2
     assert got == bodies
     reads = -(-len(wire) // 8192)
-    if how == "nowait":
+    if how.endswith("nowait"):
         assert calls.count("_feed_cut") == calls.count("_feed_batch") == batches == 0
-        assert calls.count("_feed_long") >= reads - 3
+        assert calls.count("_feed_read") >= reads - 3
+        assert calls.count("_feed_long") == 0  # (the search made _feed_first's test: _feed_read)
     else:
-        assert calls.count("_feed_long") == 0
+        assert calls.count("_feed_long") == calls.count("_feed_read") == 0
         assert calls.count("_feed_cut") >= reads - 3
         assert calls.count("_feed_batch") >= reads - 3  # (each read cut in one pass)
         assert batches >= 50  # (the calls after a read pop its lines)

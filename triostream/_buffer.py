@@ -924,6 +924,28 @@ class ReceiveBuffer:
             return None
         return self._feed_first(delimiter, max_size, mode, chunk)
 
+    def _feed_read(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
+        """`_feed_long` for a receive whose search went to the end of
+        _data and found no ``delimiter`` there, with nothing queued, no
+        batch left to pop and no EOF: `_feed_first`'s test holds, and is not
+        made again. A long frame (its head and what ``chunk`` brings of it
+        _BATCH_FRAME_MAX bytes or more) is joined, consumed and returned;
+        otherwise the chunk is only fed (None). For the read of
+        `BufferedStream.receive_line` / ``receive_until`` after a
+        ``_nowait`` call found no frame (`BufferedStream._read_and_cut`):
+        one call and one search of the chunk, where `_feed_long` made two
+        calls and its test."""
+        if type(chunk) is bytes and (j := chunk.find(delimiter)) >= 0:
+            data = self._data
+            head = len(data) - self._pos
+            if _BATCH_FRAME_MAX <= head + j < max_size and (j or not head or mode != _STRIP_CR or data[-1] != 13):
+                # (A \r that ends _data before a \n that starts the chunk:
+                # fed, as in _feed_first.)
+                end = j - 1 if mode == _STRIP_CR and j and chunk[j - 1] == 13 else j
+                return self._feed_joined(chunk, self._pos, end, j + 1 - end)
+        self.feed(chunk)
+        return None
+
     def _feed_cut(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
         """`_feed_long`, with the other whole frames of ``chunk`` cut at
         once (`_feed_batch`) and left buffered as the buffer's batch, which
