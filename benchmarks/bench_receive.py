@@ -634,6 +634,48 @@ async def split_call(stream: trio.abc.Stream, wl: Workload) -> Tally:
     return frames, nbytes
 
 
+class _NowaitFloor(_CallFloor):
+    """The floor of the ``_nowait`` loops: `_CallFloor` and a synchronous
+    twin of its method, which hands out the next frame of the read's cut
+    (``max_size`` checked, a second task refused) or raises
+    `trio.WouldBlock`; the loop then awaits the method, which reads. A
+    ``_nowait`` target that this misses is out of reach for any such pair
+    of methods in pure Python."""
+
+    __slots__ = ()
+
+    def receive_nowait(self, *, max_size: int) -> bytes | bytearray:
+        if self._busy:
+            raise trio.BusyResourceError("another task is receiving")
+        i = self._next
+        if i >= len(self._frames):
+            raise trio.WouldBlock
+        frame = self._frames[i]
+        if len(frame) > max_size:
+            raise ValueError("frame over max_size")
+        self._next = i + 1
+        return frame
+
+
+async def split_nowait(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    """`_NowaitFloor`'s method while frames are cut; on `trio.WouldBlock`
+    one awaited call (which reads), as `ts_nowait_line` does."""
+    floor = _NowaitFloor(stream, wl)
+    receive_nowait, receive, max_frame = floor.receive_nowait, floor.receive, wl.max_frame
+    frames = nbytes = 0
+    try:
+        while True:
+            try:
+                frame = receive_nowait(max_size=max_frame)
+            except trio.WouldBlock:
+                frame = await receive(max_size=max_frame)
+            frames += 1
+            nbytes += len(frame)
+    except StopAsyncIteration:
+        pass
+    return frames, nbytes
+
+
 def _buffered(stream: trio.abc.Stream, wl: Workload) -> BufferedStream:
     """Room for the longest frame and one whole read behind it: the memory
     every peer holds (the split loop keeps its tail and reads 64 KiB, anyio
@@ -1105,7 +1147,7 @@ def by_kind(lines: Entry | None = None, prefixed: Entry | None = None, *, scalin
 
 
 SPLIT, CHECKPOINT, FIND, BYTES_SPLIT = "split", "split+checkpoint", "find", "bytes.split"
-SPLIT_GEN, SPLIT_BATCHES, SPLIT_CALL = "split gen", "split batches", "split call"
+SPLIT_GEN, SPLIT_BATCHES, SPLIT_CALL, SPLIT_NOWAIT = "split gen", "split batches", "split call", "split nowait"
 TS_CALL_LINE, TS_CALL_UNTIL, TS_CALL_EXACTLY, TS_CALL_FRAME = (
     "ts call line",
     "ts call until",
@@ -1127,7 +1169,7 @@ TS_LINE_METHODS = (
     TS_BATCH_UNTIL,
 )
 TS_PREFIXED_METHODS = (TS_CALL_EXACTLY, TS_CALL_FRAME, TS_NOWAIT_EXACTLY, TS_ITER_FRAMES, TS_BATCH_FRAMES)
-REFERENCES = (SPLIT, CHECKPOINT, FIND, BYTES_SPLIT, SPLIT_GEN, SPLIT_BATCHES, SPLIT_CALL)
+REFERENCES = (SPLIT, CHECKPOINT, FIND, BYTES_SPLIT, SPLIT_GEN, SPLIT_BATCHES, SPLIT_CALL, SPLIT_NOWAIT)
 
 
 def optional(peer: str, make: Callable[[], list[Method]], names: Sequence[str]) -> list[Method]:
@@ -1144,6 +1186,7 @@ def build_methods(anyio_backend: str) -> list[Method]:
     gen_entry = (on_trio(split_gen), "split in an async generator, a frame a step")
     batches_entry = (on_trio(split_batches), "split in an async generator, a read a step")
     call_entry = (on_trio(split_call), "split behind an awaited method per frame")
+    nowait_entry = (on_trio(split_nowait), "split behind a _nowait method, awaited on WouldBlock")
 
     def split(wl: Workload) -> Entry:
         if wl.kind == "prefixed":
@@ -1174,6 +1217,7 @@ def build_methods(anyio_backend: str) -> list[Method]:
         Method(SPLIT_GEN, by_kind(gen_entry, gen_entry, scaling=False)),
         Method(SPLIT_BATCHES, by_kind(batches_entry, batches_entry, scaling=False)),
         Method(SPLIT_CALL, by_kind(call_entry, call_entry, scaling=False)),
+        Method(SPLIT_NOWAIT, by_kind(nowait_entry, nowait_entry, scaling=False)),
         Method(TS_CALL_LINE, by_kind((on_trio(ts_call_line), "await receive_line()"))),
         Method(TS_CALL_UNTIL, by_kind((on_trio(ts_call_until), "await receive_until(b'\\n')"))),
         Method(TS_CALL_EXACTLY, by_kind(None, (on_trio(ts_call_exactly), "await receive_exactly() x2"))),
@@ -1448,7 +1492,8 @@ class Target:
     unit: str = "x"
     skipped: str | None = None
     # The same ratio for the hand-written floor of the API measured (`split
-    # gen`, `split batches`, `split call`): (floor's name, its ratio).
+    # gen`, `split batches`, `split call`, `split nowait`): (floor's name,
+    # its ratio).
     floor: tuple[str, float | None] | None = None
 
     @property
@@ -1573,7 +1618,7 @@ def compute_targets(workloads: list[Workload], methods: list[Method], results: R
             if not PEERS["anyio"]:
                 targets.append(Target(label, None, limit, skipped="skipped (peer not installed)"))
             else:
-                targets.append(ratio_target(label, wl.name, m, anyio_rows, limit))
+                targets.append(ratio_target(label, wl.name, m, anyio_rows, limit, SPLIT_NOWAIT))
     return targets
 
 
