@@ -334,7 +334,7 @@ class BufferedStream(trio.abc.Stream):
     def _no_frame(self, expected: int | None) -> NoReturn:
         """What a ``*_nowait`` method raises when the buffer holds no frame."""
         buffer = self._buffer
-        if buffer.eof:
+        if buffer._eof:  # (the attribute, not the property: a call fewer per WouldBlock)
             raise IncompleteReadError(buffer.peek(), expected)
         self._polled = True
         raise trio.WouldBlock
@@ -401,7 +401,7 @@ class BufferedStream(trio.abc.Stream):
         await checkpoint_if_cancelled()
         try:
             frame = take(*args)
-            if frame is None and not self._buffer.eof and not self._state & _CLOSED:
+            if frame is None and not self._buffer._eof and not self._state & _CLOSED:
                 return await self._receive_more(take, args, expected)
         except Exception:
             await cancel_shielded_checkpoint()
