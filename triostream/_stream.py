@@ -201,8 +201,10 @@ class BufferedStream(trio.abc.Stream):
     # _receive_lean); set per instance.
     _fill_checkpoints: bool = False
     # True when, besides, the stream reads its transport itself (its `_fill`
-    # is BufferedStream's, not a Connection's): then a receive that must
-    # read may make the read itself (see _read_and_cut, _iterator_read).
+    # is BufferedStream's, not a Connection's, which keeps deadlines): then
+    # receive_line and receive_until make a read themselves (see
+    # _read_and_cut; `_iterator_read` makes the second test for the
+    # iterators, whose reads need no checkpointing transport).
     _lean_reads: bool = False
 
     def __init__(
@@ -1008,10 +1010,10 @@ class BufferedStream(trio.abc.Stream):
                 # straddles (`ReceiveBuffer._feed_read`, whose test the
                 # search above has made). Both, against `_iterator_read`
                 # and `_feed_long`, at 16 KiB lines in 64 KiB reads that do
-                # not end on a line, in one process (11 interleaved rounds):
-                # receive_line_nowait's loop 4259 -> 4138 ns per line,
-                # receive_until_nowait's 4362 -> 4242 (343 -> 317 bytecodes
-                # per line; a copy of anyio's loop 4256).
+                # not end on a line, in one process (13 interleaved rounds):
+                # receive_line_nowait's loop 4310 -> 4160 ns per line,
+                # receive_until_nowait's 4358 -> 4260 (343 -> 317 bytecodes
+                # per line; a copy of anyio's loop 4245).
                 if (room := buffer.capacity - held) < size:
                     size = room
                 feed = buffer._feed_read if self._polled else buffer._feed_cut
