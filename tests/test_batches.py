@@ -2676,7 +2676,7 @@ def test_receives_that_must_read_from_a_socket_lose_nothing(
     """receive_line / receive_until(b"\\n") and their _nowait twins, with
     receive_exactly and peek between them, over a socket (whose reads are
     checkpoints): a call that finds no whole line buffered reads, feeds and
-    joins a long line in one call (`_read_and_cut`, `_feed_long`), or cuts
+    joins a long line in one call (`_read_and_cut`, `_feed_read`), or cuts
     short ones as usual. Lines of 0-3000 bytes ending in \\n or \\r\\n, sent
     in pieces of any size, read ``receive_size`` bytes at a time: every
     line comes once, in order, as a plain parse gives it."""
@@ -3010,15 +3010,14 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
     # one pass (ReceiveBuffer._feed_cut), its other lines left as the
     # buffer's batch for the next calls. A loop that polls with
     # receive_line_nowait (receive_until_nowait) first (WouldBlock, then
-    # the awaited call): each read
-    # only completes the line it straddles (_feed_read); the takes slice the
-    # others as they go.
+    # the awaited call): each read only completes the line it straddles
+    # (_feed_read); the takes slice the others as they go.
     bodies = [bytes([97 + i % 26]) * 1023 for i in range(100)]
     wire = b"".join(body + b"\n" for body in bodies)
     async with _stream_from_a_socket(wire, receive_size=8192) as stream:
         got = []
         batches = 0
-        with calls_to(ReceiveBuffer, "_feed_cut", "_feed_read", "_feed_long", "_feed_batch") as calls:
+        with calls_to(ReceiveBuffer, "_feed_cut", "_feed_read", "_feed_first", "_feed_batch") as calls:
             for _ in bodies:
                 if how == "nowait":
                     try:
@@ -3042,9 +3041,10 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
     if how.endswith("nowait"):
         assert calls.count("_feed_cut") == calls.count("_feed_batch") == batches == 0
         assert calls.count("_feed_read") >= reads - 3
-        assert calls.count("_feed_long") == 0  # (the search made _feed_first's test: _feed_read)
+        assert calls.count("_feed_first") == 0  # (the receive's search made its test)
     else:
-        assert calls.count("_feed_long") == calls.count("_feed_read") == 0
+        # (Each _feed_read by the cut's first line, none by the receive.)
+        assert calls.count("_feed_read") == calls.count("_feed_first") == calls.count("_feed_batch")
         assert calls.count("_feed_cut") >= reads - 3
         assert calls.count("_feed_batch") >= reads - 3  # (each read cut in one pass)
         assert batches >= 50  # (the calls after a read pop its lines)

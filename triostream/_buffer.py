@@ -871,7 +871,9 @@ class ReceiveBuffer:
             functools.partial(self._feed_batch, delimiter, max_size, mode),
         )
 
-    def _feed_first(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
+    def _feed_first(
+        self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray, short: int = 0
+    ) -> bytes | None:
         """`feed` ``chunk``, then, in the usual case, consume and return the
         frame that it completes: what `take_line` (``mode`` ``LINE_MODE``)
         or `take_until` (``PLAIN_MODE``) with a one-byte ``delimiter`` would
@@ -881,7 +883,9 @@ class ReceiveBuffer:
         The usual case (a frame iterator's read): bytes fed, nothing queued,
         no batch, and the unconsumed tail searched already (no
         delimiter in it: the head of a frame, or nothing). The frame is the
-        tail and the chunk's head joined (one copy); the chunk becomes _data.
+        tail and the chunk's head joined (one copy, `_feed_read`); the
+        chunk becomes _data. A frame under ``short`` bytes is only fed (a
+        receive's read: see `_feed_read`).
 
         Why it exists: `feed`, then `take_line`, `_take_straddling` and
         `_take_joined` (or the batch cutter's route, see `_feed_batch`) are
@@ -899,55 +903,41 @@ class ReceiveBuffer:
             and not self._eof
             and (not head or (self._skey == delimiter and self._snext >= len(data)))
         ):
-            j = chunk.find(delimiter)
-            if j >= 0 and head + j < max_size and (j or not head or mode != _STRIP_CR or data[-1] != 13):
-                # (A \r that ends _data before a \n that starts the chunk
-                # is rare: feed and the take handle it.)
-                end = j - 1 if mode == _STRIP_CR and j and chunk[j - 1] == 13 else j
-                return self._feed_joined(chunk, pos, end, j + 1 - end)
+            return self._feed_read(delimiter, max_size, mode, chunk, short)
         self.feed(chunk)
         return None
 
-    def _feed_long(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
-        """`_feed_first` for a frame that is long (its buffered head, or
-        what ``chunk`` brings of it, is _BATCH_FRAME_MAX bytes or more); a
-        short one is only fed (None): the take's route cuts it and the
-        frames after it into the buffer's batch, which the next calls pop.
-        For a receive's read (`BufferedStream._read_and_cut`,
-        `BufferedStream._receive_more`). Before, the test was the head
-        alone, and a long frame whose head was short (16 KiB lines in
-        64 KiB reads, a few bytes of the next line at each read's end) went
-        through `feed` and the take."""
-        head = len(self._data) - self._pos
-        if head < _BATCH_FRAME_MAX and chunk.find(delimiter, 0, _BATCH_FRAME_MAX - head) >= 0:
-            self.feed(chunk)
-            return None
-        return self._feed_first(delimiter, max_size, mode, chunk)
+    def _feed_read(
+        self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray, short: int = _BATCH_FRAME_MAX
+    ) -> bytes | None:
+        """`_feed_first` once its test holds (nothing queued, no batch left
+        to pop, no EOF, and _data searched to its end without finding
+        ``delimiter``): the frame the chunk completes, when it has
+        ``short`` bytes or more and fits ``max_size``, joined (one copy),
+        consumed and returned; else the chunk is only fed (None).
 
-    def _feed_read(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
-        """`_feed_long` for a receive whose search went to the end of
-        _data and found no ``delimiter`` there, with nothing queued, no
-        batch left to pop and no EOF: `_feed_first`'s test holds, and is not
-        made again. A long frame (its head and what ``chunk`` brings of it
-        _BATCH_FRAME_MAX bytes or more) is joined, consumed and returned;
-        otherwise the chunk is only fed (None). For the read of
-        `BufferedStream.receive_line` / ``receive_until`` after a
-        ``_nowait`` call found no frame (`BufferedStream._read_and_cut`):
-        one call and one search of the chunk, where `_feed_long` made two
-        calls and its test."""
+        Called directly by a receive whose own search has just made that
+        test (`BufferedStream.receive_line` / ``receive_until``, through
+        `_read_and_cut`). ``short`` is then _BATCH_FRAME_MAX: a short line
+        is left to the take's route, which cuts it and the lines after it
+        into the buffer's batch for the next calls (`_receive_more` asks
+        `_feed_first` the same). Measured, against the test made again and
+        a second search of the chunk (`_feed_first` behind a bounded find):
+        see `BufferedStream.receive_line`.
+        """
         if type(chunk) is bytes and (j := chunk.find(delimiter)) >= 0:
             data = self._data
             head = len(data) - self._pos
-            if _BATCH_FRAME_MAX <= head + j < max_size and (j or not head or mode != _STRIP_CR or data[-1] != 13):
-                # (A \r that ends _data before a \n that starts the chunk:
-                # fed, as in _feed_first.)
+            if short <= head + j < max_size and (j or not head or mode != _STRIP_CR or data[-1] != 13):
+                # (A \r that ends _data before a \n that starts the chunk
+                # is rare: feed and the take handle it.)
                 end = j - 1 if mode == _STRIP_CR and j and chunk[j - 1] == 13 else j
                 return self._feed_joined(chunk, self._pos, end, j + 1 - end)
         self.feed(chunk)
         return None
 
     def _feed_cut(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
-        """`_feed_long`, with the other whole frames of ``chunk`` cut at
+        """`_feed_read`, with the other whole frames of ``chunk`` cut at
         once (`_feed_batch`) and left buffered as the buffer's batch, which
         the next takes pop; for a receive whose caller checkpoints between
         frames (`BufferedStream._read_and_cut`). Only when each of those
@@ -964,16 +954,12 @@ class ReceiveBuffer:
         taken reuses the memory the frame before was freed from, and the
         batch cost 752 -> 871 ns per line there."""
         head = len(self._data) - self._pos
-        if head < _SPLIT_FRAME_MAX and (j := chunk.find(delimiter, 0, _SPLIT_FRAME_MAX - head)) >= 0:
+        if head < _SPLIT_FRAME_MAX and chunk.find(delimiter, 0, _SPLIT_FRAME_MAX - head) >= 0:
             # A frame under _SPLIT_FRAME_MAX: so are, most likely, the next
             # ones, which _feed_batch would split (their sizes untold, the
             # cut dropped) and the takes split again (400-byte lines:
-            # receive_line 3856 -> 4156 ns per call with that cut). What
-            # `_feed_long` does, its search made here already.
-            if head + j < _BATCH_FRAME_MAX:
-                self.feed(chunk)
-                return None
-            return self._feed_first(delimiter, max_size, mode, chunk)
+            # receive_line 3856 -> 4156 ns per call with that cut).
+            return self._feed_read(delimiter, max_size, mode, chunk)
         fed = self._feed_batch(delimiter, max_size, mode, chunk)
         if fed is None:
             return None

@@ -202,9 +202,9 @@ class BufferedStream(trio.abc.Stream):
     _fill_checkpoints: bool = False
     # True when, besides, the stream reads its transport itself (its `_fill`
     # is BufferedStream's, not a Connection's, which keeps deadlines): then
-    # receive_line and receive_until make a read themselves (see
-    # _read_and_cut; `_iterator_read` makes the second test for the
-    # iterators, whose reads need no checkpointing transport).
+    # receive_line, receive_until and receive_frame make a read themselves
+    # (see _read_and_cut; `_iterator_read` makes the second test again for
+    # the iterators, whose reads need no checkpointing transport).
     _lean_reads: bool = False
 
     def __init__(
@@ -445,10 +445,12 @@ class BufferedStream(trio.abc.Stream):
             # feed, the take and its _take_straddling and _take_joined.
             # Measured with cachegrind, in one process, per 16 KiB line:
             # receive_line_nowait's loop (receive_line on WouldBlock) 58.8k ->
-            # 56.6k instructions. Not when the frame's head is short (as are,
-            # most likely, the frames after it): the take's route cuts those
-            # into the buffer's batch, which the next calls pop (without it,
-            # receive_line at 128-byte lines: 39.1k -> 40.5k per call).
+            # 56.6k instructions. Not when the frame is short (its head and
+            # what the read brings of it: `_feed_first`'s ``short``), as
+            # are, most likely, the frames after it: the take's route cuts
+            # those into the buffer's batch, which the next calls pop
+            # (without it, receive_line at 128-byte lines: 39.1k -> 40.5k
+            # per call).
             joins = delimiter is not None and mode is not None
             one_byte, feed_mode = delimiter or b"", mode or 0  # (typed: used when joins)
             while True:
@@ -502,7 +504,7 @@ class BufferedStream(trio.abc.Stream):
                     if not data:
                         buffer.feed_eof()
                     elif joins:
-                        joined = buffer._feed_long(one_byte, max_size, feed_mode, data)  # (else fed)
+                        joined = buffer._feed_first(one_byte, max_size, feed_mode, data, _BATCH_FRAME_MAX)  # (else fed)
                         if joined is not None:
                             return cast(T, joined)  # (what take returns)
                     else:
@@ -883,19 +885,16 @@ class BufferedStream(trio.abc.Stream):
             if (
                 searched
                 and at < 0
-                and (held := len(data) - pos) < limit
+                and len(data) - pos < limit
                 and not buffer._more_len
                 and len(delimiters) == 1
                 and not keep_delimiter
                 and self._lean_reads
-                and held < (size := self.receive_size)
-                and not buffer._eof
+                and (size := self._iterator_read())
             ):
                 # No delimiter buffered (nor a head over max_size, nor chunks
                 # queued, not searched): one read, fed and the frame joined
                 # when it is long (see _read_and_cut and receive_line).
-                if (room := buffer.capacity - held) < size:
-                    size = room
                 feed = buffer._feed_read if self._polled else buffer._feed_cut
                 return await self._read_and_cut(
                     size, feed, (delimiters, limit, PLAIN_MODE), take, (delimiters, limit, False)
@@ -995,27 +994,27 @@ class BufferedStream(trio.abc.Stream):
             if (
                 searched
                 and end < 0
-                and (held := len(data) - pos) < limit
+                and len(data) - pos < limit
                 and not buffer._more_len
                 and self._lean_reads
-                and held < (size := self.receive_size)
-                and not buffer._eof
+                and (size := self._iterator_read())
             ):
                 # No line buffered (nor a head over max_size, nor chunks
                 # queued, not searched): one read, fed and the line joined
-                # when it is long (see _read_and_cut). The read's size as
-                # `_iterator_read` gives it, its tests made here (the room
-                # is positive: held < limit <= capacity). Polled (the call
+                # when it is long (see _read_and_cut). Polled (the call
                 # after a WouldBlock), the read completes the line it
                 # straddles (`ReceiveBuffer._feed_read`, whose test the
-                # search above has made). Both, against `_iterator_read`
-                # and `_feed_long`, at 16 KiB lines in 64 KiB reads that do
-                # not end on a line, in one process (13 interleaved rounds):
+                # search above has made). Against `_feed_first`'s test made
+                # again behind a bounded find, at 16 KiB lines in 64 KiB
+                # reads that do not end on a line, in one process (13
+                # interleaved rounds), with the read's size computed here
+                # and no cancel point of _read_and_cut's own over a socket:
                 # receive_line_nowait's loop 4310 -> 4160 ns per line,
                 # receive_until_nowait's 4358 -> 4260 (343 -> 317 bytecodes
-                # per line; a copy of anyio's loop 4245).
-                if (room := buffer.capacity - held) < size:
-                    size = room
+                # per line; a copy of anyio's loop 4245). The read's size
+                # then came from `_iterator_read`'s tests written out here:
+                # through the call, 9 bytecodes more per line, 4125 -> 4178
+                # ns (15 rounds), not worth a copy of its rule per method.
                 feed = buffer._feed_read if self._polled else buffer._feed_cut
                 return await self._read_and_cut(size, feed, (_LF, limit, LINE_MODE), take, (limit,))
             # The lean receive only when no whole line is buffered (it saves
@@ -1398,10 +1397,7 @@ class BufferedStream(trio.abc.Stream):
             # per read -> 0 and 2; 4169 -> 4022 ns per frame (the
             # checkpoint-per-frame loop: 3650; 15 interleaved rounds).
             if not (
-                ahead.medium
-                and ahead.feed_batch is not None
-                and self._fill_checkpoints
-                and (size := self._iterator_read())
+                ahead.medium and ahead.feed_batch is not None and self._lean_reads and (size := self._iterator_read())
             ):
                 taken = await self._receive(ahead.take, (buffer,))
                 ahead.hand_out(self)  # (the frames after it, when the take cut any)
