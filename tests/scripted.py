@@ -33,6 +33,22 @@ def calls_to(cls: type, *names: str) -> Iterator[list[str]]:
         yield calls
 
 
+@contextlib.contextmanager
+def results_of(cls: type, name: str) -> Iterator[list[tuple[tuple[Any, ...], dict[str, Any], Any]]]:
+    """Patch the method ``name`` of ``cls`` to record each call's arguments
+    (``self`` left out), keyword arguments and result, in call order."""
+    records: list[tuple[tuple[Any, ...], dict[str, Any], Any]] = []
+    real = getattr(cls, name)
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = real(self, *args, **kwargs)
+        records.append((args, kwargs, result))
+        return result
+
+    with patch.object(cls, name, call):
+        yield records
+
+
 class ScriptedStream(trio.abc.HalfCloseableStream):
     """Returns the scripted chunks one per ``receive_some`` (split further when
     ``max_bytes`` is smaller), then EOF, or raises ``error`` instead of EOF.

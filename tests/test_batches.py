@@ -24,7 +24,7 @@ import trio.testing
 import trustme
 from hypothesis import example, given
 from hypothesis import strategies as st
-from scripted import AsBytes, ScriptedStream, calls_to
+from scripted import AsBytes, ScriptedStream, calls_to, results_of
 
 import triostream._buffer
 import triostream._stream
@@ -1089,6 +1089,28 @@ def test_a_fed_batch_of_long_frames_stops_before_the_first_over_the_limit(crlf: 
     assert buffer._snext == len(read) - 700 - 1  # (the \n ending the frame over the limit)
     with pytest.raises(FrameTooLongError):
         buffer.take_line(600)
+
+
+@pytest.mark.parametrize("route", ["_feed_first", "_feed_batch", "_feed_read"])
+def test_a_read_joined_in_one_call_forgets_what_was_searched_in_the_bytes_it_replaces(route: str) -> None:
+    """The read that completes a buffered head, joined in one call (a frame
+    iterator's `_feed_first`, a batch iterator's `_feed_batch`, a receive's
+    `_feed_read`), replaces _data: the search memory kept for the old bytes
+    goes with them. A tuple of delimiters searched through the head is
+    searched again in the read (else the stale memory, past its end, finds
+    nothing), and the generation that dates the memory of a search through
+    queued chunks moves on."""
+    buffer = ReceiveBuffer(1 << 16)
+    buffer.feed(b"x" * 300)
+    assert buffer.take_until((b"!", b"?"), 1000) is None
+    assert buffer.take_line(1000) is None
+    generation = buffer._gen
+    fed = getattr(buffer, route)(b"\n", 10_000, LINE_MODE, b"y\ntail z! more")
+    first = fed[0][0] if route == "_feed_batch" else fed
+    assert first == b"x" * 300 + b"y"
+    assert buffer._gen != generation
+    assert buffer.take_until((b"!", b"?"), 1000) == b"tail z"
+    assert buffer.peek() == b" more"
 
 
 @given(
@@ -3017,7 +3039,10 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
     async with _stream_from_a_socket(wire, receive_size=8192) as stream:
         got = []
         batches = 0
-        with calls_to(ReceiveBuffer, "_feed_cut", "_feed_read", "_feed_first", "_feed_batch") as calls:
+        with (
+            results_of(ReceiveBuffer, "_feed_first") as firsts,
+            calls_to(ReceiveBuffer, "_feed_cut", "_feed_read", "_feed_first", "_feed_batch") as calls,
+        ):
             for _ in bodies:
                 if how == "nowait":
                     try:
@@ -3041,10 +3066,12 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
     if how.endswith("nowait"):
         assert calls.count("_feed_cut") == calls.count("_feed_batch") == batches == 0
         assert calls.count("_feed_read") >= reads - 3
-        assert calls.count("_feed_first") == 0  # (the receive's search made its test)
+        # (The receive's search made _feed_first's test: each of its calls
+        # is _feed_read's, which skips it.)
+        assert [(args[4:], kwargs) for args, kwargs, _ in firsts] == [((256, True), {})] * calls.count("_feed_read")
     else:
-        # (Each _feed_read by the cut's first line, none by the receive.)
-        assert calls.count("_feed_read") == calls.count("_feed_first") == calls.count("_feed_batch")
+        # (The cut joins its first line itself.)
+        assert calls.count("_feed_read") == calls.count("_feed_first") == len(firsts) == 0
         assert calls.count("_feed_cut") >= reads - 3
         assert calls.count("_feed_batch") >= reads - 3  # (each read cut in one pass)
         assert batches >= 50  # (the calls after a read pop its lines)
