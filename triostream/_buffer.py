@@ -894,20 +894,20 @@ class ReceiveBuffer:
         the tail and the chunk's head joined (one copy; none when nothing
         was buffered); the chunk becomes _data. A frame under ``short``
         bytes is only fed (a receive's read: see `_feed_read`), as is one of
-        ``max_size`` bytes or more (the take raises), and the rare \r that
-        ends the tail before a \n that starts the chunk (the take strips it).
+        ``max_size`` bytes or more (the take raises), and the rare ``\\r``
+        that ends the tail before a ``\\n`` that starts the chunk (the take
+        strips it).
 
         Why it exists: `feed`, then `take_line`, `_take_straddling` and
         `_take_joined` (or the batch cutter's route, see `_feed_batch`) are
         several Python calls per read, where a read brings a few long frames
         (at 16 KiB lines, four per 64 KiB read): about 0.3 µs each, measured
         as in `_feed_batch`. The test, the search and the join are one call
-        (`_feed_joined`'s join written out): against the three calls they
-        were (this, `_feed_read`, `_feed_joined`), 16 KiB lines, a batch loop
-        966 -> 882 bytecodes per read, in one process (fresh 64 KiB reads
-        that do not end on a line, 15 interleaved rounds, medians of the
-        paired ratios) 1.020x-1.036x faster (``lines()``), 1.043x-1.056x
-        (``iter_until``); over loopback TCP (41 rounds) 1.043x and 1.010x.
+        (`_feed_joined`'s join written out), where they were three (this,
+        `_feed_read`, `_feed_joined`): 16 KiB lines in fresh 64 KiB reads
+        that do not end on a line, in one process, ``lines()`` 262 -> 250
+        bytecodes per line, 1.009x faster (61 interleaved rounds, median of
+        the paired ratios).
         """
         data = self._data
         pos = self._pos
