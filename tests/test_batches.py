@@ -1062,7 +1062,7 @@ def test_a_read_fed_and_cut_in_one_call_gives_the_frames_of_feed_and_take(
         fed = bytearray(chunk) if next(as_array) else chunk
         if batch:
             return _check_drained(buffer._feed_batch(b"\n", max_size, mode, fed), buffer, one)
-        frame = buffer._feed_first(b"\n", max_size, mode, fed)
+        frame = buffer._feed_first(b"\n", max_size, mode, 0, False, fed)
         return None if frame is None else [frame]
 
     with (
@@ -1091,11 +1091,17 @@ def test_a_fed_batch_of_long_frames_stops_before_the_first_over_the_limit(crlf: 
         buffer.take_line(600)
 
 
-@pytest.mark.parametrize("route", ["_feed_first", "_feed_batch", "_feed_read"])
-def test_a_read_joined_in_one_call_forgets_what_was_searched_in_the_bytes_it_replaces(route: str) -> None:
+@pytest.mark.parametrize(
+    ("route", "options"),
+    [("_feed_first", (0, False)), ("_feed_batch", ()), ("_feed_first", (256, True))],
+    ids=["iterator", "batch", "receive"],
+)
+def test_a_read_joined_in_one_call_forgets_what_was_searched_in_the_bytes_it_replaces(
+    route: str, options: tuple[int, bool]
+) -> None:
     """The read that completes a buffered head, joined in one call (a frame
     iterator's `_feed_first`, a batch iterator's `_feed_batch`, a receive's
-    `_feed_read`), replaces _data: the search memory kept for the old bytes
+    `_feed_first` with the test made), replaces _data: the search memory kept for the old bytes
     goes with them. A tuple of delimiters searched through the head is
     searched again in the read (else the stale memory, past its end, finds
     nothing), and the generation that dates the memory of a search through
@@ -1105,7 +1111,7 @@ def test_a_read_joined_in_one_call_forgets_what_was_searched_in_the_bytes_it_rep
     assert buffer.take_until((b"!", b"?"), 1000) is None
     assert buffer.take_line(1000) is None
     generation = buffer._gen
-    fed = getattr(buffer, route)(b"\n", 10_000, LINE_MODE, b"y\ntail z! more")
+    fed = getattr(buffer, route)(b"\n", 10_000, LINE_MODE, *options, b"y\ntail z! more")
     first = fed[0][0] if route == "_feed_batch" else fed
     assert first == b"x" * 300 + b"y"
     assert buffer._gen != generation
@@ -1132,7 +1138,7 @@ def test_a_read_joined_in_one_call_forgets_what_was_searched_in_the_bytes_it_rep
 def test_a_receive_s_read_fed_and_joined_in_one_call_gives_what_feed_and_the_take_give(
     head: bytes, cr: bool, chunk: bytes, until: bool, max_size: int, array: bool
 ) -> None:
-    """`ReceiveBuffer._feed_read` (the read of a receive whose search went
+    """`ReceiveBuffer._feed_first` with its test made (the read of a receive whose search went
     through the buffered head of a frame, found no delimiter, and has
     nothing queued): the frame it joins (a long one), or, when it gives
     None, what the take then gives, with the bytes left and the offset, are
@@ -1159,7 +1165,7 @@ def test_a_receive_s_read_fed_and_joined_in_one_call_gives_what_feed_and_the_tak
         return
     plain.feed(chunk)
     expected = take(plain)
-    joined = fused._feed_read(b"\n", max_size, mode, bytearray(chunk) if array else chunk)
+    joined = fused._feed_first(b"\n", max_size, mode, 256, True, bytearray(chunk) if array else chunk)
     # Joined: a long frame (_BATCH_FRAME_MAX) within max_size, from bytes,
     # unless a \r ends the head and the chunk starts with the \n of lines.
     j = chunk.find(b"\n")
@@ -1191,7 +1197,7 @@ def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> No
             assert buffer.peek() == b"ee"
             assert buffer._skey == b"\n" and buffer._snext == len(buffer._data)
         else:
-            assert buffer._feed_first(b"\n", 10_000, mode, read) == frames[0]
+            assert buffer._feed_first(b"\n", 10_000, mode, 0, False, read) == frames[0]
             assert buffer.peek() == read[3:]
         assert buffer.offset == len(head) + len(read) - len(buffer.peek())
     # Not the usual case: fed, nothing cut. The head not searched yet, or
@@ -1209,7 +1215,7 @@ def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> No
     assert buffer.take_until(b"\n", 10_000) is None
     buffer.feed_eof()
     with pytest.raises(RuntimeError):
-        buffer._feed_first(b"\n", 10_000, mode, b"late\n")
+        buffer._feed_first(b"\n", 10_000, mode, 0, False, b"late\n")
     assert buffer.peek() == head
 
 
@@ -1219,7 +1225,7 @@ def test_a_read_cut_in_one_call_resets_the_search_for_several_delimiters() -> No
     buffer.feed(b"x" * 10)
     assert buffer.take_until((b"!", b"?"), 100) is None
     assert buffer.take_line(100) is None
-    assert buffer._feed_first(b"\n", 100, LINE_MODE, b"\nyy?zz") == b"x" * 10
+    assert buffer._feed_first(b"\n", 100, LINE_MODE, 0, False, b"\nyy?zz") == b"x" * 10
     assert buffer.take_until((b"!", b"?"), 100) == b"yy"
 
 
@@ -2698,7 +2704,7 @@ def test_receives_that_must_read_from_a_socket_lose_nothing(
     """receive_line / receive_until(b"\\n") and their _nowait twins, with
     receive_exactly and peek between them, over a socket (whose reads are
     checkpoints): a call that finds no whole line buffered reads, feeds and
-    joins a long line in one call (`_read_and_cut`, `_feed_read`), or cuts
+    joins a long line in one call (`_read_and_cut`, `_feed_first`), or cuts
     short ones as usual. Lines of 0-3000 bytes ending in \\n or \\r\\n, sent
     in pieces of any size, read ``receive_size`` bytes at a time: every
     line comes once, in order, as a plain parse gives it."""
@@ -3033,7 +3039,7 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
     # buffer's batch for the next calls. A loop that polls with
     # receive_line_nowait (receive_until_nowait) first (WouldBlock, then
     # the awaited call): each read only completes the line it straddles
-    # (_feed_read); the takes slice the others as they go.
+    # (_feed_first, its test made); the takes slice the others as they go.
     bodies = [bytes([97 + i % 26]) * 1023 for i in range(100)]
     wire = b"".join(body + b"\n" for body in bodies)
     async with _stream_from_a_socket(wire, receive_size=8192) as stream:
@@ -3041,7 +3047,7 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
         batches = 0
         with (
             results_of(ReceiveBuffer, "_feed_first") as firsts,
-            calls_to(ReceiveBuffer, "_feed_cut", "_feed_read", "_feed_first", "_feed_batch") as calls,
+            calls_to(ReceiveBuffer, "_feed_cut", "_feed_first", "_feed_batch") as calls,
         ):
             for _ in bodies:
                 if how == "nowait":
@@ -3065,13 +3071,12 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
     reads = -(-len(wire) // 8192)
     if how.endswith("nowait"):
         assert calls.count("_feed_cut") == calls.count("_feed_batch") == batches == 0
-        assert calls.count("_feed_read") >= reads - 3
-        # (The receive's search made _feed_first's test: each of its calls
-        # is _feed_read's, which skips it.)
-        assert [(args[4:], kwargs) for args, kwargs, _ in firsts] == [((256, True), {})] * calls.count("_feed_read")
+        assert calls.count("_feed_first") >= reads - 3
+        # (The receive's search made _feed_first's test: each call skips it.)
+        assert [(args[3:5], kwargs) for args, kwargs, _ in firsts] == [((256, True), {})] * len(firsts)
     else:
         # (The cut joins its first line itself.)
-        assert calls.count("_feed_read") == calls.count("_feed_first") == len(firsts) == 0
+        assert calls.count("_feed_first") == len(firsts) == 0
         assert calls.count("_feed_cut") >= reads - 3
         assert calls.count("_feed_batch") >= reads - 3  # (each read cut in one pass)
         assert batches >= 50  # (the calls after a read pop its lines)

@@ -867,7 +867,7 @@ class ReceiveBuffer:
         if len(delimiter) != 1:
             return None
         return (
-            functools.partial(self._feed_first, delimiter, max_size, mode),
+            functools.partial(self._feed_first, delimiter, max_size, mode, 0, False),
             functools.partial(self._feed_batch, delimiter, max_size, mode),
         )
 
@@ -876,9 +876,9 @@ class ReceiveBuffer:
         delimiter: bytes,
         max_size: int,
         mode: int,
+        short: int,
+        tested: bool,
         chunk: bytes | bytearray,
-        short: int = 0,
-        tested: bool = False,
     ) -> bytes | None:
         """`feed` ``chunk``, then, in the usual case, consume and return the
         frame that it completes: what `take_line` (``mode`` ``LINE_MODE``)
@@ -890,13 +890,17 @@ class ReceiveBuffer:
         no batch left to pop (a used-up one is dropped), no EOF, and the
         unconsumed tail searched already (no delimiter in it: the head of a
         frame, or nothing). ``tested``: the caller has made that test (a
-        receive whose own search just did, see `_feed_read`). The frame is
-        the tail and the chunk's head joined (one copy; none when nothing
-        was buffered); the chunk becomes _data. A frame under ``short``
-        bytes is only fed (a receive's read: see `_feed_read`), as is one of
-        ``max_size`` bytes or more (the take raises), and the rare ``\\r``
-        that ends the tail before a ``\\n`` that starts the chunk (the take
-        strips it).
+        receive whose own search has just gone through the tail, see
+        `BufferedStream.receive_line`). The frame is the tail and the
+        chunk's head joined (one copy; none when nothing was buffered); the
+        chunk becomes _data. A frame under ``short`` bytes is only fed, as
+        is one of ``max_size`` bytes or more (the take raises), and the rare
+        ``\\r`` that ends the tail before a ``\\n`` that starts the chunk
+        (the take strips it). A receive's read passes ``short``
+        _BATCH_FRAME_MAX: a short line is left to the take's route, which
+        cuts it and the lines after it into the buffer's batch for the next
+        calls. (``chunk`` comes last, so that a caller can bind the rest:
+        `_feeds`, `BufferedStream._read_and_cut`.)
 
         Why it exists: `feed`, then `take_line`, `_take_straddling` and
         `_take_joined` (or the batch cutter's route, see `_feed_batch`) are
@@ -904,10 +908,13 @@ class ReceiveBuffer:
         (at 16 KiB lines, four per 64 KiB read): about 0.3 µs each, measured
         as in `_feed_batch`. The test, the search and the join are one call
         (`_feed_joined`'s join written out), where they were three (this,
-        `_feed_read`, `_feed_joined`): 16 KiB lines in fresh 64 KiB reads
-        that do not end on a line, in one process, ``lines()`` 262 -> 250
-        bytecodes per line, 1.009x faster (61 interleaved rounds, median of
-        the paired ratios).
+        `_feed_read`, `_feed_joined`), and a receive that made the test
+        calls this itself (it called `_feed_read`, which called this). 16
+        KiB lines in fresh 64 KiB reads that do not end on a line, medians
+        of paired per-round ratios: ``lines()`` 262 -> 250 bytecodes per
+        line, 1.009x faster in one process (61 interleaved rounds); the
+        ``_nowait`` loops, without the wrapper, 1.003x and 1.007x in one
+        process, 1.036x and 1.039x over loopback TCP (61 rounds).
         """
         data = self._data
         pos = self._pos
@@ -943,29 +950,14 @@ class ReceiveBuffer:
         self.feed(chunk)
         return None
 
-    def _feed_read(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
-        """`_feed_first` without its test, which the caller made (nothing
-        queued, no batch left to pop, no EOF, and _data searched to its end
-        without finding ``delimiter``), and only for a frame of
-        _BATCH_FRAME_MAX bytes or more: a short line is left to the take's
-        route, which cuts it and the lines after it into the buffer's batch
-        for the next calls (`_receive_more` asks `_feed_first` the same).
-
-        For a receive whose own search has just made that test
-        (`BufferedStream.receive_line` / ``receive_until``, through
-        `_read_and_cut`). Measured, against the test made again and a
-        second search of the chunk (`_feed_first` behind a bounded find):
-        see `BufferedStream.receive_line`.
-        """
-        return self._feed_first(delimiter, max_size, mode, chunk, _BATCH_FRAME_MAX, True)
-
     def _feed_cut(self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray) -> bytes | None:
-        """`_feed_read`, with the other whole frames of ``chunk`` cut at
+        """`_feed_first` for a receive's read (its test made, ``short``
+        _BATCH_FRAME_MAX), with the other whole frames of ``chunk`` cut at
         once (`_feed_batch`) and left buffered as the buffer's batch, which
         the next takes pop; for a receive whose caller checkpoints between
         frames (`BufferedStream._read_and_cut`). Only when each of those
         frames occupies its length and the delimiter (not lines ending in
-        \r\n: the takes cut those again).
+        \\r\\n: the takes cut those again).
 
         Why: a line sliced out of a read after a checkpoint (Trio's
         scheduler ran in between) was copied from bytes no longer in the
@@ -982,7 +974,7 @@ class ReceiveBuffer:
             # ones, which _feed_batch would split (their sizes untold, the
             # cut dropped) and the takes split again (400-byte lines:
             # receive_line 3856 -> 4156 ns per call with that cut).
-            return self._feed_first(delimiter, max_size, mode, chunk, _BATCH_FRAME_MAX, True)
+            return self._feed_first(delimiter, max_size, mode, _BATCH_FRAME_MAX, True, chunk)
         fed = self._feed_batch(delimiter, max_size, mode, chunk)
         if fed is None:
             return None
@@ -1051,7 +1043,7 @@ class ReceiveBuffer:
         """
         # The first frame: `_feed_first`'s test, search and join written
         # out (keep them alike). Speed-ups at 16 KiB lines against the
-        # three calls this was (_feed_first, _feed_read, _feed_joined),
+        # three calls this was (_feed_first, then _feed_read, _feed_joined),
         # medians of paired per-round ratios, ``lines().batches()`` and
         # ``iter_until(b"\n").batches()``: written out, 1.036x and 1.011x
         # in one process (fresh 64 KiB reads that do not end on a line, 25
@@ -1163,7 +1155,7 @@ class ReceiveBuffer:
         (the caller looked). Joins that frame, makes the chunk _data and cuts
         its other frames with `_find_frames` (one-byte delimiters only).
         Returns None, consuming nothing, when a frame may be over
-        ``max_size`` or a \r may end _data: `_take_straddling` and
+        ``max_size`` or a \\r may end _data: `_take_straddling` and
         `_split_batch` handle those.
 
         Why a method of its own: the general route (`_take_straddling`,
@@ -1257,7 +1249,7 @@ class ReceiveBuffer:
         """Consume and return the rest of the buffer's batch (frames that
         end in a delimiter of ``size`` bytes), or None, consuming nothing,
         if one of them is over ``max_size``. A list copy; Python work per
-        frame only for lines ending in \r, and for the limit when the
+        frame only for lines ending in \\r, and for the limit when the
         batch spans more than ``max_size`` bytes."""
         pieces = self._batch[self._batch_next : self._batch_len]
         if self._batch_end - self._pos > max_size and max(map(len, pieces)) + size > max_size:

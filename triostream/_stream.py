@@ -504,7 +504,9 @@ class BufferedStream(trio.abc.Stream):
                     if not data:
                         buffer.feed_eof()
                     elif joins:
-                        joined = buffer._feed_first(one_byte, max_size, feed_mode, data, _BATCH_FRAME_MAX)  # (else fed)
+                        joined = buffer._feed_first(
+                            one_byte, max_size, feed_mode, _BATCH_FRAME_MAX, False, data
+                        )  # (else fed)
                         if joined is not None:
                             return cast(T, joined)  # (what take returns)
                     else:
@@ -895,9 +897,16 @@ class BufferedStream(trio.abc.Stream):
                 # No delimiter buffered (nor a head over max_size, nor chunks
                 # queued, not searched): one read, fed and the frame joined
                 # when it is long (see _read_and_cut and receive_line).
-                feed = buffer._feed_read if self._polled else buffer._feed_cut
+                if self._polled:
+                    return await self._read_and_cut(
+                        size,
+                        buffer._feed_first,
+                        (delimiters, limit, PLAIN_MODE, _BATCH_FRAME_MAX, True),
+                        take,
+                        (delimiters, limit, False),
+                    )
                 return await self._read_and_cut(
-                    size, feed, (delimiters, limit, PLAIN_MODE), take, (delimiters, limit, False)
+                    size, buffer._feed_cut, (delimiters, limit, PLAIN_MODE), take, (delimiters, limit, False)
                 )
             # The lean receive saves a Trio round when the call must read; a
             # frame the buffer has already cut (its batch) needs no read, and
@@ -1003,8 +1012,8 @@ class BufferedStream(trio.abc.Stream):
                 # queued, not searched): one read, fed and the line joined
                 # when it is long (see _read_and_cut). Polled (the call
                 # after a WouldBlock), the read completes the line it
-                # straddles (`ReceiveBuffer._feed_read`, whose test the
-                # search above has made). Against `_feed_first`'s test made
+                # straddles (`ReceiveBuffer._feed_first`, told that the
+                # search above has made its test). Against that test made
                 # again behind a bounded find, at 16 KiB lines in 64 KiB
                 # reads that do not end on a line, in one process (13
                 # interleaved rounds), with the read's size computed here
@@ -1015,8 +1024,10 @@ class BufferedStream(trio.abc.Stream):
                 # then came from `_iterator_read`'s tests written out here:
                 # through the call, 9 bytecodes more per line, 4125 -> 4178
                 # ns (15 rounds), not worth a copy of its rule per method.
-                feed = buffer._feed_read if self._polled else buffer._feed_cut
-                return await self._read_and_cut(size, feed, (_LF, limit, LINE_MODE), take, (limit,))
+                if self._polled:
+                    feed_args = (_LF, limit, LINE_MODE, _BATCH_FRAME_MAX, True)
+                    return await self._read_and_cut(size, buffer._feed_first, feed_args, take, (limit,))
+                return await self._read_and_cut(size, buffer._feed_cut, (_LF, limit, LINE_MODE), take, (limit,))
             # The lean receive only when no whole line is buffered (it saves
             # a Trio round when the call must read, and costs one coroutine
             # when it need not); the search above, when it ran, said so.
