@@ -1733,6 +1733,34 @@ async def test_a_frame_cut_ahead_is_not_handed_out_when_the_stream_closed_during
         await stream.receive_frame(codec)
 
 
+@pytest.mark.parametrize("method", ["receive_line", "receive_until"])
+async def test_a_line_of_the_buffers_batch_is_not_handed_out_when_the_stream_closed_during_the_checkpoint(
+    method: str,
+) -> None:
+    # The per-call methods pop the buffer's batch after their checkpoint,
+    # outside their try/finally: a close meanwhile must still end the call
+    # with ClosedResourceError and leave the stream closed.
+    stream = scripted(b"a\n" * 100)
+    assert await stream.fill() == 200
+
+    async def receive() -> bytes:
+        return await (stream.receive_line() if method == "receive_line" else stream.receive_until(b"\n"))
+
+    assert await receive() == b"a"
+    assert stream._buffer._batch_len > stream._buffer._batch_next  # the next line is the batch's
+
+    async def closing_checkpoint() -> None:  # another task closes the stream meanwhile
+        await stream.aclose()
+        await trio.lowlevel.checkpoint()
+
+    with patch.object(triostream._stream, "checkpoint", closing_checkpoint), pytest.raises(trio.ClosedResourceError):
+        await receive()
+    with pytest.raises(trio.ClosedResourceError):
+        await receive()
+    with pytest.raises(trio.ClosedResourceError):
+        stream.receive_line_nowait()
+
+
 async def _frames_buffered(letters: bytes) -> tuple[BufferedStream, LengthPrefixed, bytes]:
     """A stream holding one frame per letter (1-byte length prefixes), the
     codec for them and the bytes."""

@@ -629,6 +629,21 @@ class BufferedStream(trio.abc.Stream):
             frame = await self._receive_more(take, take_args, None)
         return frame
 
+    async def _take_after_checkpoint(self, take: Callable[..., T | None], args: tuple[Any, ...]) -> T:
+        """The rest of a per-call receive that found its frame in the
+        buffer's batch but, after its checkpoint, the stream closed or the
+        frame over ``max_size``: ``take(*args)`` (which raises for the frame
+        too long), then `_receive_more` if it needs more (which raises
+        `trio.ClosedResourceError` when closed). The caller has set
+        ``_RECEIVING`` and made the receive's checkpoint; this resets it."""
+        try:
+            frame = take(*args)
+            if frame is None:
+                frame = await self._receive_more(take, args, None)
+            return frame
+        finally:
+            self._state &= _CLOSED
+
     async def _next_frame_slow(self, take: Callable[..., T | None], args: tuple[Any, ...]) -> T | None:
         """Refill for the frame iterators: read until a frame (or a batch:
         ``take`` may be a batch cutter) is complete.
@@ -826,35 +841,37 @@ class BufferedStream(trio.abc.Stream):
         # The usual delimiter (non-empty bytes) without the call that checks it.
         delimiters = delimiter if type(delimiter) is bytes and delimiter else normalize_delimiters(delimiter)
         if max_size is None:
-            limit = self.max_buffer_size
-        elif max_size is self._max_size_ok:  # (see _max_size_ok)
-            limit = max_size
-        elif type(max_size) is int and 0 < max_size <= self.max_buffer_size:
-            limit = self._max_size_ok = max_size
-        else:
-            limit = self._limit(max_size)
+            max_size = self.max_buffer_size
+        elif max_size is not self._max_size_ok:  # (see _max_size_ok)
+            if type(max_size) is int and 0 < max_size <= self.max_buffer_size:
+                self._max_size_ok = max_size
+            else:
+                max_size = self._limit(max_size)
         # _receive, inlined: the per-call methods are hot.
         if self._state:
             await self._refuse()
         self._state = _RECEIVING
-        try:
-            buffer = self._buffer
-            i = buffer._batch_next
-            if i < buffer._batch_len and buffer._batch_key == delimiters:
-                # A frame the buffer has already cut (its batch): a plain
-                # checkpoint, then the frame (see receive_line).
+        buffer = self._buffer
+        i = buffer._batch_next
+        if i < buffer._batch_len and buffer._batch_key == delimiters:
+            # A frame the buffer has already cut (its batch): a plain
+            # checkpoint, then the frame, outside the try below (see
+            # receive_line).
+            try:
                 await checkpoint()
-                if i < buffer._batch_len:  # else closed meanwhile
-                    piece = buffer._batch[i]
-                    size = len(piece) + len(delimiters)
-                    if size <= limit:
-                        buffer._batch_next = i + 1
-                        buffer._pos += size
-                        return piece + delimiters if keep_delimiter else piece
-                frame = buffer.take_until(delimiters, limit, keep_delimiter)
-                if frame is None:
-                    frame = await self._receive_more(buffer.take_until, (delimiters, limit, keep_delimiter), None)
-                return frame
+            except BaseException:
+                self._state &= _CLOSED
+                raise
+            if self._state == _RECEIVING:  # else closed meanwhile
+                piece = buffer._batch[i]
+                size = len(piece) + len(delimiters)
+                if size <= max_size:
+                    self._state = 0
+                    buffer._batch_next = i + 1
+                    buffer._pos += size
+                    return piece + delimiters if keep_delimiter else piece
+            return await self._take_after_checkpoint(buffer.take_until, (delimiters, max_size, keep_delimiter))
+        try:
             # A whole frame in the current chunk, outside any batch: cut here
             # after a plain checkpoint (see receive_line, the same fast path,
             # and the same exception: a short frame with more after it is
@@ -868,7 +885,7 @@ class BufferedStream(trio.abc.Stream):
                 # None, to bytes is the slower test.)
                 at = data.find(delimiters, buffer._snext if buffer._snext > pos and buffer._skey == delimiters else pos)
                 end = at + len(delimiters)
-                if at >= 0 and end - pos <= limit:
+                if at >= 0 and end - pos <= max_size:
                     if end - pos > _BATCH_FRAME_MAX or len(data) - end < _BATCH_MIN:
                         await checkpoint()
                         if buffer._data is data and buffer._pos == pos:  # else closed meanwhile
@@ -887,7 +904,7 @@ class BufferedStream(trio.abc.Stream):
             if (
                 searched
                 and at < 0
-                and len(data) - pos < limit
+                and len(data) - pos < max_size
                 and not buffer._more_len
                 and len(delimiters) == 1
                 and not keep_delimiter
@@ -901,12 +918,12 @@ class BufferedStream(trio.abc.Stream):
                     return await self._read_and_cut(
                         size,
                         buffer._feed_first,
-                        (delimiters, limit, PLAIN_MODE, _BATCH_FRAME_MAX, True),
+                        (delimiters, max_size, PLAIN_MODE, _BATCH_FRAME_MAX, True),
                         take,
-                        (delimiters, limit, False),
+                        (delimiters, max_size, False),
                     )
                 return await self._read_and_cut(
-                    size, buffer._feed_cut, (delimiters, limit, PLAIN_MODE), take, (delimiters, limit, False)
+                    size, buffer._feed_cut, (delimiters, max_size, PLAIN_MODE), take, (delimiters, max_size, False)
                 )
             # The lean receive saves a Trio round when the call must read; a
             # frame the buffer has already cut (its batch) needs no read, and
@@ -915,13 +932,13 @@ class BufferedStream(trio.abc.Stream):
                 not found
                 and self._fill_checkpoints
                 and i >= buffer._batch_len
-                and (searched or not (type(delimiters) is bytes and buffer._has_frame(delimiters, limit)))
+                and (searched or not (type(delimiters) is bytes and buffer._has_frame(delimiters, max_size)))
             ):
-                return await self._receive_lean(take, (delimiters, limit, keep_delimiter), None)
+                return await self._receive_lean(take, (delimiters, max_size, keep_delimiter), None)
             await checkpoint()
-            frame = take(delimiters, limit, keep_delimiter)
+            frame = take(delimiters, max_size, keep_delimiter)
             if frame is None:
-                frame = await self._receive_more(take, (delimiters, limit, keep_delimiter), None)
+                frame = await self._receive_more(take, (delimiters, max_size, keep_delimiter), None)
             return frame
         finally:
             self._state &= _CLOSED
@@ -932,41 +949,44 @@ class BufferedStream(trio.abc.Stream):
         Accepts LF and CRLF endings alike; ``max_size`` includes the ending.
         Errors as for `receive_until`. A full checkpoint.
         """
+        # max_size becomes the limit: no copy of it to another name.
         if max_size is None:
-            limit = self.max_buffer_size
-        elif max_size is self._max_size_ok:  # (see _max_size_ok)
-            limit = max_size
-        elif type(max_size) is int and 0 < max_size <= self.max_buffer_size:
-            limit = self._max_size_ok = max_size
-        else:
-            limit = self._limit(max_size)
+            max_size = self.max_buffer_size
+        elif max_size is not self._max_size_ok:  # (see _max_size_ok)
+            if type(max_size) is int and 0 < max_size <= self.max_buffer_size:
+                self._max_size_ok = max_size
+            else:
+                max_size = self._limit(max_size)
         # _receive, inlined: the per-call methods are hot.
         if self._state:
             await self._refuse()
         self._state = _RECEIVING
-        try:
-            buffer = self._buffer
-            # The lean receive saves a Trio round when the call must read; a
-            # line the buffer has already cut (its batch) needs no read, and
-            # a plain checkpoint costs one coroutine fewer. Then the batch's
-            # next line, taken here (ReceiveBuffer.take_line's first case,
-            # inlined): these two were about 0.3 µs of the 0.8 µs this call
-            # cost over a bare checkpoint per line (16-byte lines).
-            i = buffer._batch_next
-            if i < buffer._batch_len and buffer._batch_key is _LF:
+        buffer = self._buffer
+        # The lean receive saves a Trio round when the call must read; a
+        # line the buffer has already cut (its batch) needs no read, and a
+        # plain checkpoint costs one coroutine fewer. Then the batch's next
+        # line, taken here (ReceiveBuffer.take_line's first case, inlined):
+        # these two were about 0.3 µs of the 0.8 µs this call cost over a
+        # bare checkpoint per line (16-byte lines).
+        i = buffer._batch_next
+        if i < buffer._batch_len and buffer._batch_key is _LF:
+            # Outside the try below, whose finally costs 8 bytecodes on the
+            # way out: the state is reset here, once the test after the
+            # checkpoint has shown it unchanged (no close meanwhile).
+            try:
                 await checkpoint()
-                # Receiving (_RECEIVING) keeps every other consumer out: only
-                # a close (which empties the buffer) changes the batch.
-                if i < buffer._batch_len:
-                    piece = buffer._batch[i]
-                    if (n := len(piece)) < limit:
-                        buffer._batch_next = i + 1
-                        buffer._pos += n + 1
-                        return piece[:-1] if buffer._batch_cr and piece[-1:] == b"\r" else piece
-                frame = buffer.take_line(limit)
-                if frame is None:
-                    frame = await self._receive_more(buffer.take_line, (limit,), None)
-                return frame
+            except BaseException:
+                self._state &= _CLOSED
+                raise
+            # Receiving (_RECEIVING) keeps every other consumer out: only a
+            # close (its bit; it empties the buffer) changes the batch.
+            if self._state == _RECEIVING and (n := len(piece := buffer._batch[i])) < max_size:
+                self._state = 0
+                buffer._batch_next = i + 1
+                buffer._pos += n + 1
+                return piece[:-1] if buffer._batch_cr and piece[-1:] == b"\r" else piece
+            return await self._take_after_checkpoint(buffer.take_line, (max_size,))
+        try:
             # A whole line in the current chunk, outside any batch:
             # ReceiveBuffer.take_line's second case, inlined, after a plain
             # checkpoint. About 0.5 µs of the 0.9 µs this call cost over a
@@ -984,7 +1004,7 @@ class BufferedStream(trio.abc.Stream):
             found = False  # a short line, found: the take need not search
             if type(data) is bytes and i >= buffer._batch_len:
                 end = data.find(b"\n", buffer._snext if buffer._skey is _LF and buffer._snext > pos else pos)
-                if 0 <= end < pos + limit:
+                if 0 <= end < pos + max_size:
                     if end - pos >= _BATCH_FRAME_MAX or len(data) - end <= _BATCH_MIN:
                         await checkpoint()
                         if buffer._data is data and buffer._pos == pos:  # else closed meanwhile
@@ -1003,7 +1023,7 @@ class BufferedStream(trio.abc.Stream):
             if (
                 searched
                 and end < 0
-                and len(data) - pos < limit
+                and len(data) - pos < max_size
                 and not buffer._more_len
                 and self._lean_reads
                 and (size := self._iterator_read())
@@ -1025,18 +1045,18 @@ class BufferedStream(trio.abc.Stream):
                 # through the call, 9 bytecodes more per line, 4125 -> 4178
                 # ns (15 rounds), not worth a copy of its rule per method.
                 if self._polled:
-                    feed_args = (_LF, limit, LINE_MODE, _BATCH_FRAME_MAX, True)
-                    return await self._read_and_cut(size, buffer._feed_first, feed_args, take, (limit,))
-                return await self._read_and_cut(size, buffer._feed_cut, (_LF, limit, LINE_MODE), take, (limit,))
+                    feed_args = (_LF, max_size, LINE_MODE, _BATCH_FRAME_MAX, True)
+                    return await self._read_and_cut(size, buffer._feed_first, feed_args, take, (max_size,))
+                return await self._read_and_cut(size, buffer._feed_cut, (_LF, max_size, LINE_MODE), take, (max_size,))
             # The lean receive only when no whole line is buffered (it saves
             # a Trio round when the call must read, and costs one coroutine
             # when it need not); the search above, when it ran, said so.
-            if not found and self._fill_checkpoints and (searched or not buffer._has_frame(b"\n", limit)):
-                return await self._receive_lean(take, (limit,), None)
+            if not found and self._fill_checkpoints and (searched or not buffer._has_frame(b"\n", max_size)):
+                return await self._receive_lean(take, (max_size,), None)
             await checkpoint()
-            frame = take(limit)
+            frame = take(max_size)
             if frame is None:
-                frame = await self._receive_more(take, (limit,), None)
+                frame = await self._receive_more(take, (max_size,), None)
             return frame
         finally:
             self._state &= _CLOSED
@@ -1135,13 +1155,12 @@ class BufferedStream(trio.abc.Stream):
         # The usual arguments without the two calls that check them (a third
         # of this method's cost at 16-byte frames).
         if max_size is None:
-            limit = self.max_buffer_size
-        elif max_size is self._max_size_ok:  # (see _max_size_ok)
-            limit = max_size
-        elif type(max_size) is int and 0 < max_size <= self.max_buffer_size:
-            limit = self._max_size_ok = max_size
-        else:
-            limit = self._limit(max_size)
+            max_size = self.max_buffer_size
+        elif max_size is not self._max_size_ok:  # (see _max_size_ok)
+            if type(max_size) is int and 0 < max_size <= self.max_buffer_size:
+                self._max_size_ok = max_size
+            else:
+                max_size = self._limit(max_size)
         buffer = self._buffer
         if type(delimiter) is bytes and delimiter:  # the usual delimiter, without the call that checks it
             i = buffer._batch_next
@@ -1152,7 +1171,7 @@ class BufferedStream(trio.abc.Stream):
                     # at 16-byte frames).
                     piece = buffer._batch[i]
                     size = len(piece) + len(delimiter)
-                    if size <= limit:
+                    if size <= max_size:
                         buffer._batch_next = i + 1
                         buffer._pos += size
                         return piece
@@ -1166,7 +1185,7 @@ class BufferedStream(trio.abc.Stream):
                 pos = buffer._pos
                 at = data.find(delimiter, buffer._snext if buffer._snext > pos and buffer._skey == delimiter else pos)
                 end = at + len(delimiter)
-                if at - pos > _BATCH_FRAME_MAX and end - pos <= limit:
+                if at - pos > _BATCH_FRAME_MAX and end - pos <= max_size:
                     if buffer._batch_len:
                         buffer._drop_batch()
                     buffer._pos = end
@@ -1176,11 +1195,11 @@ class BufferedStream(trio.abc.Stream):
                     buffer._snext = at
                 else:
                     buffer._snext = len(data) - len(delimiter) + 1
-                    if not buffer._more_len and len(data) - pos < limit:
+                    if not buffer._more_len and len(data) - pos < max_size:
                         self._no_frame(None)
-            frame = buffer.take_until(delimiter, limit, keep_delimiter)
+            frame = buffer.take_until(delimiter, max_size, keep_delimiter)
         else:
-            frame = buffer.take_until(normalize_delimiters(delimiter), limit, keep_delimiter)
+            frame = buffer.take_until(normalize_delimiters(delimiter), max_size, keep_delimiter)
         if frame is None:
             self._no_frame(None)
         return frame
@@ -1224,13 +1243,12 @@ class BufferedStream(trio.abc.Stream):
         if self._state:
             self._refuse_nowait()
         if max_size is None:
-            limit = self.max_buffer_size
-        elif max_size is self._max_size_ok:  # (see _max_size_ok)
-            limit = max_size
-        elif type(max_size) is int and 0 < max_size <= self.max_buffer_size:
-            limit = self._max_size_ok = max_size
-        else:
-            limit = self._limit(max_size)
+            max_size = self.max_buffer_size
+        elif max_size is not self._max_size_ok:  # (see _max_size_ok)
+            if type(max_size) is int and 0 < max_size <= self.max_buffer_size:
+                self._max_size_ok = max_size
+            else:
+                max_size = self._limit(max_size)
         # ReceiveBuffer.take_line's first two cases, inlined (the batch's
         # next line; a long line in contiguous bytes), its search remembered
         # for it otherwise: a _nowait loop pays this method per line. In one
@@ -1243,14 +1261,14 @@ class BufferedStream(trio.abc.Stream):
         if i < buffer._batch_len:
             if buffer._batch_key is _LF:
                 piece = buffer._batch[i]
-                if (n := len(piece)) < limit:
+                if (n := len(piece)) < max_size:
                     buffer._batch_next = i + 1
                     buffer._pos += n + 1
                     return piece[:-1] if buffer._batch_cr and piece[-1:] == b"\r" else piece
         elif type(data := buffer._data) is bytes:
             pos = buffer._pos
             i = data.find(b"\n", buffer._snext if buffer._skey is _LF and buffer._snext > pos else pos)
-            if _BATCH_FRAME_MAX < i - pos < limit:
+            if _BATCH_FRAME_MAX < i - pos < max_size:
                 if buffer._batch_len:
                     buffer._drop_batch()
                 buffer._pos = i + 1
@@ -1260,9 +1278,9 @@ class BufferedStream(trio.abc.Stream):
                 buffer._snext = i
             else:
                 buffer._snext = len(data)
-                if not buffer._more_len and len(data) - pos < limit:
+                if not buffer._more_len and len(data) - pos < max_size:
                     self._no_frame(None)  # (what the take would say)
-        frame = buffer.take_line(limit)
+        frame = buffer.take_line(max_size)
         if frame is None:
             self._no_frame(None)
         return frame
