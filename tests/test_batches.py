@@ -2130,6 +2130,26 @@ def _line_loop(how: str, stream: BufferedStream, max_size: int) -> FrameIterator
 
 
 @pytest.mark.parametrize("how", ["lines", "iter_until"])
+async def test_the_long_frame_loop_feeds_its_reads_with_the_test_made(how: str) -> None:
+    """The long-frame loop reads when it has searched the tail to its end
+    and found it the head of a frame, with nothing queued, no batch and no
+    EOF: it tells `ReceiveBuffer._feed_first` so (``tested``), which then
+    joins the frame that the read completes without testing again. (The
+    step's own read, before the loop, is fed untested.)"""
+    transport = ScriptedStream([b"aaaa\nbbbb\ncc", b"cc\ndddd\nee", b"ee\r\nff", b"ff\n"])
+    stream = BufferedStream(transport, max_buffer_size=1 << 10)
+    with _short_long_frames(), results_of(ReceiveBuffer, "_feed_first") as records:
+        got = [frame async for frame in _line_loop(how, stream, 100)]
+    e = b"eeee" if how == "lines" else b"eeee\r"
+    assert got == [b"aaaa", b"bbbb", b"cccc", b"dddd", e, b"ffff"]
+    mode = LINE_MODE if how == "lines" else PLAIN_MODE
+    assert [(args[:5], result) for args, _, result in records] == [
+        ((b"\n", 100, mode, 0, tested), frame)
+        for tested, frame in [(False, b"aaaa"), (True, b"cccc"), (True, e), (True, b"ffff")]
+    ]
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
 async def test_the_long_frame_loop_reads_no_more_than_the_buffer_has_room_for(how: str) -> None:
     """After the long frames of a read, the head of the next one stays
     buffered: the loop's own read asks for ``receive_size`` only when the

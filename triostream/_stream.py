@@ -2173,6 +2173,15 @@ class FrameIterator:
         if mode is None:
             delimiter = None
         strip = mode == LINE_MODE
+        # The long-frame loop's reads: `ReceiveBuffer._feed_first` told
+        # that the loop made its test (the tail searched to its end, and
+        # nothing queued, no batch, no EOF: tested before the read). 16 KiB
+        # lines: 24 bytecodes fewer per read.
+        feed_long = (
+            None
+            if feed_first is None or delimiter is None or mode is None
+            else functools.partial(buffer._feed_first, delimiter, limit, mode, 0, True)
+        )
         plain = type(stream)._fill is BufferedStream._fill  # (see _iterator_read)
         while True:
             state = stream._state
@@ -2251,10 +2260,10 @@ class FrameIterator:
                                     raise
                                 finally:
                                     stream._state &= _CLOSED
-                                if feed_first is None or not read or stream._state:
+                                if feed_long is None or not read or stream._state:
                                     stream._iterator_fed(read)
                                     break
-                                joined = feed_first(read)  # the straddling frame
+                                joined = feed_long(read)  # the straddling frame
                                 if joined is None:
                                     break  # (fed: the read did not end it)
                                 frame = joined
