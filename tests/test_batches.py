@@ -1061,7 +1061,7 @@ def test_a_read_fed_and_cut_in_one_call_gives_the_frames_of_feed_and_take(
     def feed(buffer: ReceiveBuffer, chunk: bytes) -> list[bytes] | None:
         fed = bytearray(chunk) if next(as_array) else chunk
         if batch:
-            return _check_drained(buffer._feed_batch(b"\n", max_size, mode, fed), buffer, one)
+            return _check_drained(buffer._feed_batch(b"\n", max_size, mode, False, fed), buffer, one)
         frame = buffer._feed_first(b"\n", max_size, mode, 0, False, fed)
         return None if frame is None else [frame]
 
@@ -1084,7 +1084,12 @@ def test_a_fed_batch_of_long_frames_stops_before_the_first_over_the_limit(crlf: 
     over = b"c" * (601 - len(ending)) + ending
     read = b"a\n" + fits + over + b"d" * 700
     buffer = ReceiveBuffer(1 << 16)
-    assert buffer._feed_batch(b"\n", 600, LINE_MODE, read) == ([b"a", fits[: -len(ending)]], False, 2, len(ending))
+    assert buffer._feed_batch(b"\n", 600, LINE_MODE, False, read) == (
+        [b"a", fits[: -len(ending)]],
+        False,
+        2,
+        len(ending),
+    )
     assert buffer.peek() == over + b"d" * 700
     assert buffer._snext == len(read) - 700 - 1  # (the \n ending the frame over the limit)
     with pytest.raises(FrameTooLongError):
@@ -1093,7 +1098,7 @@ def test_a_fed_batch_of_long_frames_stops_before_the_first_over_the_limit(crlf: 
 
 @pytest.mark.parametrize(
     ("route", "options"),
-    [("_feed_first", (0, False)), ("_feed_batch", ()), ("_feed_first", (256, True))],
+    [("_feed_first", (0, False)), ("_feed_batch", (False,)), ("_feed_first", (256, True))],
     ids=["iterator", "batch", "receive"],
 )
 def test_a_read_joined_in_one_call_forgets_what_was_searched_in_the_bytes_it_replaces(
@@ -1176,6 +1181,61 @@ def test_a_receive_s_read_fed_and_joined_in_one_call_gives_what_feed_and_the_tak
     assert take(fused) == take(plain)
 
 
+@given(
+    head=st.binary(max_size=700).map(lambda b: b.replace(b"\n", b"x")),
+    cr=st.booleans(),
+    chunk=st.lists(st.sampled_from([b"a", b"bb", b"\n", b"\r", b"\r\n", b"c" * 300]), max_size=12).map(b"".join),
+    until=st.booleans(),
+    max_size=st.integers(min_value=1, max_value=2000),
+    array=st.booleans(),
+)
+@example(head=b"a" * 300, cr=True, chunk=b"\nrest", until=False, max_size=1000, array=False)
+@example(head=b"a" * 300, cr=False, chunk=b"b\r\n" + b"c" * 300 + b"\n\r\n", until=False, max_size=1000, array=False)
+@example(head=b"", cr=False, chunk=b"c" * 300 + b"\n" + b"c" * 300 + b"\n", until=True, max_size=301, array=False)
+def test_a_read_fed_and_cut_with_the_test_made_gives_what_feed_and_the_takes_give(
+    head: bytes, cr: bool, chunk: bytes, until: bool, max_size: int, array: bool
+) -> None:
+    """`ReceiveBuffer._feed_batch` with its test made (a batch iterator's
+    read after one that it cut as it fed and that left the head of a
+    frame; a receive's read, `_feed_cut`): its frames, then what the takes
+    give, with the bytes left and the offset, are what `feed` and the takes
+    give; and when it says that no whole frame is left, the takes find
+    none. A bytearray chunk is only fed."""
+    head = head + b"\r" if cr else head
+    mode = PLAIN_MODE if until else LINE_MODE
+
+    def takes(buffer: ReceiveBuffer) -> list[bytes | type[FrameTooLongError]]:
+        frames: list[bytes | type[FrameTooLongError]] = []
+        while True:
+            try:
+                frame = buffer.take_until(b"\n", max_size) if until else buffer.take_line(max_size)
+            except FrameTooLongError:
+                return [*frames, FrameTooLongError]
+            if frame is None:
+                return frames
+            frames.append(frame)
+
+    def searched() -> ReceiveBuffer | None:
+        buffer = ReceiveBuffer(1 << 16)
+        buffer.feed(b"before\n" + head)
+        if takes(buffer) != [b"before"]:
+            return None  # (a frame over max_size: a receive raises without reading)
+        return buffer
+
+    plain, fused = searched(), searched()
+    if plain is None or fused is None:
+        return
+    plain.feed(chunk)
+    expected = takes(plain)
+    fed = fused._feed_batch(b"\n", max_size, mode, True, bytearray(chunk) if array else chunk)
+    assert fed is None or not array
+    rest = takes(fused)
+    if fed is not None and fed[1]:
+        assert rest == []  # drained
+    assert ([] if fed is None else fed[0]) + rest == expected
+    assert fused.peek() == plain.peek() and fused.offset == plain.offset
+
+
 @pytest.mark.parametrize("until", [False, True])
 def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> None:
     """The usual case of a frame iterator's read: the frame begun in the
@@ -1193,7 +1253,7 @@ def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> No
         if batch:
             # (After the first: a line ending in \n, one in \r\n: their
             # sizes differ, -1; the frames of take_until all end in \n.)
-            assert buffer._feed_batch(b"\n", 10_000, mode, read) == (frames, True, 3, 1 if until else -1)
+            assert buffer._feed_batch(b"\n", 10_000, mode, False, read) == (frames, True, 3, 1 if until else -1)
             assert buffer.peek() == b"ee"
             assert buffer._skey == b"\n" and buffer._snext == len(buffer._data)
         else:
@@ -1207,7 +1267,7 @@ def test_a_read_that_ends_a_searched_frame_is_cut_in_one_call(until: bool) -> No
         buffer.feed(b"x\n" + head)
         if other is not None:
             assert buffer.take_until(other, 10_000) is None
-        assert buffer._feed_batch(b"\n", 10_000, mode, read) is None
+        assert buffer._feed_batch(b"\n", 10_000, mode, False, read) is None
         assert buffer.peek() == b"x\n" + head + read
     # After EOF it raises as feed does.
     buffer = ReceiveBuffer(1 << 16)
@@ -2146,6 +2206,24 @@ async def test_the_long_frame_loop_feeds_its_reads_with_the_test_made(how: str) 
     assert [(args[:5], result) for args, _, result in records] == [
         ((b"\n", 100, mode, 0, tested), frame)
         for tested, frame in [(False, b"aaaa"), (True, b"cccc"), (True, e), (True, b"ffff")]
+    ]
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
+async def test_a_batch_loop_feeds_the_reads_after_one_it_cut_with_the_test_made(how: str) -> None:
+    """A batch iterator's read that it cut as it fed (`ReceiveBuffer._feed_batch`),
+    leaving the head of a frame and no whole one, the buffer untouched
+    while the batch was out: the next read is fed with the test made
+    (``tested``). (The step's read, before them, is fed untested.)"""
+    transport = ScriptedStream([b"aaaa\nbbbb\ncc", b"cc\ndddd\nee", b"ee\r\nff", b"ff\n"])
+    stream = BufferedStream(transport, max_buffer_size=1 << 10)
+    with results_of(ReceiveBuffer, "_feed_batch") as records:
+        got = [batch async for batch in _line_loop(how, stream, 100).batches()]
+    e = b"eeee" if how == "lines" else b"eeee\r"
+    assert got == [[b"aaaa", b"bbbb"], [b"cccc", b"dddd"], [e], [b"ffff"]]
+    mode = LINE_MODE if how == "lines" else PLAIN_MODE
+    assert [(args[:4], result[0]) for args, _, result in records] == [
+        ((b"\n", 100, mode, i > 0), batch) for i, batch in enumerate(got)
     ]
 
 
@@ -3095,6 +3173,7 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
         batches = 0
         with (
             results_of(ReceiveBuffer, "_feed_first") as firsts,
+            results_of(ReceiveBuffer, "_feed_batch") as cuts,
             calls_to(ReceiveBuffer, "_feed_cut", "_feed_first", "_feed_batch") as calls,
         ):
             for _ in bodies:
@@ -3127,6 +3206,8 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
         assert calls.count("_feed_first") == len(firsts) == 0
         assert calls.count("_feed_cut") >= reads - 3
         assert calls.count("_feed_batch") >= reads - 3  # (each read cut in one pass)
+        # (The receive's search made _feed_batch's test too.)
+        assert [args[3] for args, _, _ in cuts] == [True] * len(cuts)
         assert batches >= 50  # (the calls after a read pop its lines)
 
 

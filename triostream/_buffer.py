@@ -868,7 +868,7 @@ class ReceiveBuffer:
             return None
         return (
             functools.partial(self._feed_first, delimiter, max_size, mode, 0, False),
-            functools.partial(self._feed_batch, delimiter, max_size, mode),
+            functools.partial(self._feed_batch, delimiter, max_size, mode, False),
         )
 
     def _feed_first(
@@ -975,7 +975,7 @@ class ReceiveBuffer:
             # cut dropped) and the takes split again (400-byte lines:
             # receive_line 3856 -> 4156 ns per call with that cut).
             return self._feed_first(delimiter, max_size, mode, _BATCH_FRAME_MAX, True, chunk)
-        fed = self._feed_batch(delimiter, max_size, mode, chunk)
+        fed = self._feed_batch(delimiter, max_size, mode, True, chunk)
         if fed is None:
             return None
         frames, _, at, extra = fed
@@ -1022,7 +1022,7 @@ class ReceiveBuffer:
         return frame
 
     def _feed_batch(
-        self, delimiter: bytes, max_size: int, mode: int, chunk: bytes | bytearray
+        self, delimiter: bytes, max_size: int, mode: int, tested: bool, chunk: bytes | bytearray
     ) -> tuple[list[bytes], bool, int, int] | None:
         """`_feed_first`, for a batch: the whole frames that ``chunk``
         completes, consumed, as `take_lines` (``mode`` ``LINE_MODE``) or
@@ -1035,7 +1035,8 @@ class ReceiveBuffer:
         (`FrameIterator._frames`), the cursor moved back to there.
 
         The first frame as `_feed_first` cuts it (its test says when the
-        fast route applies), long frames after it with the hand-written
+        fast route applies; ``tested`` as there: a batch iterator's read
+        after a read so cut, `_feed_cut`'s), long frames after it with the hand-written
         find loop, short ones by `_split_batch`. Measured (ReceiveBuffer
         alone, 64 KiB chunks, minimum of 21 rounds, µs per read): 16 KiB
         lines 8.4 through `feed` and `take_lines` -> 7.3 (the split loop:
@@ -1055,10 +1056,15 @@ class ReceiveBuffer:
         head = len(data) - pos
         if (
             type(chunk) is bytes
-            and not self._more_len
-            and self._batch_next >= self._batch_len
-            and not self._eof
-            and (not head or (self._skey == delimiter and self._snext >= len(data)))
+            and (
+                tested
+                or (
+                    not self._more_len
+                    and self._batch_next >= self._batch_len
+                    and not self._eof
+                    and (not head or (self._skey == delimiter and self._snext >= len(data)))
+                )
+            )
             and (j := chunk.find(delimiter)) >= 0
             and head + j < max_size
             and (j or not head or mode != _STRIP_CR or data[-1] != 13)
