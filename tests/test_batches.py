@@ -442,15 +442,38 @@ def test_a_length_prefixed_read_that_ends_the_buffered_frame_is_cut_in_one_call(
         assert other.decoder()._bind_feed(ReceiveBuffer()) is None
 
 
-def test_a_length_prefixed_read_is_only_fed_when_decode_would_not_take_the_buffered_frame_first() -> None:
-    """What the codec's one-call feed leaves to ``decode`` (it only feeds):
-    a buffered header that declares too much, a whole frame already
-    buffered, a frame being skipped (discard mode), a read after EOF."""
+@pytest.mark.parametrize("batches", [False, True])
+async def test_a_length_prefixed_frame_joined_from_a_read_leaves_no_stale_batch_of_lines(batches: bool) -> None:
+    """The lines after the one receive_line returned, cut as the buffer's
+    batch, then a length-prefixed frame over them that a read completes
+    (the codec's one-call feeds): the lines the frame swallowed are not
+    popped by the next receive_line."""
+    body = b"ab\n" * 66 + b"ab"
+    wire = b"x\n" + (200).to_bytes(4, "big") + body + b"after\n" + b"y\n" * 40
+    stream = BufferedStream(ScriptedStream([wire[:100], wire[100:]]))
+    assert await stream.receive_line() == b"x"
+    assert stream._buffer._batch_len > stream._buffer._batch_next  # (lines of the frame, cut ahead)
+    frames = stream.frames(LengthPrefixed(1000))
+    if batches:
+        assert await frames.batches().__anext__() == [body]
+    else:
+        assert await frames.__anext__() == body
+    assert await stream.receive_line() == b"after"
+    assert await stream.receive_line() == b"y"
+
+
+@pytest.mark.parametrize("route", [0, 1], ids=["first", "batch"])
+def test_a_length_prefixed_read_is_only_fed_when_decode_would_not_take_the_buffered_frame_first(route: int) -> None:
+    """What the codec's one-call feeds (the first frame, ``route`` 0; the
+    batch, 1) leave to ``decode`` (they only feed): a buffered header that
+    declares too much, a whole frame already buffered, a frame being
+    skipped (discard mode), a read after EOF."""
     codec = LengthPrefixed(10, on_too_long="discard")
     header50 = (50).to_bytes(4, "big")
     cases = {
         "too long": (header50 + b"x" * 5, b"y" * 60),
         "whole": (codec.encode(b"abc") + codec.encode(b"de")[:5], b"e"),
+        "short of a header": (codec.encode(b"abc")[:3], b"\x03abc"),
     }
     for name, (buffered, read) in cases.items():
         buffer = ReceiveBuffer(1 << 16)
@@ -458,7 +481,7 @@ def test_a_length_prefixed_read_is_only_fed_when_decode_would_not_take_the_buffe
         buffer.feed(buffered)
         bound = decoder._bind_feed(buffer)
         assert bound is not None
-        assert bound[0](read) is None, name
+        assert bound[route](read) is None, name
         assert buffer.peek() == buffered + read, name
     # Skipping a frame of 50 declared bytes: bytes pushed back meanwhile are
     # part of it, for decode.
@@ -470,7 +493,7 @@ def test_a_length_prefixed_read_is_only_fed_when_decode_would_not_take_the_buffe
     buffer.unreceive((5).to_bytes(4, "big") + b"ab")
     bound = decoder._bind_feed(buffer)
     assert bound is not None
-    assert bound[0](b"cde" + codec.encode(b"ok")) is None
+    assert bound[route](b"cde" + codec.encode(b"ok")) is None
     assert decoder.decode(buffer) is None  # all 15 bytes were the skipped frame's
     assert not buffer
     # After EOF it raises as feed does.
@@ -482,7 +505,7 @@ def test_a_length_prefixed_read_is_only_fed_when_decode_would_not_take_the_buffe
     bound = decoder._bind_feed(buffer)
     assert bound is not None
     with pytest.raises(RuntimeError):
-        bound[0](b"bc")
+        bound[route](b"bc")
 
 
 @given(

@@ -679,7 +679,8 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         """See `FrameDecoder._bind_feed` (the usual configuration only): the
         frame whose header and body's head are the buffer's unconsumed tail
         (nothing queued, no batch), when the chunk completes it and its
-        declared size is accepted."""
+        declared size is accepted. (`_feed_batch` writes this out: keep
+        them alike.)"""
         data = buffer._data
         pos = buffer._pos
         header = self._header
@@ -709,31 +710,54 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         frame loop 0.68x -> 0.71x; with the read into an empty buffer cut
         too (and the batch loop's own next read, see BatchIterator), the
         batch loop 0.83x -> 0.88x (9 rounds)."""
+        header = self._header
         if (
-            len(buffer._data) == buffer._pos
-            and type(chunk) is bytes
+            type(chunk) is bytes
             and not buffer._more_len
             and not buffer._batch_len
             and not buffer._eof
             and not self._skip_left
         ):
-            buffer.feed(chunk)  # (adopted: the chunk is _data)
-            batch, end = self._cut(chunk, 0, len(chunk))
-            if not batch:
+            data = buffer._data
+            pos = buffer._pos
+            if len(data) == pos:
+                buffer.feed(chunk)  # (adopted: the chunk is _data)
+                batch, end = self._cut(chunk, 0, len(chunk))
+                if not batch:
+                    return None
+                at = header + len(batch[0])
+            elif len(data) - pos >= header:
+                # The first frame: `_feed_first` and the buffer's
+                # `_feed_joined` written out (keep them alike), two calls
+                # fewer per read: 4 KiB frames in fresh 64 KiB reads that
+                # do not end on a frame, in one process, a batch loop 1388
+                # -> 1345 bytecodes per read, 1.011x as fast (paired
+                # medians, fastest of 5 runs per round, 21 rounds).
+                body = self._unpack(data, pos)[0]
+                at = pos + header + body - len(data)  # the body's bytes in the chunk
+                if not (body <= self._max_size and 0 < at <= len(chunk)):
+                    buffer.feed(chunk)
+                    return None
+                start = pos + header
+                batch = [
+                    b"".join((memoryview(data)[start:], memoryview(chunk)[:at])) if start < len(data) else chunk[:at]
+                ]
+                buffer._fed += len(chunk)
+                buffer._data = chunk
+                buffer._gen += 1
+                buffer._skey = None
+                buffer._mkey = None
+                frames, end = self._cut(chunk, at, len(chunk))
+                batch += frames
+            else:
+                buffer.feed(chunk)
                 return None
-            at = self._header + len(batch[0])
         else:
-            first = self._feed_first(buffer, chunk)
-            if first is None:
-                return None
-            assert type(chunk) is bytes  # (_feed_first cuts from bytes only)
-            at = buffer._pos
-            frames, end = self._cut(chunk, at, len(chunk))
-            batch = [first]
-            batch += frames
+            buffer.feed(chunk)
+            return None
         buffer._pos = end
-        drained = len(chunk) - end < self._header or self._unpack(chunk, end)[0] <= self._max_size
-        return batch, drained, at, self._header
+        drained = len(chunk) - end < header or self._unpack(chunk, end)[0] <= self._max_size
+        return batch, drained, at, header
 
     def ready(self, buffer: ReceiveBuffer) -> bool:
         data = buffer._data
