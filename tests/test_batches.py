@@ -1121,8 +1121,8 @@ def test_a_fed_batch_of_long_frames_stops_before_the_first_over_the_limit(crlf: 
 
 @pytest.mark.parametrize(
     ("route", "options"),
-    [("_feed_first", (0, False)), ("_feed_batch", (False,)), ("_feed_first", (256, True))],
-    ids=["iterator", "batch", "receive"],
+    [("_feed_first", (0, False)), ("_feed_batch", (False,)), ("_feed_first", (256, True)), ("_feed_batch", (True,))],
+    ids=["iterator", "batch", "receive", "receive-batch"],
 )
 def test_a_read_joined_in_one_call_forgets_what_was_searched_in_the_bytes_it_replaces(
     route: str, options: tuple[int, bool]
@@ -1147,7 +1147,10 @@ def test_a_read_joined_in_one_call_forgets_what_was_searched_in_the_bytes_it_rep
     assert buffer.peek() == b" more"
 
 
-@given(
+# A read into a buffer that holds the head of a frame, searched (a
+# receive's state, or an iterator's, when it reads): the cases of the two
+# property tests below.
+_searched_head_cases = given(
     head=st.binary(max_size=700).map(lambda b: b.replace(b"\n", b"x")),
     cr=st.booleans(),
     chunk=st.lists(st.sampled_from([b"a", b"bb", b"\n", b"\r", b"\r\n", b"c" * 300]), max_size=12).map(b"".join),
@@ -1155,6 +1158,33 @@ def test_a_read_joined_in_one_call_forgets_what_was_searched_in_the_bytes_it_rep
     max_size=st.integers(min_value=1, max_value=2000),
     array=st.booleans(),
 )
+
+
+def _take_all(buffer: ReceiveBuffer, until: bool, max_size: int) -> list[bytes | type[FrameTooLongError]]:
+    """The lines (``until``: frames of ``take_until(b"\\n")``) a buffer
+    gives one take at a time, up to the first None, or to a
+    `FrameTooLongError` (then last in the list)."""
+    frames: list[bytes | type[FrameTooLongError]] = []
+    while True:
+        try:
+            frame = buffer.take_until(b"\n", max_size) if until else buffer.take_line(max_size)
+        except FrameTooLongError:
+            return [*frames, FrameTooLongError]
+        if frame is None:
+            return frames
+        frames.append(frame)
+
+
+def _searched_head(head: bytes, until: bool, max_size: int) -> ReceiveBuffer | None:
+    """A buffer fed ``b"before\\n" + head`` that gave "before" and then
+    nothing (the head searched to its end); None when a take raises (a
+    frame over max_size: a receive raises without reading)."""
+    buffer = ReceiveBuffer(1 << 16)
+    buffer.feed(b"before\n" + head)
+    return buffer if _take_all(buffer, until, max_size) == [b"before"] else None
+
+
+@_searched_head_cases
 @example(head=b"a" * 300, cr=True, chunk=b"\nrest", until=False, max_size=1000, array=False)
 @example(head=b"a" * 300, cr=False, chunk=b"b\r\nrest", until=False, max_size=1000, array=False)
 @example(head=b"a" * 10, cr=False, chunk=b"b" * 300 + b"\n", until=True, max_size=1000, array=False)
@@ -1168,50 +1198,27 @@ def test_a_receive_s_read_fed_and_joined_in_one_call_gives_what_feed_and_the_tak
 ) -> None:
     """`ReceiveBuffer._feed_first` with its test made (the read of a receive whose search went
     through the buffered head of a frame, found no delimiter, and has
-    nothing queued): the frame it joins (a long one), or, when it gives
-    None, what the take then gives, with the bytes left and the offset, are
-    what `feed` and the take give. A bytearray chunk is only fed."""
+    nothing queued): the frame it joins (a long one), then what the takes
+    give, with the bytes left and the offset, are what `feed` and the takes
+    give. A bytearray chunk is only fed."""
     head = head + b"\r" if cr else head
     mode = PLAIN_MODE if until else LINE_MODE
-
-    def take(buffer: ReceiveBuffer) -> bytes | type[FrameTooLongError] | None:
-        try:
-            return buffer.take_until(b"\n", max_size) if until else buffer.take_line(max_size)
-        except FrameTooLongError:
-            return FrameTooLongError
-
-    def searched() -> ReceiveBuffer | None:
-        buffer = ReceiveBuffer(1 << 16)
-        buffer.feed(b"before\n" + head)
-        assert take(buffer) in (b"before", FrameTooLongError)
-        if take(buffer) is not None:
-            return None  # (the head is over max_size: a receive raises without reading)
-        return buffer
-
-    plain, fused = searched(), searched()
+    plain, fused = _searched_head(head, until, max_size), _searched_head(head, until, max_size)
     if plain is None or fused is None:
         return
     plain.feed(chunk)
-    expected = take(plain)
+    expected = _take_all(plain, until, max_size)
     joined = fused._feed_first(b"\n", max_size, mode, 256, True, bytearray(chunk) if array else chunk)
     # Joined: a long frame (_BATCH_FRAME_MAX) within max_size, from bytes,
     # unless a \r ends the head and the chunk starts with the \n of lines.
     j = chunk.find(b"\n")
     split_crlf = j == 0 and cr and not until
     assert (joined is not None) == (not array and j >= 0 and 256 <= len(head) + j < max_size and not split_crlf)
-    assert (take(fused) if joined is None else joined) == expected
+    assert ([] if joined is None else [joined]) + _take_all(fused, until, max_size) == expected
     assert fused.peek() == plain.peek() and fused.offset == plain.offset
-    assert take(fused) == take(plain)
 
 
-@given(
-    head=st.binary(max_size=700).map(lambda b: b.replace(b"\n", b"x")),
-    cr=st.booleans(),
-    chunk=st.lists(st.sampled_from([b"a", b"bb", b"\n", b"\r", b"\r\n", b"c" * 300]), max_size=12).map(b"".join),
-    until=st.booleans(),
-    max_size=st.integers(min_value=1, max_value=2000),
-    array=st.booleans(),
-)
+@_searched_head_cases
 @example(head=b"a" * 300, cr=True, chunk=b"\nrest", until=False, max_size=1000, array=False)
 @example(head=b"a" * 300, cr=False, chunk=b"b\r\n" + b"c" * 300 + b"\n\r\n", until=False, max_size=1000, array=False)
 @example(head=b"", cr=False, chunk=b"c" * 300 + b"\n" + b"c" * 300 + b"\n", until=True, max_size=301, array=False)
@@ -1226,33 +1233,14 @@ def test_a_read_fed_and_cut_with_the_test_made_gives_what_feed_and_the_takes_giv
     none. A bytearray chunk is only fed."""
     head = head + b"\r" if cr else head
     mode = PLAIN_MODE if until else LINE_MODE
-
-    def takes(buffer: ReceiveBuffer) -> list[bytes | type[FrameTooLongError]]:
-        frames: list[bytes | type[FrameTooLongError]] = []
-        while True:
-            try:
-                frame = buffer.take_until(b"\n", max_size) if until else buffer.take_line(max_size)
-            except FrameTooLongError:
-                return [*frames, FrameTooLongError]
-            if frame is None:
-                return frames
-            frames.append(frame)
-
-    def searched() -> ReceiveBuffer | None:
-        buffer = ReceiveBuffer(1 << 16)
-        buffer.feed(b"before\n" + head)
-        if takes(buffer) != [b"before"]:
-            return None  # (a frame over max_size: a receive raises without reading)
-        return buffer
-
-    plain, fused = searched(), searched()
+    plain, fused = _searched_head(head, until, max_size), _searched_head(head, until, max_size)
     if plain is None or fused is None:
         return
     plain.feed(chunk)
-    expected = takes(plain)
+    expected = _take_all(plain, until, max_size)
     fed = fused._feed_batch(b"\n", max_size, mode, True, bytearray(chunk) if array else chunk)
     assert fed is None or not array
-    rest = takes(fused)
+    rest = _take_all(fused, until, max_size)
     if fed is not None and fed[1]:
         assert rest == []  # drained
     assert ([] if fed is None else fed[0]) + rest == expected
