@@ -1184,6 +1184,18 @@ def _searched_head(head: bytes, until: bool, max_size: int) -> ReceiveBuffer | N
     return buffer if _take_all(buffer, until, max_size) == [b"before"] else None
 
 
+def _searched_heads(
+    head: bytes, chunk: bytes, until: bool, max_size: int
+) -> tuple[ReceiveBuffer, ReceiveBuffer, list[bytes | type[FrameTooLongError]]] | None:
+    """Two `_searched_head` buffers, the first fed ``chunk`` as `feed`
+    does, and the frames its takes then give; None as there."""
+    plain, fused = _searched_head(head, until, max_size), _searched_head(head, until, max_size)
+    if plain is None or fused is None:
+        return None
+    plain.feed(chunk)
+    return plain, fused, _take_all(plain, until, max_size)
+
+
 @_searched_head_cases
 @example(head=b"a" * 300, cr=True, chunk=b"\nrest", until=False, max_size=1000, array=False)
 @example(head=b"a" * 300, cr=False, chunk=b"b\r\nrest", until=False, max_size=1000, array=False)
@@ -1202,12 +1214,11 @@ def test_a_receive_s_read_fed_and_joined_in_one_call_gives_what_feed_and_the_tak
     give, with the bytes left and the offset, are what `feed` and the takes
     give. A bytearray chunk is only fed."""
     head = head + b"\r" if cr else head
-    mode = PLAIN_MODE if until else LINE_MODE
-    plain, fused = _searched_head(head, until, max_size), _searched_head(head, until, max_size)
-    if plain is None or fused is None:
+    pair = _searched_heads(head, chunk, until, max_size)
+    if pair is None:
         return
-    plain.feed(chunk)
-    expected = _take_all(plain, until, max_size)
+    plain, fused, expected = pair
+    mode = PLAIN_MODE if until else LINE_MODE
     joined = fused._feed_first(b"\n", max_size, mode, 256, True, bytearray(chunk) if array else chunk)
     # Joined: a long frame (_BATCH_FRAME_MAX) within max_size, from bytes,
     # unless a \r ends the head and the chunk starts with the \n of lines.
@@ -1232,12 +1243,11 @@ def test_a_read_fed_and_cut_with_the_test_made_gives_what_feed_and_the_takes_giv
     give; and when it says that no whole frame is left, the takes find
     none. A bytearray chunk is only fed."""
     head = head + b"\r" if cr else head
-    mode = PLAIN_MODE if until else LINE_MODE
-    plain, fused = _searched_head(head, until, max_size), _searched_head(head, until, max_size)
-    if plain is None or fused is None:
+    pair = _searched_heads(head, chunk, until, max_size)
+    if pair is None:
         return
-    plain.feed(chunk)
-    expected = _take_all(plain, until, max_size)
+    plain, fused, expected = pair
+    mode = PLAIN_MODE if until else LINE_MODE
     fed = fused._feed_batch(b"\n", max_size, mode, True, bytearray(chunk) if array else chunk)
     assert fed is None or not array
     rest = _take_all(fused, until, max_size)
