@@ -1036,8 +1036,8 @@ class ReceiveBuffer:
 
         The first frame as `_feed_first` cuts it (its test says when the
         fast route applies; ``tested`` as there: a batch iterator's read
-        after a read so cut, `_feed_cut`'s), long frames after it with the hand-written
-        find loop, short ones by `_split_batch`. Measured (ReceiveBuffer
+        after a read so cut, `_feed_cut`'s), long frames after it with the
+        hand-written find loop, short ones by `_split_batch`. Measured (ReceiveBuffer
         alone, 64 KiB chunks, minimum of 21 rounds, µs per read): 16 KiB
         lines 8.4 through `feed` and `take_lines` -> 7.3 (the split loop:
         6.4).
