@@ -1851,6 +1851,24 @@ async def _frames_buffered(letters: bytes) -> tuple[BufferedStream, LengthPrefix
     return stream, LengthPrefixed(200, length_size=1), data
 
 
+async def test_a_frame_loop_moves_the_cursor_past_a_cut_it_handed_out_whole_itself() -> None:
+    # A cut of frames handed out to its end, its size given by the peek:
+    # the loop moves the cursor past it itself (`_settle`'s case of a cut
+    # used up, written out), and the buffer is exact for what comes next
+    # (here EOF inside the frame after them).
+    data = b"".join(bytes([1, c]) for c in b"abcdef")
+    stream = BufferedStream(ScriptedStream([data + b"\x05ab"]))
+    await stream.fill()
+    got = []
+    with calls_to(BufferedStream, "_settle") as calls, pytest.raises(IncompleteReadError) as info:
+        async for frame in stream.frames(LengthPrefixed(200, length_size=1)):
+            got.append(frame)
+    assert got == [b"a", b"b", b"c", b"d", b"e", b"f"]
+    assert calls == []
+    assert info.value.partial == b"\x05ab"
+    assert stream.peek() == b"\x05ab"
+
+
 async def test_frames_cut_ahead_by_receive_frame_stay_buffered_until_handed_out() -> None:
     # The frames a loop of calls cut ahead are handed out with the buffer's
     # cursor left where the cut began: whatever looks at the stream between
