@@ -330,7 +330,7 @@ def _decode_fed(codec: Codec, chunks: list[bytes], fused: bool, batch: bool, arr
         if bound is None:
             buffer.feed(chunk)
             return None
-        feed_first, feed_batch = bound
+        feed_first, feed_batch = bound[:2]
         fed = bytearray(chunk) if next(as_array) else chunk
         if batch:
             return _check_drained(feed_batch(fed), buffer, codec.decoder().decode)
@@ -437,6 +437,9 @@ def test_a_length_prefixed_read_that_ends_the_buffered_frame_is_cut_in_one_call(
         assert bound is not None
         assert bound[1](read) == fed_cut
         assert buffer.peek() == rest
+    # Its reads after a cut are fed by the same two (no tested twins).
+    bound = codec.decoder()._bind_feed(ReceiveBuffer())
+    assert bound is not None and bound[2] is bound[0] and bound[3] is bound[1]
     # Configurations with the length elsewhere have none.
     for other in (LengthPrefixed(100, length_offset=1), LengthPrefixed(100, include_header=True)):
         assert other.decoder()._bind_feed(ReceiveBuffer()) is None

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NoReturn, TypeAlias
 
-from ._buffer import LINE_MODE, PLAIN_MODE, Delimiters, FeedBatch, FeedFirst, ReceiveBuffer, normalize_delimiters
+from ._buffer import LINE_MODE, PLAIN_MODE, Delimiters, Feeds, ReceiveBuffer, normalize_delimiters
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError
 
 __all__ = [
@@ -191,10 +191,13 @@ class FrameDecoder(ABC):
         refuse ends the list before it and stays buffered."""
         return None
 
-    def _bind_feed(self, buffer: ReceiveBuffer) -> tuple[FeedFirst, FeedBatch] | None:
+    def _bind_feed(self, buffer: ReceiveBuffer) -> Feeds | None:
         # For the built-in codecs only (private: it reaches into the buffer).
-        # Two callables for a frame iterator's own reads, ``feed_first(chunk)``
-        # and ``feed_batch(chunk)``: each feeds ``chunk`` into ``buffer`` and,
+        # Callables for a frame iterator's own reads, ``feed_first(chunk)``
+        # and ``feed_batch(chunk)``, then the same for a read that follows a
+        # cut whose state makes their test (the buffer's: `_feed_first`'s
+        # ``tested``; a codec without such a test gives the first two
+        # again). Each feeds ``chunk`` into ``buffer`` and,
         # in the usual case, consumes and returns the frame it completes
         # (what ``decode`` would return next), or every whole frame (what
         # the ``bind_batch`` callable would) with whether no whole frame is
@@ -407,7 +410,7 @@ class _DelimitedDecoder(FrameDecoder):
             return functools.partial(buffer.take_until_batch, self._delimiters, self._max_size)
         return None
 
-    def _bind_feed(self, buffer: ReceiveBuffer) -> tuple[FeedFirst, FeedBatch] | None:
+    def _bind_feed(self, buffer: ReceiveBuffer) -> Feeds | None:
         if self._discard:
             return None
         if self._lines:
@@ -670,10 +673,11 @@ class _LengthPrefixedDecoder(_SizedDecoder):
     def bind_batch(self, buffer: ReceiveBuffer) -> TakeBatch | None:
         return functools.partial(self.decode_batch, buffer)
 
-    def _bind_feed(self, buffer: ReceiveBuffer) -> tuple[FeedFirst, FeedBatch] | None:
+    def _bind_feed(self, buffer: ReceiveBuffer) -> Feeds | None:
         if self._field or self._adjustment or self._include:
             return None
-        return functools.partial(self._feed_first, buffer), functools.partial(self._feed_batch, buffer)
+        first, batch = functools.partial(self._feed_first, buffer), functools.partial(self._feed_batch, buffer)
+        return first, batch, first, batch  # (their tests are cheap: no twins)
 
     def _feed_first(self, buffer: ReceiveBuffer, chunk: bytes | bytearray) -> bytes | None:
         """See `FrameDecoder._bind_feed` (the usual configuration only): the

@@ -28,7 +28,7 @@ from ._buffer import (
     LINE_MODE,
     PLAIN_MODE,
     FeedBatch,
-    FeedFirst,
+    Feeds,
     ReceiveBuffer,
     normalize_delimiters,
 )
@@ -2119,7 +2119,7 @@ class FrameIterator:
         args: tuple[Any, ...],
         batch: tuple[TakeBatch, tuple[Any, ...]] | None = None,
         peek: PeekFrames | None = None,
-        feed: tuple[FeedFirst, FeedBatch] | None = None,
+        feed: Feeds | None = None,
     ) -> None:
         self._stream = stream
         self._buffer = stream._buffer
@@ -2177,11 +2177,7 @@ class FrameIterator:
         # that the loop made its test (the tail searched to its end, and
         # nothing queued, no batch, no EOF: tested before the read). 16 KiB
         # lines: 24 bytecodes fewer per read.
-        feed_long = (
-            None
-            if feed_first is None or delimiter is None or mode is None
-            else functools.partial(buffer._feed_first, delimiter, limit, mode, 0, True)
-        )
+        feed_long = None if self._feed is None else self._feed[2]
         plain = type(stream)._fill is BufferedStream._fill  # (see _iterator_read)
         while True:
             state = stream._state
@@ -2528,15 +2524,10 @@ class BatchIterator:
         # A read is fed and cut in one call when it can be (see
         # FrameDecoder._bind_feed). The reads after one so cut that left
         # no whole frame, the buffer untouched meanwhile, are fed with the
-        # test made (see FrameIterator._frames), by the buffer's cutters:
-        # 16 KiB lines, 26 bytecodes fewer per read.
-        feed_batch = None if self._frames._feed is None else self._frames._feed[1]
-        delimiter, limit, mode = _one_byte_delimiter(take_batch, args)
-        feed_next = (
-            feed_batch
-            if feed_batch is None or delimiter is None or mode is None
-            else functools.partial(buffer._feed_batch, delimiter, limit, mode, True)
-        )
+        # test made (see FrameIterator._frames; the twin of feed_batch, see
+        # FrameDecoder._bind_feed): 16 KiB lines, 26 bytecodes fewer per read.
+        feeds = self._frames._feed
+        feed_batch, feed_next = (None, None) if feeds is None else (feeds[1], feeds[3])
         emptied = False
         while True:
             if self._pending is not None:
