@@ -6,26 +6,82 @@ handed out, and cuts frames out of them. It is the sans-I/O half of
 returns and asks it for frames; everything about *where a frame ends* lives
 here, where it can be tested without an event loop.
 
-Cost model (the "linear" house rule):
+The plan
+--------
 
-* ``feed`` appends in amortized O(len(chunk)). When the buffer is empty the
-  chunk is adopted without a copy; a small unfinished tail is joined to the
-  next chunk; a large one moves into a ``bytearray`` that grows in place.
-  Consumed bytes are released by advancing an offset and compacting only when
-  more than half of the storage is dead, so no call copies the whole buffer.
-* Delimiter search is incremental across calls: for each delimiter the buffer
-  remembers the next occurrence it found, or how far it searched without
-  finding one (minus ``len(delimiter) - 1`` bytes that could start a match).
-  The memory survives failed calls (``None`` results, `FrameTooLongError`,
-  the caller being cancelled), so a frame trickling in one byte at a time
-  costs O(frame) in total, not O(frame**2). It is reset only by
-  `unreceive` or by searching for a different delimiter.
-* Regular expressions cannot be searched incrementally: `take_regex` rescans
-  at most ``max_size`` bytes per call.
+Most reads bring whole frames and the head of the next one, so the buffer is
+built to hand frames out of the chunk the transport returned, without
+copying the chunk, and to copy a frame once, when it is cut:
 
-Every ``take_*`` method either returns a whole frame and consumes exactly its
-bytes, returns ``None`` and consumes nothing (more data is needed), or raises
-and consumes nothing.
+* **The chunk and its queue.** The unconsumed bytes are ``_data[_pos:]``,
+  then the queued chunks ``_more`` (the first one from ``_more_off``),
+  ``_more_len`` bytes in all. ``_data`` is usually a chunk as it came (a
+  ``bytes``, adopted without a copy when everything before it was consumed);
+  a chunk that arrives behind an unconsumed tail is queued, unjoined. A
+  frame that straddles chunks is joined once, when its end is found, and
+  the chunk it ends in becomes ``_data``, again without a copy. Only what
+  needs one contiguous region (a tuple of delimiters, a regular expression,
+  `peek` past ``_data``, a codec's header split across chunks, `unreceive`)
+  merges queued chunks into ``_data``: a small tail is joined to the chunk,
+  a larger one goes into a ``bytearray`` that grows in place.
+* **Search memory.** A search that fails remembers how far it looked, so
+  the next one resumes there: for one delimiter (``_skey``, ``_snext``, an
+  index into ``_data``), for the queued chunks (``_qkey``, ``_qgen``,
+  ``_qpos`` and the ``_qsearched`` chunks already searched) and for a tuple
+  of delimiters (``_mkey``, ``_mfound``, ``_mscan``). The memory survives
+  failed calls (``None`` results, `FrameTooLongError`, a cancelled caller)
+  and is dropped when it could be wrong: ``_gen`` changes whenever ``_data``
+  or the queue head is replaced, and `unreceive` forgets everything.
+* **The batch.** A short frame with more bytes after it is not cut alone:
+  a window of ``_data`` after it is split in one ``bytes.split``
+  (``_batch``, ``_batch_key``; ``_batch_window`` doubles while batches are
+  used up, up to ``_BATCH_MAX``), and the next takes with the same
+  delimiter pop ``_batch[_batch_next]`` and move ``_pos`` past it. Any
+  other way of consuming drops the batch first (`_drop_batch`).
+* **Frames cut ahead.** The frame iterators ask `peek_frames` for the
+  whole frames at the head of ``_data`` *without* consuming them, hand them
+  out one by one and move ``_pos`` past them afterwards (the stream settles
+  the cursor first if anything else looks at the buffer meanwhile).
+* **A read fed and cut in one call.** `_feed_first`, `_feed_batch`,
+  `_feed_cut` (and a codec's twins, see `FrameDecoder._bind_feed`) take a
+  read in the usual state (nothing queued, no batch, no EOF, the tail
+  searched) and cut the frame it completes, or all of its frames, as they
+  adopt it; in any other state they just `feed` it and return ``None``.
+  They exist for speed: each is a few Python calls fewer per read than
+  `feed` and a take (see their docstrings for what they measured).
+
+Invariants
+----------
+
+* ``0 <= _pos <= len(_data)``; queued chunks follow ``_data[_pos:]``, and
+  when ``_data`` is used up the first one is adopted (`_adopt_next`).
+* A search memory entry for a key says: there is no match starting in
+  ``[_pos, _snext)`` (resp. in the first ``_qsearched`` queued chunks).
+* ``_batch[_batch_next:_batch_len]`` are the next frames at ``_pos``, each
+  followed by ``_batch_key``, ending at ``_batch_end``; ``_batch_cr`` says
+  whether a line among them may end in ``\\r``.
+* Every ``take_*`` method either returns a whole frame and consumes exactly
+  its bytes, returns ``None`` and consumes nothing (more data is needed), or
+  raises and consumes nothing. So does every route above.
+
+Cost (the "linear" house rule)
+------------------------------
+
+* ``feed`` is O(1) for a ``bytes`` chunk (adopted or queued), O(chunk)
+  for any other (one copy); it never copies the buffer. A merge costs
+  O(chunk) amortized: a tail is joined only when it is no longer than the
+  chunk, and a bytearray is compacted only when more than half of it is
+  consumed.
+* For a given delimiter each byte is searched once, however it trickles in
+  (a frame arriving one byte per read costs O(frame) in all, not
+  O(frame**2)), and copied into its frame once, plus the amortized merges
+  above. The split work a dropped batch wastes stays within a constant
+  factor of the bytes consumed: the window restarts at
+  ``_BATCH_MIN_WINDOW`` bytes after a drop and doubles only while batches
+  are used up.
+* Worst case: `take_regex` cannot resume a search and rescans at most
+  ``max_size`` bytes per call; a tuple of delimiters searches each one, so
+  its cost is O(bytes x delimiters).
 """
 
 from __future__ import annotations
