@@ -1232,6 +1232,107 @@ def test_a_receive_s_read_fed_and_joined_in_one_call_gives_what_feed_and_the_tak
     assert fused.peek() == plain.peek() and fused.offset == plain.offset
 
 
+def _take_all_batches(buffer: ReceiveBuffer, until: bool, max_size: int) -> list[bytes | type[FrameTooLongError]]:
+    """`_take_all`, with the batch takes (`take_lines`, `take_until_batch`)."""
+    frames: list[bytes | type[FrameTooLongError]] = []
+    while True:
+        try:
+            batch = buffer.take_until_batch(b"\n", max_size) if until else buffer.take_lines(max_size)
+        except FrameTooLongError:
+            return [*frames, FrameTooLongError]
+        if batch is None:
+            return frames
+        frames += batch
+
+
+@given(
+    head=st.binary(max_size=700).map(lambda b: b.replace(b"\n", b"x")),
+    cr=st.booleans(),
+    chunk=st.lists(st.sampled_from([b"a", b"\n", b"\r", b"\r\n", b"c" * 300]), max_size=12).map(b"".join),
+    until=st.booleans(),
+    max_size=st.integers(min_value=1, max_value=2000),
+    array=st.booleans(),
+    more=st.sampled_from([b"", b"x\n", b"\nyy\r\n", b"z" * 10]),
+    batches=st.booleans(),
+)
+@example(
+    head=b"a" * 600,
+    cr=False,
+    chunk=b"b\n" + b"c" * 600 + b"\r\n" + b"c" * 600 + b"\nd",
+    until=False,
+    max_size=2000,
+    array=False,
+    more=b"",
+    batches=False,
+)
+@example(
+    head=b"a" * 600,
+    cr=False,
+    chunk=b"b\n" + b"c" * 600 + b"\r\n" + b"c" * 600 + b"\nd",
+    until=True,
+    max_size=2000,
+    array=False,
+    more=b"",
+    batches=True,
+)
+@example(
+    head=b"a" * 600,
+    cr=True,
+    chunk=b"\n" + b"c" * 600 + b"\n" + b"c" * 900 + b"\n",
+    until=False,
+    max_size=1600,
+    array=False,
+    more=b"",
+    batches=True,
+)
+@example(
+    head=b"a" * 600,
+    cr=False,
+    chunk=b"b\n" + b"c" * 600 + b"\n" + b"c" * 900 + b"\n",
+    until=False,
+    max_size=1503,
+    array=False,
+    more=b"",
+    batches=False,
+)
+@example(
+    head=b"a" * 600,
+    cr=False,
+    chunk=b"b\n" + b"c" * 600 + b"\n" + b"c" * 900 + b"\n",
+    until=False,
+    max_size=1504,
+    array=False,
+    more=b"",
+    batches=True,
+)
+@example(
+    head=b"a" * 600, cr=False, chunk=b"b\nccc", until=False, max_size=2000, array=False, more=b"\nyy\r\n", batches=False
+)
+def test_a_receive_s_read_cut_in_one_pass_gives_what_feed_and_the_takes_give(
+    head: bytes, cr: bool, chunk: bytes, until: bool, max_size: int, array: bool, more: bytes, batches: bool
+) -> None:
+    """`ReceiveBuffer._feed_cut` (the read of an awaited receive whose
+    search went through the buffered head of a frame): the frame it
+    returns, then what the takes give (popping the batch it cut, lines
+    ending in \\r\\n too, or taking it whole), with the bytes left and the
+    offset, are what `feed` and the takes give; also when more bytes come
+    and a peek merges them into the cut read (the search memory it left)."""
+    head = head + b"\r" if cr else head
+    plain, fused = _searched_head(head, until, max_size), _searched_head(head, until, max_size)
+    if plain is None or fused is None:
+        return
+    plain.feed(chunk)
+    plain.feed(more)
+    expected = _take_all(plain, until, max_size)
+    first = fused._feed_cut(b"\n", max_size, PLAIN_MODE if until else LINE_MODE, bytearray(chunk) if array else chunk)
+    assert first is None or not array
+    fused.feed(more)
+    fused.peek()  # (merges what is queued into the read)
+    rest = _take_all_batches(fused, until, max_size) if batches else _take_all(fused, until, max_size)
+    assert ([] if first is None else [first]) + rest == expected
+    assert fused.peek() == plain.peek() and fused.offset == plain.offset
+
+
 @_searched_head_cases
 @example(head=b"a" * 300, cr=True, chunk=b"\nrest", until=False, max_size=1000, array=False)
 @example(head=b"a" * 300, cr=False, chunk=b"b\r\n" + b"c" * 300 + b"\n\r\n", until=False, max_size=1000, array=False)
@@ -3244,27 +3345,34 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
         # (The receive's search made _feed_first's test: each call skips it.)
         assert [(args[3:5], kwargs) for args, kwargs, _ in firsts] == [((256, True), {})] * len(firsts)
     else:
-        # (The cut joins its first line itself.)
-        assert calls.count("_feed_first") == len(firsts) == 0
         assert calls.count("_feed_cut") >= reads - 3
-        assert calls.count("_feed_batch") >= reads - 3  # (each read cut in one pass)
-        # (The receive's search made _feed_batch's test too.)
-        assert [args[3] for args, _, _ in cuts] == [True] * len(cuts)
+        # (Each read cut in one pass: its first line joined by _feed_first,
+        # whose test the receive's search made, at any length; not through
+        # _feed_batch.)
+        assert calls.count("_feed_first") == calls.count("_feed_cut") and not cuts
+        assert [(args[3:5], kwargs) for args, kwargs, _ in firsts] == [((0, True), {})] * len(firsts)
         assert batches >= 50  # (the calls after a read pop its lines)
 
 
 @pytest.mark.parametrize("ending", [b"\r\n", b"mixed"])
-async def test_lines_ending_in_crlf_cut_in_one_pass_are_cut_again_by_the_takes(ending: bytes) -> None:
-    # Lines whose sizes their lengths do not tell (\r\n endings): the read
-    # is cut, its first line returned, the others left uncut (the batch of
-    # the take's route serves them); every line comes once.
+async def test_lines_ending_in_crlf_cut_in_one_pass_are_popped_with_their_cr_stripped(ending: bytes) -> None:
+    # Lines ending in \r\n (all, or some): the read is cut, its first line
+    # returned, the others left as the buffer's batch with their \r, which
+    # each pop strips; every line comes once, and the calls after a read
+    # pop its lines (before, the cut dropped such lines, whose sizes their
+    # lengths did not tell, and the takes sliced them one by one).
     endings = [b"\r\n" if ending == b"\r\n" or i % 3 == 1 else b"\n" for i in range(60)]
     bodies = [bytes([97 + i % 26]) * 1000 for i in range(60)]
     wire = b"".join(body + end for body, end in zip(bodies, endings, strict=True))
     async with _stream_from_a_socket(wire, receive_size=8192) as stream:
+        got, batches = [], 0
         with calls_to(ReceiveBuffer, "_feed_cut") as calls, trio.fail_after(5):
-            assert [await stream.receive_line() for _ in bodies] == bodies
+            for _ in bodies:
+                got.append(await stream.receive_line())
+                batches += stream._buffer._batch_len > 2
+    assert got == bodies
     assert len(calls) >= 3
+    assert batches >= 30
 
 
 async def test_lines_cut_in_one_pass_for_receive_until_are_stripped_when_receive_line_takes_them() -> None:
