@@ -1308,6 +1308,26 @@ def _take_all_batches(buffer: ReceiveBuffer, until: bool, max_size: int) -> list
 @example(
     head=b"a" * 600, cr=False, chunk=b"b\nccc", until=False, max_size=2000, array=False, more=b"\nyy\r\n", batches=False
 )
+@example(
+    head=b"a" * 600,
+    cr=False,
+    chunk=b"b\n" + b"c" * 2100 + b"\r\n" + b"c" * 2100 + b"\nd",
+    until=False,
+    max_size=5000,
+    array=False,
+    more=b"",
+    batches=False,
+)
+@example(
+    head=b"a" * 600,
+    cr=False,
+    chunk=b"b\n" + b"c" * 2100 + b"\n" + b"c" * 2100 + b"\r\nd",
+    until=False,
+    max_size=5000,
+    array=False,
+    more=b"",
+    batches=True,
+)
 def test_a_receive_s_read_cut_in_one_pass_gives_what_feed_and_the_takes_give(
     head: bytes, cr: bool, chunk: bytes, until: bool, max_size: int, array: bool, more: bytes, batches: bool
 ) -> None:
