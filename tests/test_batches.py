@@ -1362,7 +1362,7 @@ def test_a_read_fed_and_cut_with_the_test_made_gives_what_feed_and_the_takes_giv
 ) -> None:
     """`ReceiveBuffer._feed_batch` with its test made (a batch iterator's
     read after one that it cut as it fed and that left the head of a
-    frame; a receive's read, `_feed_cut`): its frames, then what the takes
+    frame): its frames, then what the takes
     give, with the bytes left and the offset, are what `feed` and the takes
     give; and when it says that no whole frame is left, the takes find
     none. A bytearray chunk is only fed."""
