@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import itertools
 import ssl
 import warnings
@@ -1163,19 +1164,26 @@ _searched_head_cases = given(
 )
 
 
-def _take_all(buffer: ReceiveBuffer, until: bool, max_size: int) -> list[bytes | type[FrameTooLongError]]:
+def _take_all(
+    buffer: ReceiveBuffer, until: bool, max_size: int, *, batches: bool = False
+) -> list[bytes | type[FrameTooLongError]]:
     """The lines (``until``: frames of ``take_until(b"\\n")``) a buffer
-    gives one take at a time, up to the first None, or to a
+    gives one take at a time (``batches``: one batch take at a time,
+    `take_lines` or `take_until_batch`), up to the first None, or to a
     `FrameTooLongError` (then last in the list)."""
     frames: list[bytes | type[FrameTooLongError]] = []
     while True:
         try:
-            frame = buffer.take_until(b"\n", max_size) if until else buffer.take_line(max_size)
+            if batches:
+                batch = buffer.take_until_batch(b"\n", max_size) if until else buffer.take_lines(max_size)
+            else:
+                frame = buffer.take_until(b"\n", max_size) if until else buffer.take_line(max_size)
+                batch = None if frame is None else [frame]
         except FrameTooLongError:
             return [*frames, FrameTooLongError]
-        if frame is None:
+        if batch is None:
             return frames
-        frames.append(frame)
+        frames += batch
 
 
 def _searched_head(head: bytes, until: bool, max_size: int) -> ReceiveBuffer | None:
@@ -1232,17 +1240,16 @@ def test_a_receive_s_read_fed_and_joined_in_one_call_gives_what_feed_and_the_tak
     assert fused.peek() == plain.peek() and fused.offset == plain.offset
 
 
-def _take_all_batches(buffer: ReceiveBuffer, until: bool, max_size: int) -> list[bytes | type[FrameTooLongError]]:
-    """`_take_all`, with the batch takes (`take_lines`, `take_until_batch`)."""
-    frames: list[bytes | type[FrameTooLongError]] = []
-    while True:
-        try:
-            batch = buffer.take_until_batch(b"\n", max_size) if until else buffer.take_lines(max_size)
-        except FrameTooLongError:
-            return [*frames, FrameTooLongError]
-        if batch is None:
-            return frames
-        frames += batch
+def _examples(*cases: tuple[object, ...]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Hypothesis examples of a test, each given as its arguments in order."""
+
+    def add(test: Callable[..., None]) -> Callable[..., None]:
+        names = list(inspect.signature(test).parameters)
+        for case in reversed(cases):
+            test = example(**dict(zip(names, case, strict=True)))(test)
+        return test
+
+    return add
 
 
 @given(
@@ -1255,78 +1262,16 @@ def _take_all_batches(buffer: ReceiveBuffer, until: bool, max_size: int) -> list
     more=st.sampled_from([b"", b"x\n", b"\nyy\r\n", b"z" * 10]),
     batches=st.booleans(),
 )
-@example(
-    head=b"a" * 600,
-    cr=False,
-    chunk=b"b\n" + b"c" * 600 + b"\r\n" + b"c" * 600 + b"\nd",
-    until=False,
-    max_size=2000,
-    array=False,
-    more=b"",
-    batches=False,
-)
-@example(
-    head=b"a" * 600,
-    cr=False,
-    chunk=b"b\n" + b"c" * 600 + b"\r\n" + b"c" * 600 + b"\nd",
-    until=True,
-    max_size=2000,
-    array=False,
-    more=b"",
-    batches=True,
-)
-@example(
-    head=b"a" * 600,
-    cr=True,
-    chunk=b"\n" + b"c" * 600 + b"\n" + b"c" * 900 + b"\n",
-    until=False,
-    max_size=1600,
-    array=False,
-    more=b"",
-    batches=True,
-)
-@example(
-    head=b"a" * 600,
-    cr=False,
-    chunk=b"b\n" + b"c" * 600 + b"\n" + b"c" * 900 + b"\n",
-    until=False,
-    max_size=1503,
-    array=False,
-    more=b"",
-    batches=False,
-)
-@example(
-    head=b"a" * 600,
-    cr=False,
-    chunk=b"b\n" + b"c" * 600 + b"\n" + b"c" * 900 + b"\n",
-    until=False,
-    max_size=1504,
-    array=False,
-    more=b"",
-    batches=True,
-)
-@example(
-    head=b"a" * 600, cr=False, chunk=b"b\nccc", until=False, max_size=2000, array=False, more=b"\nyy\r\n", batches=False
-)
-@example(
-    head=b"a" * 600,
-    cr=False,
-    chunk=b"b\n" + b"c" * 2100 + b"\r\n" + b"c" * 2100 + b"\nd",
-    until=False,
-    max_size=5000,
-    array=False,
-    more=b"",
-    batches=False,
-)
-@example(
-    head=b"a" * 600,
-    cr=False,
-    chunk=b"b\n" + b"c" * 2100 + b"\n" + b"c" * 2100 + b"\r\nd",
-    until=False,
-    max_size=5000,
-    array=False,
-    more=b"",
-    batches=True,
+@_examples(
+    # (head, cr, chunk, until, max_size, array, more, batches)
+    (b"a" * 600, False, b"b\n" + b"c" * 600 + b"\r\n" + b"c" * 600 + b"\nd", False, 2000, False, b"", False),
+    (b"a" * 600, False, b"b\n" + b"c" * 600 + b"\r\n" + b"c" * 600 + b"\nd", True, 2000, False, b"", True),
+    (b"a" * 600, True, b"\n" + b"c" * 600 + b"\n" + b"c" * 900 + b"\n", False, 1600, False, b"", True),
+    (b"a" * 600, False, b"b\n" + b"c" * 600 + b"\n" + b"c" * 900 + b"\n", False, 1503, False, b"", False),
+    (b"a" * 600, False, b"b\n" + b"c" * 600 + b"\n" + b"c" * 900 + b"\n", False, 1504, False, b"", True),
+    (b"a" * 600, False, b"b\nccc", False, 2000, False, b"\nyy\r\n", False),
+    (b"a" * 600, False, b"b\n" + b"c" * 2100 + b"\r\n" + b"c" * 2100 + b"\nd", False, 5000, False, b"", False),
+    (b"a" * 600, False, b"b\n" + b"c" * 2100 + b"\n" + b"c" * 2100 + b"\r\nd", False, 5000, False, b"", True),
 )
 def test_a_receive_s_read_cut_in_one_pass_gives_what_feed_and_the_takes_give(
     head: bytes, cr: bool, chunk: bytes, until: bool, max_size: int, array: bool, more: bytes, batches: bool
@@ -1348,7 +1293,7 @@ def test_a_receive_s_read_cut_in_one_pass_gives_what_feed_and_the_takes_give(
     assert first is None or not array
     fused.feed(more)
     fused.peek()  # (merges what is queued into the read)
-    rest = _take_all_batches(fused, until, max_size) if batches else _take_all(fused, until, max_size)
+    rest = _take_all(fused, until, max_size, batches=batches)
     assert ([] if first is None else [first]) + rest == expected
     assert fused.peek() == plain.peek() and fused.offset == plain.offset
 
