@@ -74,6 +74,9 @@ FLOOR_NOWAIT = both("split nowait (floor)", "split nowait", "split nowait", "0.4
 TS_NOWAIT = both("ts nowait", "ts nowait line", "ts nowait exactly", "tab:cyan")
 TS_NOWAIT_UNTIL = Row("ts nowait until", ("ts nowait until",), color="tab:cyan")
 FLOOR_CALL = both("split call (floor)", "split call", "split call", "0.65", "xx")
+# receive_until's contract around the same lists (lines only: the floor of
+# the per-call targets for lines).
+FLOOR_UNTIL = Row("split until (floor, contract)", ("split until",), color="0.6", hatch="++")
 TS_CALL = both("ts call", "ts call line", "ts call frame", "tab:purple")
 TS_CALL_UNTIL = Row("ts call until", ("ts call until",), color="tab:pink")
 TS_CALL_EXACTLY = Row("ts call exactly (2 calls/frame)", (), ("ts call exactly",), color="tab:olive")
@@ -96,7 +99,7 @@ ITERATOR_ROWS = [
     TS_NOWAIT,
     TS_NOWAIT_UNTIL,
 ]
-CALL_ROWS = [FLOOR_CALL, TS_CALL, TS_CALL_UNTIL, TS_CALL_EXACTLY]
+CALL_ROWS = [FLOOR_CALL, FLOOR_UNTIL, TS_CALL, TS_CALL_UNTIL, TS_CALL_EXACTLY]
 SPLIT_ROWS = [*ITERATOR_ROWS, CHECKPOINT_ROW, *PEER_ROWS]
 NS_ROWS = [SPLIT_ROW, *ITERATOR_ROWS, *CALL_ROWS, CHECKPOINT_ROW, *PEER_ROWS]
 # The plot's bars: one per API (the `until` twins are in the tables).

@@ -1,0 +1,119 @@
+"""The benchmark's contract floor does what it claims.
+
+``benchmarks/bench_receive.py``'s `_UntilFloor` is the hand-written floor of
+the per-call targets for lines: a target it misses too is reported as out of
+reach for a ``receive_until`` with triostream's contract. That claim holds
+only if the floor keeps the contract it names (a second task refused, a close
+during the checkpoint seen, a frame over ``max_size`` left in place, the
+arguments checked, a cursor kept); these tests hold it to that. (Its speed is
+the benchmark's business: no timing here.)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from triostream import FrameTooLongError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_receive", ROOT / "benchmarks" / "bench_receive.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_receive"] = module  # (its dataclasses look their module up)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["bench_receive"]
+    return module
+
+
+@asynccontextmanager
+async def opened_floor(bench: ModuleType) -> AsyncIterator[tuple[trio.testing.MemorySendStream, Any]]:
+    """A sending end, and the floor over its receiving end (reads of up to
+    64 bytes, frames of up to 16: a limit of 16 + 64); its generator of
+    frames is closed at the end."""
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    wl = bench.Workload("lines-test", "test", "lines", 3, 10, receive_size=64, max_frame=16)
+    floor = bench._UntilFloor(receive, wl)
+    try:
+        yield send, floor
+    finally:
+        await floor._batches.aclose()
+
+
+async def test_frames_come_in_order_and_the_cursor_counts_what_was_handed_out(bench: ModuleType) -> None:
+    async with opened_floor(bench) as (send, floor):
+        await send.send_all(b"ab\ncde\n\nf")
+        assert await floor.receive_until(b"\n") == b"ab"
+        assert floor._cursor == 3
+        assert await floor.receive_until(b"\n", max_size=8) == b"cde"
+        assert await floor.receive_until(b"\n") == b""
+        assert floor._cursor == 8
+        await send.send_all(b"g\n")
+        assert await floor.receive_until(b"\n") == b"fg"
+        assert floor._cursor == 11
+
+
+async def test_a_frame_over_max_size_stays_for_the_next_call(bench: ModuleType) -> None:
+    async with opened_floor(bench) as (send, floor):
+        await send.send_all(b"abcd\nef\n")
+        with pytest.raises(FrameTooLongError):
+            await floor.receive_until(b"\n", max_size=4)  # 5 bytes with the delimiter
+        assert floor._cursor == 0
+        assert await floor.receive_until(b"\n", max_size=5) == b"abcd"
+        with pytest.raises(FrameTooLongError):
+            await floor.receive_until(b"\n", max_size=2)  # a buffered frame, too
+        assert await floor.receive_until(b"\n", max_size=3) == b"ef"
+        assert floor._cursor == 8
+
+
+async def test_a_second_task_is_refused(bench: ModuleType) -> None:
+    async with opened_floor(bench) as (send, floor):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(floor.receive_until, b"\n")
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                await floor.receive_until(b"\n")
+            await send.send_all(b"x\n")
+        assert floor._cursor == 2
+
+
+async def test_a_close_during_the_checkpoint_is_seen_and_the_frame_stays(bench: ModuleType) -> None:
+    async with opened_floor(bench) as (send, floor):
+        await send.send_all(b"a\nb\n")
+        assert await floor.receive_until(b"\n") == b"a"  # "b" is now buffered
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(floor.aclose)  # runs while the receive below waits in its checkpoint
+            with pytest.raises(trio.ClosedResourceError):
+                await floor.receive_until(b"\n")
+        assert (floor._next, floor._cursor) == (1, 2)
+        with pytest.raises(trio.ClosedResourceError):
+            await floor.receive_until(b"\n")
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "max_size", "error"),
+    [("\n", None, TypeError), (b"", None, TypeError), (b"\n", 0, ValueError), (b"\n", 16 + 65, ValueError)],
+)
+async def test_bad_arguments_are_refused_before_anything_is_read(
+    bench: ModuleType, delimiter: Any, max_size: Any, error: type[Exception]
+) -> None:
+    async with opened_floor(bench) as (send, floor):
+        await send.send_all(b"a\n")
+        with pytest.raises(error):
+            await floor.receive_until(delimiter, max_size=max_size)
+        assert await floor.receive_until(b"\n", max_size=None) == b"a"  # None: the limit (16 + 64)
