@@ -92,14 +92,28 @@ async def test_a_second_task_is_refused(bench: ModuleType) -> None:
         assert floor._cursor == 2
 
 
-async def test_a_close_during_the_checkpoint_is_seen_and_the_frame_stays(bench: ModuleType) -> None:
+async def test_a_close_during_the_checkpoint_is_seen_and_the_frame_stays(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with opened_floor(bench) as (send, floor):
         await send.send_all(b"a\nb\n")
         assert await floor.receive_until(b"\n") == b"a"  # "b" is now buffered
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(floor.aclose)  # runs while the receive below waits in its checkpoint
-            with pytest.raises(trio.ClosedResourceError):
-                await floor.receive_until(b"\n")
+        closes = 0
+
+        async def checkpoint_while_another_task_closes() -> None:
+            # The receive's checkpoint, during which another task closes the
+            # floor (a task of its own, run to its end before this returns:
+            # Trio's scheduling order alone would not say which runs first).
+            nonlocal closes
+            closes += 1
+            monkeypatch.setattr(bench, "trio_checkpoint", trio.lowlevel.checkpoint)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(floor.aclose)
+
+        monkeypatch.setattr(bench, "trio_checkpoint", checkpoint_while_another_task_closes)
+        with pytest.raises(trio.ClosedResourceError):
+            await floor.receive_until(b"\n")
+        assert closes == 1
         assert (floor._next, floor._cursor) == (1, 2)
         with pytest.raises(trio.ClosedResourceError):
             await floor.receive_until(b"\n")
