@@ -662,7 +662,8 @@ class _UntilFloor(_CallFloor):
       ``receive_exactly``) would continue from;
     - a frame over ``max_size`` stays (`triostream.FrameTooLongError`).
 
-    A per-call target for lines that this misses too is out of reach for a
+    (Its errors come without the checkpoint that triostream's make: no
+    error path is timed.) A per-call target for lines that this misses too is out of reach for a
     pure-Python ``receive_until`` with triostream's contract."""
 
     __slots__ = ("_cursor", "_limit", "_limit_ok", "_state")
@@ -717,7 +718,7 @@ class _UntilFloor(_CallFloor):
             except BaseException:
                 self._state &= self._SHUT
                 raise
-            self._next = i = 0
+            self._next = 0
             if self._state == self._BUSY and (n := len(frame := self._frames[0])) < max_size:
                 self._state = 0
                 self._next = 1
@@ -1603,8 +1604,8 @@ class Target:
     unit: str = "x"
     skipped: str | None = None
     # The same ratio for the hand-written floor of the API measured (`split
-    # gen`, `split batches`, `split call` or `split until`, `split nowait`): (floor's name,
-    # its ratio).
+    # gen`, `split batches`, `split call` or `split until`, `split nowait`):
+    # (floor's name, its ratio).
     floor: tuple[str, float | None] | None = None
 
     @property
