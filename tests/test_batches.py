@@ -2495,6 +2495,91 @@ async def test_the_iterators_general_refill_reads_one_coroutine_below_their_gene
     assert all(names[-2:] == (generator, "_receive_more") for names in refills), set(refills)
 
 
+class _OwnFill(BufferedStream):
+    """A stream with a `_fill` of its own (as a `Connection` has): its frame
+    and batch loops never read by themselves, every refill is the general
+    one (`_receive_more`, called from the loop's generator)."""
+
+    async def _fill(self) -> None:
+        await super()._fill()
+
+
+def _refill_loop(how: str, stream: BufferedStream) -> AsyncIterator[object]:
+    codec = LengthPrefixed(10, length_size=2, on_too_long="discard")
+    if how == "lines":
+        return stream.lines().__aiter__()
+    if how == "batches":
+        return stream.lines().batches().__aiter__()
+    if how == "frames":
+        return stream.frames(codec).__aiter__()
+    return stream.frames(codec).batches().__aiter__()
+
+
+_REFILL_LOOPS = ["lines", "batches", "frames", "frame_batches"]
+
+
+def _refill_wire(how: str, body: bytes) -> bytes:
+    return (len(body).to_bytes(2, "big") + body) if how.startswith("frame") else body + b"\n"
+
+
+@pytest.mark.parametrize("how", _REFILL_LOOPS)
+async def test_a_loop_in_its_general_refill_keeps_other_receivers_out(how: str) -> None:
+    """While a frame or batch loop waits in the general refill, the stream is
+    busy: another task's receive is refused, and the bytes it would have
+    taken reach the loop."""
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    stream = _OwnFill(receive)
+    wire = _refill_wire(how, b"abcdefgh")
+    got: list[object] = []
+
+    async def loop() -> None:
+        async for step in _refill_loop(how, stream):
+            got.append(step)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(loop)
+        await send.send_all(wire[:5])
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            await stream.receive_some()
+        with pytest.raises(trio.BusyResourceError):
+            stream.receive_exactly_nowait(1)
+        await send.send_all(wire[5:])
+        await send.aclose()
+    assert got == ([[b"abcdefgh"]] if how.endswith("batches") else [b"abcdefgh"])
+
+
+@pytest.mark.parametrize("how", _REFILL_LOOPS)
+async def test_a_loop_ends_at_an_eof_already_known_with_a_checkpoint(how: str) -> None:
+    """The step that ends a loop at a clean EOF is a checkpoint even when
+    the EOF was known before it (no read comes)."""
+    stream = _OwnFill(ScriptedStream([_refill_wire(how, b"ab")]))
+    assert await stream.fill() == 3 + how.startswith("frame")
+    assert await stream.fill() == 0  # EOF, known from now on
+    steps = _refill_loop(how, stream)
+    assert await steps.__anext__() == ([b"ab"] if how.endswith("batches") else b"ab")  # buffered
+    with trio.testing.assert_checkpoints(), pytest.raises(StopAsyncIteration):
+        await steps.__anext__()
+
+
+@pytest.mark.parametrize("how", ["frames", "frame_batches"])
+async def test_a_loop_refilling_inside_a_skipped_frame_reports_the_eof(how: str) -> None:
+    """EOF in the general refill while an over-long frame is skipped (a
+    discarding codec) ends the loop with `IncompleteReadError`, not as a
+    clean EOF."""
+    over_long = (50).to_bytes(2, "big") + b"B" * 30  # 30 bytes of a 50-byte frame over the limit (10)
+    stream = _OwnFill(ScriptedStream([_refill_wire(how, b"ok"), over_long]))
+    got: list[object] = []
+    with pytest.raises(FrameTooLongError):
+        async for step in _refill_loop(how, stream):
+            got.append(step)
+    with pytest.raises(IncompleteReadError) as info:
+        async for step in _refill_loop(how, stream):
+            got.append(step)
+    assert info.value.skipped > 0
+    assert got == ([[b"ok"]] if how == "frame_batches" else [b"ok"])
+
+
 @pytest.mark.parametrize(("how", "ending"), [("lines", b"\n"), ("lines", b"\r\n"), ("iter_until", b"\n")])
 async def test_the_line_after_a_cut_is_joined_as_the_read_is_fed(how: str, ending: bytes) -> None:
     """Once a cut of short lines is handed out to its end, the unfinished
