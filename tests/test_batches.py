@@ -2527,7 +2527,7 @@ async def test_a_loop_in_its_general_refill_keeps_other_receivers_out(how: str) 
     """While a frame or batch loop waits in the general refill, the stream is
     busy: another task's receive is refused, and the bytes it would have
     taken reach the loop."""
-    send, receive = trio.testing.memory_stream_one_way_pair()
+    send, receive = trio.testing.memory_stream_pair()
     stream = _OwnFill(receive)
     wire = _refill_wire(how, b"abcdefgh")
     got: list[object] = []
