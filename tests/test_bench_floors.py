@@ -70,15 +70,32 @@ async def test_frames_come_in_order_and_the_cursor_counts_what_was_handed_out(be
 
 async def test_a_frame_over_max_size_stays_for_the_next_call(bench: ModuleType) -> None:
     async with opened_floor(bench) as (send, floor):
-        await send.send_all(b"abcd\nef\n")
+        await send.send_all(b"x\ny\n")  # a first read's frames, all handed out
+        assert [await floor.receive_until(b"\n"), await floor.receive_until(b"\n")] == [b"x", b"y"]
+        await send.send_all(b"abcd\nef\ngh\n")
         with pytest.raises(FrameTooLongError):
             await floor.receive_until(b"\n", max_size=4)  # 5 bytes with the delimiter
-        assert floor._cursor == 0
+        assert floor._cursor == 4
         assert await floor.receive_until(b"\n", max_size=5) == b"abcd"
         with pytest.raises(FrameTooLongError):
             await floor.receive_until(b"\n", max_size=2)  # a buffered frame, too
         assert await floor.receive_until(b"\n", max_size=3) == b"ef"
-        assert floor._cursor == 8
+        assert floor._cursor == 12
+
+
+async def test_a_call_cancelled_in_its_checkpoint_leaves_its_frame_and_the_reader_free(bench: ModuleType) -> None:
+    # (Not in its read: that is the split loop's generator, shared with the
+    # other floors, which a cancellation ends; see _UntilFloor.)
+    async with opened_floor(bench) as (send, floor):
+        await send.send_all(b"a\nb\n")
+        assert await floor.receive_until(b"\n") == b"a"
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await floor.receive_until(b"\n")
+        assert scope.cancelled_caught
+        assert (floor._next, floor._cursor) == (1, 2)
+        assert await floor.receive_until(b"\n") == b"b"  # not refused as busy
+        assert floor._cursor == 4
 
 
 async def test_a_second_task_is_refused(bench: ModuleType) -> None:
