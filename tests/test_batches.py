@@ -2580,6 +2580,26 @@ async def test_a_loop_refilling_inside_a_skipped_frame_reports_the_eof(how: str)
     assert got == ([[b"ok"]] if how == "frame_batches" else [b"ok"])
 
 
+@pytest.mark.parametrize("how", ["lines", "iter_until", "Lines", "Delimited"])
+async def test_a_batch_completed_in_the_general_refill_is_a_list(how: str) -> None:
+    """A line longer than a read is completed in the general refill
+    (`_receive_more`), which joins the line as the read that ends it is fed
+    when its take returns one frame: a batch loop's take returns a list,
+    and the loop yielded the joined line itself (bytes) as a batch."""
+    wire = b"x" * 1500 + b"\nshort\n" + b"y" * 2500 + b"\r\nz\n"
+    stream = BufferedStream(ScriptedStream([wire]), receive_size=1000)
+    if how == "lines":
+        loop = stream.lines().batches()
+    elif how == "iter_until":
+        loop = stream.iter_until(b"\n").batches()
+    else:
+        loop = stream.frames(Lines(65536) if how == "Lines" else Delimited(b"\n", 65536)).batches()
+    batches = [batch async for batch in loop]
+    assert all(type(batch) is list for batch in batches), [type(batch) for batch in batches]
+    cr = b"" if how in ("lines", "Lines") else b"\r"
+    assert [frame for batch in batches for frame in batch] == [b"x" * 1500, b"short", b"y" * 2500 + cr, b"z"]
+
+
 @pytest.mark.parametrize(("how", "ending"), [("lines", b"\n"), ("lines", b"\r\n"), ("iter_until", b"\n")])
 async def test_the_line_after_a_cut_is_joined_as_the_read_is_fed(how: str, ending: bytes) -> None:
     """Once a cut of short lines is handed out to its end, the unfinished

@@ -43,6 +43,15 @@ Take = Callable[..., "bytes | None"]
 TakeBatch = Callable[..., "list[bytes] | None"]
 _LINE_TAKES = (ReceiveBuffer.take_line, ReceiveBuffer.take_lines)
 _UNTIL_TAKES = (ReceiveBuffer.take_until, ReceiveBuffer.take_until_batch)
+# The batch cutters among them (a list of frames, not one frame).
+_BATCH_TAKES = (ReceiveBuffer.take_lines, ReceiveBuffer.take_until_batch)
+
+
+def _bound_function(take: Callable[..., Any]) -> object:
+    """The function under a bound method, itself under a partial."""
+    if type(take) is functools.partial:
+        take = take.func
+    return getattr(take, "__func__", None)
 
 
 def _one_byte_delimiter(take: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bytes | None, int, int | None]:
@@ -451,7 +460,9 @@ class BufferedStream(trio.abc.Stream):
             # those into the buffer's batch, which the next calls pop
             # (without it, receive_line at 128-byte lines: 39.1k -> 40.5k
             # per call).
-            joins = delimiter is not None and mode is not None
+            # Only for a take that returns one frame: a batch iterator's
+            # refill (take_lines, take_until_batch) must return a list.
+            joins = mode is not None and _bound_function(take) not in _BATCH_TAKES
             one_byte, feed_mode = delimiter or b"", mode or 0  # (typed: used when joins)
             while True:
                 if self._state & _CLOSED:
