@@ -137,6 +137,13 @@ _SPLIT_FRAME_MAX = 512
 # \r\n, one find for \r after the loop (see there).
 _CR_SCAN_FRAME_MAX = 2048
 
+# A frame joined from the end of one chunk and the start of the next: below
+# this size as two slices added (two copies more), above it through
+# memoryviews (one copy, but four objects and the buffer protocol). Hot
+# cache, Python 3.11: 1 KiB frames 221 against 372 ns, 4 KiB 266 against 411,
+# 16 KiB 407 against 444.
+_JOIN_COPY_MAX = 8192
+
 # Below this size a frame is copied out with a plain slice; above it through a
 # memoryview, which avoids the intermediate bytearray a slice would create.
 _SMALL_COPY = 1024
@@ -802,7 +809,11 @@ class ReceiveBuffer:
         more = self._more
         chunk = more[0]
         off = self._more_off
-        frame = b"".join((memoryview(self._data)[start:], memoryview(chunk)[off : off + need]))
+        data = self._data
+        if len(data) - start + need < _JOIN_COPY_MAX and type(data) is bytes:
+            frame = data[start:] + chunk[off : off + need]  # (see _JOIN_COPY_MAX)
+        else:
+            frame = b"".join((memoryview(data)[start:], memoryview(chunk)[off : off + need]))
         more.popleft()
         self._more_len = 0
         self._more_off = 0
@@ -1000,7 +1011,12 @@ class ReceiveBuffer:
         ):
             end = j - 1 if mode == _STRIP_CR and j and chunk[j - 1] == 13 else j
             # (_feed_joined, written out: see above.)
-            frame = b"".join((memoryview(data)[pos:], memoryview(chunk)[:end])) if head else chunk[:end]
+            if not head:
+                frame = chunk[:end]
+            elif head + end < _JOIN_COPY_MAX and type(data) is bytes:
+                frame = data[pos:] + chunk[:end]  # (see _JOIN_COPY_MAX)
+            else:
+                frame = b"".join((memoryview(data)[pos:], memoryview(chunk)[:end]))
             if self._batch_len:  # (used up: its window is kept)
                 self._batch_len = self._batch_next = 0
                 self._batch = []
@@ -1104,7 +1120,13 @@ class ReceiveBuffer:
         two calls: 0.3-0.4 µs more per read (16 KiB lines, as in
         `_feed_batch`). (`_feed_first` writes this out for lines.)"""
         data = self._data
-        frame = b"".join((memoryview(data)[start:], memoryview(chunk)[:need])) if start < len(data) else chunk[:need]
+        head = len(data) - start
+        if not head:
+            frame = chunk[:need]
+        elif head + need < _JOIN_COPY_MAX and type(data) is bytes:
+            frame = data[start:] + chunk[:need]  # (see _JOIN_COPY_MAX)
+        else:
+            frame = b"".join((memoryview(data)[start:], memoryview(chunk)[:need]))
         if self._batch_len:  # (used up: see _feed_first; its window is kept)
             self._batch_len = self._batch_next = 0
             self._batch = []
@@ -1165,7 +1187,12 @@ class ReceiveBuffer:
             and (j or not head or mode != _STRIP_CR or data[-1] != 13)
         ):
             end = j - 1 if mode == _STRIP_CR and j and chunk[j - 1] == 13 else j
-            batch = [b"".join((memoryview(data)[pos:], memoryview(chunk)[:end])) if head else chunk[:end]]
+            if not head:
+                batch = [chunk[:end]]
+            elif head + end < _JOIN_COPY_MAX and type(data) is bytes:
+                batch = [data[pos:] + chunk[:end]]  # (see _JOIN_COPY_MAX)
+            else:
+                batch = [b"".join((memoryview(data)[pos:], memoryview(chunk)[:end]))]
             if self._batch_len:
                 self._batch_len = self._batch_next = 0
                 self._batch = []
@@ -1280,7 +1307,10 @@ class ReceiveBuffer:
             end = j - 1
         else:
             return None  # the \r may end _data: rare
-        batch = [b"".join((memoryview(data)[pos:], memoryview(chunk)[off:end]))]
+        if len(data) - pos + end - off < _JOIN_COPY_MAX and type(data) is bytes:
+            batch = [data[pos:] + chunk[off:end]]  # (see _JOIN_COPY_MAX)
+        else:
+            batch = [b"".join((memoryview(data)[pos:], memoryview(chunk)[off:end]))]
         # Consumed through the delimiter: the chunk becomes _data.
         self._more.popleft()
         self._more_len = self._more_off = 0

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NoReturn, TypeAlias
 
-from ._buffer import LINE_MODE, PLAIN_MODE, Delimiters, Feeds, ReceiveBuffer, normalize_delimiters
+from ._buffer import _JOIN_COPY_MAX, LINE_MODE, PLAIN_MODE, Delimiters, Feeds, ReceiveBuffer, normalize_delimiters
 from ._errors import CorruptFrameError, FrameTooLongError, IncompleteReadError
 
 __all__ = [
@@ -743,9 +743,13 @@ class _LengthPrefixedDecoder(_SizedDecoder):
                     buffer.feed(chunk)
                     return None
                 start = pos + header
-                batch = [
-                    b"".join((memoryview(data)[start:], memoryview(chunk)[:at])) if start < len(data) else chunk[:at]
-                ]
+                head = len(data) - start
+                if not head:
+                    batch = [chunk[:at]]
+                elif head + at < _JOIN_COPY_MAX and type(data) is bytes:
+                    batch = [data[start:] + chunk[:at]]  # (see _JOIN_COPY_MAX)
+                else:
+                    batch = [b"".join((memoryview(data)[start:], memoryview(chunk)[:at]))]
                 buffer._fed += len(chunk)
                 buffer._data = chunk
                 buffer._gen += 1
