@@ -1,0 +1,591 @@
+"""Differential fuzzing of the receive paths against a reference model.
+
+Each case (one seed) builds a random wire, delivers it in a random chunking
+and runs a random script of receives on it, each checked against a model
+that knows the whole wire: what a receive returns, which error it raises
+(consuming nothing), and where the next one starts.
+
+Unlike `test_contract.py` (short frames, small chunks), the frame sizes here
+cross every size at which the fast paths change route: batches of short
+frames (`_BATCH_FRAME_MAX`), one split against a find per frame
+(`_SPLIT_FRAME_MAX`), the scan for ``\\r`` (`_CR_SCAN_FRAME_MAX`), the join of
+two chunks (`_JOIN_COPY_MAX`), the frame iterators' medium and long frames
+(`_LONG_FRAME`), and frames longer than a read; reads come in sizes from one
+byte to more than 64 KiB, exact (a scripted transport) or as a socket pair
+gives them, under a `BufferedStream` or a `Connection` (its read-ahead task,
+or without). The script mixes per-call receives, ``_nowait`` ones, frame
+and batch loops left early (with other receives inside them), cancelled
+receives, ``peek``, ``unreceive`` and raw reads, with limits at, under and
+over the next frame.
+
+The first run of this kind found a batch loop that yielded a bare line as a
+batch (a line longer than ``receive_size``). More seeds for a long local
+run: ``TRIOSTREAM_FUZZ_SEEDS=2000 pytest tests/test_receive_fuzz.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+
+import pytest
+import trio
+import trio.lowlevel
+
+from triostream import (
+    BufferedStream,
+    Codec,
+    Delimited,
+    FixedSize,
+    FrameTooLongError,
+    IncompleteReadError,
+    LengthPrefixed,
+    Lines,
+    Netstring,
+    VarintPrefixed,
+    open_connection,
+)
+
+SEEDS = int(os.environ.get("TRIOSTREAM_FUZZ_SEEDS", "100"))
+
+# Frame sizes around each threshold of the fast paths (see the module docstring).
+_EDGES = [255, 256, 257, 511, 512, 513, 1023, 1024, 2047, 2048, 2049, 4096, 8191, 8192, 8193, 16384]
+_REGIMES = ["tiny", "small", "medium", "long", "edge"]
+
+
+def _frame_size(rnd: random.Random, regime: str) -> int:
+    if regime == "mixed" or rnd.random() < 0.05:
+        regime = rnd.choice(_REGIMES)
+    if regime == "tiny":
+        return rnd.randint(0, 20)
+    if regime == "small":
+        return rnd.randint(20, 300)
+    if regime == "medium":
+        return rnd.randint(300, 3000)
+    if regime == "long":
+        return rnd.randint(3000, 20000)
+    return max(0, rnd.choice(_EDGES) + rnd.randint(-3, 2))
+
+
+def _body(rnd: random.Random, size: int, alphabet: bytes) -> bytes:
+    """``size`` bytes of ``alphabet``: a random pattern of up to 40 repeated."""
+    pattern = bytes(rnd.choice(alphabet) for _ in range(min(size, 40)))
+    return (pattern * (size // max(1, len(pattern)) + 1))[:size]
+
+
+def _chunks(rnd: random.Random, wire: bytes) -> list[bytes]:
+    """The wire cut as reads of one size, of sizes in a range, or tiny ones
+    (only for short wires: a long one in one-byte reads is slow)."""
+    kind = rnd.choice(["fixed", "range", "large", "tiny" if len(wire) < 30_000 else "large"])
+    sizes: Callable[[], int]
+    if kind == "fixed":
+        n = rnd.choice([1 if len(wire) < 30_000 else 997, 100, 1000, 4096, 65000, 65536, rnd.randint(1, 70000)])
+        sizes = lambda: n  # noqa: E731
+    elif kind == "range":
+        low = rnd.randint(1, 30000)
+        high = rnd.randint(low, 70000)
+        sizes = lambda: rnd.randint(low, high)  # noqa: E731
+    elif kind == "large":
+        sizes = lambda: rnd.randint(30000, 65536)  # noqa: E731
+    else:
+        sizes = lambda: rnd.randint(1, 50)  # noqa: E731
+    chunks, i = [], 0
+    while i < len(wire):
+        n = sizes()
+        chunks.append(wire[i : i + n])
+        i += n
+    return chunks
+
+
+class _Reads(trio.abc.Stream):
+    """Returns the given chunks, one per ``receive_some`` (split when
+    ``max_bytes`` is smaller), then EOF; each read a checkpoint."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        if not self._chunks:
+            return b""
+        chunk = self._chunks[0]
+        if max_bytes is not None and len(chunk) > max_bytes:
+            self._chunks[0] = chunk[max_bytes:]
+            return chunk[:max_bytes]
+        del self._chunks[0]
+        return chunk
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        raise trio.BrokenResourceError("receive-only")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+@asynccontextmanager
+async def _stream_over(
+    rnd: random.Random, wire: bytes, how: str, max_buffer_size: int, receive_size: int
+) -> AsyncIterator[BufferedStream]:
+    """A stream that receives ``wire`` then EOF: over scripted reads or a
+    socket pair (a task sends the chunks), as a BufferedStream or a
+    Connection with or without its read-ahead task."""
+    chunks = _chunks(rnd, wire)
+    async with trio.open_nursery() as nursery:
+        transport: trio.abc.Stream
+        if how.endswith("socket"):
+            near, far = trio.socket.socketpair()
+            sender, transport = trio.SocketStream(near), trio.SocketStream(far)
+            pauses = random.Random(rnd.random())
+
+            async def send() -> None:
+                async with sender:
+                    for chunk in chunks:
+                        await sender.send_all(chunk)
+                        if pauses.random() < 0.3:
+                            await trio.lowlevel.checkpoint()
+                    await sender.send_eof()
+
+            nursery.start_soon(send)
+        else:
+            transport = _Reads(chunks)
+        if how.startswith("connection"):
+            async with open_connection(
+                transport,
+                max_buffer_size=max_buffer_size,
+                receive_size=receive_size,
+                read_ahead=rnd.random() < 0.7,
+            ) as conn:
+                yield conn
+        else:
+            async with BufferedStream(transport, max_buffer_size=max_buffer_size, receive_size=receive_size) as stream:
+                yield stream
+
+
+_HOWS = ["buffered reads", "buffered socket", "connection reads", "connection socket"]
+
+
+def _limits(rnd: random.Random, longest: int) -> tuple[int, int]:
+    """``max_buffer_size`` (room for the longest frame) and ``receive_size``."""
+    max_buffer_size = rnd.choice([65536, longest + rnd.randint(1, 100), longest + rnd.randint(1, 70000), 1 << 20])
+    max_buffer_size = max(max_buffer_size, longest + 1)
+    receive_size = rnd.choice([1 if longest < 3000 else 64, 7 if longest < 3000 else 512, 100, 1000, 4096, 65536])
+    return max_buffer_size, min(receive_size, max_buffer_size)
+
+
+# ------------------------------------------------------------------ lines
+
+
+class _Wire:
+    """The model: the whole wire, and where the next receive starts."""
+
+    def __init__(self, wire: bytes) -> None:
+        self.wire = wire
+        self.pos = 0
+
+    def until(self, delimiter: bytes | tuple[bytes, ...], max_size: int, how: str = "until") -> tuple[object, int]:
+        """What a receive of a frame ending at ``delimiter`` gives next: the
+        frame (``how``: "line" strips one ``\\r``, "keep" keeps the
+        delimiter), or the error's type; with where the next one starts."""
+        wire, pos = self.wire, self.pos
+        candidates = delimiter if isinstance(delimiter, tuple) else (delimiter,)
+        matches = [(at, -len(d), d) for d in candidates if (at := wire.find(d, pos)) >= 0]
+        if not matches:
+            # No delimiter before EOF: max_size bytes arrive without one, or EOF.
+            return (FrameTooLongError if len(wire) - pos >= max_size else IncompleteReadError), pos
+        at, _, found = min(matches)  # the earliest, then the longest
+        end = at + len(found)
+        if end - pos > max_size:
+            return FrameTooLongError, pos
+        frame = wire[pos:end] if how == "keep" else wire[pos:at]
+        if how == "line" and frame.endswith(b"\r"):
+            frame = frame[:-1]
+        return frame, end
+
+
+def _line_wire(rnd: random.Random) -> tuple[bytes, int]:
+    """Lines of sizes from one regime (mostly), ending in ``\\n``, ``\\r\\n``
+    or both; some bodies hold a ``\\r`` too. Returns the wire and its
+    longest line."""
+    regime = rnd.choice([*_REGIMES, "mixed"])
+    endings = rnd.choice([[b"\n"], [b"\r\n"], [b"\n", b"\r\n"], [b"\n"] * 30 + [b"\r\n"]])
+    alphabet = b"abcdefgh\r" if rnd.random() < 0.3 else b"abcdefghijklmnop"
+    count = rnd.randint(1, 60 if regime in ("long", "edge", "mixed") else 250)
+    lines = [_body(rnd, _frame_size(rnd, regime), alphabet) + rnd.choice(endings) for _ in range(count)]
+    return b"".join(lines), max(map(len, lines))
+
+
+class _LineScript:
+    """One seed's script of line receives (see the module docstring)."""
+
+    def __init__(self, rnd: random.Random, stream: BufferedStream, model: _Wire) -> None:
+        self.rnd = rnd
+        self.stream = stream
+        self.model = model
+        self.limit = stream.max_buffer_size
+
+    def max_size(self) -> int | None:
+        """None, or a limit at, under or over the next line, or any."""
+        rnd, model = self.rnd, self.model
+        end = model.wire.find(b"\n", model.pos)
+        size = end + 1 - model.pos if end >= 0 else 10
+        choice = rnd.random()
+        if choice < 0.4:
+            return None
+        if choice < 0.7:
+            return max(1, min(self.limit, size + rnd.choice([-1, 0, 1, 2])))
+        return rnd.randint(1, self.limit)
+
+    def expect(
+        self, max_size: int | None, how: str, delimiter: bytes | tuple[bytes, ...] = b"\n"
+    ) -> tuple[object, int]:
+        return self.model.until(delimiter, self.limit if max_size is None else max_size, how)
+
+    def took(self, got: object, expected: object, new_pos: int, what: object) -> None:
+        assert not isinstance(expected, type), (what, "got", got, "expected", expected)
+        assert got == expected and type(got) is bytes, (what, self.model.pos, "got", got, "expected", expected)
+        self.model.pos = new_pos
+
+    async def one_frame(
+        self,
+        receive: Awaitable[bytes],
+        max_size: int | None,
+        how: str,
+        delimiter: bytes | tuple[bytes, ...] = b"\n",
+    ) -> bool:
+        """Await ``receive`` and check it; False once EOF was met."""
+        expected, new_pos = self.expect(max_size, how, delimiter)
+        try:
+            got = await receive
+        except (FrameTooLongError, IncompleteReadError) as exc:
+            assert isinstance(expected, type) and isinstance(exc, expected), (how, delimiter, max_size, exc, expected)
+            return not isinstance(exc, IncompleteReadError)
+        self.took(got, expected, new_pos, (how, delimiter, max_size))
+        return True
+
+    async def raw(self) -> None:
+        """A few raw bytes (receive_exactly), as a protocol switching framing would."""
+        n = min(len(self.model.wire) - self.model.pos, self.rnd.randint(1, 30))
+        if n:
+            assert await self.stream.receive_exactly(n) == self.model.wire[self.model.pos : self.model.pos + n]
+            self.model.pos += n
+
+    async def loop(self, op: str, max_size: int | None) -> bool:
+        """A frame or batch loop, left after some steps (with other receives
+        inside it), or run to its end; False once EOF was met."""
+        rnd, stream, model = self.rnd, self.stream, self.model
+        delimiter = b"\n"
+        how = "line" if op in ("lines", "line batches", "anext") else "until"
+        if op in ("lines", "line batches", "anext"):
+            frames = stream.lines(max_size=max_size)
+        elif op == "keep loop":
+            how = "keep"
+            frames = stream.iter_until(b"\n", max_size=max_size, keep_delimiter=True)
+        else:
+            delimiter = rnd.choice([b"\n", b"\n", b"a", b"ab", b"||"])
+            frames = stream.iter_until(delimiter, max_size=max_size)
+        loop: AsyncIterator[object] = (
+            frames.batches().__aiter__() if op.endswith("batches") else frames.__aiter__() if op != "anext" else frames
+        )
+        steps = rnd.choice([1, 2, 5, 50, 1000])
+        try:
+            while steps:
+                try:
+                    step = await loop.__anext__()
+                except StopAsyncIteration:
+                    assert model.pos == len(model.wire), ("the loop ended early", op, model.pos)
+                    return False
+                batch: Sequence[object] = step if op.endswith("batches") else [step]  # type: ignore[assignment]
+                if op.endswith("batches"):
+                    assert type(step) is list and step, (op, type(step))
+                for frame in batch:
+                    expected, new_pos = self.expect(max_size, how, delimiter)
+                    self.took(frame, expected, new_pos, (op, delimiter, max_size))
+                steps -= 1
+                choice = rnd.random()
+                if choice < 0.1:
+                    await self.raw()
+                elif choice < 0.15 and delimiter == b"\n":
+                    await self.one_frame(stream.receive_line(), None, "line")
+                elif choice < 0.2:
+                    assert model.wire.startswith(stream.peek(), model.pos)
+        except (FrameTooLongError, IncompleteReadError) as exc:
+            expected, _ = self.expect(max_size, how, delimiter)
+            assert isinstance(expected, type) and isinstance(exc, expected), (op, delimiter, max_size, exc, expected)
+            return not isinstance(exc, IncompleteReadError)
+        return True
+
+    async def cancelled(self, op: str, max_size: int | None) -> None:
+        """A receive in a cancelled scope: Cancelled, nothing consumed; a
+        loop there gives the frames buffered (no checkpoint) and is cancelled
+        at its first read."""
+        stream = self.stream
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            if op == "line":
+                await stream.receive_line(max_size=max_size)
+            elif op == "until":
+                await stream.receive_until(b"\n", max_size=max_size)
+            elif op == "exactly":
+                await stream.receive_exactly(1)
+            elif op == "some":
+                await stream.receive_some()
+            else:
+                frames = stream.lines(max_size=max_size)
+                try:
+                    async for step in frames.batches() if op == "line batches" else frames:
+                        for frame in step if op == "line batches" else [step]:
+                            expected, new_pos = self.expect(max_size, "line")
+                            self.took(frame, expected, new_pos, ("cancelled", op))
+                except (FrameTooLongError, IncompleteReadError) as exc:
+                    expected, _ = self.expect(max_size, "line")
+                    assert isinstance(expected, type) and isinstance(exc, expected), (op, exc, expected)
+                    return
+                if self.model.pos == len(self.model.wire):
+                    return  # (the loop ended at EOF: cancelled there, or not)
+            raise AssertionError(("not cancelled", op))
+        assert scope.cancelled_caught
+
+    async def run(self) -> None:
+        rnd, stream, model = self.rnd, self.stream, self.model
+        for _ in range(150):
+            if model.pos == len(model.wire):
+                break
+            max_size = self.max_size()
+            op = rnd.choice(
+                [
+                    *("line", "until", "keep", "line nowait", "until nowait", "exactly", "some", "peek"),
+                    *("unreceive", "discard", "until other", "until tuple", "lines", "line batches"),
+                    *("until loop", "until batches", "keep loop", "anext", "cancelled"),
+                ]
+            )
+            if op == "line":
+                going = await self.one_frame(stream.receive_line(max_size=max_size), max_size, "line")
+            elif op == "until":
+                going = await self.one_frame(stream.receive_until(b"\n", max_size=max_size), max_size, "until")
+            elif op == "keep":
+                receive = stream.receive_until(b"\n", max_size=max_size, keep_delimiter=True)
+                going = await self.one_frame(receive, max_size, "keep")
+            elif op.endswith("nowait"):
+                how = op.split()[0]
+                expected, new_pos = self.expect(max_size, how)
+                try:
+                    if how == "line":
+                        got = stream.receive_line_nowait(max_size=max_size)
+                    else:
+                        got = stream.receive_until_nowait(b"\n", max_size=max_size)
+                except trio.WouldBlock:
+                    continue
+                except (FrameTooLongError, IncompleteReadError) as exc:
+                    assert isinstance(expected, type) and isinstance(exc, expected), (op, exc, expected)
+                    continue
+                self.took(got, expected, new_pos, op)
+                going = True
+            elif op == "exactly":
+                n = min(len(model.wire) - model.pos, self.limit, rnd.choice([1, 2, 100, 3000, rnd.randint(1, 70000)]))
+                assert await stream.receive_exactly(n) == model.wire[model.pos : model.pos + n]
+                model.pos += n
+                going = True
+            elif op == "some":
+                max_bytes = rnd.choice([None, 1, 10, 5000, 70000])
+                got = await stream.receive_some(max_bytes)
+                assert got and model.wire.startswith(got, model.pos) and len(got) <= (max_bytes or len(got))
+                model.pos += len(got)
+                going = True
+            elif op == "peek":
+                assert model.wire.startswith(stream.peek(), model.pos)
+                going = True
+            elif op == "unreceive":
+                n = min(model.pos, rnd.randint(0, 50))
+                stream.unreceive(model.wire[model.pos - n : model.pos])
+                model.pos -= n
+                going = True
+            elif op == "discard":
+                end = model.wire.find(b"\n", model.pos)
+                assert await stream.discard_until(b"\n") == end + 1 - model.pos
+                model.pos = end + 1
+                going = True
+            elif op == "until other":
+                delimiter = rnd.choice([b"a", b"ab", b"\r\n", b"||", b"b\n"])
+                going = await self.one_frame(
+                    stream.receive_until(delimiter, max_size=max_size), max_size, "until", delimiter
+                )
+            elif op == "until tuple":
+                delimiters = rnd.choice([(b"\r\n", b"\n"), (b"\n", b"\r", b"\r\n"), (b"a", b"ab"), (b"b", b"\n")])
+                going = await self.one_frame(stream.receive_until(delimiters), None, "until", delimiters)
+            elif op == "cancelled":
+                await self.cancelled(
+                    rnd.choice(["line", "until", "exactly", "some", "lines", "line batches"]), max_size
+                )
+                going = True
+            else:
+                going = await self.loop(op, max_size)
+            if not going:
+                break  # EOF met: the rest is checked below
+        rest = await stream.receive_until_eof(max_size=self.limit)
+        assert rest == model.wire[model.pos :], (len(rest), len(model.wire) - model.pos)
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+async def test_line_receives_match_the_model(seed: int) -> None:
+    rnd = random.Random(seed)
+    wire, longest = _line_wire(rnd)
+    max_buffer_size, receive_size = _limits(rnd, longest)
+    async with _stream_over(rnd, wire, _HOWS[seed % len(_HOWS)], max_buffer_size, receive_size) as stream:
+        await _LineScript(rnd, stream, _Wire(wire)).run()
+
+
+# ------------------------------------------------------------------ codecs
+
+
+def _codec_frames(rnd: random.Random) -> tuple[Codec, list[tuple[bytes, bytes, bool]]]:
+    """A codec and its frames: (payload, wire, over the limit) each; frames
+    over the limit are encoded by the same codec with a larger limit."""
+    kind = rnd.choice(["prefixed", "prefixed 1", "prefixed 2", "little", "netstring", "varint", "fixed"])
+    kind = rnd.choice([kind, "lines", "delimited", "delimited 2"])
+    regime = rnd.choice([*_REGIMES, "mixed"])
+    count = rnd.randint(1, 60 if regime in ("long", "edge", "mixed") else 250)
+    sizes = [_frame_size(rnd, regime) for _ in range(count)]
+    if kind == "prefixed 1":
+        sizes = [min(size, 255) for size in sizes]
+    longest = max(sizes)
+    limit = max(1, longest if rnd.random() < 0.7 else rnd.randint(1, longest + 2))
+
+    def make(max_size: int) -> Codec:
+        if kind == "prefixed":
+            return LengthPrefixed(max_size)
+        if kind == "prefixed 1":
+            return LengthPrefixed(min(max_size, 255), length_size=1)
+        if kind == "prefixed 2":
+            return LengthPrefixed(max_size, length_size=2)
+        if kind == "little":
+            return LengthPrefixed(max_size, byteorder="little")
+        if kind == "netstring":
+            return Netstring(max_size)
+        if kind == "varint":
+            return VarintPrefixed(max_size)
+        if kind == "lines":
+            return Lines(max_size)
+        if kind == "delimited":
+            return Delimited(b"\n", max_size)
+        return Delimited(b"||", max_size)
+
+    if kind == "fixed":
+        size = max(1, sizes[0])
+        return FixedSize(size), [(payload, payload, False) for payload in (_body(rnd, size, b"ab\n") for _ in sizes)]
+    codec, loose = make(limit), make(1 << 20)
+    delimited = kind in ("lines", "delimited", "delimited 2")
+    frames = []
+    for size in sizes:
+        payload = _body(rnd, size, b"abcdefghij\r" if delimited else b"ab\r\n|")
+        if kind == "lines":
+            payload = payload.rstrip(b"\r")
+        elif kind == "delimited 2":
+            payload = payload.replace(b"|", b"a")
+        delimiter_size = 2 if kind == "delimited 2" else 1 if delimited else 0
+        over = len(payload) + delimiter_size > limit
+        frames.append((payload, (loose if over else codec).encode(payload), over))
+    return codec, frames
+
+
+async def _run_codec_script(
+    rnd: random.Random, stream: BufferedStream, codec: Codec, frames: list[tuple[bytes, bytes, bool]]
+) -> None:
+    wire = b"".join(encoded for _, encoded, _ in frames)
+    starts = [0]
+    for _, encoded, _ in frames:
+        starts.append(starts[-1] + len(encoded))
+    at = 0  # the next frame
+
+    async def skip() -> None:
+        """Past a frame over the limit (or any), as raw bytes."""
+        nonlocal at
+        assert await stream.receive_exactly(len(frames[at][1])) == frames[at][1]
+        at += 1
+
+    def check(got: object, what: object) -> None:
+        nonlocal at
+        payload, _, over = frames[at]
+        assert not over, (what, at, "a frame over the limit was returned")
+        assert got == payload and type(got) is bytes, (what, at, got, payload)
+        at += 1
+
+    for _ in range(200):
+        if at == len(frames):
+            break
+        op = rnd.choice(["frame", "frame", "nowait", "loop", "loop", "batches", "batches", "skip", "some", "peek"])
+        op = rnd.choice([op, "unreceive", "cancelled"])
+        try:
+            if op == "frame":
+                check(await stream.receive_frame(codec), op)
+            elif op == "nowait":
+                with suppress(trio.WouldBlock):
+                    check(stream.receive_frame_nowait(codec), op)
+            elif op == "skip":
+                await skip()
+            elif op == "some":
+                got = await stream.receive_some(rnd.choice([None, 1, 10, 5000]))
+                assert got and wire.startswith(got, starts[at])
+                end = starts[at] + len(got)
+                while starts[at + 1] <= end:
+                    at += 1
+                    if at == len(frames):
+                        break
+                else:
+                    if starts[at] < end:  # inside a frame: read on to its end
+                        assert await stream.receive_exactly(starts[at + 1] - end) == wire[end : starts[at + 1]]
+                        at += 1
+            elif op == "peek":
+                assert wire.startswith(stream.peek(), starts[at])
+            elif op == "unreceive":
+                if at:
+                    at -= 1
+                    stream.unreceive(frames[at][1])
+            elif op == "cancelled":
+                with trio.CancelScope() as scope:
+                    scope.cancel()
+                    await stream.receive_frame(codec)
+                assert scope.cancelled_caught
+            else:
+                steps = rnd.choice([1, 2, 5, 50, 1000])
+                loop = stream.frames(codec).batches() if op == "batches" else stream.frames(codec)
+                async for step in loop:
+                    if op == "batches":
+                        assert type(step) is list and step, type(step)
+                    for frame in step if op == "batches" else [step]:
+                        check(frame, op)
+                    choice = rnd.random()
+                    if choice < 0.1 and at < len(frames):
+                        await skip()
+                    elif choice < 0.15 and at < len(frames) and not frames[at][2]:
+                        check(await stream.receive_frame(codec), "frame in a loop")
+                    elif choice < 0.2:
+                        assert wire.startswith(stream.peek(), starts[at])
+                    steps -= 1
+                    if not steps:
+                        break
+                else:
+                    assert at == len(frames), ("the loop ended early", op, at)
+        except FrameTooLongError:
+            assert frames[at][2], (op, at, "FrameTooLongError for a frame within the limit")
+            await skip()
+    rest = b""
+    while data := await stream.receive_some():
+        rest += data
+    assert rest == wire[starts[at] :]
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+async def test_codec_receives_match_the_frames(seed: int) -> None:
+    rnd = random.Random(seed)
+    codec, frames = _codec_frames(rnd)
+    longest = max(len(encoded) for _, encoded, _ in frames)
+    max_buffer_size, receive_size = _limits(rnd, longest + 8)
+    async with _stream_over(
+        rnd, b"".join(e for _, e, _ in frames), _HOWS[seed % len(_HOWS)], max_buffer_size, receive_size
+    ) as stream:
+        await _run_codec_script(rnd, stream, codec, frames)
