@@ -101,12 +101,21 @@ def _chunks(rnd: random.Random, wire: bytes) -> list[bytes]:
 
 class _Reads(trio.abc.Stream):
     """Returns the given chunks, one per ``receive_some`` (split when
-    ``max_bytes`` is smaller), then EOF; each read a checkpoint."""
+    ``max_bytes`` is smaller), then EOF; each read a checkpoint. ``cancel``:
+    a scope to cancel, and at which read (counted in ``reads``): that read's
+    checkpoint is then cancelled when it runs in that scope, as a read
+    waiting for the peer is (nothing read)."""
 
     def __init__(self, chunks: list[bytes]) -> None:
         self._chunks = chunks
+        self.reads = 0
+        self.cancel: tuple[trio.CancelScope, int] | None = None
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self.reads += 1
+        if self.cancel is not None and self.reads >= self.cancel[1]:
+            self.cancel[0].cancel()
+            self.cancel = None
         await trio.lowlevel.checkpoint()
         if not self._chunks:
             return b""
@@ -350,6 +359,26 @@ class _LineScript:
             raise AssertionError(("not cancelled", op))
         assert scope.cancelled_caught
 
+    async def interrupted(self, max_size: int | None) -> bool:
+        """A receive or a loop whose scope is cancelled at one of the next
+        reads (scripted reads only): what it returned before is checked as
+        usual, and the Cancelled at the read consumed nothing."""
+        transport = self.stream.transport_stream
+        if not isinstance(transport, _Reads):
+            return True
+        going = True
+        with trio.CancelScope() as scope:
+            transport.cancel = (scope, transport.reads + self.rnd.randint(1, 3))
+            op = self.rnd.choice(["line", "until", "lines", "line batches", "until loop", "until batches"])
+            if op == "line":
+                going = await self.one_frame(self.stream.receive_line(max_size=max_size), max_size, "line")
+            elif op == "until":
+                going = await self.one_frame(self.stream.receive_until(b"\n", max_size=max_size), max_size, "until")
+            else:
+                going = await self.loop(op, max_size)
+        transport.cancel = None
+        return going
+
     async def run(self) -> None:
         rnd, stream, model = self.rnd, self.stream, self.model
         for _ in range(150):
@@ -360,7 +389,7 @@ class _LineScript:
                 [
                     *("line", "until", "keep", "line nowait", "until nowait", "exactly", "some", "peek"),
                     *("unreceive", "discard", "until other", "until tuple", "lines", "line batches"),
-                    *("until loop", "until batches", "keep loop", "anext", "cancelled"),
+                    *("until loop", "until batches", "keep loop", "anext", "cancelled", "interrupted"),
                 ]
             )
             if op == "line":
@@ -422,6 +451,8 @@ class _LineScript:
                     rnd.choice(["line", "until", "exactly", "some", "lines", "line batches"]), max_size
                 )
                 going = True
+            elif op == "interrupted":
+                going = await self.interrupted(max_size)
             else:
                 going = await self.loop(op, max_size)
             if not going:
