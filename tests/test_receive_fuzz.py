@@ -390,6 +390,7 @@ class _LineScript:
                     *("line", "until", "keep", "line nowait", "until nowait", "exactly", "some", "peek"),
                     *("unreceive", "discard", "until other", "until tuple", "lines", "line batches"),
                     *("until loop", "until batches", "keep loop", "anext", "cancelled", "interrupted"),
+                    *("regex", "exactly into", "skip nowait"),
                 ]
             )
             if op == "line":
@@ -453,6 +454,21 @@ class _LineScript:
                 going = True
             elif op == "interrupted":
                 going = await self.interrupted(max_size)
+            elif op == "regex":
+                going = await self.one_frame(stream.receive_until_regex(rb"\r?\n", max_size=max_size), max_size, "line")
+            elif op == "exactly into":
+                n = min(len(model.wire) - model.pos, self.limit, rnd.choice([1, 50, 3000, rnd.randint(1, 70000)]))
+                target = bytearray(n)
+                await stream.receive_exactly_into(memoryview(target) if rnd.random() < 0.5 else target)
+                assert target == model.wire[model.pos : model.pos + n]
+                model.pos += n
+                going = True
+            elif op == "skip nowait":
+                n = min(len(model.wire) - model.pos, rnd.choice([1, 20, 2000]))
+                with suppress(trio.WouldBlock):
+                    stream.skip_nowait(n)
+                    model.pos += n
+                going = True
             else:
                 going = await self.loop(op, max_size)
             if not going:
