@@ -43,6 +43,7 @@ from triostream import (
     Lines,
     Netstring,
     ReceiveBuffer,
+    VarintPrefixed,
     open_connection,
 )
 from triostream._buffer import LINE_MODE, PLAIN_MODE, _has_long_frame
@@ -2654,6 +2655,42 @@ async def test_a_loop_refilling_inside_a_skipped_frame_reports_the_eof(how: str)
             got.append(step)
     assert info.value.skipped > 0
     assert got == ([[b"ok"]] if how == "frame_batches" else [b"ok"])
+
+
+@pytest.mark.parametrize(
+    "codec",
+    [
+        Lines(20, on_too_long="discard"),
+        Delimited(b"||", 20, on_too_long="discard"),
+        Netstring(20, on_too_long="discard"),
+        VarintPrefixed(20, on_too_long="discard"),
+        LengthPrefixed(20, on_too_long="discard"),
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("then", ["receive_frame", "frames", "batches"])
+async def test_an_over_long_frame_after_a_batch_is_reported_after_the_loop_is_left(codec: Codec, then: str) -> None:
+    """A discarding codec reports an over-long frame by the call that starts
+    dropping it. A batch that met one after other frames dropped it and
+    kept the report for the loop's next step: leaving the loop after that
+    batch lost it, the frame gone unreported. Now the batch ends before it,
+    and whatever receives next reports it."""
+    loose = type(codec)(b"||", 1 << 10) if isinstance(codec, Delimited) and not isinstance(codec, Lines) else None
+    big = (loose or type(codec)(1 << 10)).encode(b"x" * 50)  # type: ignore[call-arg]
+    wire = codec.encode(b"first") + big + codec.encode(b"third")
+    stream = BufferedStream(ScriptedStream([wire]))
+    async for batch in stream.frames(codec).batches():
+        assert batch == [b"first"]
+        break
+    with pytest.raises(FrameTooLongError) as info:
+        if then == "receive_frame":
+            await stream.receive_frame(codec)
+        else:
+            loop = stream.frames(codec)
+            async for _ in loop.batches() if then == "batches" else loop:
+                raise AssertionError("a frame before the report")
+    assert info.value.discarding
+    assert await stream.receive_frame(codec) == b"third"
 
 
 @pytest.mark.parametrize("how", ["lines", "iter_until", "Lines", "Delimited"])

@@ -151,6 +151,14 @@ class FrameDecoder(ABC):
         ``decode`` does."""
         return functools.partial(self.decode, buffer)
 
+    def _bind_more(self, buffer: ReceiveBuffer) -> Take:
+        # Private: for the built-in codecs. ``decode`` for the frames after
+        # the first of a batch (`BatchIterator` over a decoder without
+        # ``bind_batch``): see `_Discarding`. A decoder of a user's codec
+        # gets ``bind``'s: a batch then keeps the error its ``decode`` raised
+        # after dropping bytes for its next step.
+        return self.bind(buffer)
+
     def ready(self, buffer: ReceiveBuffer) -> bool:
         """Whether ``decode(buffer)`` would now return a frame (or raise),
         when that is cheap to know; False when unsure (the default). Only a
@@ -367,9 +375,36 @@ class Lines(Delimited):
         return _DelimitedDecoder(self, lines=self.strip_cr)
 
 
-class _DelimitedDecoder(FrameDecoder):
+class _Discarding(FrameDecoder):
+    """The built-in decoders' ``on_too_long="discard"``, for batches.
+
+    Such a decoder reports an over-long frame by the call that starts
+    dropping it. A batch cuts frames until one is not whole: were that call
+    the one that met the over-long frame after others, its report could
+    only wait for the batch loop's next step, and a loop left after that
+    batch lost it (the frame gone unreported). So the frames after the first
+    of a batch are decoded as in ``"raise"`` mode: the over-long one ends
+    the batch, consuming nothing, and the next receive of any kind reports
+    and drops it.
+    """
+
+    __slots__ = ("_discard",)
+
+    def _bind_more(self, buffer: ReceiveBuffer) -> Take:
+        return functools.partial(self._decode_reporting, buffer) if self._discard else self.bind(buffer)
+
+    def _decode_reporting(self, buffer: ReceiveBuffer) -> bytes | None:
+        """``decode``, an over-long frame raised as in ``"raise"`` mode."""
+        self._discard = False
+        try:
+            return self.decode(buffer)
+        finally:
+            self._discard = True
+
+
+class _DelimitedDecoder(_Discarding):
     # The codec's fields, copied: decode is the hot path of delimited streams.
-    __slots__ = ("_delimiters", "_discard", "_keep", "_lines", "_max_size", "_skipped")
+    __slots__ = ("_delimiters", "_keep", "_lines", "_max_size", "_skipped")
 
     def __init__(self, codec: Delimited, *, lines: bool) -> None:
         self._delimiters = codec.delimiters
@@ -456,13 +491,13 @@ class _DelimitedDecoder(FrameDecoder):
 # ---------------------------------------------------------------- size headers
 
 
-class _SizedDecoder(FrameDecoder):
+class _SizedDecoder(_Discarding):
     """Shared machinery for frames whose header declares the body size: the
     header is parsed in place, the size checked before the body is awaited,
     and over-long frames skipped by their declared size without being
     buffered."""
 
-    __slots__ = ("_discard", "_max_size", "_skip_left", "_skip_total")
+    __slots__ = ("_max_size", "_skip_left", "_skip_total")
 
     def __init__(self, max_size: int, on_too_long: OnTooLong) -> None:
         self._max_size = max_size

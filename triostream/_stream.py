@@ -1491,6 +1491,7 @@ class BufferedStream(trio.abc.Stream):
             None if take_batch is None else (take_batch, ()),
             decoder.bind_peek(buffer),
             decoder._bind_feed(buffer),
+            decoder._bind_more(buffer),
         )
 
     async def fill(self) -> int:
@@ -2100,7 +2101,7 @@ class FrameIterator:
     # to spare): at 4 KiB length-prefixed frames it cost 124 -> 128
     # bytecodes per frame.
 
-    __slots__ = ("_args", "_batch", "_buffer", "_feed", "_frames_now", "_peek", "_stream", "_take")
+    __slots__ = ("_args", "_batch", "_buffer", "_feed", "_frames_now", "_more", "_peek", "_stream", "_take")
 
     def __init__(
         self,
@@ -2110,11 +2111,15 @@ class FrameIterator:
         batch: tuple[TakeBatch, tuple[Any, ...]] | None = None,
         peek: PeekFrames | None = None,
         feed: Feeds | None = None,
+        more: Take | None = None,
     ) -> None:
         self._stream = stream
         self._buffer = stream._buffer
         self._take = take
         self._args = args
+        # The take for the frames after the first of a batch, without
+        # arguments (a codec's, see BatchIterator._take_in_a_loop), or None.
+        self._more = more
         self._batch = batch
         self._peek = peek
         # Each of the iterators' own reads fed and cut in one call (see
@@ -2489,8 +2494,9 @@ class BatchIterator:
         else:
             self._take_batch, self._args = self._take_in_a_loop, ()
         # An error met after the first frame of a batch whose cutter consumed
-        # bytes while raising (a codec discarding an over-long frame): raised
-        # by the next step. Errors that consume nothing are simply met again.
+        # bytes while raising (a user's codec discarding an over-long frame;
+        # the built-in ones leave it whole, see _take_in_a_loop): raised by
+        # the next step. Errors that consume nothing are simply met again.
         self._pending: Exception | None = None
         self._now: AsyncIterator[list[bytes]] | None = None  # the generator __anext__ steps
 
@@ -2501,18 +2507,24 @@ class BatchIterator:
 
     def _take_in_a_loop(self) -> list[bytes] | None:
         """The batch cutter of framings without their own: the frame
-        iterator's cutter, called until it has no more."""
-        take, args = self._frames._take, self._frames._args
+        iterator's cutter, called until it has no more (after the first, a
+        codec's `FrameDecoder._bind_more`: the built-in codecs that discard
+        over-long frames then leave such a frame, unreported, to the next
+        receive)."""
+        frames = self._frames
+        take, args = frames._take, frames._args
         frame = take(*args)
         if frame is None:
             return None
         batch = [frame]
+        more, args = (take, args) if frames._more is None else (frames._more, ())
         try:
-            while (frame := take(*args)) is not None:
+            while (frame := more(*args)) is not None:
                 batch.append(frame)
         except Exception as exc:
-            # Nothing of that frame was consumed, except by a codec that
-            # discards over-long frames: keep such a report for the next step.
+            # Nothing of that frame was consumed, except by a codec of a
+            # user's that discards over-long frames: keep such a report for
+            # the next step (lost if the loop is left before it).
             if isinstance(exc, FrameTooLongError) and exc.discarding:
                 self._pending = exc
         return batch
