@@ -46,6 +46,7 @@ from triostream import (
     Lines,
     Netstring,
     VarintPrefixed,
+    WriteBufferFullError,
     open_connection,
 )
 
@@ -663,3 +664,75 @@ async def test_codec_receives_match_the_frames(seed: int) -> None:
         rnd, b"".join(e for _, e, _ in frames), _HOWS[seed % len(_HOWS)], max_buffer_size, receive_size
     ) as stream:
         await _run_codec_script(rnd, stream, codec, frames)
+
+
+# ------------------------------------------------------------------ writes
+
+
+@pytest.mark.parametrize("seed", range(SEEDS // 4))
+async def test_connection_writes_arrive_whole_and_in_order(seed: int) -> None:
+    """A Connection's write side under a random script over a socket pair:
+    `write` (bytes, a bytearray changed right after, a memoryview of
+    another format), `send_all`, `drain` and ``drain(flush=True)``, with
+    small and large writes, limits small enough to refuse some writes
+    (`WriteBufferFullError`: nothing queued), a peer that reads in random
+    sizes with pauses and now and then sends a request (so that the next
+    write goes straight to the socket). Every byte of every accepted write
+    arrives once, in order, and nothing of a refused one; a close flushes."""
+    rnd = random.Random(seed)
+    max_write = rnd.choice([1024, 65536, 1 << 20])
+    high = rnd.choice([None if max_write >= 65536 else max_write, max_write // 2, max_write])
+    near, far = trio.socket.socketpair()
+    peer = trio.SocketStream(far)
+    received = bytearray()
+    expected = bytearray()
+    pauses = random.Random(seed + 1)
+
+    async def read_all() -> None:
+        while data := await peer.receive_some(pauses.choice([1, 100, 4096, 65536])):
+            received.extend(data)
+            if pauses.random() < 0.2:
+                await trio.sleep(0.0005)
+            if pauses.random() < 0.05:
+                with suppress(trio.BrokenResourceError):  # (the connection may be closing)
+                    await peer.send_all(b"?")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_all)
+        options: dict[str, int] = {"max_write_buffer_size": max_write}
+        if high is not None:
+            options["write_high_water"] = high
+        async with open_connection(trio.SocketStream(near), **options) as conn:  # type: ignore[arg-type]
+            for _ in range(80):
+                size = rnd.choice([0, 1, 10, 1000, 5000, 70000, rnd.randint(1, 300_000)])
+                payload = bytes(rnd.getrandbits(8) for _ in range(min(size, 64))) * (size // 64 + 1)
+                payload = payload[:size]
+                op = rnd.choice(["write", "write", "bytearray", "memoryview", "send_all", "drain", "flush", "answer"])
+                if op == "answer":
+                    # Take what the peer sent (the next write may go directly).
+                    with trio.move_on_after(0.001):
+                        await conn.receive_some()
+                elif op == "drain":
+                    await conn.drain()
+                elif op == "flush":
+                    await conn.drain(flush=True)
+                elif op == "send_all":
+                    await conn.send_all(payload)
+                    expected += payload
+                else:
+                    data: bytes | bytearray | memoryview = payload
+                    if op == "bytearray":
+                        data = bytearray(payload)
+                    elif op == "memoryview" and size % 4 == 0 and size:
+                        data = memoryview(payload).cast("i")
+                    try:
+                        conn.write(data)
+                    except WriteBufferFullError:
+                        assert size > 0
+                        continue
+                    assert size <= max_write
+                    expected += payload
+                    if isinstance(data, bytearray):
+                        data[:] = b"\0" * len(data)  # changed once written: what was queued stays
+    await peer.aclose()
+    assert received == expected
