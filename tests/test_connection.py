@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import socket
+import ssl
 import struct
 
 import pytest
 import trio
 import trio.lowlevel
 import trio.testing
+import trustme
 from scripted import ScriptedStream
 
 from triostream import (
@@ -220,6 +222,58 @@ async def test_send_eof_then_writes_refused_and_detach() -> None:
         assert transport is right
         assert leftover == b"left"
         assert conn.closed
+
+
+async def test_detach_while_the_read_ahead_task_has_just_read_loses_nothing() -> None:
+    """``detach`` stops the read-ahead task and hands over what is buffered.
+    Through a plain socket's ``receive_some``, a read that found bytes at
+    once was resumed only after a schedule point: a detach meanwhile lost
+    those bytes (neither buffered nor left in the socket). The reader now
+    reads and buffers in one step. Here the reader reads six bytes at a time:
+    it has read the second six when the receive of the first returns, and
+    the detach comes before or after it resumes (Trio's order, about even)."""
+    for attempt in range(40):
+        async with socket_stream_pair() as (client, server):
+            await client.send_all(b"first\nsecond")
+            await client.send_eof()
+            async with open_connection(server, receive_size=6) as conn:
+                assert await conn.receive_line() == b"first"
+                transport, leftover = conn.detach()
+                rest = bytearray(leftover)
+                while data := await transport.receive_some():
+                    rest += data
+                await transport.aclose()
+                assert rest == b"second", attempt
+
+
+async def test_detach_over_tls_while_the_read_ahead_task_reads_is_refused() -> None:
+    """Over TLS the read-ahead task cannot read and buffer in one step: a
+    detach while it is in a read could lose what that read brings, and is
+    refused (`trio.BusyResourceError`); with ``read_ahead=False`` it works."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    for read_ahead in (True, False):
+        async with socket_stream_pair() as (client, server):
+            tls_server = trio.SSLStream(server, server_context, server_side=True)
+            tls_client = trio.SSLStream(client, client_context, server_hostname="localhost")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(tls_client.do_handshake)
+                await tls_server.do_handshake()
+            async with open_connection(tls_server, read_ahead=read_ahead) as conn:
+                await tls_client.send_all(b"hello\nrest")
+                assert await conn.receive_line() == b"hello"
+                await trio.testing.wait_all_tasks_blocked()
+                if read_ahead:
+                    with pytest.raises(trio.BusyResourceError, match="read_ahead=False"):
+                        conn.detach()
+                    assert not conn.closed
+                else:
+                    transport, leftover = conn.detach()
+                    assert transport is tls_server
+                    assert leftover == b"rest"
 
 
 # ---------------------------------------------------------------- errors

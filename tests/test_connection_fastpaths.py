@@ -356,7 +356,7 @@ async def test_fill_adds_bytes_without_consuming() -> None:
 async def test_fill_on_a_connection_waits_for_more(read_ahead: bool) -> None:
     async with tcp_pair() as (client, server), open_connection(server, read_ahead=read_ahead) as conn:
         await client.send_all(b"*1\r\n$4\r\nPI")
-        got = 0
+        got = len(conn.peek())  # (the read-ahead task may have buffered them already)
         while len(conn.peek()) < 10:
             got += await conn.fill()
         assert got == 10

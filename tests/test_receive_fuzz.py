@@ -238,6 +238,7 @@ class _LineScript:
         self.stream = stream
         self.model = model
         self.limit = stream.max_buffer_size
+        self.detached: tuple[trio.abc.Stream, bytes] | None = None
 
     def max_size(self) -> int | None:
         """None, or a limit at, under or over the next line, or any."""
@@ -324,6 +325,9 @@ class _LineScript:
                     await self.one_frame(stream.receive_line(), None, "line")
                 elif choice < 0.2:
                     assert model.wire.startswith(stream.peek(), model.pos)
+                elif choice < 0.21 and self.detached is None:
+                    await self.detach()
+                    return False
         except (FrameTooLongError, IncompleteReadError) as exc:
             expected, _ = self.expect(max_size, how, delimiter)
             assert isinstance(expected, type) and isinstance(exc, expected), (op, delimiter, max_size, exc, expected)
@@ -475,8 +479,24 @@ class _LineScript:
                 going = await self.loop(op, max_size)
             if not going:
                 break  # EOF met: the rest is checked below
-        rest = await stream.receive_until_eof(max_size=self.limit)
+        if self.detached is None and rnd.random() < 0.2:
+            await self.detach()
+        if self.detached is not None:
+            # The transport, given up with the bytes buffered: read on from it.
+            rest = bytearray(self.detached[1])
+            while data := await self.detached[0].receive_some(65536):
+                rest += data
+            await self.detached[0].aclose()
+        else:
+            rest = bytearray(await stream.receive_until_eof(max_size=self.limit))
         assert rest == model.wire[model.pos :], (len(rest), len(model.wire) - model.pos)
+
+    async def detach(self) -> None:
+        """``detach()`` (in a loop, too: its hand-out is settled first): the
+        bytes buffered are the next ones, and the transport has the rest."""
+        await trio.lowlevel.checkpoint()
+        self.detached = self.stream.detach()
+        assert self.model.wire.startswith(self.detached[1], self.model.pos)
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))

@@ -21,7 +21,7 @@ import struct
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import NoReturn
+from typing import NoReturn, cast
 
 try:
     import fcntl
@@ -250,6 +250,9 @@ class Connection(BufferedStream):
         # Bumped to stop the reader (start_tls, detach): a reader task that
         # was started but has not run yet sees the change and never reads.
         self._reader_gen = 0
+        # The read-ahead task is in a transport read (not a plain socket's;
+        # see detach).
+        self._reader_reading = False
         self._eof_sent = False
         self._reader_done = trio.Event()
         # write() may send in the caller's task (see _write_direct): off until
@@ -400,13 +403,30 @@ class Connection(BufferedStream):
         self._reader_done = done = trio.Event()
         try:
             with trio.CancelScope() as self._reader_scope:
-                await self._read_ahead()
+                await self._read_ahead(gen)
         finally:
             done.set()
 
-    async def _read_ahead(self) -> None:
+    async def _read_ahead(self, gen: int) -> None:
+        """The read-ahead task's loop: read while the buffer has room.
+
+        Over a plain socket (POSIX) the read and the feed are one step, with
+        no schedule point between them. Through ``receive_some`` a read that
+        had found bytes at once was resumed only after Trio's scheduler had
+        run the other tasks: one that detached the connection then
+        (`detach`: the read-ahead stops, the bytes buffered go to the
+        caller) left those bytes in the reader's hands, and they were lost.
+        Here, as ``trio.SocketStream`` reads: a ``read(2)``, a wait for the
+        socket when it finds nothing, then the bytes fed at once, and a
+        schedule point after that when there was no wait. A wait cut short
+        by a pause or a detach (the reader's generation moved on) reads
+        nothing. Over other transports, ``receive_some`` (see `detach`).
+        """
         buffer = self._buffer
         transport = self.transport_stream
+        sock = (
+            cast(trio.SocketStream, transport).socket if _DIRECT_WRITES and _plain_socket_fd(transport) >= 0 else None
+        )
         try:
             while not buffer.eof and not self._closing:
                 room = buffer.room
@@ -421,7 +441,29 @@ class Connection(BufferedStream):
                         continue
                     room = 1  # receive_until_eof's probe past a full buffer
                 self._want_probe = False
-                data = await transport.receive_some(min(room, self.receive_size))
+                size = min(room, self.receive_size)
+                data: bytes | bytearray
+                waited = True
+                if sock is not None:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                    waited = False
+                    while True:
+                        if gen != self._reader_gen:
+                            return  # paused or detached while waiting
+                        try:
+                            data = os.read(sock.fileno(), size)
+                            break
+                        except BlockingIOError:
+                            await trio.lowlevel.wait_readable(sock)
+                            waited = True
+                        except OSError as exc:
+                            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+                else:
+                    self._reader_reading = True  # (see detach)
+                    try:
+                        data = await transport.receive_some(size)
+                    finally:
+                        self._reader_reading = False
                 self._last_activity = trio.current_time()
                 if data:
                     buffer.feed(data)
@@ -429,6 +471,8 @@ class Connection(BufferedStream):
                     buffer.feed_eof()
                 self._data_arrived.set()
                 self._data_arrived = trio.Event()
+                if not waited:  # (the socket's wait was the schedule point, as in trio's recv)
+                    await trio.lowlevel.cancel_shielded_checkpoint()
         except TRANSPORT_ERRORS as exc:
             if not self._closing:
                 self._fail(CloseReason.ERROR, exc)
@@ -810,11 +854,24 @@ class Connection(BufferedStream):
         """Stop the helpers and give up the transport, as `BufferedStream.detach`.
 
         Raises `trio.BusyResourceError` while writes are queued (`flush`
-        first). The read-ahead task is cancelled, which loses no data: what it
-        had read is in the leftover bytes.
+        first). The read-ahead task is stopped, which loses no data: what it
+        had read is in the leftover bytes. (It must not be holding bytes it
+        has read and not yet buffered. Over a plain `trio.SocketStream`
+        (POSIX) it reads and buffers in one step; a transport's
+        ``receive_some`` that takes its bytes without a schedule point
+        after, as trio's memory streams do, hands them over just as safely.
+        A `trio.SSLStream` does not: over one, ``detach`` raises
+        `trio.BusyResourceError` while the read-ahead task is in a read,
+        which is always, in practice, while it waits for the peer. Create a
+        TLS Connection that is to be detached with ``read_ahead=False``.)
         """
         if self._queued:
             raise trio.BusyResourceError(f"{self._queued} bytes of writes still queued; flush() first")
+        if self._reader_reading and isinstance(self.transport_stream, trio.SSLStream):
+            raise trio.BusyResourceError(
+                "the read-ahead task is reading from TLS: the bytes of that read could be lost;"
+                " use read_ahead=False for a TLS Connection that is to be detached"
+            )
         result = super().detach()
         self._reader_gen += 1
         if self._reader_scope is not None:
