@@ -34,6 +34,7 @@ from typing import Literal
 import pytest
 import trio
 import trio.lowlevel
+from scripted import ScriptedStream
 
 from triostream import (
     BufferedStream,
@@ -101,15 +102,15 @@ def _chunks(rnd: random.Random, wire: bytes) -> list[bytes]:
     return chunks
 
 
-class _Reads(trio.abc.Stream):
-    """Returns the given chunks, one per ``receive_some`` (split when
-    ``max_bytes`` is smaller), then EOF; each read a checkpoint. ``cancel``:
-    a scope to cancel, and at which read (counted in ``reads``): that read's
-    checkpoint is then cancelled when it runs in that scope, as a read
-    waiting for the peer is (nothing read)."""
+class _Reads(ScriptedStream):
+    """Scripted reads (`ScriptedStream`: the chunks one per ``receive_some``,
+    split when ``max_bytes`` is smaller, then EOF; each a checkpoint), with
+    ``cancel``: a scope to cancel, and at which read (counted in ``reads``):
+    that read's checkpoint is then cancelled when it runs in that scope, as
+    a read waiting for the peer is (nothing read)."""
 
     def __init__(self, chunks: list[bytes]) -> None:
-        self._chunks = chunks
+        super().__init__(chunks)
         self.reads = 0
         self.cancel: tuple[trio.CancelScope, int] | None = None
 
@@ -118,24 +119,7 @@ class _Reads(trio.abc.Stream):
         if self.cancel is not None and self.reads >= self.cancel[1]:
             self.cancel[0].cancel()
             self.cancel = None
-        await trio.lowlevel.checkpoint()
-        if not self._chunks:
-            return b""
-        chunk = self._chunks[0]
-        if max_bytes is not None and len(chunk) > max_bytes:
-            self._chunks[0] = chunk[max_bytes:]
-            return chunk[:max_bytes]
-        del self._chunks[0]
-        return chunk
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        raise trio.BrokenResourceError("receive-only")
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
+        return await super().receive_some(max_bytes)
 
 
 @asynccontextmanager
