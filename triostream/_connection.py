@@ -860,17 +860,18 @@ class Connection(BufferedStream):
         (POSIX) it reads and buffers in one step; a transport's
         ``receive_some`` that takes its bytes without a schedule point
         after, as trio's memory streams do, hands them over just as safely.
-        A `trio.SSLStream` does not: over one, ``detach`` raises
+        A `trio.SSLStream` does not (nor a socket's, where the task does not
+        read it itself: not POSIX): over one, ``detach`` raises
         `trio.BusyResourceError` while the read-ahead task is in a read,
         which is always, in practice, while it waits for the peer. Create a
         TLS Connection that is to be detached with ``read_ahead=False``.)
         """
         if self._queued:
             raise trio.BusyResourceError(f"{self._queued} bytes of writes still queued; flush() first")
-        if self._reader_reading and isinstance(self.transport_stream, trio.SSLStream):
+        if self._reader_reading and isinstance(self.transport_stream, (trio.SSLStream, trio.SocketStream)):
             raise trio.BusyResourceError(
-                "the read-ahead task is reading from TLS: the bytes of that read could be lost;"
-                " use read_ahead=False for a TLS Connection that is to be detached"
+                "the read-ahead task is in a read that returns its bytes after a schedule point (TLS): they could"
+                " be lost; use read_ahead=False for a TLS Connection that is to be detached"
             )
         result = super().detach()
         self._reader_gen += 1
