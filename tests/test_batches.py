@@ -2693,6 +2693,50 @@ async def test_an_over_long_frame_after_a_batch_is_reported_after_the_loop_is_le
     assert await stream.receive_frame(codec) == b"third"
 
 
+def _loop_raising(how: str, stream: BufferedStream) -> AsyncIterator[object]:
+    """A frame or batch loop whose next step raises FrameTooLongError (the
+    stream holds a line over 10 bytes after b"ok")."""
+    if how == "lines":
+        return stream.lines(max_size=10).__aiter__()
+    if how == "batches":
+        return stream.lines(max_size=10).batches().__aiter__()
+    loop = stream.frames(Lines(10))
+    return (loop.batches() if how == "frame_batches" else loop).__aiter__()
+
+
+@pytest.mark.parametrize("how", ["lines", "batches", "frames", "frame_batches"])
+@pytest.mark.parametrize("meanwhile", ["receive", "close"])
+async def test_a_loop_step_raising_holds_the_stream_through_its_checkpoint(how: str, meanwhile: str) -> None:
+    """A step that raises does so after a checkpoint; meanwhile the stream
+    is busy, as during a per-call receive: another task's receive is refused
+    (it took bytes of the frame being reported), and a close makes the step
+    raise `trio.ClosedResourceError` (the buffer was emptied under its
+    report)."""
+    stream = BufferedStream(ScriptedStream([b"ok\n" + b"x" * 50 + b"\nrest\n"]))
+    await stream.fill()
+    steps = _loop_raising(how, stream)
+    assert await steps.__anext__() in (b"ok", [b"ok"])
+    checkpoint_for = triostream._stream._checkpoint_for
+    seen: list[str] = []
+
+    async def with_another_task(exc: Exception) -> None:
+        if meanwhile == "receive":
+            with pytest.raises(trio.BusyResourceError):
+                stream.receive_exactly_nowait(3)
+            seen.append("refused")
+        else:
+            await stream.aclose()
+            seen.append("closed")
+        await checkpoint_for(exc)
+
+    expected = FrameTooLongError if meanwhile == "receive" else trio.ClosedResourceError
+    with patch.object(triostream._stream, "_checkpoint_for", with_another_task), pytest.raises(expected):
+        await steps.__anext__()
+    assert seen == ["refused" if meanwhile == "receive" else "closed"]
+    if meanwhile == "receive":
+        assert stream.receive_exactly_nowait(3) == b"xxx"  # the stream is free again
+
+
 @pytest.mark.parametrize("how", ["lines", "iter_until", "Lines", "Delimited"])
 async def test_a_batch_completed_in_the_general_refill_is_a_list(how: str) -> None:
     """A line longer than a read is completed in the general refill

@@ -2340,8 +2340,7 @@ class FrameIterator:
                     try:
                         taken = take(*args)
                     except Exception as exc:
-                        await _checkpoint_for(exc)
-                        raise
+                        await _raise_after_checkpoint(stream, exc)
                     if taken is not None:
                         yield taken
                         continue
@@ -2549,19 +2548,19 @@ class BatchIterator:
         feed_batch, feed_next = (None, None) if feeds is None else (feeds[1], feeds[3])
         emptied = False
         while True:
-            if self._pending is not None:
-                pending, self._pending = self._pending, None
-                await _checkpoint_for(pending)
-                raise pending
             if stream._state == _HANDOUT:
                 stream._settle()  # a frame iterator's hand-out
+            if self._pending is not None:
+                if stream._state:
+                    await stream._refuse()
+                pending, self._pending = self._pending, None
+                await _raise_after_checkpoint(stream, pending)
             if not stream._state:
                 if not emptied:
                     try:
                         batch = take_batch(*args)
                     except Exception as exc:
-                        await _checkpoint_for(exc)
-                        raise
+                        await _raise_after_checkpoint(stream, exc)
                     if batch is not None:
                         yield batch
                         emptied = empty_is_none and buffer._pos == len(buffer._data) and not buffer._more_len
@@ -2657,6 +2656,23 @@ def _primed(steps: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
     finally:
         sys.set_asyncgen_hooks(*hooks)
     return steps
+
+
+async def _raise_after_checkpoint(stream: BufferedStream, exc: Exception) -> NoReturn:
+    """An iterator step's error, raised after its checkpoint (see
+    `_checkpoint_for`), the stream busy meanwhile as during any receive:
+    another task's receive is refused, rather than taking bytes under the
+    report (the per-call receives hold the stream through their checkpoint
+    the same way). A close meanwhile (the buffer emptied) makes it
+    `trio.ClosedResourceError`. The step found the stream idle."""
+    stream._state = _RECEIVING
+    try:
+        await _checkpoint_for(exc)
+    finally:
+        stream._state &= _CLOSED
+    if stream._state:
+        stream._closed_during_read()
+    raise exc
 
 
 async def _checkpoint_for(exc: Exception) -> None:
