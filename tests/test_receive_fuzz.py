@@ -223,6 +223,7 @@ class _LineScript:
         self.model = model
         self.limit = stream.max_buffer_size
         self.detached: tuple[trio.abc.Stream, bytes] | None = None
+        self.in_receive = False  # the script is in a receive (see _refused_meanwhile)
 
     def max_size(self) -> int | None:
         """None, or a limit at, under or over the next line, or any."""
@@ -375,6 +376,7 @@ class _LineScript:
             if model.pos == len(model.wire):
                 break
             max_size = self.max_size()
+            self.in_receive = True
             op = rnd.choice(
                 [
                     *("line", "until", "keep", "line nowait", "until nowait", "exactly", "some", "peek"),
@@ -461,6 +463,7 @@ class _LineScript:
                 going = True
             else:
                 going = await self.loop(op, max_size)
+            self.in_receive = False
             if not going:
                 break  # EOF met: the rest is checked below
         if self.detached is None and rnd.random() < 0.2:
@@ -478,6 +481,7 @@ class _LineScript:
     async def detach(self) -> None:
         """``detach()`` (in a loop, too: its hand-out is settled first): the
         bytes buffered are the next ones, and the transport has the rest."""
+        self.in_receive = False
         await trio.lowlevel.checkpoint()
         self.detached = self.stream.detach()
         assert self.model.wire.startswith(self.detached[1], self.model.pos)
@@ -489,7 +493,24 @@ async def test_line_receives_match_the_model(seed: int) -> None:
     wire, longest = _line_wire(rnd)
     max_buffer_size, receive_size = _limits(rnd, longest)
     async with _stream_over(rnd, wire, _HOWS[seed % len(_HOWS)], max_buffer_size, receive_size) as stream:
-        await _LineScript(rnd, stream, _Wire(wire)).run()
+        script = _LineScript(rnd, stream, _Wire(wire))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_refused_meanwhile, stream, lambda: script.in_receive)
+            await script.run()
+            nursery.cancel_scope.cancel()
+
+
+async def _refused_meanwhile(stream: BufferedStream, receiving: Callable[[], bool]) -> None:
+    """Another task: whenever it runs while the script is in a receive (any
+    of them, a loop's step too), its own receive is refused
+    (`trio.BusyResourceError`), taking nothing."""
+    while True:
+        await trio.lowlevel.checkpoint()
+        if receiving():
+            with pytest.raises(trio.BusyResourceError):
+                stream.receive_exactly_nowait(1)
+            with pytest.raises(trio.BusyResourceError):
+                stream.receive_line_nowait()
 
 
 # ------------------------------------------------------------------ codecs
@@ -664,10 +685,13 @@ async def test_codec_receives_match_the_frames(seed: int) -> None:
     codec, frames = _codec_frames(rnd)
     longest = max(len(encoded) for _, encoded, _ in frames)
     max_buffer_size, receive_size = _limits(rnd, longest + 8)
-    async with _stream_over(
-        rnd, b"".join(e for _, e, _ in frames), _HOWS[seed % len(_HOWS)], max_buffer_size, receive_size
-    ) as stream:
+    wire = b"".join(encoded for _, encoded, _ in frames)
+    how = _HOWS[seed % len(_HOWS)]
+    async with _stream_over(rnd, wire, how, max_buffer_size, receive_size) as stream, trio.open_nursery() as nursery:
+        # (Every await of the script is in a receive.)
+        nursery.start_soon(_refused_meanwhile, stream, lambda: True)
         await _run_codec_script(rnd, stream, codec, frames)
+        nursery.cancel_scope.cancel()
 
 
 # ------------------------------------------------------------------ writes
