@@ -34,6 +34,7 @@ from typing import Literal
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 from scripted import ScriptedStream
 
 from triostream import (
@@ -254,13 +255,18 @@ class _LineScript:
         how: str,
         delimiter: bytes | tuple[bytes, ...] = b"\n",
     ) -> bool:
-        """Await ``receive`` and check it; False once EOF was met."""
+        """Await ``receive`` (a full checkpoint on every path, errors too)
+        and check it; False once EOF was met."""
         expected, new_pos = self.expect(max_size, how, delimiter)
-        try:
-            got = await receive
-        except (FrameTooLongError, IncompleteReadError) as exc:
-            assert isinstance(expected, type) and isinstance(exc, expected), (how, delimiter, max_size, exc, expected)
-            return not isinstance(exc, IncompleteReadError)
+        error: Exception | None = None
+        with trio.testing.assert_checkpoints():
+            try:
+                got = await receive
+            except (FrameTooLongError, IncompleteReadError) as exc:
+                error = exc
+        if error is not None:
+            assert isinstance(expected, type) and isinstance(error, expected), (how, delimiter, max_size, error)
+            return not isinstance(error, IncompleteReadError)
         self.took(got, expected, new_pos, (how, delimiter, max_size))
         return True
 
@@ -409,12 +415,14 @@ class _LineScript:
                 going = True
             elif op == "exactly":
                 n = min(len(model.wire) - model.pos, self.limit, rnd.choice([1, 2, 100, 3000, rnd.randint(1, 70000)]))
-                assert await stream.receive_exactly(n) == model.wire[model.pos : model.pos + n]
+                with trio.testing.assert_checkpoints():
+                    assert await stream.receive_exactly(n) == model.wire[model.pos : model.pos + n]
                 model.pos += n
                 going = True
             elif op == "some":
                 max_bytes = rnd.choice([None, 1, 10, 5000, 70000])
-                got = await stream.receive_some(max_bytes)
+                with trio.testing.assert_checkpoints():
+                    got = await stream.receive_some(max_bytes)
                 assert got and model.wire.startswith(got, model.pos) and len(got) <= (max_bytes or len(got))
                 model.pos += len(got)
                 going = True
@@ -428,7 +436,8 @@ class _LineScript:
                 going = True
             elif op == "discard":
                 end = model.wire.find(b"\n", model.pos)
-                assert await stream.discard_until(b"\n") == end + 1 - model.pos
+                with trio.testing.assert_checkpoints():
+                    assert await stream.discard_until(b"\n") == end + 1 - model.pos
                 model.pos = end + 1
                 going = True
             elif op == "until other":
@@ -451,7 +460,8 @@ class _LineScript:
             elif op == "exactly into":
                 n = min(len(model.wire) - model.pos, self.limit, rnd.choice([1, 50, 3000, rnd.randint(1, 70000)]))
                 target = bytearray(n)
-                await stream.receive_exactly_into(memoryview(target) if rnd.random() < 0.5 else target)
+                with trio.testing.assert_checkpoints():
+                    await stream.receive_exactly_into(memoryview(target) if rnd.random() < 0.5 else target)
                 assert target == model.wire[model.pos : model.pos + n]
                 model.pos += n
                 going = True
@@ -604,7 +614,16 @@ async def _run_codec_script(
             op = "frame"
         try:
             if op == "frame":
-                check(await stream.receive_frame(codec), op)
+                with trio.testing.assert_checkpoints():  # (on every path: an error is checked below)
+                    try:
+                        got = await stream.receive_frame(codec)
+                    except (FrameTooLongError, IncompleteReadError) as exc:
+                        error: Exception | None = exc
+                    else:
+                        error = None
+                if error is not None:
+                    raise error
+                check(got, op)
             elif op == "nowait":
                 with suppress(trio.WouldBlock):
                     check(stream.receive_frame_nowait(codec), op)
