@@ -563,6 +563,8 @@ def _codec_frames(rnd: random.Random) -> tuple[Codec, list[tuple[bytes, bytes, b
     if kind == "fixed":
         size = max(1, sizes[0])
         return FixedSize(size), [(payload, payload, False) for payload in (_body(rnd, size, b"ab\n") for _ in sizes)]
+    if kind == "netty" or rnd.random() < 0.15:
+        return _netty_frames(rnd, sizes, limit, mode)
     codec, loose = make(limit), make(1 << 20)
     delimited = kind in ("lines", "delimited", "delimited 2")
     frames = []
@@ -575,6 +577,36 @@ def _codec_frames(rnd: random.Random) -> tuple[Codec, list[tuple[bytes, bytes, b
         delimiter_size = 2 if kind == "delimited 2" else 1 if delimited else 0
         over = len(payload) + delimiter_size > limit
         frames.append((payload, (loose if over else codec).encode(payload), over))
+    return codec, frames
+
+
+def _netty_frames(
+    rnd: random.Random, sizes: list[int], limit: int, mode: Literal["raise", "discard"]
+) -> tuple[Codec, list[tuple[bytes, bytes, bool]]]:
+    """`LengthPrefixed` with Netty's other fields: a prefix before the length
+    field, a field of 2, 3, 4 or 8 bytes either way round, a length that
+    counts the header or a trailer too (an adjustment), and frames decoded
+    with their header."""
+    offset = rnd.choice([0, 1, 3])
+    size = rnd.choice([2, 3, 4, 8])
+    header = offset + size
+    adjustment = rnd.choice([0, -header, 2, -1])
+    fields = {
+        "length_size": size,
+        "byteorder": rnd.choice(["big", "little"]),
+        "length_offset": offset,
+        "length_adjustment": adjustment,
+        "on_too_long": mode,
+    }
+    include = rnd.random() < 0.5
+    codec = LengthPrefixed(limit, include_header=include, **fields)  # type: ignore[arg-type]
+    plain, loose = LengthPrefixed(limit, **fields), LengthPrefixed(1 << 20, **fields)  # type: ignore[arg-type]
+    frames = []
+    for length in sizes:
+        body = _body(rnd, max(length, adjustment), b"ab\r\n|")
+        over = len(body) > limit
+        encoded = (loose if over else plain).encode(body, header=bytes(rnd.getrandbits(8) for _ in range(offset)))
+        frames.append((encoded if include else body, encoded, over))
     return codec, frames
 
 
