@@ -319,6 +319,12 @@ class _LineScript:
                 elif choice < 0.21 and self.detached is None:
                     await self.detach()
                     return False
+                elif choice < 0.25:
+                    # Bytes pushed back between steps: the loop's next
+                    # frames start with them.
+                    n = min(model.pos, rnd.choice([1, 5, 2000]))
+                    stream.unreceive(model.wire[model.pos - n : model.pos])
+                    model.pos -= n
         except (FrameTooLongError, IncompleteReadError) as exc:
             expected, _ = self.expect(max_size, how, delimiter)
             assert isinstance(expected, type) and isinstance(exc, expected), (op, delimiter, max_size, exc, expected)
@@ -701,6 +707,9 @@ async def _run_codec_script(
                         check(await stream.receive_frame(codec), "frame in a loop")
                     elif choice < 0.2:
                         assert wire.startswith(stream.peek(), starts[at])
+                    elif choice < 0.25 and at:
+                        at -= 1  # a frame pushed back between steps: the loop gives it again
+                        stream.unreceive(frames[at][1])
                     steps -= 1
                     if not steps:
                         break
