@@ -413,6 +413,16 @@ class _LineScript:
                     else:
                         got = stream.receive_until_nowait(b"\n", max_size=max_size)
                 except trio.WouldBlock:
+                    # Then, as a parser does, the awaited call (whose read
+                    # after a WouldBlock has a route of its own).
+                    if how == "line":
+                        going = await self.one_frame(stream.receive_line(max_size=max_size), max_size, "line")
+                    else:
+                        receive = stream.receive_until(b"\n", max_size=max_size)
+                        going = await self.one_frame(receive, max_size, "until")
+                    self.in_receive = False
+                    if not going:
+                        break
                     continue
                 except (FrameTooLongError, IncompleteReadError) as exc:
                     assert isinstance(expected, type) and isinstance(exc, expected), (op, exc, expected)
@@ -667,8 +677,11 @@ async def _run_codec_script(
                     raise error
                 check(got, op)
             elif op == "nowait":
-                with suppress(trio.WouldBlock):
-                    check(stream.receive_frame_nowait(codec), op)
+                try:
+                    got = stream.receive_frame_nowait(codec)
+                except trio.WouldBlock:
+                    got = await stream.receive_frame(codec)  # (as a parser does)
+                check(got, op)
             elif op == "skip":
                 await skip()
             elif op == "some":
