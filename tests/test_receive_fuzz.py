@@ -2,8 +2,11 @@
 
 Each case (one seed) builds a random wire, delivers it in a random chunking
 and runs a random script of receives on it, each checked against a model
-that knows the whole wire: what a receive returns, which error it raises
-(consuming nothing), and where the next one starts.
+that knows the whole wire: what a receive returns (``bytes``), which error
+it raises (consuming nothing), and where the next one starts; that every
+per-call receive is a checkpoint on every path; that another task's receive
+is refused (`trio.BusyResourceError`) whenever it runs while the script is
+in a receive; and at the end that the rest of the wire is still there.
 
 Unlike `test_contract.py` (short frames, small chunks), the frame sizes here
 cross every size at which the fast paths change route: batches of short
@@ -14,13 +17,18 @@ two chunks (`_JOIN_COPY_MAX`), the frame iterators' medium and long frames
 byte to more than 64 KiB, exact (a scripted transport) or as a socket pair
 gives them, under a `BufferedStream` or a `Connection` (its read-ahead task,
 or without). The script mixes per-call receives, ``_nowait`` ones, frame
-and batch loops left early (with other receives inside them), cancelled
-receives, ``peek``, ``unreceive`` and raw reads, with limits at, under and
-over the next frame.
+and batch loops left early (with other receives, ``unreceive`` and
+``detach`` between their steps), cancelled receives and receives cancelled
+at a read, ``peek``, ``unreceive``, raw reads and ``detach``, with limits at,
+under and over the next frame; codecs raise over-long frames or discard
+them. A last test drives a `Connection`'s writes.
 
-The first run of this kind found a batch loop that yielded a bare line as a
-batch (a line longer than ``receive_size``). More seeds for a long local
-run: ``TRIOSTREAM_FUZZ_SEEDS=2000 pytest tests/test_receive_fuzz.py``.
+These tests found four bugs: a batch loop that yielded a bare line as a
+batch (a line longer than ``receive_size``), a discarding codec's report
+lost when a loop was left after a batch, bytes lost by ``Connection.detach``
+while the read-ahead task held them, and a loop's failing step that let
+another task receive during its checkpoint. More seeds for a long local run:
+``TRIOSTREAM_FUZZ_SEEDS=2000 pytest tests/test_receive_fuzz.py``.
 """
 
 from __future__ import annotations
