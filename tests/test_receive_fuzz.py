@@ -50,6 +50,7 @@ from triostream import (
     Codec,
     Delimited,
     FixedSize,
+    FrameParser,
     FrameTooLongError,
     IncompleteReadError,
     LengthPrefixed,
@@ -777,6 +778,50 @@ async def test_codec_receives_match_the_frames(seed: int) -> None:
         nursery.start_soon(_refused_meanwhile, stream, lambda: True)
         await _run_codec_script(rnd, stream, codec, frames)
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("seed", range(SEEDS // 2))
+def test_a_frame_parser_gives_the_frames_in_any_chunking(seed: int) -> None:
+    """`FrameParser` (no I/O) fed the codec wires of the test above in
+    random chunks, drained after each: the frames in order, an over-long
+    frame refused (left in place: skipped here by hand) or reported and
+    dropped (``discard``), and at the end a clean EOF."""
+    rnd = random.Random(seed)
+    codec, frames = _codec_frames(rnd)
+    parser = FrameParser(codec)
+    discard = getattr(codec, "on_too_long", "raise") == "discard"
+    at = 0
+    left = 0  # bytes of a refused frame still to skip by hand
+
+    def drain() -> None:
+        nonlocal at, left
+        while True:
+            if left:
+                left -= parser.buffer.skip(left)
+                if left:
+                    return
+            try:
+                frame = parser.next_frame()
+            except FrameTooLongError as exc:
+                assert at < len(frames) and frames[at][2] and exc.discarding == discard, at
+                if not discard:
+                    left = len(frames[at][1])  # (refused whole, maybe before all of it came)
+                at += 1
+                continue
+            if frame is None:
+                return
+            assert at < len(frames) and not frames[at][2], at
+            assert frame == frames[at][0] and type(frame) is bytes, at
+            at += 1
+
+    wire = b"".join(encoded for _, encoded, _ in frames)
+    for chunk in _chunks(rnd, wire):
+        parser.feed(chunk)
+        drain()
+    parser.feed_eof()
+    drain()
+    assert at == len(frames)
+    assert parser.next_frame() is None
 
 
 # ------------------------------------------------------------------ writes
