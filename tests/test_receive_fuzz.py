@@ -50,6 +50,7 @@ from triostream import (
     Codec,
     Delimited,
     FixedSize,
+    FrameChannel,
     FrameParser,
     FrameTooLongError,
     IncompleteReadError,
@@ -822,6 +823,31 @@ def test_a_frame_parser_gives_the_frames_in_any_chunking(seed: int) -> None:
     drain()
     assert at == len(frames)
     assert parser.next_frame() is None
+
+
+@pytest.mark.parametrize("seed", range(SEEDS // 4))
+async def test_frame_channels_carry_the_frames_over_a_socket(seed: int) -> None:
+    """Two `FrameChannel` ends over a socket pair, for the codecs of the
+    tests above: what one sends (the frames within the limit), the other
+    receives in order, then `trio.EndOfChannel` when the sender closes."""
+    rnd = random.Random(seed)
+    codec, frames = _codec_frames(rnd)
+    payloads = [payload for payload, _, over in frames if not over]
+    near, far = trio.socket.socketpair()
+    sender = FrameChannel(trio.SocketStream(near), codec)
+    receiver = FrameChannel(trio.SocketStream(far), codec)
+
+    async def send_all() -> None:
+        async with sender:
+            for payload in payloads:
+                await sender.send(payload)
+
+    got = []
+    async with trio.open_nursery() as nursery, receiver:
+        nursery.start_soon(send_all)
+        async for frame in receiver:
+            got.append(frame)
+    assert got == payloads
 
 
 # ------------------------------------------------------------------ writes
