@@ -61,10 +61,9 @@ def _one_byte_delimiter(take: Callable[..., Any], args: tuple[Any, ...]) -> tupl
     and `FrameIterator._frames`. ``mode`` is ``LINE_MODE`` for lines,
     ``PLAIN_MODE`` for frames returned without their delimiter, None for
     frames returned with it."""
+    func = _bound_function(take)
     if type(take) is functools.partial:
         args = take.args + args
-        take = take.func
-    func = getattr(take, "__func__", None)
     if func in _LINE_TAKES and len(args) == 1:
         return _LF, args[0], LINE_MODE
     if func in _UNTIL_TAKES and len(args) >= 2 and type(args[0]) is bytes and len(args[0]) == 1:
@@ -2659,30 +2658,25 @@ def _primed(steps: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
 
 
 async def _raise_after_checkpoint(stream: BufferedStream, exc: Exception) -> NoReturn:
-    """An iterator step's error, raised after its checkpoint (see
-    `_checkpoint_for`), the stream busy meanwhile as during any receive:
-    another task's receive is refused, rather than taking bytes under the
-    report (the per-call receives hold the stream through their checkpoint
-    the same way). A close meanwhile (the buffer emptied) makes it
-    `trio.ClosedResourceError`. The step found the stream idle."""
+    """An iterator step's error, raised after its checkpoint (every error
+    comes after one, as from any receive), the stream busy meanwhile as
+    during any receive: another task's receive is refused, rather than
+    taking bytes under the report (the per-call receives hold the stream
+    through their checkpoint the same way). A close meanwhile (the buffer
+    emptied) makes it `trio.ClosedResourceError`. The step found the stream
+    idle."""
     stream._state = _RECEIVING
     try:
-        await _checkpoint_for(exc)
+        if isinstance(exc, FrameTooLongError) and exc.discarding:
+            # The codec already dropped bytes of the frame: the error is the
+            # outcome, and a Cancelled in its place would hide the skip
+            # (Trio's rule: Cancelled means nothing happened). A schedule
+            # point, not a cancel point.
+            await cancel_shielded_checkpoint()
+        else:
+            await checkpoint()
     finally:
         stream._state &= _CLOSED
     if stream._state:
         stream._closed_during_read()
     raise exc
-
-
-async def _checkpoint_for(exc: Exception) -> None:
-    """The checkpoint before an iterator raises ``exc`` (every error comes
-    after a checkpoint, as from any receive)."""
-    if isinstance(exc, FrameTooLongError) and exc.discarding:
-        # The codec already dropped bytes of the frame: the error is the
-        # outcome, and a Cancelled in its place would hide the skip (Trio's
-        # rule: Cancelled means nothing happened). A schedule point, not a
-        # cancel point.
-        await cancel_shielded_checkpoint()
-    else:
-        await checkpoint()
