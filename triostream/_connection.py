@@ -443,10 +443,10 @@ class Connection(BufferedStream):
                 self._want_probe = False
                 size = min(room, self.receive_size)
                 data: bytes | bytearray
-                waited = True
+                scheduled = True  # (a schedule point in the read: receive_some is one)
                 if sock is not None:
                     await trio.lowlevel.checkpoint_if_cancelled()
-                    waited = False
+                    scheduled = False
                     while True:
                         if gen != self._reader_gen:
                             return  # paused or detached while waiting
@@ -455,7 +455,7 @@ class Connection(BufferedStream):
                             break
                         except BlockingIOError:
                             await trio.lowlevel.wait_readable(sock)
-                            waited = True
+                            scheduled = True
                         except OSError as exc:
                             raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
                 else:
@@ -471,7 +471,7 @@ class Connection(BufferedStream):
                     buffer.feed_eof()
                 self._data_arrived.set()
                 self._data_arrived = trio.Event()
-                if not waited:  # (the socket's wait was the schedule point, as in trio's recv)
+                if not scheduled:  # (after a read that did not wait, as trio's recv does)
                     await trio.lowlevel.cancel_shielded_checkpoint()
         except TRANSPORT_ERRORS as exc:
             if not self._closing:
