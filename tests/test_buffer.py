@@ -191,6 +191,32 @@ def test_unreceive_and_peek() -> None:
     assert buffer.take_line(100) == b"again"
 
 
+def test_unreceive_moves_the_offset_back() -> None:
+    """Bytes pushed back count as not consumed (the offset's contract): the
+    offset moves back by as many bytes (not items of a typed memoryview),
+    and consuming them again moves it forward as before; never below 0.
+    Before, `unreceive` counted them as fed on top, and the offset ran
+    ahead of the stream by every byte pushed back."""
+    buffer = buffer_of(b"0123456789abc")
+    assert buffer.take_exactly(10) == b"0123456789"
+    assert buffer.offset == 10
+    buffer.unreceive(b"789")
+    assert buffer.offset == 7
+    assert buffer.take_exactly(4) == b"789a"
+    assert buffer.offset == 11
+    buffer.unreceive(memoryview(b"9a").cast("H"))  # one item, two bytes
+    assert buffer.offset == 9
+    assert buffer.take_line(100) is None and buffer.peek() == b"9abc"
+    fresh = ReceiveBuffer()
+    fresh.unreceive(b"hello")  # more than was consumed: counted as received first
+    assert fresh.offset == 0
+    assert fresh.take_exactly(2) == b"he"
+    assert fresh.offset == 2
+    fresh.feed(b" world")
+    assert fresh.take_exactly(9) == b"llo world"
+    assert fresh.offset == 11
+
+
 def test_feed_after_eof_is_an_error() -> None:
     buffer = buffer_of(eof=True)
     with pytest.raises(RuntimeError):

@@ -323,3 +323,18 @@ async def test_a_skip_already_done_is_reported_even_when_cancelled() -> None:
             await iterator.__anext__()
     assert info.value.discarding
     assert await iterator.__anext__() == b"next"
+
+
+async def test_a_corrupt_frame_after_bytes_pushed_back_names_its_stream_offset() -> None:
+    """A protocol that sniffs the first bytes and pushes them back
+    (`BufferedStream.unreceive`) then reads a corrupt netstring: the error
+    names the offset of the offending byte in the stream, where it is, not
+    one shifted by the bytes pushed back (they count as not consumed)."""
+    stream = BufferedStream(ScriptedStream([b"3:abc,", b"4x:abcd,"]))
+    assert await stream.receive_frame(Netstring(100)) == b"abc"
+    head = await stream.receive_exactly(2)
+    stream.unreceive(head)
+    with pytest.raises(CorruptFrameError) as caught:
+        await stream.receive_frame(Netstring(100))
+    assert caught.value.offset == 7  # the "x"
+    assert await stream.receive_exactly(2) == b"4x"  # nothing consumed

@@ -296,7 +296,7 @@ class ReceiveBuffer:
         self._qgen = self._qpos = self._qsearched = self._qtotal = 0
         self._qcarry = b""
         self._eof = False
-        self._fed = 0  # bytes fed in all (minus unreceived ones): gives `offset`
+        self._fed = 0  # bytes fed in all, minus those pushed back (see unreceive): gives `offset`
         self.capacity = capacity
         # Single-delimiter search memory: searching _skey from _snext (an index
         # into _data) finds the next occurrence, i.e. there is none starting
@@ -339,8 +339,9 @@ class ReceiveBuffer:
     @property
     def offset(self) -> int:
         """The stream offset of the next byte to be consumed, that is how
-        many bytes were consumed so far (bytes pushed back with `unreceive`
-        count as not consumed). For error messages such as
+        many bytes were consumed so far. Bytes pushed back with `unreceive`
+        count as not consumed: it moves the offset back by as many bytes,
+        not below 0 (more than were consumed count as received first). For error messages such as
         `CorruptFrameError`'s."""
         return self._fed - (len(self._data) - self._pos + self._more_len)  # len(self), inlined: hot
 
@@ -461,7 +462,12 @@ class ReceiveBuffer:
         if not len(data):
             return
         self._merge_all()
-        self._fed += len(data)
+        # The bytes count as not consumed: `offset` moves back by as many,
+        # not below 0 (more bytes than were consumed count as received
+        # first).
+        held = len(self._data) - self._pos + len(data)
+        if self._fed < held:
+            self._fed = held
         merged = bytearray(data)
         merged += memoryview(self._data)[self._pos :]
         self._data = merged
