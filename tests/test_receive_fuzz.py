@@ -33,8 +33,10 @@ another task receive during its checkpoint. More seeds for a long local run:
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Literal
@@ -57,10 +59,12 @@ from triostream import (
     LengthPrefixed,
     Lines,
     Netstring,
+    ReceiveBuffer,
     VarintPrefixed,
     WriteBufferFullError,
     open_connection,
 )
+from triostream._buffer import LINE_MODE, PLAIN_MODE
 
 SEEDS = int(os.environ.get("TRIOSTREAM_FUZZ_SEEDS", "100"))
 
@@ -920,3 +924,353 @@ async def test_connection_writes_arrive_whole_and_in_order(seed: int) -> None:
                         data[:] = b"\0" * len(data)  # changed once written: what was queued stays
     await peer.aclose()
     assert received == expected
+
+
+# ------------------------------------------------------------ ReceiveBuffer, sans I/O
+
+# Delimiters for the buffer's own script: one byte, two bytes (a prefix of
+# the other), and tuples where a shorter match must wait for a longer one.
+_BUFFER_DELIMITERS: list[bytes | tuple[bytes, ...]] = [
+    b"\n",
+    b"\r\n",
+    b";",
+    b"ab",
+    b"\r\n\r\n",
+    (b"\r\n", b"\n"),
+    (b"\r", b"\r\n"),
+    (b";", b"ab", b"abc"),
+]
+_BUFFER_PATTERNS = [re.compile(rb"\r?\n"), re.compile(rb"[;,]"), re.compile(rb"ab?c")]
+
+
+class _BufferModel:
+    """A `ReceiveBuffer` as one ``bytes`` object, each method from its
+    docstring: the unconsumed bytes, EOF, and the stream offset."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = b""
+        self.eof = False
+        self.offset = 0
+        self.capacity = capacity
+
+    def consume(self, n: int) -> bytes:
+        taken, self.data = self.data[:n], self.data[n:]
+        self.offset += len(taken)
+        return taken
+
+    def match(self, delimiters: bytes | tuple[bytes, ...]) -> tuple[int, int] | None:
+        """Where the winning delimiter starts and ends: the earliest, then the
+        longest, not while a delimiter that would beat it may still complete
+        (unless no more can come: EOF or a full buffer); None: no winner yet."""
+        data = self.data
+        candidates = delimiters if isinstance(delimiters, tuple) else (delimiters,)
+        found = [(at, -len(d)) for d in candidates if (at := data.find(d)) >= 0]
+        if not found:
+            return None
+        at, length = min(found)
+        length = -length
+        if self.eof or len(data) >= self.capacity:
+            return at, at + length
+        for d in candidates:
+            for q in range(max(0, len(data) - len(d) + 1), len(data)):
+                beats = q < at or (q == at and len(d) > length)
+                if beats and d.startswith(data[q:]):
+                    return None
+        return at, at + length
+
+    def until(self, delimiters: bytes | tuple[bytes, ...], max_size: int, how: str) -> bytes | None:
+        """`take_until` (``how`` "plain" or "keep") or `take_line` ("line")."""
+        found = self.match(delimiters)
+        if found is None:
+            pending = any(d in self.data for d in (delimiters if isinstance(delimiters, tuple) else (delimiters,)))
+            if not pending and len(self.data) >= max_size:
+                raise FrameTooLongError(max_size)
+            return None
+        at, end = found
+        if end > max_size:
+            raise FrameTooLongError(max_size)
+        frame = self.consume(end)
+        if how == "keep":
+            return frame
+        frame = frame[:at]
+        return frame[:-1] if how == "line" and frame.endswith(b"\r") else frame
+
+    def batch(self, delimiter: bytes, max_size: int, how: str) -> list[bytes] | None:
+        """`take_lines` / `take_until_batch`: every whole frame, at least one;
+        one over ``max_size`` after the first ends the batch before it."""
+        first = self.until(delimiter, max_size, how)
+        if first is None:
+            return None
+        frames = [first]
+        while True:
+            data, offset = self.data, self.offset
+            try:
+                frame = self.until(delimiter, max_size, how)
+            except FrameTooLongError:
+                self.data, self.offset = data, offset
+                return frames
+            if frame is None:
+                return frames
+            frames.append(frame)
+
+
+def _outcome(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except FrameTooLongError as exc:
+        return FrameTooLongError, exc.max_size
+
+
+def _buffer_wire(rnd: random.Random) -> bytes:
+    """Frames of one size regime (mostly) ended by the script's delimiters,
+    bodies that hold pieces of them."""
+    regime = rnd.choice([*_REGIMES, "mixed"])
+    endings = rnd.sample([b"\n", b"\r\n", b";", b"ab", b"abc", b"\r", b",", b"\r\n\r\n"], rnd.randint(1, 4))
+    alphabet = rnd.choice([b"xyz", b"xyza\r", b"abcxyz;\n", b"0123456789"])
+    count = rnd.randint(1, 40 if regime in ("long", "edge", "mixed") else 200)
+    return b"".join(_body(rnd, _frame_size(rnd, regime), alphabet) + rnd.choice(endings) for _ in range(count))
+
+
+def _as_fed(rnd: random.Random, chunk: bytes) -> bytes | bytearray | memoryview:
+    """The chunk as bytes (mostly), a bytearray, a memoryview, or a typed one."""
+    kind = rnd.random()
+    if kind < 0.7:
+        return chunk
+    if kind < 0.85:
+        return bytearray(chunk)
+    if kind < 0.95 or len(chunk) % 2:
+        return memoryview(chunk)
+    return memoryview(chunk).cast("H")
+
+
+class _BufferScript:
+    """One seed's script for `test_a_receive_buffer_matches_its_model`: each
+    method one kind of step, on the real buffer and on the model."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        rnd = self.rnd = random.Random(seed)
+        wire = _buffer_wire(rnd)
+        if rnd.random() < 0.4:
+            # Small chunks, so that frames span many of them (queued unjoined).
+            most = rnd.choice([10, 200, 3000])
+            cuts = [0]
+            while cuts[-1] < len(wire):
+                cuts.append(cuts[-1] + rnd.randint(1, most))
+            self.chunks = [wire[i:j] for i, j in itertools.pairwise(cuts)]
+        else:
+            self.chunks = _chunks(rnd, wire)
+        self.capacity = rnd.choice([65536, 1 << 20, rnd.randint(100, 20000)])
+        self.real = ReceiveBuffer(self.capacity)
+        self.model = _BufferModel(self.capacity)
+        self.taken: list[bytes] = []  # recent frames, to push back
+        self.step = 0
+
+    def run(self) -> None:
+        rnd, real, model = self.rnd, self.real, self.model
+        steps = [
+            (0.15, self.takes),
+            (0.10, self.batches),
+            (0.07, self.peek_frames),
+            (0.05, self.regex),
+            (0.06, self.exactly),
+            (0.04, self.into),
+            (0.04, self.some),
+            (0.03, self.all),
+            (0.04, self.peek),
+            (0.03, self.skip),
+            (0.03, self.discard),
+            (0.05, self.unreceive),
+            (0.01, self.clear),
+        ]
+        while (self.chunks or rnd.random() < 0.9) and self.step < 1000:
+            self.step += 1
+            op = rnd.random()
+            if op < 0.3:
+                self.feed()
+            else:
+                op -= 0.3
+                for weight, step in steps:
+                    if op < weight:
+                        step()
+                        break
+                    op -= weight
+            assert len(real) == len(model.data) and bool(real) == bool(model.data), self.where()
+            assert real.offset == model.offset and real.eof == model.eof, self.where()
+            assert real.room == max(0, self.capacity - len(model.data)), self.where()
+        assert real.peek() == model.data, self.where()
+
+    def where(self, what: object = "") -> tuple[object, ...]:
+        return self.seed, self.step, what
+
+    def limit(self) -> int:
+        """A limit at, under or over the next frame, at what is buffered (no
+        frame within max_size bytes?), or anywhere."""
+        data = self.model.data
+        ends = [end for d in (b"\n", b";", b"ab", b"\r\n") if (end := data.find(d)) >= 0]
+        if ends and self.rnd.random() < 0.7:
+            return max(1, min(ends) + self.rnd.randint(-1, 3))
+        if self.rnd.random() < 0.5:
+            return max(1, len(data) + self.rnd.randint(-2, 2))
+        return self.rnd.choice([1, 2, 50, 1000, 9000, 70000, 1 << 20])
+
+    def check(self, what: str, got: object, want: object) -> None:
+        """The same outcome; frames as ``bytes``, remembered for unreceive."""
+        assert got == want, self.where(what)
+        frames = want if isinstance(want, list) else [want] if isinstance(want, bytes) else []
+        assert all(type(frame) is bytes for frame in (got if isinstance(got, list) else [got])[: len(frames)])
+        self.taken.extend(frames[-2:])
+
+    def feed(self) -> None:
+        rnd, real, model = self.rnd, self.real, self.model
+        if not self.chunks:
+            if not model.eof:
+                real.feed_eof()
+                model.eof = True
+                with pytest.raises(RuntimeError):
+                    real.feed(b"x")
+            return
+        for _ in range(1 if rnd.random() < 0.7 else rnd.randint(2, 20)):
+            if self.chunks:
+                chunk = self.chunks.pop(0)
+                real.feed(_as_fed(rnd, chunk))
+                model.data += chunk
+
+    def takes(self) -> None:
+        how = self.rnd.choice(["line", "plain", "keep"])
+        delimiters = b"\n" if how == "line" else self.rnd.choice(_BUFFER_DELIMITERS)
+        max_size = self.limit()
+        if how == "line":
+            got = _outcome(lambda: self.real.take_line(max_size))
+        else:
+            got = _outcome(lambda: self.real.take_until(delimiters, max_size, how == "keep"))
+        want = _outcome(lambda: self.model.until(delimiters, max_size, how))
+        self.check(f"{how} {delimiters!r} {max_size}", got, want)
+
+    def batches(self) -> None:
+        how = self.rnd.choice(["line", "plain"])
+        delimiter = b"\n" if how == "line" else self.rnd.choice([b"\n", b";", b"ab"])
+        max_size = self.limit()
+        if how == "line":
+            got = _outcome(lambda: self.real.take_lines(max_size))
+        else:
+            got = _outcome(lambda: self.real.take_until_batch(delimiter, max_size))
+        want = _outcome(lambda: self.model.batch(delimiter, max_size, how))
+        self.check(f"batch {how} {delimiter!r} {max_size}", got, want)
+
+    def peek_frames(self) -> None:
+        """The frame iterators' peek: whole frames cut, nothing consumed
+        (then, half the time, consumed as a hand-out does)."""
+        rnd, real, model = self.rnd, self.real, self.model
+        how = rnd.choice(["line", "plain"])
+        delimiter = b"\n" if how == "line" else rnd.choice([b"\n", b";"])
+        max_size = self.limit()
+        before = len(real)
+        found = real.peek_frames(
+            delimiter, max_size, LINE_MODE if how == "line" else PLAIN_MODE, rnd.choice([1, 256, 4096, 1 << 18])
+        )
+        assert len(real) == before, self.where()
+        if found is None:
+            return
+        frames, extra, drained, size = found
+        assert frames and sum(len(frame) + extra for frame in frames) == size, self.where()
+        data, offset = model.data, model.offset
+        assert frames == [model.until(delimiter, max_size, how) for _ in frames], self.where()
+        assert model.offset - offset == size, self.where()
+        if drained and not real._more_len:
+            assert model.until(delimiter, max_size, how) is None, self.where("drained")
+        if rnd.random() < 0.5:
+            model.data, model.offset = data, offset
+            return
+        assert real.skip(size) == size  # handed out: consumed
+
+    def regex(self) -> None:
+        pattern = self.rnd.choice(_BUFFER_PATTERNS)
+        max_size, keep = self.limit(), self.rnd.random() < 0.3
+        model = self.model
+
+        def regex() -> bytes | None:
+            match = pattern.search(model.data, 0, min(len(model.data), max_size))
+            if match is None:
+                if len(model.data) >= max_size:
+                    raise FrameTooLongError(max_size)
+                return None
+            frame = model.consume(match.end())
+            return frame if keep else frame[: match.start()]
+
+        got = _outcome(lambda: self.real.take_regex(pattern, max_size, keep))
+        self.check(f"regex {pattern.pattern!r} {max_size}", got, _outcome(regex))
+
+    def exactly(self) -> None:
+        n = self.rnd.choice([0, 1, 3, self.rnd.randint(0, 5000), self.rnd.randint(0, 70000)])
+        want = self.model.consume(n) if len(self.model.data) >= n else None
+        self.check(f"exactly {n}", self.real.take_exactly(n), want)
+
+    def into(self) -> None:
+        view = memoryview(bytearray(self.rnd.choice([1, 100, self.rnd.randint(1, 70000)])))
+        got = self.real.take_into(view)
+        assert bytes(view[:got]) == self.model.consume(len(view)), self.where()
+
+    def some(self) -> None:
+        max_bytes = self.rnd.choice([None, 1, self.rnd.randint(1, 70000)])
+        got = self.real.take_some(max_bytes)
+        assert type(got) is bytes and (got == b"") == (self.model.data == b""), self.where()
+        assert max_bytes is None or len(got) <= max_bytes, self.where()
+        self.check("some", got, self.model.consume(len(got)))  # (only what is contiguous)
+
+    def all(self) -> None:
+        model = self.model
+        max_size = self.rnd.choice([len(model.data), len(model.data) - 1, 1 << 20])
+
+        def take_all() -> bytes | None:
+            if len(model.data) > max_size:
+                raise FrameTooLongError(max_size)
+            return model.consume(len(model.data)) if model.eof else None
+
+        self.check(f"all {max_size}", _outcome(lambda: self.real.take_all(max_size)), _outcome(take_all))
+
+    def peek(self) -> None:
+        max_bytes = self.rnd.choice([None, 0, 1, self.rnd.randint(0, 70000)])
+        assert self.real.peek(max_bytes) == self.model.data[:max_bytes], self.where()
+
+    def skip(self) -> None:
+        n = self.rnd.choice([0, 1, self.rnd.randint(0, 70000)])
+        assert self.real.skip(n) == len(self.model.consume(n)), self.where()
+
+    def discard(self) -> None:
+        """All through the winning delimiter, or all but what may start one."""
+        delimiters = self.rnd.choice(_BUFFER_DELIMITERS)
+        found = self.model.match(delimiters)
+        if found is not None:
+            want = (found[1], True)
+        else:
+            keep = max(map(len, delimiters if isinstance(delimiters, tuple) else (delimiters,))) - 1
+            want = (max(0, len(self.model.data) - keep), False)
+        self.model.consume(want[0])
+        assert self.real.discard_until(delimiters) == want, self.where(delimiters)
+
+    def unreceive(self) -> None:
+        """A frame taken before (or other bytes) pushed back: not consumed."""
+        rnd = self.rnd
+        back = (
+            rnd.choice(self.taken) if self.taken and rnd.random() < 0.8 else _body(rnd, rnd.randint(1, 3000), b"xa\n;")
+        )
+        self.real.unreceive(_as_fed(rnd, back))
+        self.model.data = back + self.model.data
+        self.model.offset = max(0, self.model.offset - len(back))
+
+    def clear(self) -> None:
+        self.real.clear()
+        self.model.consume(len(self.model.data))
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_a_receive_buffer_matches_its_model(seed: int) -> None:
+    """`ReceiveBuffer` on its own, as a codec or a sans-I/O parser uses it: a
+    random wire fed in random chunks (of every bytes-like type), with every
+    public method at random between the feeds (takes of every kind with
+    limits at, under and over the next frame, batches, peeks, the peek of
+    the frame iterators, skips, discards, bytes pushed back, a clear), each
+    checked against `_BufferModel`, and its length, offset, room and EOF
+    after every step."""
+    _BufferScript(seed).run()
