@@ -21,13 +21,16 @@ and batch loops left early (with other receives, ``unreceive`` and
 ``detach`` between their steps), cancelled receives and receives cancelled
 at a read, ``peek``, ``unreceive``, raw reads and ``detach``, with limits at,
 under and over the next frame; codecs raise over-long frames or discard
-them. A last test drives a `Connection`'s writes.
+them. Another test drives a `Connection`'s writes, and the last one a
+`ReceiveBuffer` on its own (sans I/O, every public method) against a model
+of one ``bytes`` object.
 
-These tests found four bugs: a batch loop that yielded a bare line as a
+These tests found five bugs: a batch loop that yielded a bare line as a
 batch (a line longer than ``receive_size``), a discarding codec's report
 lost when a loop was left after a batch, bytes lost by ``Connection.detach``
-while the read-ahead task held them, and a loop's failing step that let
-another task receive during its checkpoint. More seeds for a long local run:
+while the read-ahead task held them, a loop's failing step that let
+another task receive during its checkpoint, and ``ReceiveBuffer.offset``
+moved forward, not back, by ``unreceive``. More seeds for a long local run:
 ``TRIOSTREAM_FUZZ_SEEDS=2000 pytest tests/test_receive_fuzz.py``.
 """
 
