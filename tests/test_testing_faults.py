@@ -12,6 +12,8 @@ from __future__ import annotations
 import errno
 import itertools
 import math
+import os
+import random
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
@@ -936,3 +938,169 @@ async def test_chunked_stream_conformance_over_sockets(kind: str) -> None:
         return half_closeable(ChunkedStream(client, [1, 1000, 7, 4000]), ChunkedStream(server, 3000))
 
     await trio.testing.check_half_closeable_stream(maker, None)
+
+
+# ------------------------------------------------ differential: random faults, random calls
+
+_FUZZ_SEEDS = int(os.environ.get("TRIOSTREAM_FUZZ_SEEDS", "150"))  # (as in test_receive_fuzz.py)
+
+
+def _random_fault(rnd: random.Random, size: int, side: str) -> tuple[Fault, str]:
+    """A fault of a random action and trigger, and the action's name (a
+    reset is a ``raise`` fault whose exception is made afresh)."""
+    kinds = ["reset", "raise", "stall", "close"] + (["eof"] if side == "receive" else [])
+    kind = rnd.choice(kinds)
+    trigger = (
+        {"at_byte": rnd.choice([0, size, size + 1, rnd.randint(0, size + 2)])}
+        if rnd.random() < 0.6
+        else {"at_call": rnd.randint(0, 12)}
+    )
+    if kind == "reset":
+        return Fault.reset(**trigger), kind
+    if kind == "raise":
+        return Fault.raise_(OSError(errno.EPIPE, "Broken pipe"), **trigger), kind
+    if kind == "stall":
+        return Fault.stall(rnd.choice([0, 0.5, 30]), **trigger), kind
+    if kind == "eof":
+        return Fault.eof(**trigger), kind
+    return Fault.close(**trigger), kind
+
+
+@pytest.mark.parametrize("seed", range(_FUZZ_SEEDS))
+async def test_a_receive_fault_strikes_exactly_where_it_says(seed: int, autojump_clock: trio.testing.MockClock) -> None:
+    """Random data, a random receive fault (every action, at a byte offset
+    in, at the end of or past the data, or at a call), read in random sizes
+    (through a `ChunkedStream` half the time): the bytes before the fault
+    arrive exactly, no read crosses its offset, the call it names gets the
+    action, and afterwards the side stays as the action left it (broken,
+    at EOF, closed, or going on after a stall); the counters agree."""
+    rnd = random.Random(seed)
+    data = bytes(rnd.randrange(256) for _ in range(rnd.choice([0, 1, rnd.randint(1, 300), rnd.randint(300, 5000)])))
+    fault, kind = _random_fault(rnd, len(data), "receive")
+    sender, receiver = trio.testing.memory_stream_pair()
+    await sender.send_all(data)
+    await sender.send_eof()
+    inner: trio.abc.Stream = receiver if rnd.random() < 0.5 else ChunkedStream(receiver, rnd.choice([1, 7, 100]))
+    stream = FaultyStream(inner, receive=fault)
+    got = b""
+    calls = 0
+    outcome: object = None  # how the stream ended: b"" (EOF) or the exception's type
+    start = trio.current_time()
+    after = 0  # calls after the end (EOF or a failure): the side stays so
+    while outcome is None or after < 3 or (fault.at_call is not None and calls <= fault.at_call):
+        after += outcome is not None
+        max_bytes = rnd.choice([None, 1, rnd.randint(1, 500), 65536])
+        if fault.at_byte is not None and fault.at_byte >= len(got) and rnd.random() < 0.3:
+            max_bytes = max(1, fault.at_byte - len(got) + rnd.randint(0, 2))
+        fires_now = not stream.receive_fault_fired and (
+            fault.at_call == calls if fault.at_call is not None else fault.at_byte == len(got)
+        )
+        calls += 1
+        try:
+            chunk = await stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            assert fires_now or outcome not in (None, b""), (seed, calls)
+            if fires_now:
+                expected = {"reset": trio.BrokenResourceError, "close": trio.ClosedResourceError}
+                assert exc is fault.exception if kind == "raise" else type(exc) is expected[kind], seed
+            elif kind in ("raise", "reset"):
+                assert type(exc) is trio.BrokenResourceError and exc.__cause__ is not None, seed
+            else:
+                assert type(exc) is trio.ClosedResourceError and kind == "close", seed
+            outcome = type(exc) if fires_now else outcome
+            continue
+        assert outcome in (None, b""), (seed, calls)  # (no bytes after a failure)
+        if fires_now and kind == "eof":
+            assert chunk == b"", seed
+        if fault.at_byte is not None and not stream.receive_fault_fired:
+            assert len(got) + len(chunk) <= fault.at_byte, seed  # cut at the offset
+        assert max_bytes is None or len(chunk) <= max_bytes, seed
+        if not chunk:
+            outcome = b""
+        got += chunk
+        assert stream.bytes_received == len(got), seed
+    assert stream.receive_calls == calls, seed
+    fired = stream.receive_fault_fired
+    reached = fault.at_byte <= len(data) if fault.at_byte is not None else True
+    assert fired == reached, seed
+    if not fired or kind == "stall":
+        assert got == data and outcome == b"", seed
+    else:
+        assert fault.at_byte is None or got == data[: fault.at_byte], seed
+        assert data.startswith(got), seed
+        assert outcome == {"eof": b"", "close": trio.ClosedResourceError, "reset": trio.BrokenResourceError}.get(
+            kind, BrokenPipeError
+        ), seed
+    stalled = trio.current_time() - start
+    assert stalled == (fault.seconds if fired and kind == "stall" else 0), seed
+    await stream.aclose()
+
+
+@pytest.mark.parametrize("seed", range(_FUZZ_SEEDS))
+async def test_a_send_fault_strikes_exactly_where_it_says(seed: int, autojump_clock: trio.testing.MockClock) -> None:
+    """The send side: random data sent in random pieces through a random
+    fault: the peer receives exactly the bytes before the fault (at a byte
+    offset the failing call sends those first), the call it names fails
+    (or stalls, then goes on), and later sends stay broken or closed."""
+    rnd = random.Random(seed)
+    data = bytes(rnd.randrange(256) for _ in range(rnd.choice([0, 1, rnd.randint(1, 300), rnd.randint(300, 5000)])))
+    fault, kind = _random_fault(rnd, len(data), "send")
+    sender, receiver = trio.testing.memory_stream_pair()
+    stream = FaultyStream(sender, send=fault)
+    sent = 0  # bytes of data handed to send_all without an error
+    calls = 0
+    failed: type[BaseException] | None = None
+    start = trio.current_time()
+    while sent < len(data) or (calls < 3 and rnd.random() < 0.5):
+        size = rnd.choice([1, rnd.randint(1, 400), 5000])
+        if fault.at_byte is not None and fault.at_byte >= sent and rnd.random() < 0.3:
+            size = max(1, fault.at_byte - sent + rnd.randint(0, 2))  # (just to, over or past it)
+        piece = data[sent : sent + size]
+        if fault.at_call is not None:
+            fires_now = not stream.send_fault_fired and fault.at_call == calls
+        else:
+            assert fault.at_byte is not None
+            fires_now = not stream.send_fault_fired and bool(piece) and sent <= fault.at_byte < sent + len(piece)
+        calls += 1
+        try:
+            await stream.send_all(piece)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            assert fires_now or failed is not None, (seed, calls)
+            if failed is not None:
+                assert exc.__cause__ is not None or type(exc) is trio.ClosedResourceError, seed  # (stays broken)
+                break
+            failed = type(exc)
+            continue  # once more: the side stays broken or closed
+        assert failed is None and not (fires_now and kind != "stall"), (seed, calls)
+        sent += len(piece)
+        if sent >= len(data) and calls > 3:
+            break
+    if failed is None:
+        # send_eof counts as a send call, and at the fault's offset fires it.
+        fires_now = not stream.send_fault_fired and (
+            fault.at_call == calls if fault.at_call is not None else fault.at_byte == sent
+        )
+        calls += 1
+        try:
+            await stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            assert fires_now, seed
+            failed = type(exc)
+        else:
+            assert not fires_now or kind == "stall", seed
+    stalled = trio.current_time() - start
+    await stream.aclose()  # (the peer then sees EOF after what was sent)
+    received = b""
+    while chunk := await receiver.receive_some():
+        received += chunk
+    fired = stream.send_fault_fired
+    if not fired or kind == "stall":
+        assert received == data and failed is None, seed
+    else:
+        want = data[: fault.at_byte] if fault.at_byte is not None else data[:sent]
+        assert received == want, seed
+        assert failed is {"close": trio.ClosedResourceError, "reset": trio.BrokenResourceError}.get(
+            kind, BrokenPipeError
+        ), seed
+    assert stalled == (fault.seconds if fired and kind == "stall" else 0), seed
+    assert stream.send_calls == calls, seed
