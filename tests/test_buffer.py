@@ -217,6 +217,42 @@ def test_unreceive_moves_the_offset_back() -> None:
     assert fresh.offset == 11
 
 
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda b: b.take_exactly(-1), ValueError),
+        (lambda b: b.take_exactly(-7), ValueError),
+        (lambda b: b.take_exactly(1.5), TypeError),
+        (lambda b: b.take_exactly(True), TypeError),
+        (lambda b: b.take_some(0), ValueError),
+        (lambda b: b.take_some(-1), ValueError),
+        (lambda b: b.skip(-1), ValueError),
+        (lambda b: b.take_until(b"", 100), ValueError),
+        (lambda b: b.take_until((b"", b"\n"), 100), ValueError),
+        (lambda b: b.take_until_batch(b"", 100), ValueError),
+        (lambda b: b.discard_until(b""), ValueError),
+        (lambda b: b.discard_until((b";", b"")), ValueError),
+    ],
+)
+def test_bad_arguments_raise_at_the_call_and_consume_nothing(
+    call: Callable[[ReceiveBuffer], object], error: type[Exception]
+) -> None:
+    """The buffer is public (custom codecs take frames from it): a negative
+    size or an empty delimiter is an error at the call, with nothing
+    consumed. Before, ``take_exactly(-1)`` returned and consumed all but the
+    last buffered byte (or, further in, moved the cursor back: bytes handed
+    out twice), ``take_some(0)`` returned ``b""`` with bytes buffered, and an
+    empty delimiter gave empty frames for ever."""
+    for consumed in (0, 5):  # (the cursor at the start of its chunk, and further in)
+        buffer = buffer_of(b"0123;\nhello\nworld\n", b"more\n")
+        buffer.skip(consumed)
+        before, offset = buffer.peek(), buffer.offset
+        with pytest.raises(error):
+            call(buffer)
+        assert buffer.peek() == before and buffer.offset == offset
+        assert buffer.take_line(100) == before[: before.index(b"\n")]
+
+
 def test_feed_after_eof_is_an_error() -> None:
     buffer = buffer_of(eof=True)
     with pytest.raises(RuntimeError):

@@ -94,6 +94,7 @@ from itertools import islice
 from typing import cast
 
 from ._errors import FrameTooLongError
+from ._options import check_non_negative, check_positive
 
 __all__ = ["Delimiters", "ReceiveBuffer"]
 
@@ -565,7 +566,11 @@ class ReceiveBuffer:
 
     def skip(self, n: int) -> int:
         """Consume and drop up to ``n`` bytes without copying them; returns
-        how many were dropped (fewer than ``n`` only if fewer are buffered)."""
+        how many were dropped (fewer than ``n`` only if fewer are buffered).
+        Raises `ValueError` for a negative ``n``, `TypeError` for a
+        non-integer."""
+        if type(n) is not int or n < 0:
+            n = check_non_negative("n", n)
         dropped = 0
         while dropped < n:
             pos = self._pos
@@ -585,8 +590,11 @@ class ReceiveBuffer:
 
         Returns ``b""`` only when the buffer is empty. The whole buffer comes
         back without a copy when it is a single received chunk. Returns only
-        what is contiguous: the rest comes with the next call.
+        what is contiguous: the rest comes with the next call. Raises
+        `ValueError` for ``max_bytes`` < 1, `TypeError` for a non-integer.
         """
+        if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 1):
+            max_bytes = check_positive("max_bytes", max_bytes)
         if self._more and len(self._data) == self._pos:
             self._adopt_next()
         pos = self._pos
@@ -596,7 +604,12 @@ class ReceiveBuffer:
         return self._cut(pos, stop, stop)
 
     def take_exactly(self, n: int) -> bytes | None:
-        """Consume and return exactly ``n`` bytes, or None if fewer are buffered."""
+        """Consume and return exactly ``n`` bytes, or None if fewer are
+        buffered. Raises `ValueError` for a negative ``n`` (a length a codec
+        computed from a peer's header, say), `TypeError` for a non-integer,
+        consuming nothing."""
+        if type(n) is not int or n < 0:
+            n = check_non_negative("n", n)
         pos = self._pos
         stop = pos + n
         if stop > len(self._data):
@@ -716,8 +729,9 @@ class ReceiveBuffer:
 
         ``delimiters`` is non-empty ``bytes``, or a tuple of two or more
         distinct non-empty ``bytes`` (a `triostream.Delimited` codec's
-        ``delimiters`` attribute has this form; other values are not checked
-        here, where every call counts). With a tuple,
+        ``delimiters`` attribute has this form). An empty delimiter raises
+        `ValueError`; other values are not checked here, where every call
+        counts. With a tuple,
         the earliest match wins (the shortest frame) and at the same position
         the longest delimiter wins; a match is not taken while a delimiter
         that would win could still complete with more data (``b"\\r"`` at
@@ -1588,6 +1602,9 @@ class ReceiveBuffer:
         another kind of receive intervenes, so unused batch work stays within
         a constant factor of the bytes consumed.
         """
+        if not delimiter:
+            # (Here, off the fast paths: an empty delimiter ends up here.)
+            raise ValueError("the delimiter is empty")
         while True:
             data = self._data
             pos = self._pos
@@ -1789,6 +1806,8 @@ class ReceiveBuffer:
         return best, best_len
 
     def _take_until_any(self, delimiters: tuple[bytes, ...], max_size: int, keep_delimiter: bool) -> bytes | None:
+        if b"" in delimiters:
+            raise ValueError("a delimiter is empty")
         if self._more:
             self._merge_all()
         pos = self._pos
