@@ -253,6 +253,14 @@ def test_bad_arguments_raise_at_the_call_and_consume_nothing(
         assert buffer.take_line(100) == before[: before.index(b"\n")]
 
 
+@pytest.mark.parametrize(
+    ("capacity", "error"), [(0, ValueError), (-1, ValueError), ("64", TypeError), (True, TypeError)]
+)
+def test_a_bad_capacity_is_refused(capacity: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        ReceiveBuffer(capacity)  # type: ignore[arg-type]
+
+
 def test_feed_after_eof_is_an_error() -> None:
     buffer = buffer_of(eof=True)
     with pytest.raises(RuntimeError):

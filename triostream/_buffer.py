@@ -219,7 +219,8 @@ class ReceiveBuffer:
       capacity: the size at which the owner stops reading more into the
         buffer. The buffer does not refuse bytes beyond it; it only uses it to
         know that, once full, no more data will come to settle an open
-        question (see the tuple rule in `take_until`).
+        question (see the tuple rule in `take_until`). An int >= 1
+        (`ValueError`, `TypeError` otherwise).
 
     Attributes:
       capacity: as given (the owner may change it).
@@ -274,6 +275,7 @@ class ReceiveBuffer:
     )
 
     def __init__(self, capacity: int = 65536) -> None:
+        capacity = check_positive("capacity", capacity)
         # _data[_pos:] is the unconsumed content. _data is bytes while that is
         # cheap (it lets fresh chunks be adopted without a copy and frames be
         # sliced out with one), and a bytearray while a long frame accumulates.
