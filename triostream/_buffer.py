@@ -344,8 +344,8 @@ class ReceiveBuffer:
         """The stream offset of the next byte to be consumed, that is how
         many bytes were consumed so far. Bytes pushed back with `unreceive`
         count as not consumed: it moves the offset back by as many bytes,
-        not below 0 (more than were consumed count as received first). For error messages such as
-        `CorruptFrameError`'s."""
+        not below 0 (more than were consumed count as received first). For
+        error messages such as `CorruptFrameError`'s."""
         return self._fed - (len(self._data) - self._pos + self._more_len)  # len(self), inlined: hot
 
     @property
