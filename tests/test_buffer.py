@@ -227,6 +227,8 @@ def test_unreceive_moves_the_offset_back() -> None:
         (lambda b: b.take_some(0), ValueError),
         (lambda b: b.take_some(-1), ValueError),
         (lambda b: b.skip(-1), ValueError),
+        (lambda b: b.peek(-1), ValueError),
+        (lambda b: b.peek(2.0), TypeError),
         (lambda b: b.take_until(b"", 100), ValueError),
         (lambda b: b.take_until((b"", b"\n"), 100), ValueError),
         (lambda b: b.take_until_batch(b"", 100), ValueError),

@@ -436,6 +436,18 @@ async def test_peek_unreceive() -> None:
     assert await stream.receive_line() == b"hello world"
 
 
+async def test_peek_refuses_a_negative_size() -> None:
+    """A negative size is an error, not "all" (asyncio's ``read(-1)``) nor
+    nothing: before, ``peek(-1)`` returned ``b""`` with bytes buffered."""
+    stream = scripted(b"hello\n")
+    await stream.fill()
+    with pytest.raises(ValueError):
+        stream.peek(-1)
+    with pytest.raises(TypeError):
+        stream.peek(1.5)  # type: ignore[arg-type]
+    assert stream.peek(0) == b"" and stream.peek() == b"hello\n"
+
+
 async def test_detach_returns_leftover_and_closes() -> None:
     transport = ScriptedStream([b"STARTTLS\r\nleftover", b"later"])
     stream = BufferedStream(transport)

@@ -518,13 +518,18 @@ class ReceiveBuffer:
             return view[start:stop].tobytes()
 
     def peek(self, max_bytes: int | None = None) -> bytes:
-        """Return up to ``max_bytes`` buffered bytes (all if None) without consuming them."""
+        """Return up to ``max_bytes`` buffered bytes (all if None) without
+        consuming them. Raises `ValueError` for a negative ``max_bytes``
+        (not "all", as asyncio's ``read(-1)``), `TypeError` for a
+        non-integer."""
+        if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 0):
+            max_bytes = check_non_negative("max_bytes", max_bytes)
         if self._more and (max_bytes is None or max_bytes > len(self._data) - self._pos):
             self._merge_all()
         pos = self._pos
         stop = len(self._data)
         if max_bytes is not None and max_bytes < stop - pos:
-            stop = pos + max(max_bytes, 0)
+            stop = pos + max_bytes
         return bytes(self._data[pos:stop])
 
     # ------------------------------------------------- the cursor (built-in codecs)

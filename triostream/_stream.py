@@ -1546,7 +1546,9 @@ class BufferedStream(trio.abc.Stream):
 
     def peek(self, n: int | None = None) -> bytes:
         """Return up to ``n`` buffered bytes (all if None) without consuming
-        them. Never reads the transport."""
+        them. Never reads the transport. Raises `ValueError` for a negative
+        ``n`` (not "all", as asyncio's ``read(-1)``), `TypeError` for a
+        non-integer, `trio.ClosedResourceError` once closed."""
         if self._state & _CLOSED:
             raise trio.ClosedResourceError("this BufferedStream was closed")
         self._settle()
