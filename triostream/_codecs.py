@@ -924,9 +924,9 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         # The frame spans chunks: copy just the frame (the chunk it ends in
         # becomes the buffer's current chunk without a copy).
         if self._include:
-            return buffer.take_exactly(header + body)
+            return buffer._take_exactly(header + body)
         buffer.skip(header)
-        return buffer.take_exactly(body)
+        return buffer._take_exactly(body)
 
 
 @dataclass(frozen=True, init=False, repr=False)
@@ -935,7 +935,8 @@ class FixedSize(_FrozenCodec):
 
     At EOF inside a frame, `IncompleteReadError` has the buffered bytes as
     ``partial`` and ``expected`` None, like every frame without a header (the
-    decoder is the buffer's ``take_exactly(n)`` itself, the fastest path).
+    decoder is the buffer's ``take_exactly(n)`` itself, the fastest path,
+    without its check of ``n``, made here once).
 
     Attributes:
       n: the frame size, as given.
@@ -970,10 +971,10 @@ class _FixedSizeDecoder(FrameDecoder):
         self._n = n
 
     def decode(self, buffer: ReceiveBuffer) -> bytes | None:
-        return buffer.take_exactly(self._n)
+        return buffer._take_exactly(self._n)
 
     def bind(self, buffer: ReceiveBuffer) -> Take:
-        return functools.partial(buffer.take_exactly, self._n)
+        return functools.partial(buffer._take_exactly, self._n)
 
 
 @dataclass(frozen=True, init=False, repr=False)

@@ -727,7 +727,7 @@ class BufferedStream(trio.abc.Stream):
             await self._refuse()
         self._state = _RECEIVING
         try:
-            take = self._buffer.take_exactly
+            take = self._buffer._take_exactly  # (n checked above)
             if self._fill_checkpoints:
                 return await self._receive_lean(take, (n,), n)
             await checkpoint()
@@ -1201,7 +1201,7 @@ class BufferedStream(trio.abc.Stream):
             raise ValueError(f"n must be between 0 and max_buffer_size={self.max_buffer_size}, not {n}")
         if self._state:
             self._refuse_nowait()
-        frame = self._buffer.take_exactly(n)
+        frame = self._buffer._take_exactly(n)  # (n checked above)
         if frame is None:
             self._no_frame(n)
         return frame
