@@ -180,6 +180,54 @@ async def test_forceful_close_drops_the_queue() -> None:
     await left.aclose()
 
 
+class SendFailsAfterASecond(trio.abc.HalfCloseableStream):
+    """A transport whose sends fail after a second (a peer that reset the
+    connection while a reply was on its way) and whose receives wait until
+    it is closed."""
+
+    def __init__(self) -> None:
+        self.closed = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.sleep(1)
+        raise trio.BrokenResourceError("connection reset by peer")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await self.closed.wait()
+        raise trio.ClosedResourceError
+
+    async def aclose(self) -> None:
+        self.closed.set()
+        await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize("read_ahead", [True, False])
+async def test_a_send_failing_while_the_close_flushes_ends_the_close(
+    autojump_clock: trio.testing.MockClock, read_ahead: bool
+) -> None:
+    """The graceful close waits for the queue to drain; the transport fails
+    under the writer meanwhile: the close ends then, the queued bytes
+    dropped and the reason ERROR. (The writer used to end silently during a
+    close, which then waited out all of ``close_timeout`` with nothing left
+    that could drain the queue: seen as connection tasks outliving a storm
+    of resetting clients by seconds.)"""
+    transport = SendFailsAfterASecond()
+    async with open_connection(transport, close_timeout=60, read_ahead=read_ahead) as conn:
+        conn.write(b"a reply the peer will never see")
+        start = trio.current_time()
+    assert trio.current_time() - start < 2  # (virtual seconds: the send fails at 1)
+    assert conn.close_reason is CloseReason.ERROR
+    assert isinstance(conn.close_error, trio.BrokenResourceError)
+    assert conn.write_buffer_size == 0
+    assert transport.closed.is_set()
+
+
 async def test_close_on_exception_in_the_block_is_forceful_and_propagates() -> None:
     _, right = trio.testing.memory_stream_pair()
     with pytest.raises(KeyError):

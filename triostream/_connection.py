@@ -521,7 +521,13 @@ class Connection(BufferedStream):
                 self._last_activity = trio.current_time()
                 self._queue_lot.unpark_all()
         except TRANSPORT_ERRORS as exc:
-            if not self._closing:
+            # Also while a graceful close flushes (``_closing`` but not yet
+            # ``closed``): that close waits for the queue to drain, and only
+            # the end of the connection wakes it. Ignoring the error there
+            # left it waiting out all of ``close_timeout`` (10 s) for bytes
+            # that could no longer go. Once the connection has ended (the
+            # close shut the transport under this send), it is no news.
+            if not self.closed:
                 self._fail(CloseReason.ERROR, exc)
 
     async def _watchdog(self) -> None:
@@ -996,7 +1002,9 @@ class Connection(BufferedStream):
         256 KiB, so that the kernel does not answer them with a reset that
         destroys the reply still on its way (Apache's and nginx's "lingering
         close"). One deadline bounds all of it: what is left when it
-        passes is closed forcefully. Whenever queued bytes are dropped (the
+        passes is closed forcefully; so is the transport when it fails
+        during the flush (`close_reason` is then `CloseReason.ERROR`), at
+        once. Whenever queued bytes are dropped (the transport failed, the
         deadline passed, or the close was cancelled, as in
         ``trio.aclose_forcefully(conn)``), a TCP transport is reset (RST,
         through ``SO_LINGER`` 0) instead of ended with a FIN, so the peer can
