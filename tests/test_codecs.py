@@ -330,3 +330,20 @@ def test_varint_encoding_matches_protobuf() -> None:
     assert encode_varint(150) == b"\x96\x01"
     assert encode_varint(300) == b"\xac\x02"
     assert decode_all(VarintPrefixed(1000), [b"\x03abc\x00"]) == [b"abc", b""]
+
+
+def test_a_frame_parser_refuses_a_buffer_smaller_than_its_codec_needs() -> None:
+    """As a stream does: a buffer below the codec's ``wire_limit`` would be
+    full (its delimiter matches settled) before a frame the codec allows is
+    complete; with (b"\\r\\n", b"\\r") it cut ``abc\\r\\n`` after the ``\\r``."""
+    codec = Delimited((b"\r\n", b"\r"), 100)
+    with pytest.raises(ValueError, match="max_buffer_size"):
+        FrameParser(codec, max_buffer_size=4)
+    with pytest.raises(ValueError, match="max_buffer_size"):
+        FrameParser(codec, max_buffer_size=codec.wire_limit - 1)
+    parser = FrameParser(codec, max_buffer_size=codec.wire_limit)  # just enough
+    frames: list[bytes] = []
+    for piece in (b"abc\r", b"\ndef\r\n"):
+        parser.feed(piece)
+        frames += parser
+    assert frames == [b"abc", b"def"]

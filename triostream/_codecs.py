@@ -1183,7 +1183,9 @@ class FrameParser:
       max_buffer_size: the buffer's `ReceiveBuffer.capacity` (default: the
         codec's ``wire_limit``, at least 64 KiB). The parser does not refuse
         bytes past it (feeding is the caller's business); a full buffer only
-        settles delimiter matches that more data could change.
+        settles delimiter matches that more data could change. Below the
+        codec's ``wire_limit`` it raises `ValueError`, as a `BufferedStream`
+        does (a frame the codec allows could not be told apart).
 
     Attributes:
       codec: the codec, as given.
@@ -1201,6 +1203,10 @@ class FrameParser:
     def __init__(self, codec: Codec, *, max_buffer_size: int | None = None) -> None:
         if max_buffer_size is not None:
             _check_limit("max_buffer_size", max_buffer_size)
+            if max_buffer_size < codec.wire_limit:
+                # (the buffer settles a delimiter match when full: a smaller
+                # one cut b"abc\r\n" after the b"\r" of (b"\r\n", b"\r"))
+                raise ValueError(f"{codec!r} needs max_buffer_size >= {codec.wire_limit}, not {max_buffer_size}")
         self.codec = codec
         self.decoder = codec.decoder()
         self.buffer = ReceiveBuffer(max_buffer_size or max(codec.wire_limit, 65536))
