@@ -3,27 +3,27 @@
 docs/guide.md's examples are whole programs: tests/test_site_examples.py runs
 them. docs/testing.md's worked example is one test module: its imports
 (``testing-imports``), the server under test (``testing-serve-lines``), then a
-test per block. Each test block is written after those two into a fresh
-directory, with a pytest configuration saying ``trio_mode = true`` as the page
-asks, and run by pytest in a subprocess (the triostream plugin is registered by
-its entry point); then the outcome the page describes is checked: the tests
-pass, and the one written to show a failure fails with the `ScriptMismatch`
-report the page shows.
+test per block. Each test block is written after those two as a module of its
+own, all of them into one directory with a pytest configuration saying
+``trio_mode = true`` as the page asks, and run by one pytest in a subprocess
+(the triostream plugin is registered by its entry point); then the outcome the
+page describes is checked per module: the tests pass, and the one written to
+show a failure fails with the `ScriptMismatch` report the page shows.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-from pathlib import Path
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 
 import pytest
 from site_examples import DOCS, example
 
-#: One pytest run's limit; they take a second or a few.
-TIMEOUT = 120
+#: The pytest run's limit; it takes a few seconds.
+TIMEOUT = 300
 
 #: The head of the worked example's module: its imports, then the server.
 HEAD = ("testing-imports", "testing-serve-lines")
@@ -52,15 +52,44 @@ def module(*names: str) -> str:
     return "\n\n".join(example(name).code for name in names)
 
 
-def run_pytest(directory: Path, source: str) -> subprocess.CompletedProcess[str]:
-    """Run pytest on ``source`` as ``test_proto.py`` in ``directory``, in a
-    fresh interpreter, with the configuration the page asks for (and warnings
-    as errors, as in this project)."""
+#: The modules of the one pytest run, by file name: each test block after the
+#: head (so that a block needing another's definitions fails), the failing
+#: block, all of them as one module, and the conformance kit's own module.
+MODULES = {
+    **{f"test_block_{name.replace('-', '_')}.py": (*HEAD, name) for name in WORKED_EXAMPLE},
+    "test_mismatch.py": (*HEAD, "testing-mismatch-report"),
+    "test_one_module.py": (*HEAD, "testing-mismatch-report", *WORKED_EXAMPLE),
+    "test_kit.py": ("testing-conformance-kit",),
+}
+
+
+@dataclass
+class Run:
+    """What one pytest run printed, and each module's outcome: the counts
+    of its tests by result (``{"passed": 20}``), from the JUnit XML report."""
+
+    stdout: str
+    stderr: str
+    outcomes: dict[str, dict[str, int]]
+
+    def of(self, file: str) -> dict[str, int]:
+        return self.outcomes.get(file.removesuffix(".py"), {})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """Pytest, in a fresh interpreter, over every module of `MODULES` in one
+    directory with the configuration the page asks for (and warnings as
+    errors, as in this project). One run for all: each costs a few seconds
+    of start-up (an interpreter, pytest and its plugins), most of the time
+    these tests took when each module had a run of its own."""
+    directory = tmp_path_factory.mktemp("guide")
     (directory / "pytest.ini").write_text("[pytest]\ntrio_mode = true\nfilterwarnings = error\n")
-    (directory / "test_proto.py").write_text(source)
+    for file, names in MODULES.items():
+        (directory / file).write_text(module(*names))
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_proto.py"],
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--junitxml=report.xml", *MODULES],
         cwd=directory,
         env=env,
         capture_output=True,
@@ -68,29 +97,30 @@ def run_pytest(directory: Path, source: str) -> subprocess.CompletedProcess[str]
         timeout=TIMEOUT,
         check=False,
     )
-
-
-def outcome(done: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    """The counts of pytest's last summary line: ``{"passed": 20}``."""
-    lines = done.stdout.strip().splitlines()
-    assert lines, f"pytest printed nothing:\n{done.stderr}"
-    return {kind: int(count) for count, kind in re.findall(r"(\d+) (passed|failed|errors?|skipped)", lines[-1])}
+    report = directory / "report.xml"
+    assert report.exists(), f"pytest wrote no report:\n{done.stdout}\n{done.stderr}"
+    outcomes: dict[str, dict[str, int]] = {}
+    for case in ET.parse(report).iter("testcase"):
+        # (classname: the module's dotted path, then the class if any)
+        counts = outcomes.setdefault(case.get("classname", "").split(".")[0], {})
+        results = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        result = {"failure": "failed", "error": "errors", "skipped": "skipped"}[results[0]] if results else "passed"
+        counts[result] = counts.get(result, 0) + 1
+    return Run(done.stdout, done.stderr, outcomes)
 
 
 @pytest.mark.parametrize("name", list(WORKED_EXAMPLE))
-def test_a_worked_example_test_passes(name: str, tmp_path: Path) -> None:
-    done = run_pytest(tmp_path, module(*HEAD, name))
-    assert outcome(done) == {"passed": WORKED_EXAMPLE[name]}, done.stdout + done.stderr
-    assert done.returncode == 0
+def test_a_worked_example_test_passes(name: str, run: Run) -> None:
+    file = f"test_block_{name.replace('-', '_')}.py"
+    assert run.of(file) == {"passed": WORKED_EXAMPLE[name]}, run.stdout + run.stderr
 
 
-def test_the_wrong_expectation_fails_with_the_report_shown(tmp_path: Path) -> None:
-    done = run_pytest(tmp_path, module(*HEAD, "testing-mismatch-report"))
-    assert outcome(done) == {"failed": 1}, done.stdout + done.stderr
-    assert "FAILED test_proto.py::test_line_protocol_wrong_expectation" in done.stdout
+def test_the_wrong_expectation_fails_with_the_report_shown(run: Run) -> None:
+    assert run.of("test_mismatch.py") == {"failed": 1}, run.stdout + run.stderr
+    assert "FAILED test_mismatch.py::test_line_protocol_wrong_expectation" in run.stdout
     # Inside exception groups, pytest draws each line of the message after a "| ".
-    report = "".join(line.split("| ", 1)[-1] + "\n" for line in done.stdout.splitlines())
-    assert "".join(MISMATCH_MESSAGE) in report, done.stdout
+    report = "".join(line.split("| ", 1)[-1] + "\n" for line in run.stdout.splitlines())
+    assert "".join(MISMATCH_MESSAGE) in report, run.stdout
 
 
 def test_the_page_shows_that_report() -> None:
@@ -103,14 +133,12 @@ def test_the_page_shows_that_report() -> None:
     assert "".join(MISMATCH_MESSAGE) in report, shown
 
 
-def test_the_worked_example_is_one_module(tmp_path: Path) -> None:
+def test_the_worked_example_is_one_module(run: Run) -> None:
     # The blocks make up one module, as the page says: no name is defined twice.
-    done = run_pytest(tmp_path, module(*HEAD, "testing-mismatch-report", *WORKED_EXAMPLE))
-    assert outcome(done) == {"passed": sum(WORKED_EXAMPLE.values()), "failed": 1}, done.stdout + done.stderr
+    expected = {"passed": sum(WORKED_EXAMPLE.values()), "failed": 1}
+    assert run.of("test_one_module.py") == expected, run.stdout + run.stderr
 
 
-def test_the_conformance_kit_example_passes(tmp_path: Path) -> None:
+def test_the_conformance_kit_example_passes(run: Run) -> None:
     # A test module of its own, with its own imports.
-    done = run_pytest(tmp_path, module("testing-conformance-kit"))
-    assert outcome(done) == {"passed": 1}, done.stdout + done.stderr
-    assert done.returncode == 0
+    assert run.of("test_kit.py") == {"passed": 1}, run.stdout + run.stderr
