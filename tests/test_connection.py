@@ -228,6 +228,65 @@ async def test_a_send_failing_while_the_close_flushes_ends_the_close(
     assert transport.closed.is_set()
 
 
+class ReceiveFailsOnCue(trio.abc.HalfCloseableStream):
+    """A transport whose receive fails (a reset) when ``fail_receive`` is
+    set, and whose sends wait until it is closed (a peer not reading)."""
+
+    def __init__(self) -> None:
+        self.closed = trio.Event()
+        self.fail_receive = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.closed.wait()
+        raise trio.ClosedResourceError
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await self.fail_receive.wait()
+        raise trio.BrokenResourceError("connection reset by peer")
+
+    async def aclose(self) -> None:
+        self.closed.set()
+        await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize("method", ["receive_some", "receive_line"])
+async def test_a_read_failing_while_the_close_flushes_is_no_eof(method: str) -> None:
+    """One task waits in a receive; another closes (the flush waits for a
+    peer that does not read); then the read-ahead task's read fails. The
+    receive must not take that for an EOF, nor spin: the connection ended
+    by an error and the close ends too. (The read-ahead task ignored errors
+    once a close had begun: ``receive_some`` returned ``b""`` for the reset,
+    ``receive_line`` went round its wait, set for good, until the close
+    gave up after ``close_timeout``.)"""
+    transport = ReceiveFailsOnCue()
+    outcome: list[object] = []
+    with trio.fail_after(30):  # (a guard: the bug spins for close_timeout)
+        async with open_connection(transport, close_timeout=600) as conn, trio.open_nursery() as nursery:
+
+            async def receive() -> None:
+                try:
+                    outcome.append(await getattr(conn, method)())
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    outcome.append(exc)
+
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            conn.write(b"a reply the peer does not read")
+            nursery.start_soon(conn.aclose)
+            await trio.testing.wait_all_tasks_blocked()
+            transport.fail_receive.set()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], trio.BrokenResourceError | trio.ClosedResourceError), outcome
+    assert conn.close_reason is CloseReason.ERROR
+    assert isinstance(conn.close_error, trio.BrokenResourceError)
+
+
 async def test_close_on_exception_in_the_block_is_forceful_and_propagates() -> None:
     _, right = trio.testing.memory_stream_pair()
     with pytest.raises(KeyError):
@@ -344,6 +403,46 @@ async def test_peer_reset_mid_frame_delivers_data_then_broken() -> None:
         assert conn.peek() == b"line tw", "nothing lost"
         with pytest.raises(trio.BrokenResourceError):
             conn.write(b"x")
+
+
+@pytest.mark.parametrize("method", ["receive_some", "receive_line", "receive_exactly", "receive_until_eof"])
+async def test_a_receive_waiting_when_the_peer_resets_raises_broken(method: str) -> None:
+    """The receive is already waiting for the read-ahead task when the reset
+    comes: it raises `trio.BrokenResourceError` (chained from the error), as
+    a receive started after it does. ``receive_some`` returned ``b""`` there,
+    a clean EOF, for a connection that had ended by an error."""
+    args = {"receive_exactly": (10,)}.get(method, ())
+    async with socket_stream_pair() as (client, server), open_connection(server) as conn:
+        outcome: list[object] = []
+
+        async def receive() -> None:
+            try:
+                outcome.append(await getattr(conn, method)(*args))
+            except trio.BrokenResourceError as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await client.aclose()
+        assert conn.close_reason is CloseReason.ERROR
+        assert len(outcome) == 1 and isinstance(outcome[0], trio.BrokenResourceError), outcome
+        assert outcome[0].__cause__ is conn.close_error
+
+
+async def test_a_receive_waiting_when_the_idle_timeout_strikes_raises_broken(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The same for the idle timeout: `trio.BrokenResourceError` from
+    `trio.TooSlowError`, not ``b""``."""
+    _left, right = trio.testing.memory_stream_pair()
+    async with open_connection(right, idle_timeout=30) as conn:
+        with pytest.raises(trio.BrokenResourceError) as info:
+            await conn.receive_some()
+        assert trio.current_time() >= 30 - 1e-6
+        assert conn.close_reason is CloseReason.TIMEOUT
+        assert isinstance(info.value.__cause__, trio.TooSlowError)
 
 
 async def test_transport_error_in_helper_is_not_an_exception_group() -> None:

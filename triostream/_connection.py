@@ -336,9 +336,15 @@ class Connection(BufferedStream):
             )
 
     def _check_open(self) -> None:
-        """After a wait for data: a local close meanwhile ends the receive."""
+        """After a wait for data: a local close meanwhile ends the receive;
+        so does the end of the connection by an error or a timeout when the
+        reader brought nothing before it (the wake-up was the end's). Without
+        the second test, ``receive_some`` took that wake-up with nothing
+        buffered for an EOF, and returned ``b""`` for a reset."""
         if self._state & _CLOSED:
             raise trio.ClosedResourceError("this Connection was closed")
+        if self._error is not None and not self._buffer and not self._buffer.eof:
+            raise self._broken()
 
     def _refuse_send(self) -> None:
         """Raise what a send-side call gets once the connection is closing:
@@ -474,7 +480,12 @@ class Connection(BufferedStream):
                 if not scheduled:  # (after a read that did not wait, as trio's recv does)
                     await trio.lowlevel.cancel_shielded_checkpoint()
         except TRANSPORT_ERRORS as exc:
-            if not self._closing:
+            # Also while a graceful close flushes (see _writer): ignored
+            # there, the error left a receive in another task woken with
+            # nothing new (receive_some returned b"", a clean EOF, for a
+            # reset; receive_line went round its wait, set for good, until
+            # the close ended: a busy loop of up to close_timeout).
+            if not self.closed:
                 self._fail(CloseReason.ERROR, exc)
             self._data_arrived.set()
 
