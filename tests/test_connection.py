@@ -287,6 +287,51 @@ async def test_a_read_failing_while_the_close_flushes_is_no_eof(method: str) -> 
     assert isinstance(conn.close_error, trio.BrokenResourceError)
 
 
+class SlowEof(trio.abc.HalfCloseableStream):
+    """A transport whose ``send_eof`` waits until ``eof_may_go`` is set
+    (any transport's may yield there: a checkpoint at least)."""
+
+    def __init__(self) -> None:
+        self.eof_may_go = trio.Event()
+        self.sent = bytearray()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        self.sent += data
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await self.eof_may_go.wait()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_send_during_the_close_is_refused_as_closed_not_busy() -> None:
+    """The graceful close holds the send side while it sends its EOF. A
+    `Connection.send_all` in another task meanwhile is refused with
+    `trio.ClosedResourceError`: the connection is closing. It raised
+    `trio.BusyResourceError`, the error of two tasks misusing one
+    connection, which this is not. (Found by
+    tests/test_connection_lifecycle_fuzz.py.)"""
+    transport = SlowEof()
+    async with open_connection(transport, close_timeout=60) as conn, trio.open_nursery() as nursery:
+        nursery.start_soon(conn.aclose)
+        await trio.testing.wait_all_tasks_blocked()
+        assert conn._sending, "the close holds the send side (its EOF)"
+        with pytest.raises(trio.ClosedResourceError):
+            await conn.send_all(b"too late")
+        transport.eof_may_go.set()
+    assert conn.close_reason is CloseReason.LOCAL
+    assert transport.sent == b""
+
+
 async def test_close_on_exception_in_the_block_is_forceful_and_propagates() -> None:
     _, right = trio.testing.memory_stream_pair()
     with pytest.raises(KeyError):

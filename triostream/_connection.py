@@ -336,15 +336,21 @@ class Connection(BufferedStream):
             )
 
     def _check_open(self) -> None:
-        """After a wait for data: a local close meanwhile ends the receive;
-        so does the end of the connection by an error or a timeout when the
-        reader brought nothing before it (the wake-up was the end's). Without
-        the second test, ``receive_some`` took that wake-up with nothing
-        buffered for an EOF, and returned ``b""`` for a reset."""
+        """After a wait for data: a local close meanwhile ends the receive.
+        So does a wake-up that left nothing buffered (and no EOF): the end of
+        the connection by an error or a timeout (`trio.BrokenResourceError`),
+        or a graceful close in another task, still going on, whose lingering
+        dropped the bytes the reader had just brought
+        (`trio.ClosedResourceError`). Without these two tests ``receive_some``
+        took such a wake-up for an EOF and returned ``b""``."""
         if self._state & _CLOSED:
             raise trio.ClosedResourceError("this Connection was closed")
-        if self._error is not None and not self._buffer and not self._buffer.eof:
-            raise self._broken()
+        buffer = self._buffer
+        if not buffer and not buffer.eof:
+            if self._error is not None:
+                raise self._broken()
+            if self._closing:
+                raise trio.ClosedResourceError("this Connection is being closed")
 
     def _refuse_send(self) -> None:
         """Raise what a send-side call gets once the connection is closing:
@@ -691,6 +697,10 @@ class Connection(BufferedStream):
 
     def _read_timed_out(self) -> NoReturn:
         self._fail(CloseReason.TIMEOUT, trio.TooSlowError("read timed out: a frame was not completed in time"))
+        if self._error is None:
+            # Ended by a local close first (the first cause wins): a timer
+            # that ran out with it is no error of the peer's.
+            raise trio.ClosedResourceError("this Connection was closed")
         raise self._broken()
 
     # ------------------------------------------------------------ writing
@@ -823,7 +833,16 @@ class Connection(BufferedStream):
         Unlike a raw Trio stream, returning does not mean the bytes reached
         the transport: `flush` for that. Data larger than
         ``max_write_buffer_size`` is queued in pieces as room frees up.
+
+        Raises `trio.BusyResourceError` at once when another task is in
+        `send_all`; `trio.ClosedResourceError` (after a checkpoint) once a
+        close has begun, also while that close holds the send side for its
+        EOF; `trio.BrokenResourceError` after an error or a timeout ended
+        the connection.
         """
+        if self._closing:
+            await checkpoint()
+            self._refuse_send()
         if self._sending:
             raise trio.BusyResourceError("another task is already sending on this Connection")
         self._sending = True
