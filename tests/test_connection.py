@@ -332,6 +332,48 @@ async def test_a_send_during_the_close_is_refused_as_closed_not_busy() -> None:
     assert transport.sent == b""
 
 
+async def test_a_receive_and_the_closes_lingering_never_read_the_transport_at_once() -> None:
+    """Without read-ahead a receive reads the transport in its own task, and
+    a graceful close with bytes unread lingers (reads and drops the peer's
+    bytes) in a read of its own: Trio refuses two reads of one socket at
+    once (`trio.BusyResourceError`). A receive that starts while the close
+    lingers is refused with `trio.ClosedResourceError` (it reached the
+    socket and got the transport's BusyResourceError); a close that begins
+    while a receive reads does not linger, and that receive ends with
+    `trio.ClosedResourceError` when the transport closes. (Found by
+    tests/test_connection_lifecycle_fuzz.py.)"""
+    async with socket_stream_pair() as (client, server):
+        async with open_connection(server, read_ahead=False) as conn, trio.open_nursery() as nursery:
+            await client.send_all(b"unread")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(conn.aclose)
+            await trio.testing.wait_all_tasks_blocked()
+            assert getattr(conn, "_lingering", True), "the close reads and drops what the peer sent"
+            with pytest.raises(trio.ClosedResourceError):
+                await conn.receive_line()
+        assert conn.close_reason is CloseReason.LOCAL
+
+    async with socket_stream_pair() as (client, server):
+        async with open_connection(server, read_ahead=False) as conn, trio.open_nursery() as nursery:
+            await client.send_all(b"a line begun")
+            outcome: list[BaseException] = []
+
+            async def receive() -> None:
+                try:
+                    await conn.receive_line()
+                except Exception as exc:
+                    outcome.append(exc)
+
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            assert conn.peek() == b"a line begun"
+            with trio.fail_after(10):
+                await conn.aclose()
+            assert not getattr(conn, "_lingering", False)
+        assert [type(exc) for exc in outcome] == [trio.ClosedResourceError]
+        assert conn.close_reason is CloseReason.LOCAL
+
+
 async def test_close_on_exception_in_the_block_is_forceful_and_propagates() -> None:
     _, right = trio.testing.memory_stream_pair()
     with pytest.raises(KeyError):

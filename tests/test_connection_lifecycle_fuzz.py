@@ -7,7 +7,8 @@ each side (`triostream.testing.FaultyStream`: a reset, an early EOF, a stall,
 a close, at a random byte), the connection's options (read-ahead, the idle,
 read, write and close timeouts, a small write buffer) and the application:
 an echo loop (``lines()``, ``receive_line`` or ``receive_some``, a reply
-per line), a task in
+per line; or each ``receive_line`` or step of ``lines()`` under a timeout,
+retried when it runs out), a task in
 `Connection.wait_closed`, one in `Connection.drain`, and a local `aclose` at
 a random time. Under an autojump clock, checked:
 
@@ -31,7 +32,9 @@ during the close's EOF raised `trio.BusyResourceError` instead of
 `trio.ClosedResourceError`; a ``receive_some`` woken by bytes that a
 graceful close in another task then dropped (its lingering) returned
 ``b""``; a read timer that ran out as a local close ended raised
-`trio.BrokenResourceError` ("connection ended: closed locally").
+`trio.BrokenResourceError` ("connection ended: closed locally"); and, with
+the timed-out loops, a receive and the close's lingering reading one socket
+at once (the transport's `trio.BusyResourceError`).
 ``TRIOSTREAM_FUZZ_SEEDS`` sets the number of seeds, as for the other fuzz tests.
 """
 
@@ -55,8 +58,10 @@ SEEDS = int(os.environ.get("TRIOSTREAM_FUZZ_SEEDS", "400"))
 #: close ended raised BrokenResourceError("... closed locally"); 537, 558:
 #: a send during the close's EOF raised BusyResourceError; 584, 817: a
 #: receive_some woken by bytes that the close's lingering dropped returned
-#: b"" (seeds under 400 found each too).
-FOUND = (445, 537, 558, 584, 817)
+#: b""; 402: without read-ahead, a receive retried after its timeout while
+#: the close lingered reached the socket in a second read and raised the
+#: transport's BusyResourceError (seeds under 400 found each too).
+FOUND = (402, 445, 537, 558, 584, 817)
 
 #: Scheduler steps one seed may take (a busy loop takes millions; the
 #: scenarios take a few thousand).
@@ -90,7 +95,8 @@ class Scenario:
     send_fault: Fault | None
     receive_fault_kind: str
     options: dict[str, object]
-    loop: str  # how the echo loop receives: "lines()", "receive_line", "receive_some"
+    loop: str  # how the echo loop receives (see `draw`)
+    receive_timeout: float  # for the loops that time out each receive
     close_at: float
     wire: bytes = field(init=False)
 
@@ -146,7 +152,10 @@ def draw(seed: int) -> Scenario:
         send_fault=send_fault,
         receive_fault_kind=kind,
         options=options,
-        loop=rng.choice(["lines()", "receive_line", "receive_some"]),
+        loop=rng.choice(
+            ["lines()", "receive_line", "receive_some", "receive_line, timed out", "lines().__anext__, timed out"]
+        ),
+        receive_timeout=rng.choice([0.05, 0.7, 3.0]),
         close_at=rng.choice([0.0, 0.2, 3.0, 40.0, 200.0]),
     )
 
@@ -158,6 +167,7 @@ class Outcome:
     closed_locally: bool = False
     wait_closed_returned: bool = False
     drain_end: str | None = None
+    timeouts: int = 0
     steps_exhausted: bool = False
     finished: bool = False
 
@@ -212,9 +222,28 @@ async def run(scenario: Scenario, outcome: Outcome, budget: StepBudget) -> Conne
                         await conn.send_all(b"echo " + line + b"\n")
                 if pending:
                     raise IncompleteReadError(bytes(pending), None)
-            else:
+            elif scenario.loop == "receive_line":
                 while True:
                     line = await conn.receive_line(max_size=1000)
+                    outcome.received.append(line)
+                    await conn.send_all(b"echo " + line + b"\n")
+            else:
+                # Each receive under a timeout, retried when it runs out: a
+                # cancelled receive consumes nothing. (A FrameIterator's own
+                # __anext__: an async generator would end at the first.)
+                frames = conn.lines(max_size=1000)
+                while True:
+                    with trio.move_on_after(scenario.receive_timeout) as scope:
+                        if scenario.loop == "receive_line, timed out":
+                            line = await conn.receive_line(max_size=1000)
+                        else:
+                            try:
+                                line = await frames.__anext__()
+                            except StopAsyncIteration:
+                                break
+                    if scope.cancelled_caught:
+                        outcome.timeouts += 1
+                        continue
                     outcome.received.append(line)
                     await conn.send_all(b"echo " + line + b"\n")
             outcome.loop_end = "eof"

@@ -231,6 +231,7 @@ class Connection(BufferedStream):
         self._closed_event = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        self._lingering = False  # (the graceful close reads and drops, see _linger)
         self._error: BaseException | None = None
         self._reason: CloseReason | None = None
         self._callbacks: list[Callable[[Connection], object]] = []
@@ -589,6 +590,9 @@ class Connection(BufferedStream):
                 if self.closed and self._reason is not CloseReason.LOCAL:
                     await checkpoint()
                     raise self._broken()
+                if self._lingering:  # (the close reads the transport: see _linger)
+                    await checkpoint()
+                    raise trio.ClosedResourceError("this Connection is being closed")
                 timed_out = False
                 try:
                     if deadline == math.inf:
@@ -1009,6 +1013,15 @@ class Connection(BufferedStream):
         transport = self.transport_stream
         if self._buffer.eof or not (self._buffer or _unread_bytes(transport)):
             return
+        if not self.read_ahead and self._state & _RECEIVING:
+            # Another task is in a receive, reading the transport itself: a
+            # second reader would make the transport raise BusyResourceError
+            # (in that task, or here). Its receive ends when the transport
+            # closes below (trio.ClosedResourceError).
+            return
+        # From here on this reads the transport: a receive that starts
+        # meanwhile is refused (`_fill`), as the bytes go nowhere anyway.
+        self._lingering = True
         await self._pause_reader()
         self._buffer.clear()
         deadline = min(deadline, trio.current_time() + _LINGER_TIME)
