@@ -90,6 +90,7 @@ class Scenario:
     pauses: list[float]  # its pauses between pieces, cycled
     peer_eof: bool
     peer_reads: bool
+    peer_read_pause: float  # between its reads (a slow reader: the replies queue up)
     lockstep: bool  # sends block until the peer reads
     receive_fault: Fault | None
     send_fault: Fault | None
@@ -147,6 +148,7 @@ def draw(seed: int) -> Scenario:
         pauses=[rng.choice([0, 0, 0.01, 0.3, 2.5]) for _ in range(rng.randint(1, 3))],
         peer_eof=rng.random() < 0.6,
         peer_reads=rng.random() < 0.8,
+        peer_read_pause=rng.choice([0, 0, 0.2]),
         lockstep=rng.random() < 0.3,
         receive_fault=receive_fault,
         send_fault=send_fault,
@@ -168,6 +170,8 @@ class Outcome:
     wait_closed_returned: bool = False
     drain_end: str | None = None
     timeouts: int = 0
+    replied: int = 0  # replies whose send_all returned
+    peer_got: bytearray = field(default_factory=bytearray)
     steps_exhausted: bool = False
     finished: bool = False
 
@@ -200,17 +204,22 @@ async def run(scenario: Scenario, outcome: Outcome, budget: StepBudget) -> Conne
 
     async def peer_reads() -> None:
         try:
-            while await peer.receive_some():
-                pass
+            while data := await peer.receive_some():
+                outcome.peer_got += data
+                await trio.sleep(scenario.peer_read_pause)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+    async def reply(conn: Connection, line: bytes) -> None:
+        await conn.send_all(b"echo " + line + b"\n")
+        outcome.replied += 1
 
     async def echo(conn: Connection) -> None:
         try:
             if scenario.loop == "lines()":
                 async for line in conn.lines(max_size=1000):
                     outcome.received.append(line)
-                    await conn.send_all(b"echo " + line + b"\n")
+                    await reply(conn, line)
             elif scenario.loop == "receive_some":
                 pending = bytearray()
                 while data := await conn.receive_some():
@@ -219,14 +228,14 @@ async def run(scenario: Scenario, outcome: Outcome, budget: StepBudget) -> Conne
                         line = bytes(pending[:end])
                         del pending[: end + 1]
                         outcome.received.append(line)
-                        await conn.send_all(b"echo " + line + b"\n")
+                        await reply(conn, line)
                 if pending:
                     raise IncompleteReadError(bytes(pending), None)
             elif scenario.loop == "receive_line":
                 while True:
                     line = await conn.receive_line(max_size=1000)
                     outcome.received.append(line)
-                    await conn.send_all(b"echo " + line + b"\n")
+                    await reply(conn, line)
             else:
                 # Each receive under a timeout, retried when it runs out: a
                 # cancelled receive consumes nothing. (A FrameIterator's own
@@ -245,7 +254,7 @@ async def run(scenario: Scenario, outcome: Outcome, budget: StepBudget) -> Conne
                         outcome.timeouts += 1
                         continue
                     outcome.received.append(line)
-                    await conn.send_all(b"echo " + line + b"\n")
+                    await reply(conn, line)
             outcome.loop_end = "eof"
         except (trio.BrokenResourceError, trio.ClosedResourceError, IncompleteReadError) as exc:
             outcome.loop_end = exc
@@ -344,5 +353,13 @@ def test_every_wait_ends_and_nothing_is_made_up(seed: int) -> None:
         assert scenario.receive_fault is not None or scenario.send_fault is not None, context
     if reason is CloseReason.PEER_EOF:
         assert scenario.peer_eof or scenario.receive_fault_kind == "eof", context
+    # The peer got the replies in order, nothing else; every reply queued
+    # (its send_all returned) unless the connection failed or timed out.
+    replies = [b"echo " + line + b"\n" for line in outcome.received]
+    sent = b"".join(replies)
+    assert sent.startswith(outcome.peer_got), f"the peer got bytes never sent: {context}"
+    if scenario.peer_reads and scenario.send_fault is None and reason in (CloseReason.LOCAL, CloseReason.PEER_EOF):
+        queued = b"".join(replies[: outcome.replied])
+        assert len(outcome.peer_got) >= len(queued), f"queued replies lost in a graceful close: {context}"
     assert outcome.wait_closed_returned, context
     assert outcome.drain_end is not None, context
