@@ -6,7 +6,7 @@ times, then EOF or not; reading the replies or not), a transport fault on
 each side (`triostream.testing.FaultyStream`: a reset, an early EOF, a stall,
 a close, at a random byte), the connection's options (read-ahead, the idle,
 read, write and close timeouts, a small write buffer) and the application:
-an echo loop (``lines()``, ``receive_line`` or ``receive_some``, a reply
+sometimes TLS over the faulty transport, and an echo loop (``lines()``, ``receive_line`` or ``receive_some``, a reply
 per line; or each ``receive_line`` or step of ``lines()`` under a timeout,
 retried when it runs out), a task in
 `Connection.wait_closed`, one in `Connection.drain`, and a local `aclose` at
@@ -34,19 +34,26 @@ graceful close in another task then dropped (its lingering) returned
 ``b""``; a read timer that ran out as a local close ended raised
 `trio.BrokenResourceError` ("connection ended: closed locally"); and, with
 the timed-out loops, a receive and the close's lingering reading one socket
-at once (the transport's `trio.BusyResourceError`).
+at once (the transport's `trio.BusyResourceError`); and, with TLS, a receive
+without read-ahead that a local close in another task cut short raised the
+broken TLS stream's `trio.BrokenResourceError` instead of
+`trio.ClosedResourceError`.
 ``TRIOSTREAM_FUZZ_SEEDS`` sets the number of seeds, as for the other fuzz tests.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import random
+import ssl
 from dataclasses import dataclass, field
 
 import pytest
 import trio
 import trio.testing
+from attack_kit import tls_contexts
 
 from triostream import CloseReason, Connection, IncompleteReadError, open_connection
 from triostream.testing import Fault, FaultyStream
@@ -82,6 +89,11 @@ class StepBudget(trio.abc.Instrument):
             self.scope.cancel()
 
 
+@functools.cache
+def _tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    return tls_contexts()
+
+
 @dataclass
 class Scenario:
     lines: list[bytes]
@@ -99,6 +111,7 @@ class Scenario:
     loop: str  # how the echo loop receives (see `draw`)
     receive_timeout: float  # for the loops that time out each receive
     close_at: float
+    tls: bool  # the connection over TLS (the faults strike the bytes below it)
     wire: bytes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +143,9 @@ def draw(seed: int) -> Scenario:
         if send_kind == "reset"
         else Fault.stall(rng.choice([0.5, 20, 1e6]), at_byte=rng.randint(0, 400))
     )
+    # Drawn apart, so that adding TLS left the other seeds' scenarios as they
+    # were. A TLS peer cannot half-close: it sends no EOF.
+    tls = random.Random(f"tls {seed}").random() < 0.25
     options: dict[str, object] = {
         "read_ahead": rng.random() < 0.7,
         "idle_timeout": rng.choice([None, None, 3.0, 30.0]),
@@ -146,7 +162,7 @@ def draw(seed: int) -> Scenario:
         tail=tail,
         pieces=[rng.choice([1, 7, 100, 5000]) for _ in range(rng.randint(1, 4))],
         pauses=[rng.choice([0, 0, 0.01, 0.3, 2.5]) for _ in range(rng.randint(1, 3))],
-        peer_eof=rng.random() < 0.6,
+        peer_eof=rng.random() < 0.6 and not tls,
         peer_reads=rng.random() < 0.8,
         peer_read_pause=rng.choice([0, 0, 0.2]),
         lockstep=rng.random() < 0.3,
@@ -159,6 +175,7 @@ def draw(seed: int) -> Scenario:
         ),
         receive_timeout=rng.choice([0.05, 0.7, 3.0]),
         close_at=rng.choice([0.0, 0.2, 3.0, 40.0, 200.0]),
+        tls=tls,
     )
 
 
@@ -171,19 +188,25 @@ class Outcome:
     drain_end: str | None = None
     timeouts: int = 0
     replied: int = 0  # replies whose send_all returned
+    close_took: float = math.inf  # the local close's virtual seconds
+    peer_read_to_eof: bool = False  # (else: our reset, or a TLS peer's own failed send)
     peer_got: bytearray = field(default_factory=bytearray)
     steps_exhausted: bool = False
     finished: bool = False
 
 
 async def run(scenario: Scenario, outcome: Outcome, budget: StepBudget) -> Connection:
-    peer: trio.abc.HalfCloseableStream
+    peer_stream: trio.abc.Stream
     ours: trio.abc.HalfCloseableStream
     if scenario.lockstep:
-        peer, ours = trio.testing.lockstep_stream_pair()
+        peer_stream, ours = trio.testing.lockstep_stream_pair()
     else:
-        peer, ours = trio.testing.memory_stream_pair()
-    transport = FaultyStream(ours, receive=scenario.receive_fault, send=scenario.send_fault)
+        peer_stream, ours = trio.testing.memory_stream_pair()
+    transport: trio.abc.Stream = FaultyStream(ours, receive=scenario.receive_fault, send=scenario.send_fault)
+    if scenario.tls:
+        server_context, client_context = _tls_contexts()
+        transport = trio.SSLStream(transport, server_context, server_side=True)
+        peer_stream = trio.SSLStream(peer_stream, client_context, server_hostname="localhost")
     conn_box: list[Connection] = []
 
     async def peer_sends() -> None:
@@ -193,26 +216,42 @@ async def run(scenario: Scenario, outcome: Outcome, budget: StepBudget) -> Conne
         try:
             while at < len(wire):
                 size = scenario.pieces[i % len(scenario.pieces)]
-                await peer.send_all(wire[at : at + size])
+                await peer_stream.send_all(wire[at : at + size])
                 at += size
                 await trio.sleep(scenario.pauses[i % len(scenario.pauses)])
                 i += 1
             if scenario.peer_eof:
-                await peer.send_eof()
+                assert isinstance(peer_stream, trio.abc.HalfCloseableStream)
+                await peer_stream.send_eof()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
     async def peer_reads() -> None:
         try:
-            while data := await peer.receive_some():
+            while data := await peer_stream.receive_some():
                 outcome.peer_got += data
                 await trio.sleep(scenario.peer_read_pause)
+            outcome.peer_read_to_eof = True
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
     async def reply(conn: Connection, line: bytes) -> None:
         await conn.send_all(b"echo " + line + b"\n")
         outcome.replied += 1
+
+    async def peer() -> None:
+        if isinstance(peer_stream, trio.SSLStream):
+            # The handshake first, apart: when an SSLStream's implicit
+            # handshake fails in one task, another waiting for it (a send
+            # while a receive handshakes) waits for ever (Trio's _Once).
+            try:
+                await peer_stream.do_handshake()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peer_sends)
+            if scenario.peer_reads:
+                nursery.start_soon(peer_reads)
 
     async def echo(conn: Connection) -> None:
         try:
@@ -273,13 +312,13 @@ async def run(scenario: Scenario, outcome: Outcome, budget: StepBudget) -> Conne
     async def closes(conn: Connection) -> None:
         await trio.sleep(scenario.close_at)
         outcome.closed_locally = True
+        start = trio.current_time()
         await conn.aclose()
+        outcome.close_took = trio.current_time() - start
 
     with budget.scope:
         async with trio.open_nursery() as outer:
-            outer.start_soon(peer_sends)
-            if scenario.peer_reads:
-                outer.start_soon(peer_reads)
+            outer.start_soon(peer)
             async with open_connection(transport, **scenario.options) as conn:  # type: ignore[arg-type]
                 conn_box.append(conn)
                 async with trio.open_nursery() as app:
@@ -288,7 +327,7 @@ async def run(scenario: Scenario, outcome: Outcome, budget: StepBudget) -> Conne
                     app.start_soon(closes, conn)
                     await echo(conn)
             # (The peer's tasks end once our side is closed.)
-            await peer.aclose()
+            await peer_stream.aclose()
         outcome.finished = True
     if budget.scope.cancelled_caught:
         outcome.steps_exhausted = True
@@ -354,11 +393,22 @@ def test_every_wait_ends_and_nothing_is_made_up(seed: int) -> None:
     if reason is CloseReason.PEER_EOF:
         assert scenario.peer_eof or scenario.receive_fault_kind == "eof", context
     # The peer got the replies in order, nothing else; every reply queued
-    # (its send_all returned) unless the connection failed or timed out.
+    # (its send_all returned) unless the connection failed or timed out, or
+    # the close gave up flushing (a slow reader: at close_timeout), or the
+    # TLS peer could not read to the end (its SSLStream breaks as a whole
+    # when a send of its own fails against our closed side). Over the plain
+    # streams the peer reads to its EOF unless this side reset the
+    # connection, which a graceful close that flushed does not.
     replies = [b"echo " + line + b"\n" for line in outcome.received]
     sent = b"".join(replies)
     assert sent.startswith(outcome.peer_got), f"the peer got bytes never sent: {context}"
-    if scenario.peer_reads and scenario.send_fault is None and reason in (CloseReason.LOCAL, CloseReason.PEER_EOF):
+    if (
+        scenario.peer_reads
+        and (outcome.peer_read_to_eof or not scenario.tls)
+        and scenario.send_fault is None
+        and reason in (CloseReason.LOCAL, CloseReason.PEER_EOF)
+        and outcome.close_took < float(scenario.options["close_timeout"])  # type: ignore[arg-type]
+    ):
         queued = b"".join(replies[: outcome.replied])
         assert len(outcome.peer_got) >= len(queued), f"queued replies lost in a graceful close: {context}"
     assert outcome.wait_closed_returned, context

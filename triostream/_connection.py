@@ -611,9 +611,12 @@ class Connection(BufferedStream):
                         timed_out = scope.cancelled_caught
                 except TRANSPORT_ERRORS as exc:
                     if self._state & _CLOSED:
-                        if isinstance(exc, trio.ClosedResourceError):
-                            self._raise_if_closed_meanwhile(exc)
-                        raise
+                        # Closed by another task during the read: whatever
+                        # the transport raised then (a TLS stream broken by
+                        # the close, say), the close came first.
+                        raise trio.ClosedResourceError(
+                            "this Connection was closed by another task during the call"
+                        ) from exc
                     self._fail(CloseReason.ERROR, exc)
                     raise self._broken() from exc
                 if timed_out:
