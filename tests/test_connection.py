@@ -180,17 +180,18 @@ async def test_forceful_close_drops_the_queue() -> None:
     await left.aclose()
 
 
-class SendFailsAfterASecond(trio.abc.HalfCloseableStream):
-    """A transport whose sends fail after a second (a peer that reset the
-    connection while a reply was on its way) and whose receives wait until
-    it is closed."""
+class QuietTransport(trio.abc.HalfCloseableStream):
+    """A transport for the close tests below: sends are kept in ``sent``,
+    receives wait until it is closed, ``send_eof`` and ``aclose`` are a
+    checkpoint (``closed`` tells). Each subclass changes one thing."""
 
     def __init__(self) -> None:
         self.closed = trio.Event()
+        self.sent = bytearray()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.sleep(1)
-        raise trio.BrokenResourceError("connection reset by peer")
+        await trio.lowlevel.checkpoint()
+        self.sent += data
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -205,6 +206,15 @@ class SendFailsAfterASecond(trio.abc.HalfCloseableStream):
     async def aclose(self) -> None:
         self.closed.set()
         await trio.lowlevel.checkpoint()
+
+
+class SendFailsAfterASecond(QuietTransport):
+    """Sends fail after a second: a peer that reset the connection while a
+    reply was on its way."""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.sleep(1)
+        raise trio.BrokenResourceError("connection reset by peer")
 
 
 @pytest.mark.parametrize("read_ahead", [True, False])
@@ -228,31 +238,21 @@ async def test_a_send_failing_while_the_close_flushes_ends_the_close(
     assert transport.closed.is_set()
 
 
-class ReceiveFailsOnCue(trio.abc.HalfCloseableStream):
-    """A transport whose receive fails (a reset) when ``fail_receive`` is
-    set, and whose sends wait until it is closed (a peer not reading)."""
+class ReceiveFailsOnCue(QuietTransport):
+    """Receives fail (a reset) when ``fail_receive`` is set; sends wait
+    until it is closed (a peer not reading)."""
 
     def __init__(self) -> None:
-        self.closed = trio.Event()
+        super().__init__()
         self.fail_receive = trio.Event()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.closed.wait()
         raise trio.ClosedResourceError
 
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def send_eof(self) -> None:
-        await trio.lowlevel.checkpoint()
-
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         await self.fail_receive.wait()
         raise trio.BrokenResourceError("connection reset by peer")
-
-    async def aclose(self) -> None:
-        self.closed.set()
-        await trio.lowlevel.checkpoint()
 
 
 @pytest.mark.parametrize("method", ["receive_some", "receive_line"])
@@ -287,30 +287,16 @@ async def test_a_read_failing_while_the_close_flushes_is_no_eof(method: str) -> 
     assert isinstance(conn.close_error, trio.BrokenResourceError)
 
 
-class SlowEof(trio.abc.HalfCloseableStream):
-    """A transport whose ``send_eof`` waits until ``eof_may_go`` is set
-    (any transport's may yield there: a checkpoint at least)."""
+class SlowEof(QuietTransport):
+    """``send_eof`` waits until ``eof_may_go`` is set (any transport's may
+    yield there: a checkpoint at least)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.eof_may_go = trio.Event()
-        self.sent = bytearray()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-        self.sent += data
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
 
     async def send_eof(self) -> None:
         await self.eof_may_go.wait()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
 
 
 async def test_a_send_during_the_close_is_refused_as_closed_not_busy() -> None:
