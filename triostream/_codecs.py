@@ -87,6 +87,16 @@ def _check_limit(name: str, value: int) -> int:
     return value
 
 
+def check_buffer_fits(codec: Codec, max_buffer_size: int, owner: str) -> None:
+    """Raise `ValueError` when a buffer of ``max_buffer_size`` bytes cannot
+    hold the longest frame ``codec`` allows (its ``wire_limit``): full, the
+    buffer settles delimiter matches that more data could change (it would
+    cut ``abc\r\n`` after the ``\r`` of ``(b"\r\n", b"\r")``). For a
+    `BufferedStream`'s codecs and a `FrameParser`'s."""
+    if codec.wire_limit > max_buffer_size:
+        raise ValueError(f"{codec!r} needs max_buffer_size >= {codec.wire_limit}, {owner} has {max_buffer_size}")
+
+
 def _check_mode(on_too_long: str) -> OnTooLong:
     if on_too_long not in ("raise", "discard"):
         raise ValueError(f'on_too_long must be "raise" or "discard", not {on_too_long!r}')
@@ -1203,10 +1213,7 @@ class FrameParser:
     def __init__(self, codec: Codec, *, max_buffer_size: int | None = None) -> None:
         if max_buffer_size is not None:
             _check_limit("max_buffer_size", max_buffer_size)
-            if max_buffer_size < codec.wire_limit:
-                # (the buffer settles a delimiter match when full: a smaller
-                # one cut b"abc\r\n" after the b"\r" of (b"\r\n", b"\r"))
-                raise ValueError(f"{codec!r} needs max_buffer_size >= {codec.wire_limit}, not {max_buffer_size}")
+            check_buffer_fits(codec, max_buffer_size, "this parser")
         self.codec = codec
         self.decoder = codec.decoder()
         self.buffer = ReceiveBuffer(max_buffer_size or max(codec.wire_limit, 65536))

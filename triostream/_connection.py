@@ -587,12 +587,13 @@ class Connection(BufferedStream):
         self._idle_waiting = idle
         try:
             if not self.read_ahead:
-                if self.closed and self._reason is not CloseReason.LOCAL:
-                    await checkpoint()
-                    raise self._broken()
-                if self._lingering:  # (the close reads the transport: see _linger)
-                    await checkpoint()
-                    raise trio.ClosedResourceError("this Connection is being closed")
+                if self._closing:  # (one test on the way to every read; _end sets it too)
+                    if self.closed and self._reason is not CloseReason.LOCAL:
+                        await checkpoint()
+                        raise self._broken()
+                    if self._lingering:  # (the close reads the transport: see _linger)
+                        await checkpoint()
+                        raise trio.ClosedResourceError("this Connection is being closed")
                 timed_out = False
                 try:
                     if deadline == math.inf:

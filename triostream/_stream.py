@@ -32,7 +32,7 @@ from ._buffer import (
     ReceiveBuffer,
     normalize_delimiters,
 )
-from ._codecs import Codec, FrameDecoder, PeekFound, PeekFrames, _DecoderCache
+from ._codecs import Codec, FrameDecoder, PeekFound, PeekFrames, _DecoderCache, check_buffer_fits
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._options import check_positive, check_timeout
 
@@ -1326,10 +1326,7 @@ class BufferedStream(trio.abc.Stream):
         if decoder is None:
             if not isinstance(codec, Codec):
                 raise TypeError(f"expected a triostream.Codec, not {type(codec).__name__}")
-            if codec.wire_limit > self.max_buffer_size:
-                raise ValueError(
-                    f"{codec!r} needs max_buffer_size >= {codec.wire_limit}, this stream has {self.max_buffer_size}"
-                )
+            check_buffer_fits(codec, self.max_buffer_size, "this stream")
             decoder = codec.decoder()
             self._decoders.add(codec, decoder)
         return decoder
