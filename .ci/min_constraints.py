@@ -9,9 +9,9 @@ support, the build backend in pip's isolated build environment included
 (transitive dependencies) as usual.
 
 Every requirement must have a ``>=`` lower bound, or this script fails: an
-unbounded dependency is a minimum nobody tested. The linters (ruff, mypy,
-pyright) are left unpinned: CI runs them once, on their latest versions, in
-the lint stage, and the minimum-version pass does not run them.
+unbounded dependency is a minimum nobody tested. The ``lint`` extra (ruff,
+mypy, pyright) is not read: CI runs the linters once, on their latest
+versions, and the minimum-version pass does not install them.
 
 Usage: python .ci/min_constraints.py [pyproject.toml]  (Python >= 3.11, or tomli installed)
 """
@@ -26,9 +26,6 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: pytest's dependency tomli is the same parser
     import tomli as tomllib
-
-#: Installed by the test extra, run only once on their latest versions.
-LINTERS = {"ruff", "mypy", "pyright"}
 
 REQUIREMENT = re.compile(
     r"""^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)   # distribution name
@@ -53,8 +50,6 @@ def constraints(pyproject: Path) -> list[str]:
         if match is None:
             raise SystemExit(f"{pyproject}: {requirement!r} has no plain 'name>=version' lower bound")
         name = match["name"].lower().replace("_", "-")
-        if name in LINTERS:
-            continue
         marker = f" {match['marker'].strip()}" if match["marker"] else ""
         lines.append(f"{name}=={match['version']}{marker}")
     return lines

@@ -1,19 +1,17 @@
 """The public types and options tell the truth, statically and at run time.
 
-This module is type-checked in CI (mypy --strict, and pyright by
-`test_pyright_agrees`): the ``assert_type`` lines are static assertions
-as well as run-time calls.
+This module is type-checked in CI's lint stage (``mypy --strict``, and
+``pyright tests/test_api.py``: both must read its static assertions the same
+way): the ``assert_type`` lines are static assertions as well as run-time
+calls.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import ssl
-import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,22 +61,6 @@ async def test_factories_have_their_static_type() -> None:
         conn.write(b"typed")  # a Connection method: an error if conn were typed BufferedStream
         await conn.flush()
         assert await right.receive_some() == b"typed"
-
-
-def test_pyright_agrees(tmp_path: Path) -> None:
-    """pyright reads this module's static assertions the same way as mypy.
-    (Skipped only where pyright is not installed: the test extra installs it.)"""
-    pyright = shutil.which("pyright") or str(Path(sys.executable).parent / "pyright")
-    if not Path(pyright).exists():
-        pytest.skip("pyright is not installed (pip install -e '.[test]' installs it)")
-    result = subprocess.run(
-        [pyright, "--pythonpath", sys.executable, __file__],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # ------------------------------------------------------- half-close claims
