@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
+import random
 import ssl
 from unittest.mock import patch
 
@@ -16,9 +18,18 @@ import pytest
 import trio
 import trio.testing
 from attack_kit import tls_contexts
+from scripted import AsBytes, ScriptedStream, calls_to, results_of
 
 import triostream._stream
-from triostream import BufferedStream, CloseReason, LengthPrefixed, StartTLSRefusedError, open_connection
+from triostream import (
+    BufferedStream,
+    CloseReason,
+    FrameTooLongError,
+    LengthPrefixed,
+    ReceiveBuffer,
+    StartTLSRefusedError,
+    open_connection,
+)
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +290,138 @@ async def test_closing_a_connection_in_a_frame_loop_after_its_last_frame_does_no
                 await conn.aclose()
                 break
         assert trio.current_time() == start  # (the mock clock: no wait at all)
+
+
+# The medium-frame loop (`FrameIterator._frames`, lines of 512 B-8 KiB): each
+# read is fed and cut in one call, its first frame (the one that straddled
+# into it) handed out alone, the others as a cut, and the next read made in
+# the loop itself, for as long as nothing else looks at the buffer.
+
+
+def _medium_lines(
+    rnd: random.Random, count: int, crlf: float, others: bool = False
+) -> tuple[list[bytes], bytes, list[int]]:
+    """``count`` lines of 520-3000 bytes (with ``others``, runs of short and
+    of long lines among them), a share ``crlf`` of them ending in \r\n; the
+    wire, and where each line's ending ends in it."""
+    sizes = {"medium": (520, 3000), "short": (0, 100), "long": (8200, 12000)}
+    regime = "medium"
+    lines = []
+    for n in range(count):
+        if others and rnd.random() < 0.05:
+            regime = rnd.choice(["medium", "medium", "short", "long"])
+        body = bytes([97 + n % 26]) * rnd.randint(*sizes[regime])
+        lines.append(body + (b"\r" if rnd.random() < crlf else b""))
+    wire = b"".join(line + b"\n" for line in lines)
+    return lines, wire, list(itertools.accumulate(len(line) + 1 for line in lines))
+
+
+def _cut(rnd: random.Random, wire: bytes, low: int, high: int) -> list[bytes]:
+    chunks, i = [], 0
+    while i < len(wire):
+        n = rnd.randint(low, high)
+        chunks.append(wire[i : i + n])
+        i += n
+    return chunks
+
+
+@pytest.mark.parametrize("until", [False, True])
+async def test_a_loop_over_medium_lines_reads_in_its_own_loop(until: bool) -> None:
+    """The loop's reads after the first medium cut are made in the loop:
+    `_iterator_read` (the step's test before a read) is called for the first
+    read only, and every read is fed and cut in one call."""
+    rnd = random.Random(5)
+    lines, wire, _ = _medium_lines(rnd, 400, 0.0)
+    chunks = _cut(rnd, wire, 8192, 65536)
+    stream = BufferedStream(ScriptedStream(chunks))
+    with calls_to(BufferedStream, "_iterator_read") as calls, results_of(ReceiveBuffer, "_feed_batch") as fed:
+        frames = stream.iter_until(b"\n") if until else stream.lines()
+        assert [line async for line in frames] == lines
+    assert len(fed) == len(chunks) - 1  # (the first read is a peek's: no frame straddles into it)
+    assert all(result is not None for _, _, result in fed)
+    assert calls == ["_iterator_read"] * 3  # the first medium read, and the EOF's (twice: refused, then the refill)
+
+
+@pytest.mark.parametrize("seed", range(24))
+async def test_other_receives_between_the_steps_of_a_loop_over_medium_lines_take_the_next_lines(seed: int) -> None:
+    """Between any two steps of a loop over medium lines (after a read's first
+    line, inside its cut, after its last), the body receives, pushes back,
+    peeks, changes ``receive_size`` or starts a new loop: every line still
+    comes once, in order, and none is lost."""
+    rnd = random.Random(seed)
+    until = seed % 2 == 1
+    lines, wire, ends = _medium_lines(rnd, 300, rnd.choice([0.0, 0.0, 0.01, 0.05, 1.0]), others=seed % 3 == 0)
+    expected = lines if until else [line.removesuffix(b"\r") for line in lines]
+    stream = BufferedStream(ScriptedStream(_cut(rnd, wire, 1000, 70000)))
+    frames = stream.iter_until(b"\n") if until else stream.lines()
+    loop = frames.__aiter__()
+    i = 0
+    while True:
+        try:
+            frame = await loop.__anext__()
+        except StopAsyncIteration:
+            break
+        assert frame == expected[i], i
+        i += 1
+        r = rnd.random()
+        if i == len(lines):
+            continue
+        if r < 0.06:
+            frame = await (stream.receive_until(b"\n") if until else stream.receive_line())
+            assert frame == expected[i]
+            i += 1
+        elif r < 0.12:
+            start = ends[i - 2] if i > 1 else 0
+            stream.unreceive(wire[start : ends[i - 1]])
+            i -= 1
+        elif r < 0.16:
+            start = ends[i - 1]
+            assert wire.startswith(stream.peek(), start)
+        elif r < 0.2:
+            stream.receive_size = rnd.choice([700, 4096, 65536])
+        elif r < 0.22:
+            loop = frames.__aiter__()
+    assert i == len(lines)
+
+
+@pytest.mark.parametrize("until", [False, True])
+async def test_a_loop_over_medium_lines_stops_before_a_line_over_the_limit(until: bool) -> None:
+    """A read whose cut stops before a line over ``max_size``: its lines come,
+    then the step raises `FrameTooLongError` with that line still buffered."""
+    lines = [bytes([97 + n]) * 1000 for n in range(10)]
+    wire = b"".join(line + b"\n" for line in lines)
+    too_long = b"z" * 2500
+    stream = BufferedStream(ScriptedStream([wire[:5300], wire[5300:] + too_long + b"\nafter\n"]))
+    frames = stream.iter_until(b"\n", max_size=2000) if until else stream.lines(max_size=2000)
+    got = []
+    with pytest.raises(FrameTooLongError):
+        async for line in frames:
+            got.append(line)
+    assert got == lines
+    assert stream.peek() == too_long + b"\nafter\n"
+    await stream.discard_until(b"\n")
+    assert [line async for line in frames] == [b"after"]
+
+
+@pytest.mark.parametrize("closing", ["stream", "transport"])
+async def test_closing_a_stream_while_a_loop_over_medium_lines_waits_for_its_read(closing: str) -> None:
+    """Another task closes the stream (or its transport) while the loop waits
+    for a read it made in its own loop: the step raises
+    `trio.ClosedResourceError`, saying so when the stream was closed."""
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(AsBytes(right))  # (a socket's reads are bytes)
+    lines = [bytes([97 + n]) * 1000 for n in range(10)]
+    wire = b"".join(line + b"\n" for line in lines)
+    got = []
+    async with trio.open_nursery() as nursery:
+        await left.send_all(wire[:5300])
+        with pytest.raises(trio.ClosedResourceError) as raised:
+            async for line in stream.lines():
+                got.append(line)
+                if len(got) == 5:
+                    await left.send_all(wire[5300:] + b"x" * 300)  # the next read: lines and a head
+                elif len(got) == len(lines):
+                    # (Runs while the next step waits for a read.)
+                    nursery.start_soon(stream.aclose if closing == "stream" else right.aclose)
+    assert got == lines
+    assert ("closed by another task" in str(raised.value)) == (closing == "stream")

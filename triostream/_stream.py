@@ -32,7 +32,7 @@ from ._buffer import (
     ReceiveBuffer,
     normalize_delimiters,
 )
-from ._codecs import Codec, FrameDecoder, PeekFound, PeekFrames, _DecoderCache, check_buffer_fits
+from ._codecs import Codec, FrameDecoder, PeekFrames, _DecoderCache, check_buffer_fits
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._options import check_positive, check_timeout
 
@@ -557,7 +557,7 @@ class BufferedStream(trio.abc.Stream):
         the reads that bring no delimiter without searching them twice).
         Only a plain BufferedStream reads itself: a Connection's `_fill`
         keeps its deadlines.
-        (`FrameIterator._frames`'s long-frame loop, and
+        (`FrameIterator._frames`'s long-frame and medium-frame loops, and
         `BatchIterator._batches` after a batch that drained the buffer, make
         the same test inline.)
 
@@ -2084,9 +2084,9 @@ class FrameIterator:
     # its chunk): the next read is fed and cut in one call, the batch
     # loop's (`ReceiveBuffer._feed_batch`); only its first frame, the one
     # that straddled into the read, is consumed: the cursor goes back to
-    # where the second begins, and the next step hands the others out as a
-    # cut (``ready``), as if a peek had found them, unless something looked
-    # at the buffer meanwhile. Before, the read's first frame was joined
+    # where the second begins, and the others are handed out as a cut, as
+    # if a peek had found them, unless something looked at the buffer
+    # meanwhile. Before, the read's first frame was joined
     # (`_feed_first`), then the next step searched (`_search`) and peeked
     # (`peek_frames`, `_region_frames`, `_search` again, `_find_frames`).
     # Lines whose endings differ (\n and \r\n) occupy bytes that their
@@ -2098,6 +2098,15 @@ class FrameIterator:
     # line, iter_until 902 -> 873. Not for codecs (their step has no search
     # to spare): at 4 KiB length-prefixed frames it cost 124 -> 128
     # bytecodes per frame.
+    # While the cuts stay medium and drain their read, the loop of that
+    # case hands out the read's frames and makes the next read itself (as
+    # the long-frame loop does), rather than going round the step: the
+    # step's tests, `_iterator_read` and the feed's test before its cut,
+    # about 40 lines of Python per read. Measured at 1 KiB lines in reads
+    # of 8-64 KiB (in one process, the median of 5 interleaved rounds,
+    # two runs): lines() 0.85x -> 0.91x of the generator over the find
+    # loop, iter_until 0.87x -> 0.95x; cachegrind, instructions per line,
+    # 7,964 -> 7,791 and 7,781 -> 7,611.
 
     __slots__ = ("_args", "_batch", "_buffer", "_feed", "_frames_now", "_more", "_peek", "_stream", "_take")
 
@@ -2152,14 +2161,14 @@ class FrameIterator:
         args = self._args
         peek = self._peek
         feed_first = None if self._feed is None else self._feed[0]
-        feed_batch = None if self._feed is None else self._feed[1]
+        # (The frame loop's feed and that for the reads after it, told the
+        # test is made: see the medium-frame loop below.)
+        medium_feeds = None if self._feed is None else (self._feed[1], self._feed[3])
         used_up = True  # were the last cut frames all handed out?
         window = _PEEK_WINDOW_MIN
         no_peek: object = None
-        # Medium frames (see the class comment): the frames a read brought,
-        # cut as it was fed, for the next step to hand out (or None), and
-        # whether the last cut's frames were that long.
-        ready: tuple[list[bytes], int, bool, int] | None = None
+        # Medium frames (see the class comment): whether the last cut's
+        # frames were that long.
         medium = False
         # Long frames at a one-byte delimiter: cut here (see the class comment).
         delimiter, limit, mode = _one_byte_delimiter(take, args)
@@ -2179,7 +2188,7 @@ class FrameIterator:
                 state = 0
             if not state:
                 empty = False  # known to hold no whole frame
-                if delimiter is not None and ready is None:
+                if delimiter is not None:
                     # The next frame, if long, cut and consumed here: one
                     # search and one slice (ReceiveBuffer.take_line's
                     # long-line case, for take_until frames too). A shorter
@@ -2264,14 +2273,9 @@ class FrameIterator:
                             # a tail under the limit, no frame is whole (the
                             # take would return None): read.
                             empty = not buffer._more_len and len(chunk) - pos < limit
-                if ready is not None or (not empty and peek is not None and buffer._data is not no_peek):
-                    found: PeekFound
-                    if ready is not None:
-                        found, ready = ready, None  # cut as the read was fed
-                    else:
-                        assert peek is not None  # (tested above)
-                        window = min(window * 2, _PEEK_WINDOW_MAX) if used_up else _PEEK_WINDOW_MIN
-                        found = peek(window)
+                if not empty and peek is not None and buffer._data is not no_peek:
+                    window = min(window * 2, _PEEK_WINDOW_MAX) if used_up else _PEEK_WINDOW_MIN
+                    found = peek(window)
                     if found is None:
                         no_peek = buffer._data
                         used_up = True
@@ -2358,30 +2362,78 @@ class FrameIterator:
                         raise
                     finally:
                         stream._state &= _CLOSED
-                    if medium and feed_batch is not None and read and not stream._state:
+                    if medium and medium_feeds is not None and read and not stream._state:
                         # Medium frames (see the class comment): fed and
                         # cut in one call. Only the first is consumed (the
                         # frame that straddled into the read): the cursor
                         # goes back to where the second begins, and the
-                        # next step hands the others out as a cut, unless
-                        # something looked at the buffer meanwhile.
+                        # others are handed out as a cut, unless something
+                        # looked at the buffer meanwhile. While the reads
+                        # keep bringing medium frames and leave only a
+                        # frame's head, this loop reads again itself (the
+                        # test of `_iterator_read`, without the call).
+                        feed_batch, feed_medium = medium_feeds
                         fed = feed_batch(read)
-                        if fed is None:
-                            continue  # (fed: the next step cuts)
-                        cut, drained, at, extra = fed
-                        taken = cut[0]
-                        if len(cut) > 1:
+                        while fed is not None:
+                            cut, drained, at, extra = fed
+                            taken = cut[0]
+                            count = len(cut) - 1
+                            if not count:
+                                yield taken
+                                break
                             end = buffer._pos
                             buffer._pos = at
                             buffer._skey = None  # (it remembered a search from the end)
-                            if extra >= 0:  # (else frame sizes vary: the next step cuts again)
-                                del cut[0]
-                                ready = (cut, extra, drained, end - at)
-                        chunk = buffer._data
-                        after = buffer._pos
-                        yield taken
-                        if ready is not None and (stream._state or buffer._pos != after or buffer._data is not chunk):
-                            ready = None
+                            if extra < 0:
+                                yield taken  # (frame sizes vary: the next step cuts again)
+                                break
+                            chunk = buffer._data
+                            yield taken
+                            if stream._state or buffer._pos != at or buffer._data is not chunk:
+                                break  # (something looked at the buffer)
+                            del cut[0]
+                            rest = iter(cut)
+                            handout = (rest, cut, at, extra, end - at)
+                            stream._handout = handout
+                            stream._state = _HANDOUT
+                            for frame in rest:
+                                yield frame
+                            if stream._handout is not handout:
+                                used_up = len(cut) == count  # (settled by another receive)
+                                break
+                            buffer._pos = end
+                            stream._handout = None
+                            stream._state &= ~_HANDOUT
+                            used_up = True
+                            if not drained or buffer._more_len:
+                                break
+                            # (What buffer._search would remember, as after a
+                            # cut above.)
+                            buffer._skey = delimiter
+                            buffer._snext = len(chunk)
+                            if not _SPLIT_FRAME_MAX * count <= end - at < _LONG_FRAME * count:
+                                medium = False
+                                break
+                            held = len(chunk) - end
+                            size = stream.receive_size
+                            room = buffer.capacity - held
+                            if buffer._eof or held >= size or room <= 0:  # (plain: tested above)
+                                break
+                            if room < size:
+                                size = room
+                            no_peek = chunk
+                            stream._state = _RECEIVING
+                            try:
+                                read = await stream.transport_stream.receive_some(size)
+                            except trio.ClosedResourceError as exc:
+                                stream._raise_if_closed_meanwhile(exc)
+                                raise
+                            finally:
+                                stream._state &= _CLOSED
+                            if not read or stream._state:
+                                stream._iterator_fed(read)
+                                break
+                            fed = feed_medium(read)
                     elif feed_first is not None and read and not stream._state:
                         # Fed, and the frame it completes cut, in one call.
                         taken = feed_first(read)
