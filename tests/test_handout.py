@@ -337,9 +337,11 @@ async def test_a_loop_over_medium_lines_reads_in_its_own_loop(until: bool) -> No
     with calls_to(BufferedStream, "_iterator_read") as calls, results_of(ReceiveBuffer, "_feed_batch") as fed:
         frames = stream.iter_until(b"\n") if until else stream.lines()
         assert [line async for line in frames] == lines
-    assert len(fed) == len(chunks) - 1  # (the first read is a peek's: no frame straddles into it)
+    assert len(fed) == len(chunks) - 1  # (the first read is fed by _feed_first: no cut told the loop yet)
     assert all(result is not None for _, _, result in fed)
-    assert calls == ["_iterator_read"] * 3  # the first medium read, and the EOF's (twice: refused, then the refill)
+    # The first read, the first medium one, and after the loop's read met EOF
+    # (it refuses: the general refill ends the loop).
+    assert calls == ["_iterator_read"] * 3
 
 
 @pytest.mark.parametrize("seed", range(24))
