@@ -557,7 +557,7 @@ class BufferedStream(trio.abc.Stream):
         the reads that bring no delimiter without searching them twice).
         Only a plain BufferedStream reads itself: a Connection's `_fill`
         keeps its deadlines.
-        (`FrameIterator._frames`'s long-frame and medium-frame loops, and
+        (`FrameIterator._frames`'s long-frame loop, and
         `BatchIterator._batches` after a batch that drained the buffer, make
         the same test inline.)
 
@@ -2098,15 +2098,16 @@ class FrameIterator:
     # line, iter_until 902 -> 873. Not for codecs (their step has no search
     # to spare): at 4 KiB length-prefixed frames it cost 124 -> 128
     # bytecodes per frame.
-    # While the cuts stay medium and drain their read, the loop of that
-    # case hands out the read's frames and makes the next read itself (as
-    # the long-frame loop does), rather than going round the step: the
-    # step's tests, `_iterator_read` and the feed's test before its cut,
-    # about 40 lines of Python per read. Measured at 1 KiB lines in reads
-    # of 8-64 KiB (in one process, the median of 5 interleaved rounds,
-    # two runs): lines() 0.85x -> 0.91x of the generator over the find
-    # loop, iter_until 0.87x -> 0.95x; cachegrind, instructions per line,
-    # 7,964 -> 7,791 and 7,781 -> 7,611.
+    # While the cuts stay medium and drain their read, the step's read is
+    # a loop: it hands out the read's frames and reads again itself (as the
+    # long-frame loop does), rather than going round the step (its tests
+    # and the feed's test before its cut, about 35 lines of Python per
+    # read). Measured at 1 KiB lines in reads of 8-64 KiB (in one process,
+    # the median of 5 interleaved rounds, two runs): lines() 0.85x -> 0.91x
+    # of the generator over the find loop, iter_until 0.87x -> 0.95x;
+    # cachegrind, instructions per line, 7,964 -> 7,791 and 7,781 -> 7,611
+    # with `_iterator_read`'s test written out in the loop, 7,837 and 7,656
+    # calling it (as now: one copy of that test fewer for 0.4 %).
 
     __slots__ = ("_args", "_batch", "_buffer", "_feed", "_frames_now", "_more", "_peek", "_stream", "_take")
 
@@ -2161,9 +2162,9 @@ class FrameIterator:
         args = self._args
         peek = self._peek
         feed_first = None if self._feed is None else self._feed[0]
-        # (The frame loop's feed and that for the reads after it, told the
-        # test is made: see the medium-frame loop below.)
-        medium_feeds = None if self._feed is None else (self._feed[1], self._feed[3])
+        # Medium frames' reads (see the class comment): the first after a
+        # cut, then the next ones told their test is made.
+        feed_batch, feed_medium = (None, None) if self._feed is None else (self._feed[1], self._feed[3])
         used_up = True  # were the last cut frames all handed out?
         window = _PEEK_WINDOW_MIN
         no_peek: object = None
@@ -2354,93 +2355,83 @@ class FrameIterator:
                     # One read (a full checkpoint: a cancellation there
                     # consumes nothing; the stream is busy meanwhile), then
                     # cut again: `_fill` in this loop (see BatchIterator).
-                    stream._state = _RECEIVING
-                    try:
-                        read = await stream.transport_stream.receive_some(size)  # (start_tls replaces it)
-                    except trio.ClosedResourceError as exc:
-                        stream._raise_if_closed_meanwhile(exc)
-                        raise
-                    finally:
-                        stream._state &= _CLOSED
-                    if medium and medium_feeds is not None and read and not stream._state:
-                        # Medium frames (see the class comment): fed and
-                        # cut in one call. Only the first is consumed (the
-                        # frame that straddled into the read): the cursor
-                        # goes back to where the second begins, and the
-                        # others are handed out as a cut, unless something
-                        # looked at the buffer meanwhile. While the reads
-                        # keep bringing medium frames and leave only a
-                        # frame's head, this loop reads again itself (the
-                        # test of `_iterator_read`, without the call).
-                        feed_batch, feed_medium = medium_feeds
-                        fed = feed_batch(read)
-                        while fed is not None:
-                            cut, drained, at, extra = fed
-                            taken = cut[0]
-                            count = len(cut) - 1
-                            if not count:
-                                yield taken
-                                break
-                            end = buffer._pos
-                            buffer._pos = at
-                            buffer._skey = None  # (it remembered a search from the end)
-                            if extra < 0:
-                                yield taken  # (frame sizes vary: the next step cuts again)
-                                break
-                            chunk = buffer._data
-                            yield taken
-                            if stream._state or buffer._pos != at or buffer._data is not chunk:
-                                break  # (something looked at the buffer)
-                            del cut[0]
-                            rest = iter(cut)
-                            handout = (rest, cut, at, extra, end - at)
-                            stream._handout = handout
-                            stream._state = _HANDOUT
-                            for frame in rest:
-                                yield frame
-                            if stream._handout is not handout:
-                                used_up = len(cut) == count  # (settled by another receive)
-                                break
-                            buffer._pos = end
-                            stream._handout = None
-                            stream._state &= ~_HANDOUT
-                            used_up = True
-                            if not drained or buffer._more_len:
-                                break
-                            # (What buffer._search would remember, as after a
-                            # cut above.)
-                            buffer._skey = delimiter
-                            buffer._snext = len(chunk)
-                            if not _SPLIT_FRAME_MAX * count <= end - at < _LONG_FRAME * count:
-                                medium = False
-                                break
-                            held = len(chunk) - end
-                            size = stream.receive_size
-                            room = buffer.capacity - held
-                            if buffer._eof or held >= size or room <= 0:  # (plain: tested above)
-                                break
-                            if room < size:
-                                size = room
-                            no_peek = chunk
-                            stream._state = _RECEIVING
-                            try:
-                                read = await stream.transport_stream.receive_some(size)
-                            except trio.ClosedResourceError as exc:
-                                stream._raise_if_closed_meanwhile(exc)
-                                raise
-                            finally:
-                                stream._state &= _CLOSED
-                            if not read or stream._state:
+                    # Medium frames (see the class comment) are fed and cut
+                    # in one call, and while their cuts drain the read, the
+                    # next read is made here, without going round the step.
+                    feed = feed_batch if medium else None
+                    while True:
+                        stream._state = _RECEIVING
+                        try:
+                            read = await stream.transport_stream.receive_some(size)  # (start_tls replaces it)
+                        except trio.ClosedResourceError as exc:
+                            stream._raise_if_closed_meanwhile(exc)
+                            raise
+                        finally:
+                            stream._state &= _CLOSED
+                        if not read or stream._state:
+                            stream._iterator_fed(read)
+                            break
+                        if feed is None:
+                            if feed_first is None:
                                 stream._iterator_fed(read)
                                 break
-                            fed = feed_medium(read)
-                    elif feed_first is not None and read and not stream._state:
-                        # Fed, and the frame it completes cut, in one call.
-                        taken = feed_first(read)
-                        if taken is not None:
+                            # Fed, and the frame it completes cut, in one call.
+                            taken = feed_first(read)
+                            if taken is not None:
+                                yield taken
+                            break
+                        fed = feed(read)
+                        if fed is None:
+                            break  # (fed: the next step cuts)
+                        # Only the first frame is consumed (the one that
+                        # straddled into the read): the cursor goes back to
+                        # where the second begins, and the others are handed
+                        # out as a cut, unless something looked at the
+                        # buffer meanwhile.
+                        cut, drained, at, extra = fed
+                        taken = cut[0]
+                        count = len(cut) - 1
+                        if not count:
                             yield taken
-                    else:
-                        stream._iterator_fed(read)
+                            break
+                        end = buffer._pos
+                        buffer._pos = at
+                        buffer._skey = None  # (it remembered a search from the end)
+                        if extra < 0:
+                            yield taken  # (frame sizes vary: the next step cuts again)
+                            break
+                        chunk = buffer._data
+                        yield taken
+                        if stream._state or buffer._pos != at or buffer._data is not chunk:
+                            break  # (something looked at the buffer)
+                        del cut[0]
+                        rest = iter(cut)
+                        handout = (rest, cut, at, extra, end - at)
+                        stream._handout = handout
+                        stream._state = _HANDOUT
+                        for frame in rest:
+                            yield frame
+                        if stream._handout is not handout:
+                            used_up = len(cut) == count  # (settled by another receive)
+                            break
+                        buffer._pos = end
+                        stream._handout = None
+                        stream._state &= ~_HANDOUT
+                        used_up = True
+                        if not drained or buffer._more_len:
+                            break
+                        # (What buffer._search would remember, as after a
+                        # cut above.)
+                        buffer._skey = delimiter
+                        buffer._snext = len(chunk)
+                        if not _SPLIT_FRAME_MAX * count <= end - at < _LONG_FRAME * count:
+                            medium = False
+                            break
+                        size = stream._iterator_read()
+                        if not size:
+                            break
+                        no_peek = chunk
+                        feed = feed_medium
                     continue
             # The general refill (`_receive_more`), written here rather than
             # in a method of the stream: every read of a frame that spans
