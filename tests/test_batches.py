@@ -14,6 +14,7 @@ import contextlib
 import gc
 import inspect
 import itertools
+import random
 import ssl
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -440,9 +441,9 @@ def test_a_length_prefixed_read_that_ends_the_buffered_frame_is_cut_in_one_call(
         assert bound is not None
         assert bound[1](read) == fed_cut
         assert buffer.peek() == rest
-    # Its reads after a cut are fed by the same two (no tested twins).
+    # Its reads after a cut are fed by the same batch feed (no tested twin).
     bound = codec.decoder()._bind_feed(ReceiveBuffer())
-    assert bound is not None and bound[2] is bound[0] and bound[3] is bound[1]
+    assert bound is not None and len(bound) == 3 and bound[2] is bound[1]
     # Configurations with the length elsewhere have none.
     for other in (LengthPrefixed(100, length_offset=1), LengthPrefixed(100, include_header=True)):
         assert other.decoder()._bind_feed(ReceiveBuffer()) is None
@@ -2375,23 +2376,154 @@ def _line_loop(how: str, stream: BufferedStream, max_size: int) -> FrameIterator
 
 
 @pytest.mark.parametrize("how", ["lines", "iter_until"])
-async def test_the_long_frame_loop_feeds_its_reads_with_the_test_made(how: str) -> None:
+async def test_the_long_frame_loop_joins_the_frame_its_read_completes_itself(how: str) -> None:
     """The long-frame loop reads when it has searched the tail to its end
     and found it the head of a frame, with nothing queued, no batch and no
-    EOF: it tells `ReceiveBuffer._feed_first` so (``tested``), which then
-    joins the frame that the read completes without testing again. (The
-    step's own read, before the loop, is fed untested.)"""
-    transport = ScriptedStream([b"aaaa\nbbbb\ncc", b"cc\ndddd\nee", b"ee\r\nff", b"ff\n"])
+    EOF; it then joins the frame that the read completes and adopts the
+    read as the buffer's chunk itself: neither `ReceiveBuffer._feed_first`
+    nor `ReceiveBuffer.feed` is called for those reads (the step's own
+    read, before the loop, is fed and cut by `_feed_first`; the EOF read,
+    by `feed_eof`). The buffer's count of bytes received is kept."""
+    wire = [b"aaaa\nbbbb\ncc", b"cc\ndddd\nee", b"ee\r\nff", b"ff\n"]
+    transport = ScriptedStream(list(wire))
     stream = BufferedStream(transport, max_buffer_size=1 << 10)
-    with _short_long_frames(), results_of(ReceiveBuffer, "_feed_first") as records:
-        got = [frame async for frame in _line_loop(how, stream, 100)]
+    offsets = []
+    with (
+        _short_long_frames(),
+        results_of(ReceiveBuffer, "_feed_first") as records,
+        results_of(ReceiveBuffer, "feed") as fed,
+    ):
+        got = []
+        async for frame in _line_loop(how, stream, 100):
+            got.append(frame)
+            offsets.append(stream._buffer.offset)
     e = b"eeee" if how == "lines" else b"eeee\r"
     assert got == [b"aaaa", b"bbbb", b"cccc", b"dddd", e, b"ffff"]
+    assert offsets == [5, 10, 15, 20, 26, 31]
     mode = LINE_MODE if how == "lines" else PLAIN_MODE
-    assert [(args[:5], result) for args, _, result in records] == [
-        ((b"\n", 100, mode, 0, tested), frame)
-        for tested, frame in [(False, b"aaaa"), (True, b"cccc"), (True, e), (True, b"ffff")]
-    ]
+    assert [(args[:5], result) for args, _, result in records] == [((b"\n", 100, mode, 0, False), b"aaaa")]
+    assert fed == []
+    assert stream._buffer._fed == sum(map(len, wire))
+
+
+class _BytearrayReads(ScriptedStream):
+    """A `ScriptedStream` whose reads return a bytearray (as Trio's memory
+    streams do)."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytearray:  # type: ignore[override]
+        return bytearray(await super().receive_some(max_bytes))
+
+
+async def _single_receives(how: str, wire: bytes, max_size: int) -> tuple[list[bytes], type[Exception] | None, bytes]:
+    """What `receive_line` (``how`` "lines") or `receive_until(b"\\n")`
+    return over ``wire`` in one read: the frames, the error that ends them
+    (None: a clean EOF) and what is then still buffered."""
+    stream = BufferedStream(ScriptedStream([wire]), max_buffer_size=1 << 10)
+    frames = []
+    try:
+        while True:
+            if how == "lines":
+                frames.append(await stream.receive_line(max_size=max_size))
+            else:
+                frames.append(await stream.receive_until(b"\n", max_size=max_size))
+    except IncompleteReadError as exc:
+        if exc.partial:
+            return frames, IncompleteReadError, exc.partial
+        return frames, None, b""
+    except FrameTooLongError:
+        return frames, FrameTooLongError, stream.peek()
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
+@pytest.mark.parametrize(
+    ("reads", "max_size"),
+    [
+        # (The first line of a read is the step's, fed and cut by
+        # `ReceiveBuffer._feed_first`; the second enters the loop, whose
+        # own are the reads after.) The read after a chunk that ended on a
+        # delimiter (nothing held).
+        ([b"aaaa\nbbbb\n", b"cccc\ndddd\n", b"eeee\n"], 100),
+        # A \r that ends the chunk before the \n that starts the read, and
+        # \r\n inside a read's head.
+        ([b"aaaa\nxxxx\nbbbb\r", b"\ncccc\ndd", b"dd\r\neeee\n"], 100),
+        # The frame a read completes is max_size with its delimiter (taken),
+        # then one byte over (FrameTooLongError, nothing consumed).
+        ([b"aaaa\nxxxx\nbbb", b"bbbb\ncc", b"ccccccc\nff\n"], 8),
+        ([b"aaaa\nxxxx\nbbb", b"bbbb\r\ncc", b"cccccc\r\nff\n"], 9),
+        # EOF inside a frame after the loop's reads.
+        ([b"aaaa\nxxxx\nbb", b"bb\ncc", b"cc\ndd"], 100),
+    ],
+)
+@pytest.mark.parametrize("transport", [ScriptedStream, _BytearrayReads])
+async def test_the_long_frame_loops_reads_give_the_frames_of_the_single_receives(
+    how: str, reads: list[bytes], max_size: int, transport: type[ScriptedStream]
+) -> None:
+    """The frames the long-frame loop joins from its own reads (a chunk's
+    tail and the read's head), in the cases at the edge of that join, are
+    those `receive_line` / `receive_until` return over the whole wire, with
+    the same error after them and the same bytes still buffered; each is
+    bytes, also when the transport's reads are bytearrays (which the loop
+    feeds rather than joins)."""
+    expected = await _single_receives(how, b"".join(reads), max_size)
+    stream = BufferedStream(transport(reads), max_buffer_size=1 << 10)
+    got: list[bytes] = []
+    error: type[Exception] | None = None
+    with _short_long_frames():
+        try:
+            async for frame in _line_loop(how, stream, max_size):
+                assert type(frame) is bytes
+                got.append(frame)
+        except (FrameTooLongError, IncompleteReadError) as exc:
+            error = type(exc)
+            rest = exc.partial if isinstance(exc, IncompleteReadError) else stream.peek()
+        else:
+            rest = b""
+    assert (got, error, rest) == expected
+    assert stream._buffer.offset == sum(map(len, reads)) - len(rest)
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
+async def test_the_long_frame_loops_reads_drop_what_the_buffer_remembered_of_its_chunk(how: str) -> None:
+    """A read the loop adopts as the buffer's chunk is a new generation of
+    it (``_gen`` changes, as the buffer's own feed makes it) and forgets the
+    search memory kept in the old chunk's indices: a search for a tuple of
+    delimiters that failed in the old chunk, made again in the new one,
+    finds the delimiter there."""
+    stream = BufferedStream(ScriptedStream([b"aaaa\nxxxx\nbbbb", b"bb\ncc|dd\n"]), max_buffer_size=1 << 10)
+    got = []
+    generations = []
+    with _short_long_frames():
+        async for frame in _line_loop(how, stream, 100):
+            got.append(frame)
+            generations.append((stream._buffer._data, stream._buffer._gen))
+            if frame == b"xxxx":
+                with pytest.raises(trio.WouldBlock):
+                    stream.receive_until_nowait((b"|", b"#"))
+            elif frame == b"bbbbbb":
+                assert stream.receive_until_nowait((b"|", b"#")) == b"cc"
+    assert got == [b"aaaa", b"xxxx", b"bbbbbb", b"dd"]
+    (chunk, gen), (read, read_gen) = generations[1], generations[2]
+    assert read is not chunk and read_gen != gen
+
+
+@pytest.mark.parametrize("how", ["lines", "iter_until"])
+async def test_the_long_frame_loop_joins_long_frames_across_its_reads(how: str) -> None:
+    """Frames of 8-20 KiB (the loop's own sizes, no patch) in reads of
+    3-40 KB, some ending in \r\n: both joins of the loop (two slices
+    added under `_JOIN_COPY_MAX` bytes, memoryviews over it) give the
+    frames of the single receives."""
+    rng = random.Random(7)
+    sent = [bytes([97 + i % 26]) * rng.randint(8192, 20000) + (b"\r" if i % 3 == 0 else b"") for i in range(40)]
+    wire = b"".join(frame + b"\n" for frame in sent)
+    reads = []
+    at = 0
+    while at < len(wire):
+        size = rng.randint(3000, 40000)
+        reads.append(wire[at : at + size])
+        at += size
+    stream = BufferedStream(ScriptedStream(reads), max_buffer_size=1 << 17, receive_size=1 << 16)
+    got = [frame async for frame in _line_loop(how, stream, 1 << 16)]
+    assert got == [frame[:-1] if how == "lines" and frame.endswith(b"\r") else frame for frame in sent]
 
 
 @pytest.mark.parametrize("how", ["lines", "iter_until"])

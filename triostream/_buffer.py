@@ -107,10 +107,10 @@ FeedFirst = Callable[[bytes | bytearray], "bytes | None"]
 # they were all the whole frames buffered (then a take finds nothing until
 # more bytes come, and raises nothing).
 FeedBatch = Callable[[bytes | bytearray], "tuple[list[bytes], bool, int, int] | None"]
-# Both, then their twins for a read that the caller knows follows the state
-# their test checks (see ReceiveBuffer._feed_first's ``tested``): the
+# Both, then the second's twin for a read that the caller knows follows the
+# state its test checks (see ReceiveBuffer._feed_batch's ``tested``): the
 # frame iterators' own reads after a cut (FrameDecoder._bind_feed).
-Feeds = tuple[FeedFirst, FeedBatch, FeedFirst, FeedBatch]
+Feeds = tuple[FeedFirst, FeedBatch, FeedBatch]
 
 _delimiter_cache: dict[object, Delimiters] = {}
 
@@ -969,7 +969,7 @@ class ReceiveBuffer:
         return self._batch_loop(cut, delimiter, max_size, lines)
 
     def _feeds(self, delimiter: bytes, max_size: int, mode: int) -> Feeds | None:
-        """`_feed_first` and `_feed_batch` bound to a framing, then the two
+        """`_feed_first` and `_feed_batch` bound to a framing, then the second
         told ``tested`` (for the frame iterators, see
         `FrameDecoder._bind_feed`), or None when ``delimiter`` is longer
         than one byte."""
@@ -978,7 +978,6 @@ class ReceiveBuffer:
         return (
             functools.partial(self._feed_first, delimiter, max_size, mode, 0, False),
             functools.partial(self._feed_batch, delimiter, max_size, mode, False),
-            functools.partial(self._feed_first, delimiter, max_size, mode, 0, True),
             functools.partial(self._feed_batch, delimiter, max_size, mode, True),
         )
 

@@ -212,10 +212,10 @@ class FrameDecoder(ABC):
     def _bind_feed(self, buffer: ReceiveBuffer) -> Feeds | None:
         # For the built-in codecs only (private: it reaches into the buffer).
         # Callables for a frame iterator's own reads, ``feed_first(chunk)``
-        # and ``feed_batch(chunk)``, then the same for a read that follows a
-        # cut whose state makes their test (the buffer's: `_feed_first`'s
-        # ``tested``; a codec without such a test gives the first two
-        # again). Each feeds ``chunk`` into ``buffer`` and,
+        # and ``feed_batch(chunk)``, then ``feed_batch`` for a read that
+        # follows a cut whose state makes its test (the buffer's:
+        # `_feed_batch`'s ``tested``; a codec without such a test gives
+        # ``feed_batch`` again). Each feeds ``chunk`` into ``buffer`` and,
         # in the usual case, consumes and returns the frame it completes
         # (what ``decode`` would return next), or every whole frame (what
         # the ``bind_batch`` callable would) with whether no whole frame is
@@ -722,7 +722,7 @@ class _LengthPrefixedDecoder(_SizedDecoder):
         if self._field or self._adjustment or self._include:
             return None
         first, batch = functools.partial(self._feed_first, buffer), functools.partial(self._feed_batch, buffer)
-        return first, batch, first, batch  # (their tests are cheap: no twins)
+        return first, batch, batch  # (its test is cheap: no twin)
 
     def _feed_first(self, buffer: ReceiveBuffer, chunk: bytes | bytearray) -> bytes | None:
         """See `FrameDecoder._bind_feed` (the usual configuration only): the
