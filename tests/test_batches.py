@@ -2509,9 +2509,9 @@ async def test_the_long_frame_loops_reads_drop_what_the_buffer_remembered_of_its
 @pytest.mark.parametrize("how", ["lines", "iter_until"])
 async def test_the_long_frame_loop_joins_long_frames_across_its_reads(how: str) -> None:
     """Frames of 8-20 KiB (the loop's own sizes, no patch) in reads of
-    3-40 KB, some ending in \r\n: both joins of the loop (two slices
+    3-40 KB, some ending in \\r\\n: both joins of the loop (two slices
     added under `_JOIN_COPY_MAX` bytes, memoryviews over it) give the
-    frames of the single receives."""
+    frames sent, one \\r stripped by ``lines()``."""
     rng = random.Random(7)
     sent = [bytes([97 + i % 26]) * rng.randint(8192, 20000) + (b"\r" if i % 3 == 0 else b"") for i in range(40)]
     wire = b"".join(frame + b"\n" for frame in sent)
