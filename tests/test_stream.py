@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
@@ -115,6 +116,47 @@ async def test_receive_until_nowait_from_the_buffers_batch_keeps_the_limit_and_k
         stream.receive_until_nowait(b"\n", max_size=3)
     assert stream.receive_until_nowait(b"\n", max_size=100, keep_delimiter=True) == b"bbbbb\n"
     assert stream.receive_until_nowait(b"\n", max_size=2) == b"c"  # exactly the limit, delimiter included
+
+
+async def test_receive_until_from_the_buffers_batch_with_any_equal_delimiter_and_a_bad_one() -> None:
+    # receive_until takes the batch's next frame without checking the
+    # delimiter again only when it is the batch's own key (that object);
+    # an equal delimiter that is another object, the same in a tuple, and
+    # a bad delimiter go the checked way: the same frames, and an error
+    # that consumes nothing and leaves the stream usable.
+    crlf = b"\r\n"
+    other = bytes(bytearray(crlf))  # equal to crlf, another object
+    assert other == crlf and other is not crlf
+    stream = BufferedStream(ScriptedStream([b"first\r\n" + b"".join(b"%d\r\n" % n for n in range(40))]))
+    with trio.testing.assert_checkpoints():
+        assert await stream.receive_until(crlf) == b"first"
+    assert stream._buffer._batch_len and stream._buffer._batch_key is crlf  # (the batch this test is about)
+    cases: list[tuple[bytes | tuple[bytes, ...], dict[str, Any], bytes]] = [
+        (crlf, {}, b"0"),
+        (other, {}, b"1"),
+        ((crlf,), {}, b"2"),
+        ((other, crlf), {}, b"3"),
+        (crlf, {"keep_delimiter": True}, b"4\r\n"),
+        (other, {"keep_delimiter": True}, b"5\r\n"),
+        (crlf, {"max_size": 3}, b"6"),  # exactly the limit, delimiter included
+    ]
+    for delimiter, options, expected in cases:
+        with trio.testing.assert_checkpoints():
+            assert await stream.receive_until(delimiter, **options) == expected
+    for bad, error in [(b"", ValueError), ((), ValueError), ("\r\n", TypeError), ((crlf, 1), TypeError)]:
+        with pytest.raises(error):
+            await stream.receive_until(bad)  # type: ignore[arg-type]
+        assert stream.peek().startswith(b"7\r\n")
+    with pytest.raises(FrameTooLongError):
+        await stream.receive_until(crlf, max_size=2)
+    assert [await stream.receive_until(d) for d in (other, crlf, (crlf,), crlf, other)] == [
+        b"7",
+        b"8",
+        b"9",
+        b"10",
+        b"11",
+    ]
+    assert stream._buffer._batch_next < stream._buffer._batch_len  # (the last from the batch too)
 
 
 async def test_receive_until_and_keep_delimiter() -> None:
