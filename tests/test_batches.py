@@ -1350,6 +1350,13 @@ def _examples(*cases: tuple[object, ...]) -> Callable[[Callable[..., None]], Cal
     (b"a" * 600, False, b"b\nccc", False, 2000, False, b"\nyy\r\n", False),
     (b"a" * 600, False, b"b\n" + b"c" * 2100 + b"\r\n" + b"c" * 2100 + b"\nd", False, 5000, False, b"", False),
     (b"a" * 600, False, b"b\n" + b"c" * 2100 + b"\n" + b"c" * 2100 + b"\r\nd", False, 5000, False, b"", True),
+    # The first frame exactly at the limit (its delimiter over it), and one under it.
+    (b"a" * 600, False, b"b" * 399 + b"\n" + b"c" * 600 + b"\n", True, 999, False, b"", False),
+    (b"a" * 600, False, b"b" * 399 + b"\n" + b"c" * 600 + b"\n", False, 999, False, b"", False),
+    (b"a" * 600, False, b"b" * 398 + b"\n" + b"c" * 600 + b"\n", True, 999, False, b"", True),
+    # A first frame joined through memoryviews (over _JOIN_COPY_MAX), ending in \r\n.
+    (b"a" * 9000, False, b"b\r\n" + b"c" * 600 + b"\n", False, 20000, False, b"", False),
+    (b"a" * 9000, False, b"b\r\n" + b"c" * 600 + b"\n", True, 20000, False, b"", True),
 )
 def test_a_receive_s_read_cut_in_one_pass_gives_what_feed_and_the_takes_give(
     head: bytes, cr: bool, chunk: bytes, until: bool, max_size: int, array: bool, more: bytes, batches: bool
@@ -1374,6 +1381,49 @@ def test_a_receive_s_read_cut_in_one_pass_gives_what_feed_and_the_takes_give(
     rest = _take_all(fused, until, max_size, batches=batches)
     assert ([] if first is None else [first]) + rest == expected
     assert fused.peek() == plain.peek() and fused.offset == plain.offset
+
+
+def test_a_receive_s_read_cut_in_one_pass_is_a_new_generation_of_the_buffer() -> None:
+    """`ReceiveBuffer._feed_cut` adopts the read as the buffer's chunk as
+    `feed` does: a new generation (``_gen``), the search memory kept in the
+    old chunk's indices dropped (a search for a tuple of delimiters that
+    failed there, made again, finds one in the read), and a used-up batch
+    dropped with its frames."""
+    buffer = ReceiveBuffer(1 << 16)
+    buffer.feed(b"x\n" * 40 + b"a" * 600)
+    assert buffer.take_line(1000) == b"x"
+    assert buffer._batch_len > 2  # (the batch this test is about)
+    assert _take_all(buffer, False, 1000) == [b"x"] * 39  # (used up; the head searched)
+    assert buffer._batch_len and buffer._batch_next >= buffer._batch_len
+    assert buffer.take_until((b"|", b"#"), 1000) is None  # (remembered: none in the old chunk)
+    gen = buffer._gen
+    first = buffer._feed_cut(b"\n", 1000, LINE_MODE, b"b" * 10 + b"\n" + b"c|dd\n")
+    assert first == b"a" * 600 + b"b" * 10
+    assert buffer._gen != gen
+    assert buffer._batch_len == 0 and buffer._batch == []
+    assert buffer.take_until((b"|", b"#"), 1000) == b"c"
+    assert buffer.take_line(1000) == b"dd"
+
+
+@pytest.mark.parametrize("how", ["line", "until"])
+async def test_a_read_of_awaited_receives_leaves_short_lines_to_the_take_which_cuts_their_batch(how: str) -> None:
+    """Lines under _BATCH_FRAME_MAX from a socket: the read a call makes is
+    only fed by `ReceiveBuffer._feed_cut` (not its first line cut there), and
+    the call's take cuts the read's lines into the buffer's batch at once,
+    for the next calls to pop."""
+    bodies = [bytes([97 + i % 26]) * 99 for i in range(400)]
+    wire = b"".join(body + b"\n" for body in bodies)
+    got = []
+    after_reads = []
+    async with _stream_from_a_socket(wire, receive_size=8192) as stream:
+        with calls_to(ReceiveBuffer, "_feed_cut") as calls:
+            for _ in bodies:
+                before = len(calls)
+                got.append(await (stream.receive_line() if how == "line" else stream.receive_until(b"\n")))
+                if len(calls) > before:
+                    after_reads.append(stream._buffer._batch_len > 2)
+    assert got == bodies
+    assert len(after_reads) >= 3 and all(after_reads)
 
 
 @_searched_head_cases
@@ -3748,11 +3798,10 @@ async def test_a_read_of_awaited_receives_is_cut_in_one_pass_and_a_polling_loop_
         assert [(args[3:5], kwargs) for args, kwargs, _ in firsts] == [((256, True), {})] * len(firsts)
     else:
         assert calls.count("_feed_cut") >= reads - 3
-        # (Each read cut in one pass: its first line joined by _feed_first,
-        # whose test the receive's search made, at any length; not through
-        # _feed_batch.)
-        assert calls.count("_feed_first") == calls.count("_feed_cut") and not cuts
-        assert [(args[3:5], kwargs) for args, kwargs, _ in firsts] == [((0, True), {})] * len(firsts)
+        # (Each read cut in one pass, its first line joined by _feed_cut
+        # itself, whose test the receive's search made: not through
+        # _feed_first, nor _feed_batch.)
+        assert calls.count("_feed_first") == 0 and not firsts and not cuts
         assert batches >= 50  # (the calls after a read pop its lines)
 
 
