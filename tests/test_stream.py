@@ -92,6 +92,40 @@ async def test_receive_exactly_into_eof_pushes_back() -> None:
     await stream.receive_exactly_into(empty)
 
 
+async def test_receive_exactly_into_leaves_the_buffer_resizable_on_every_way_out() -> None:
+    # (Tornado's test_read_into_resizable_after_close, and more ways out.)
+    # The exception is kept alive, with its traceback and the frames in it:
+    # the call's view of the buffer must not be among what they hold.
+    stream = scripted(b"ab")
+    target = bytearray(10)
+    with pytest.raises(IncompleteReadError) as info:
+        await stream.receive_exactly_into(target)
+    del target[:]  # BufferError while a view is held
+    assert info.value.partial == b"ab" and info.traceback
+    left, right = trio.testing.memory_stream_pair()
+    stream = BufferedStream(right)
+    await left.send_all(b"123")
+    target = bytearray(8)
+    with trio.move_on_after(0.05) as scope:
+        await stream.receive_exactly_into(target)
+    assert scope.cancelled_caught
+    target.extend(b"x")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.receive_exactly_into, bytearray(100))
+        await trio.testing.wait_all_tasks_blocked()
+        other = bytearray(4)
+        with pytest.raises(trio.BusyResourceError) as busy:
+            await stream.receive_exactly_into(other)
+        other.extend(b"x")
+        assert busy.traceback
+        await left.send_all(b"y" * 97)
+    target = bytearray(2)
+    await left.send_all(b"ok")
+    await stream.receive_exactly_into(target)
+    assert target == b"ok"
+    target.extend(b"!")
+
+
 async def test_receive_exactly_into_cancelled_pushes_back() -> None:
     left, right = trio.testing.memory_stream_pair()
     stream = BufferedStream(right)

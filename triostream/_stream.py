@@ -752,7 +752,9 @@ class BufferedStream(trio.abc.Stream):
         written into ``buffer`` are pushed back in front of the stream's
         buffer, so nothing is lost and a retry reads them again; the stream's
         buffer can then hold up to ``len(buffer)`` bytes, past
-        ``max_buffer_size``.
+        ``max_buffer_size``. Once the call returns or raises it holds no view
+        of ``buffer`` (a bytearray can be resized, even while the exception
+        and its traceback live).
 
         Raises:
           TypeError: ``buffer`` is read-only or not contiguous.
@@ -762,11 +764,19 @@ class BufferedStream(trio.abc.Stream):
         """
         view = memoryview(buffer)
         if view.readonly:
+            view.release()
             raise TypeError("receive_exactly_into needs a writable buffer")
+        # The view is released on every way out, errors included: a view
+        # left in a traceback's frame would keep the caller's bytearray
+        # from being resized while the exception lives.
         view = view.cast("B")
         need = len(view)
         if self._state:
-            await self._refuse()
+            try:
+                await self._refuse()
+            except BaseException:
+                view.release()
+                raise
         self._state = _RECEIVING
         try:
             await checkpoint()
@@ -806,6 +816,7 @@ class BufferedStream(trio.abc.Stream):
                 raise
         finally:
             self._state &= _CLOSED
+            view.release()
 
     async def receive_until(
         self, delimiter: DelimiterArg, *, max_size: int | None = None, keep_delimiter: bool = False
