@@ -1115,7 +1115,8 @@ class ReceiveBuffer:
         pos = self._pos
         head = len(data) - pos
         if type(chunk) is not bytes:
-            return self._feed_first(delimiter, max_size, mode, 0, True, chunk)  # (fed)
+            self.feed(chunk)  # (as _feed_first would: it joins only from bytes)
+            return None
         j = chunk.find(delimiter)
         if not (
             j >= 0
