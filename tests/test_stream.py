@@ -93,7 +93,8 @@ async def test_receive_exactly_into_eof_pushes_back() -> None:
 
 
 async def test_receive_exactly_into_leaves_the_buffer_resizable_on_every_way_out() -> None:
-    # (Tornado's test_read_into_resizable_after_close, and more ways out.)
+    # (Found while porting Tornado's read_into tests: see
+    # tests/test_peer_tornado.py, whose resizable cases are our own, not Tornado's.)
     # The exception is kept alive, with its traceback and the frames in it:
     # the call's view of the buffer must not be among what they hold.
     stream = scripted(b"ab")
