@@ -1,8 +1,9 @@
 """The harness shared by the ports of peer projects' stream tests
-(``tests/test_peer_*.py``): a `BufferedStream` and the peer that feeds it,
-over two kinds of transport, and a deadline for each test.
+(``tests/test_peer_*.py``): a `BufferedStream` (or a `Connection`) and the
+peer that feeds it, over three kinds of transport, and a deadline for each
+test.
 
-Transport kinds (the ``kind`` fixture runs each test over both):
+Kinds (the ``kind`` fixture runs each test over each):
 
 * ``"script"``: `Script`, an in-process transport whose ``receive_some``
   returns exactly the chunks the peer fed it, one per read (split only by
@@ -10,6 +11,11 @@ Transport kinds (the ``kind`` fixture runs each test over both):
   knows, so the stream takes its general paths.
 * ``"socket"``: real TCP on 127.0.0.1 (`trio.SocketStream`, from
   `triostream.testing.open_socket_stream_pair`): the stream's lean paths.
+* ``"connection"``: a `triostream.Connection` (`open_connection`, its
+  defaults: read-ahead) over real TCP on 127.0.0.1. Its helper task reads
+  ahead into the buffer, so what a test sees buffered (``peek``) can be
+  more than over a plain stream; the tests that look say so. It is closed
+  at once at the end (a graceful close with unread bytes lingers).
 
 `Peer.send` lets every task run until all are blocked again after each
 chunk, so a reader started before it (`reading`, `feed_and_read`) sees the
@@ -35,7 +41,7 @@ import trio
 import trio.testing
 from trio.lowlevel import checkpoint
 
-from triostream import BufferedStream
+from triostream import BufferedStream, open_connection
 from triostream.testing import open_socket_stream_pair
 
 __all__ = [
@@ -53,7 +59,7 @@ __all__ = [
     "reading",
 ]
 
-KINDS = ("script", "socket")
+KINDS = ("script", "socket", "connection")
 
 #: Seconds each test decorated with `deadline` may run.
 TEST_DEADLINE = 10.0
@@ -194,16 +200,26 @@ class Peer:
 async def open_pair(
     kind: str, *, max_buffer_size: int = 65536, receive_size: int = 65536
 ) -> AsyncIterator[tuple[BufferedStream, Peer]]:
-    """A `BufferedStream` over a transport of the given kind, and its peer;
-    both closed at the end."""
+    """A `BufferedStream` (a `Connection` for ``"connection"``) over a
+    transport of the given kind, and its peer; both closed at the end."""
     transport: Script | trio.SocketStream
     peer_end: Script | trio.SocketStream
     if kind == "script":
         transport = peer_end = Script()
-    elif kind == "socket":
+    elif kind in ("socket", "connection"):
         peer_end, transport = await open_socket_stream_pair("tcp")
     else:
         raise ValueError(f"unknown transport kind {kind!r}")
+    if kind == "connection":
+        try:
+            async with open_connection(transport, max_buffer_size=max_buffer_size, receive_size=receive_size) as conn:
+                yield conn, Peer(peer_end)
+                # (At once: a graceful close with unread bytes buffered
+                # lingers for half a second, reading the peer's.)
+                await trio.aclose_forcefully(conn)
+        finally:
+            await trio.aclose_forcefully(peer_end)
+        return
     stream = BufferedStream(transport, max_buffer_size=max_buffer_size, receive_size=receive_size)
     try:
         yield stream, Peer(peer_end)

@@ -12,7 +12,7 @@ not); ``IncompleteRead`` -> `IncompleteReadError`;
 ``feed_data(data)`` -> ``unreceive(data)``, which puts the data in front
 (AnyIO appends to its buffer, so the calls come in the other order);
 ``send_eof`` -> `HalfCloseableBufferedStream.send_eof`. AnyIO's memory
-object streams -> the ``kind`` fixture's scripted transport and TCP on
+object streams -> the ``kind`` fixture's scripted transport, TCP and a Connection on
 127.0.0.1, and `trio.testing.memory_stream_pair` where the test needs to
 look at the transport's ends.
 

@@ -21,7 +21,7 @@ The API, mapped:
   stream still usable; ``max_buffer_size`` and ``read_chunk_size`` ->
   ``max_buffer_size`` and ``receive_size``.
 * The stream pairs (a socket pair, SSL, a pipe) -> the ``kind`` fixture's
-  scripted transport and TCP on 127.0.0.1, `trio.lowlevel.FdStream` for
+  scripted transport, TCP and a `Connection` on 127.0.0.1, `trio.lowlevel.FdStream` for
   the pipe tests, `trio.SSLStream` (through ``start_tls``) for TLS.
 
 Sizes are smaller than Tornado's (1 MiB rather than 4 MiB for
