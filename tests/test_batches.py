@@ -1405,6 +1405,36 @@ def test_a_receive_s_read_cut_in_one_pass_is_a_new_generation_of_the_buffer() ->
     assert buffer.take_line(1000) == b"dd"
 
 
+@pytest.mark.parametrize(
+    ("head", "chunk", "max_size", "first"),
+    [
+        (b"", b"a" * 5000, 1 << 16, None),  # no delimiter in the read
+        (b"h" * 600, b"a" * 5000, 1 << 16, None),  # nor after a head
+        (b"", b"a" * 3000 + b"\nb", 1000, None),  # a line over max_size
+        (b"h" * 600 + b"\r", b"\nb", 1000, None),  # the \r that ends the head
+        (b"", b"a" * 10 + b"\nb", 1000, None),  # a line under _BATCH_FRAME_MAX: the take's
+        (b"", b"a" * 300 + b"\nb", 1000, b"a" * 300),  # _BATCH_FRAME_MAX to _SPLIT_FRAME_MAX
+    ],
+)
+def test_a_receive_s_read_that_is_not_cut_in_one_pass_is_searched_once(
+    head: bytes, chunk: bytes, max_size: int, first: bytes | None
+) -> None:
+    """`ReceiveBuffer._feed_cut` on a read whose first line it does not cut
+    itself feeds it without handing it to `_feed_first`, which would search
+    the whole read again (a read with no delimiter: twice over); only a line
+    of _BATCH_FRAME_MAX to _SPLIT_FRAME_MAX bytes goes there, to be cut. The
+    bytes and the frame are what they were."""
+    buffer = ReceiveBuffer(1 << 16)
+    if head:
+        buffer.feed(head)
+        assert buffer.take_line(max_size) is None  # (the head searched: the call's test)
+    with calls_to(ReceiveBuffer, "_feed_first") as calls:
+        got = buffer._feed_cut(b"\n", max_size, LINE_MODE, chunk)
+    assert got == first
+    assert calls == ([] if first is None else ["_feed_first"])
+    assert buffer.peek() == (head + chunk if first is None else b"b")
+
+
 @pytest.mark.parametrize("how", ["line", "until"])
 async def test_a_read_of_awaited_receives_leaves_short_lines_to_the_take_which_cuts_their_batch(how: str) -> None:
     """Lines under _BATCH_FRAME_MAX from a socket: the read a call makes is

@@ -127,6 +127,22 @@ async def test_receive_exactly_into_leaves_the_buffer_resizable_on_every_way_out
     target.extend(b"!")
 
 
+async def test_receive_exactly_into_releases_its_view_when_it_refuses_the_buffer() -> None:
+    # A read-only buffer and a non-contiguous one are refused (TypeError)
+    # before anything is read; the call's own view of the buffer, left in
+    # its frame in the traceback, is released all the same.
+    stream = BufferedStream(trio.testing.memory_stream_pair()[1])
+    backing = bytearray(8)
+    for buffer in (b"read-only", memoryview(backing)[::2]):
+        with pytest.raises(TypeError) as info:
+            await stream.receive_exactly_into(buffer)
+        frames = [entry.frame for entry in info.traceback if entry.frame.code.name == "receive_exactly_into"]
+        assert len(frames) == 1
+        with pytest.raises(ValueError):  # (a released view refuses every operation)
+            frames[0].f_locals["view"].tobytes()
+    assert stream.peek() == b""
+
+
 async def test_receive_exactly_into_cancelled_pushes_back() -> None:
     left, right = trio.testing.memory_stream_pair()
     stream = BufferedStream(right)

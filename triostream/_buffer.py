@@ -1101,8 +1101,10 @@ class ReceiveBuffer:
         over TCP it shares its core with the kernel's network work.
 
         The first frame is `_feed_first`'s usual case written out (its
-        test, the join, the stores; anything else goes to `_feed_first`,
-        which feeds): the call was 116 of the 570 bytecodes of a
+        test, the join, the stores; a line of _BATCH_FRAME_MAX to
+        _SPLIT_FRAME_MAX bytes goes to `_feed_first`, which cuts it, and
+        anything else is only fed: `_feed_first` would search the read
+        again to find that): the call was 116 of the 570 bytecodes of a
         ``receive_line`` that reads (16 KiB lines in 64 KiB reads; 520
         now). cachegrind, in one process, per line: 83,332 -> 82,262
         instructions, 1,265 -> 1,232 mispredicted branches (the floor,
@@ -1125,11 +1127,15 @@ class ReceiveBuffer:
         ):
             # A frame under _SPLIT_FRAME_MAX: so are, most likely, the next
             # ones, which the take splits into a batch (400-byte lines:
-            # receive_line 3856 -> 4156 ns per call when they were cut here).
-            # Or no frame, one over the limit, a bytearray, the \r case:
-            # _feed_first feeds the chunk.
-            short = _BATCH_FRAME_MAX if j >= 0 and head + j < _SPLIT_FRAME_MAX else 0
-            return self._feed_first(delimiter, max_size, mode, short, True, chunk)
+            # receive_line 3856 -> 4156 ns per call when they were cut here);
+            # _feed_first cuts it from _BATCH_FRAME_MAX bytes (its ``short``).
+            # Anything else (no frame, one over the limit, the \r case, a
+            # line under _BATCH_FRAME_MAX) is only fed, here: _feed_first
+            # would search the whole read again to find as much.
+            if j >= 0 and _BATCH_FRAME_MAX <= head + j < _SPLIT_FRAME_MAX:
+                return self._feed_first(delimiter, max_size, mode, _BATCH_FRAME_MAX, True, chunk)
+            self.feed(chunk)
+            return None
         # The first frame: _feed_first's usual case, written out (keep them
         # alike; the test above is its test, ``tested`` and ``short`` 0).
         end = j - 1 if mode == _STRIP_CR and j and chunk[j - 1] == 13 else j

@@ -762,60 +762,57 @@ class BufferedStream(trio.abc.Stream):
             ``.expected == len(buffer)`` in bytes).
           trio.BusyResourceError, trio.ClosedResourceError: as for every receive.
         """
+        # The view is released on every way out, errors included (the outer
+        # finally): a view left in a traceback's frame would keep the
+        # caller's bytearray from being resized while the exception lives.
         view = memoryview(buffer)
-        if view.readonly:
-            view.release()
-            raise TypeError("receive_exactly_into needs a writable buffer")
-        # The view is released on every way out, errors included: a view
-        # left in a traceback's frame would keep the caller's bytearray
-        # from being resized while the exception lives.
-        view = view.cast("B")
-        need = len(view)
-        if self._state:
-            try:
-                await self._refuse()
-            except BaseException:
-                view.release()
-                raise
-        self._state = _RECEIVING
         try:
-            await checkpoint()
-            stored = self._buffer
-            got = stored.take_into(view)
+            if view.readonly:
+                raise TypeError("receive_exactly_into needs a writable buffer")
+            view = view.cast("B")
+            need = len(view)
+            if self._state:
+                await self._refuse()
+            self._state = _RECEIVING
             try:
-                while got < need:
-                    if self._state & _CLOSED:
-                        raise trio.ClosedResourceError("this BufferedStream was closed")
-                    if stored.eof:
-                        raise IncompleteReadError(bytes(view[:got]), need)
-                    want = need - got
-                    if not self._direct_reads:
-                        await self._fill()
-                        got += stored.take_into(view[got:])
-                        continue
-                    try:
-                        data = await self.transport_stream.receive_some(min(self.receive_size, want + stored.room))
-                    except trio.ClosedResourceError as exc:
-                        self._raise_if_closed_meanwhile(exc)
-                        raise
-                    if self._state & _CLOSED:
-                        self._closed_during_read()
-                    if not data:
-                        stored.feed_eof()
-                    elif len(data) <= want:
-                        view[got : got + len(data)] = data
-                        got += len(data)
-                    else:
-                        with memoryview(data) as chunk:
-                            view[got:need] = chunk[:want]
-                            stored.feed(chunk[want:])
-                        got = need
-            except BaseException:
-                if not self._state & _CLOSED:
-                    stored.unreceive(view[:got])
-                raise
+                await checkpoint()
+                stored = self._buffer
+                got = stored.take_into(view)
+                try:
+                    while got < need:
+                        if self._state & _CLOSED:
+                            raise trio.ClosedResourceError("this BufferedStream was closed")
+                        if stored.eof:
+                            raise IncompleteReadError(bytes(view[:got]), need)
+                        want = need - got
+                        if not self._direct_reads:
+                            await self._fill()
+                            got += stored.take_into(view[got:])
+                            continue
+                        try:
+                            data = await self.transport_stream.receive_some(min(self.receive_size, want + stored.room))
+                        except trio.ClosedResourceError as exc:
+                            self._raise_if_closed_meanwhile(exc)
+                            raise
+                        if self._state & _CLOSED:
+                            self._closed_during_read()
+                        if not data:
+                            stored.feed_eof()
+                        elif len(data) <= want:
+                            view[got : got + len(data)] = data
+                            got += len(data)
+                        else:
+                            with memoryview(data) as chunk:
+                                view[got:need] = chunk[:want]
+                                stored.feed(chunk[want:])
+                            got = need
+                except BaseException:
+                    if not self._state & _CLOSED:
+                        stored.unreceive(view[:got])
+                    raise
+            finally:
+                self._state &= _CLOSED
         finally:
-            self._state &= _CLOSED
             view.release()
 
     async def receive_until(
