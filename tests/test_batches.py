@@ -865,6 +865,141 @@ async def test_a_batch_loop_reads_only_when_the_buffer_is_as_its_last_batch_left
     assert await batches.__anext__() == [b"xx"]
 
 
+@pytest.mark.parametrize("until", [False, True], ids=["lines", "until"])
+async def test_a_batch_loop_cuts_the_reads_of_long_lines_itself(until: bool) -> None:
+    """Long lines (`_LONG_LINE` bytes and more, a one-byte delimiter): after
+    the first read, cut as it is fed (`ReceiveBuffer._feed_batch`), the loop
+    cuts each next read itself while nothing else touches the buffer; the
+    batches, and where the buffer stands after each, are what that cut
+    gives. Lines ending in \\r\\n keep the \\r for ``iter_until``."""
+    lines = [bytes([65 + i % 26]) * (2500 + 37 * i) + (b"\r" if i % 3 == 0 else b"") for i in range(40)]
+    wire = b"".join(line + b"\n" for line in lines)
+    reads = chunked(wire, list(range(7001, len(wire), 7001)))
+    stream = scripted(*reads, receive_size=8192, max_buffer_size=65536)
+    got: list[bytes] = []
+    offsets = []
+    with calls_to(ReceiveBuffer, "_feed_batch", "feed") as calls:
+        frames = stream.iter_until(b"\n", max_size=6000) if until else stream.lines(max_size=6000)
+        async for batch in frames.batches():
+            got += batch
+            offsets.append(stream._buffer.offset)
+    assert got == (lines if until else [line.removesuffix(b"\r") for line in lines])
+    assert calls == ["_feed_batch"]  # the first read only; EOF ends the loop without a feed
+    # Each batch ends at the last line its read completed.
+    ends = list(itertools.accumulate(len(line) + 1 for line in lines))
+    assert offsets == [max(e for e in ends if e <= r) for r in itertools.accumulate(map(len, reads)) if r >= ends[0]]
+
+
+def _long_line_wires() -> st.SearchStrategy[tuple[bytes, list[int]]]:
+    """A wire of lines around `_LONG_LINE` bytes (some short, some over the
+    limits below, endings \\n or \\r\\n, maybe an unfinished line at the
+    end) and where its reads end."""
+    line = st.tuples(st.sampled_from([0, 1, 300, 2047, 2100, 3000, 5000]), st.sampled_from([b"\n", b"\r\n", b"\r\n"]))
+    return st.tuples(
+        st.lists(line, min_size=1, max_size=10).map(lambda ls: b"".join(b"%d" % n * (n // 4 + 1) + e for n, e in ls)),
+        st.binary(max_size=3).map(lambda b: b.replace(b"\n", b"")),
+        st.lists(st.integers(min_value=0, max_value=60000), max_size=14),
+    ).map(lambda t: (t[0] + t[1], t[2]))
+
+
+@given(
+    wire=_long_line_wires(),
+    max_size=st.sampled_from([2500, 4000, 6000, 60000]),
+    until=st.booleans(),
+    ops=st.lists(st.sampled_from(["-", "-", "-", "exactly", "unreceive", "peek", "line"]), max_size=12),
+)
+def test_a_batch_loop_over_long_lines_gives_what_the_buffers_cut_gives(
+    wire: tuple[bytes, list[int]], max_size: int, until: bool, ops: list[str]
+) -> None:
+    """The batch loop's own cut of long lines' reads (see the test above)
+    against the buffer's (`ReceiveBuffer._feed_batch`, `_LONG_LINE` made
+    unreachable): the same batches, errors, bytes left and offset after
+    each step, whatever the loop's body does between steps (takes some
+    bytes, pushes some back, takes a line, peeks)."""
+    data, cuts = wire
+
+    async def trace() -> list[object]:
+        stream = scripted(*chunked(data, cuts), receive_size=16384, max_buffer_size=65536)
+        frames = stream.iter_until(b"\n", max_size=max_size) if until else stream.lines(max_size=max_size)
+        it = aiter(frames.batches())
+        seen: list[object] = []
+        for op in [*ops, *["-"] * 40]:
+            try:
+                with trio.fail_after(10):
+                    seen.append(await it.__anext__())
+            except StopAsyncIteration:
+                seen.append("end")
+                break
+            except (FrameTooLongError, IncompleteReadError) as exc:
+                seen.append(type(exc).__name__)
+                break
+            finally:
+                seen.append((stream.peek(), stream._buffer.offset))
+            if op == "exactly":
+                with contextlib.suppress(trio.WouldBlock):
+                    seen.append(stream.receive_exactly_nowait(5))
+            elif op == "unreceive":
+                stream.unreceive(b"pushed\r\n")
+            elif op == "line":
+                with contextlib.suppress(trio.WouldBlock, FrameTooLongError):
+                    seen.append(stream.receive_line_nowait(max_size=max_size))
+            elif op == "peek":
+                seen.append(stream.peek(3))
+        return seen
+
+    own = trio.run(trace)
+    with patch.object(triostream._stream, "_LONG_LINE", 1 << 62):
+        fed = trio.run(trace)
+    assert own == fed
+
+
+async def test_a_long_lines_batch_loop_leaves_what_its_cut_cannot_take_to_the_next_step() -> None:
+    """What the long-lines loop hands back to the step (which cuts, raises
+    or reads as usual): a first line over the limit, a line over the limit
+    after others, a \\r that ends the tail before the \\n that starts the
+    read, and EOF inside a line; each stays whole in the buffer."""
+    head = b"a" * 3000 + b"\n"  # the first batch: long lines from here
+    # The line that the read completes is over the limit: raised, whole.
+    stream = scripted(head + b"b" * 3500, b"b" * 700 + b"\nc\n", max_buffer_size=65536)
+    batches = stream.lines(max_size=4000).batches()
+    assert await batches.__anext__() == [b"a" * 3000]
+    with trio.testing.assert_checkpoints(), pytest.raises(FrameTooLongError):
+        await batches.__anext__()
+    assert stream.peek() == b"b" * 4200 + b"\nc\n"
+    # A line over the limit after others in the read (4000 bytes and its \n
+    # for max_size 4000; 3999 pass): the batch stops before it, and the
+    # search stopped there too (a larger limit takes it at once).
+    read = b"b\n" + b"c" * 3999 + b"\n" + b"d" * 4000 + b"\ne\n"
+    stream = scripted(head + b"b" * 100, read, error=AssertionError("read"), max_buffer_size=65536)
+    batches = stream.lines(max_size=4000).batches()
+    assert await batches.__anext__() == [b"a" * 3000]
+    assert await batches.__anext__() == [b"b" * 101, b"c" * 3999]
+    with pytest.raises(FrameTooLongError):
+        await batches.__anext__()
+    assert stream.peek() == b"d" * 4000 + b"\ne\n"
+    assert stream._buffer.offset == len(head) + 102 + 4000
+    assert stream.receive_line_nowait(max_size=4001) == b"d" * 4000
+    # An unfinished line already over the limit after the batch: raised
+    # without a read (the transport has none to give: a read raises).
+    stream = scripted(head + b"b" * 100, b"b\n" + b"c" * 4500, error=AssertionError("read"), max_buffer_size=65536)
+    batches = stream.lines(max_size=4000).batches()
+    assert await batches.__anext__() == [b"a" * 3000]
+    assert await batches.__anext__() == [b"b" * 101]
+    with pytest.raises(FrameTooLongError):
+        await batches.__anext__()
+    assert stream.peek() == b"c" * 4500
+    # \r at the end of one read, \n at the start of the next: one line, stripped.
+    stream = scripted(head + b"b" * 2500 + b"\r", b"\n" + b"c" * 2500 + b"\n", max_buffer_size=65536)
+    assert [batch async for batch in stream.lines().batches()] == [[b"a" * 3000], [b"b" * 2500, b"c" * 2500]]
+    # EOF inside a line: IncompleteReadError, the partial line still buffered.
+    stream = scripted(head + b"b" * 2500, b"b" * 10, max_buffer_size=65536)
+    batches = stream.lines().batches()
+    assert await batches.__anext__() == [b"a" * 3000]
+    with pytest.raises(IncompleteReadError):
+        await batches.__anext__()
+    assert stream.peek() == b"b" * 2510
+
+
 async def test_a_batch_cut_as_read_before_a_refused_header_raises_next_without_a_read() -> None:
     codec = LengthPrefixed(10)
     stream = scripted(codec.encode(b"ok") + (500).to_bytes(4, "big") + b"z", error=AssertionError("read"))
@@ -908,11 +1043,16 @@ class _LateStream(ScriptedStream):
     """A transport whose pending read is not interrupted by its close: the
     read returns once ``arrive`` is set, whatever happened meanwhile."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: bytes = b"") -> None:
         super().__init__([])
         self.arrive = trio.Event()
+        self.first = first  # returned at once by the first read, if any
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self.first:
+            first, self.first = self.first, b""
+            await trio.lowlevel.checkpoint()
+            return first
         await self.arrive.wait()
         return b"late\n"
 
@@ -943,6 +1083,27 @@ async def test_bytes_a_read_brings_after_the_stream_closed_are_not_handed_out(ho
         await stream.aclose()
         transport.arrive.set()
     assert not stream._buffer  # (the read's bytes were not kept either)
+
+
+async def test_bytes_the_long_lines_loops_read_brings_after_the_stream_closed_are_not_handed_out() -> None:
+    """The batch loop's read after a batch of long lines (cut in the loop,
+    see BatchIterator), returning after another task closed the stream:
+    ClosedResourceError, and nothing handed out or kept."""
+    transport = _LateStream(first=b"a" * 3000 + b"\n")
+    stream = BufferedStream(transport)
+    batches = aiter(stream.lines().batches())
+    assert await batches.__anext__() == [b"a" * 3000]
+    async with trio.open_nursery() as nursery:
+
+        async def receive() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await batches.__anext__()
+
+        nursery.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        await stream.aclose()
+        transport.arrive.set()
+    assert not stream._buffer
 
 
 # ---------------------------------------------------------------- per-frame iterators cut ahead
