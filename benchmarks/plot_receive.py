@@ -65,6 +65,9 @@ def both(label: str, lines: str, prefixed: str, color: str, hatch: str | None = 
 
 
 FLOOR_BATCHES = both("split batches (floor)", "split batches", "split batches", "0.75", "//")
+# lines().batches()'s contract around the same loop (lines only: the floor of
+# the batch targets for lines).
+FLOOR_LINES_BATCHES = Row("split lines batches (floor, contract)", ("split lines batches",), color="0.7", hatch="++")
 TS_BATCH = both("ts batch", "ts batch lines", "ts batch frames", "tab:blue")
 TS_BATCH_UNTIL = Row("ts batch until", ("ts batch until",), color="tab:blue")
 FLOOR_GEN = both("split gen (floor)", "split gen", "split gen", "0.55", "\\\\")
@@ -90,6 +93,7 @@ PEER_ROWS = [
 # Tables: ratios to split; per-call methods against split+checkpoint; ns per frame.
 ITERATOR_ROWS = [
     FLOOR_BATCHES,
+    FLOOR_LINES_BATCHES,
     TS_BATCH,
     TS_BATCH_UNTIL,
     FLOOR_GEN,

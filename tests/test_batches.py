@@ -865,14 +865,17 @@ async def test_a_batch_loop_reads_only_when_the_buffer_is_as_its_last_batch_left
     assert await batches.__anext__() == [b"xx"]
 
 
+@pytest.mark.parametrize("size", [600, 2500], ids=["medium", "long"])
 @pytest.mark.parametrize("until", [False, True], ids=["lines", "until"])
-async def test_a_batch_loop_cuts_the_reads_of_long_lines_itself(until: bool) -> None:
-    """Long lines (`_LONG_LINE` bytes and more, a one-byte delimiter): after
-    the first read, cut as it is fed (`ReceiveBuffer._feed_batch`), the loop
-    cuts each next read itself while nothing else touches the buffer; the
-    batches, and where the buffer stands after each, are what that cut
-    gives. Lines ending in \\r\\n keep the \\r for ``iter_until``."""
-    lines = [bytes([65 + i % 26]) * (2500 + 37 * i) + (b"\r" if i % 3 == 0 else b"") for i in range(40)]
+async def test_a_batch_loop_cuts_the_reads_of_long_lines_itself(until: bool, size: int) -> None:
+    """Lines of `_OWN_LINE` bytes and more (a one-byte delimiter): after the
+    first read, cut as it is fed (`ReceiveBuffer._feed_batch`), the loop
+    cuts each next read itself while nothing else touches the buffer, as
+    that cut would: lines of `_LONG_LINE` bytes and more with a test per
+    line, shorter ones with one scan for \\r. The batches, and where the
+    buffer stands after each, are what that cut gives. Lines ending in
+    \\r\\n keep the \\r for ``iter_until``."""
+    lines = [bytes([65 + i % 26]) * (size + 37 * i) + (b"\r" if i % 3 == 0 else b"") for i in range(40)]
     wire = b"".join(line + b"\n" for line in lines)
     reads = chunked(wire, list(range(7001, len(wire), 7001)))
     stream = scripted(*reads, receive_size=8192, max_buffer_size=65536)
@@ -891,10 +894,11 @@ async def test_a_batch_loop_cuts_the_reads_of_long_lines_itself(until: bool) -> 
 
 
 def _long_line_wires() -> st.SearchStrategy[tuple[bytes, list[int]]]:
-    """A wire of lines around `_LONG_LINE` bytes (some short, some over the
-    limits below, endings \\n or \\r\\n, maybe an unfinished line at the
-    end) and where its reads end."""
-    line = st.tuples(st.sampled_from([0, 1, 300, 2047, 2100, 3000, 5000]), st.sampled_from([b"\n", b"\r\n", b"\r\n"]))
+    """A wire of lines around `_OWN_LINE` and `_LONG_LINE` bytes (some
+    short, some over the limits below, endings \\n or \\r\\n, maybe an
+    unfinished line at the end) and where its reads end."""
+    sizes = st.sampled_from([0, 1, 300, 600, 1000, 2047, 2100, 3000, 5000])
+    line = st.tuples(sizes, st.sampled_from([b"\n", b"\r\n", b"\r\n"]))
     return st.tuples(
         st.lists(line, min_size=1, max_size=10).map(lambda ls: b"".join(b"%d" % n * (n // 4 + 1) + e for n, e in ls)),
         st.binary(max_size=3).map(lambda b: b.replace(b"\n", b"")),
@@ -912,7 +916,7 @@ def test_a_batch_loop_over_long_lines_gives_what_the_buffers_cut_gives(
     wire: tuple[bytes, list[int]], max_size: int, until: bool, ops: list[str]
 ) -> None:
     """The batch loop's own cut of long lines' reads (see the test above)
-    against the buffer's (`ReceiveBuffer._feed_batch`, `_LONG_LINE` made
+    against the buffer's (`ReceiveBuffer._feed_batch`, `_OWN_LINE` made
     unreachable): the same batches, errors, bytes left and offset after
     each step, whatever the loop's body does between steps (takes some
     bytes, pushes some back, takes a line, peeks)."""
@@ -948,16 +952,18 @@ def test_a_batch_loop_over_long_lines_gives_what_the_buffers_cut_gives(
         return seen
 
     own = trio.run(trace)
-    with patch.object(triostream._stream, "_LONG_LINE", 1 << 62):
+    with patch.object(triostream._stream, "_OWN_LINE", 1 << 62):
         fed = trio.run(trace)
     assert own == fed
 
 
 async def test_a_long_lines_batch_loop_leaves_what_its_cut_cannot_take_to_the_next_step() -> None:
-    """What the long-lines loop hands back to the step (which cuts, raises
-    or reads as usual): a first line over the limit, a line over the limit
-    after others, a \\r that ends the tail before the \\n that starts the
-    read, and EOF inside a line; each stays whole in the buffer."""
+    """What the batch loop's own cut hands back to the step (which cuts,
+    raises or reads as usual): a first line over the limit, a line over the
+    limit after others (long lines, tested one by one, or shorter ones,
+    tested for the read at once), a \\r that ends the tail before the \\n
+    that starts the read, and EOF inside a line; each stays whole in the
+    buffer."""
     head = b"a" * 3000 + b"\n"  # the first batch: long lines from here
     # The line that the read completes is over the limit: raised, whole.
     stream = scripted(head + b"b" * 3500, b"b" * 700 + b"\nc\n", max_buffer_size=65536)
@@ -979,6 +985,18 @@ async def test_a_long_lines_batch_loop_leaves_what_its_cut_cannot_take_to_the_ne
     assert stream.peek() == b"d" * 4000 + b"\ne\n"
     assert stream._buffer.offset == len(head) + 102 + 4000
     assert stream.receive_line_nowait(max_size=4001) == b"d" * 4000
+    # The same after shorter lines (cut by the find loop alone, the limit
+    # tested once for the read).
+    read = b"b" * 10 + b"\n" + b"c" * 100 + b"\n" + b"d" * 4000 + b"\ne\n"
+    stream = scripted(head, read, error=AssertionError("read"), max_buffer_size=65536)
+    batches = stream.lines(max_size=4000).batches()
+    assert await batches.__anext__() == [b"a" * 3000]
+    assert await batches.__anext__() == [b"b" * 10, b"c" * 100]
+    with pytest.raises(FrameTooLongError):
+        await batches.__anext__()
+    assert stream.peek() == b"d" * 4000 + b"\ne\n"
+    assert stream._buffer.offset == len(head) + 11 + 101
+    assert stream.receive_line_nowait(max_size=4001) == b"d" * 4000
     # An unfinished line already over the limit after the batch: raised
     # without a read (the transport has none to give: a read raises).
     stream = scripted(head + b"b" * 100, b"b\n" + b"c" * 4500, error=AssertionError("read"), max_buffer_size=65536)
@@ -991,6 +1009,11 @@ async def test_a_long_lines_batch_loop_leaves_what_its_cut_cannot_take_to_the_ne
     # \r at the end of one read, \n at the start of the next: one line, stripped.
     stream = scripted(head + b"b" * 2500 + b"\r", b"\n" + b"c" * 2500 + b"\n", max_buffer_size=65536)
     assert [batch async for batch in stream.lines().batches()] == [[b"a" * 3000], [b"b" * 2500, b"c" * 2500]]
+    # Shorter lines, the second ending in \n alone: one scan of the read
+    # finds the \r\n of the others.
+    stream = scripted(head, b"b" * 10 + b"\n" + b"c" * 100 + b"\n" + b"d" * 50 + b"\r\ne\r\n", max_buffer_size=65536)
+    got = [batch async for batch in stream.lines().batches()]
+    assert got == [[b"a" * 3000], [b"b" * 10, b"c" * 100, b"d" * 50, b"e"]]
     # EOF inside a line: IncompleteReadError, the partial line still buffered.
     stream = scripted(head + b"b" * 2500, b"b" * 10, max_buffer_size=65536)
     batches = stream.lines().batches()

@@ -1,12 +1,16 @@
-"""The benchmark's contract floor does what it claims.
+"""The benchmark's contract floors do what they claim.
 
 ``benchmarks/bench_receive.py``'s `_UntilFloor` is the hand-written floor of
 the per-call targets for lines: a target it misses too is reported as out of
 reach for a ``receive_until`` with triostream's contract. That claim holds
 only if the floor keeps the contract it names (a second task refused, a close
 during the checkpoint seen, a frame over ``max_size`` left in place, the
-arguments checked, a cursor kept); these tests hold it to that. (Its speed is
-the benchmark's business: no timing here.)
+arguments checked, a cursor kept); these tests hold it to that.
+`_LinesBatchFloor` is the same for the batch targets for lines
+(``lines().batches()``: ``\\r`` stripped, a line over ``max_size`` left in
+place, a second task refused, a close during the read seen, EOF inside a
+line reported, where the reader stands kept). (Their speed is the
+benchmark's business: no timing here.)
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pytest
 import trio
 import trio.testing
 
-from triostream import FrameTooLongError
+from triostream import FrameTooLongError, IncompleteReadError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,3 +152,124 @@ async def test_bad_arguments_are_refused_before_anything_is_read(
         with pytest.raises(error):
             await floor.receive_until(delimiter, max_size=max_size)
         assert await floor.receive_until(b"\n", max_size=None) == b"a"  # None: the limit (16 + 64)
+
+
+# ---------------------------------------------------------------- _LinesBatchFloor
+
+
+@asynccontextmanager
+async def opened_batch_floor(
+    bench: ModuleType, body: int
+) -> AsyncIterator[tuple[trio.testing.MemorySendStream, Any, AsyncIterator[Any]]]:
+    """A sending end, the lines batch floor over its receiving end (lines of
+    ``body`` bytes: the split loop under 512, the find loop above), and its
+    batches with a limit of 40 bytes; closed at the end."""
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    wl = bench.Workload("lines-test", "test", "lines", body, 10, receive_size=4096, max_frame=4096)
+    floor = bench._LinesBatchFloor(receive, wl)
+    batches = floor.batches(40)
+    try:
+        with trio.fail_after(10):  # (a step that would wait for bytes never sent fails)
+            yield send, floor, batches
+    finally:
+        await batches.aclose()
+
+
+BODIES = pytest.mark.parametrize("body", [16, 1000], ids=["split", "find"])
+
+
+@BODIES
+async def test_lines_come_in_order_stripped_of_cr_and_the_reader_keeps_the_rest(bench: ModuleType, body: int) -> None:
+    async with opened_batch_floor(bench, body) as (send, floor, batches):
+        await send.send_all(b"ab\r\ncd\ne\r\n\r\nf")
+        assert await batches.__anext__() == [b"ab", b"cd", b"e", b""]
+        assert bytes(floor._chunk[floor._pos :]) == b"f"
+        await send.send_all(b"g\r")
+        got = []
+        async with trio.open_nursery() as nursery:
+
+            async def step() -> None:
+                got.append(await batches.__anext__())
+
+            nursery.start_soon(step)
+            await trio.testing.wait_all_tasks_blocked()  # "g\r" read, no line: the next read waits
+            await send.send_all(b"\nh\n")
+        assert got == [[b"fg", b"h"]]
+        assert bytes(floor._chunk[floor._pos :]) == b""
+        await send.send_all(b"x\r\n" * 20)  # (more than the limit: tested at once)
+        assert await batches.__anext__() == [b"x"] * 20
+
+
+@BODIES
+async def test_a_line_over_max_size_ends_the_batch_and_stays(bench: ModuleType, body: int) -> None:
+    async with opened_batch_floor(bench, body) as (send, floor, batches):
+        await send.send_all(b"ok\n")
+        assert await batches.__anext__() == [b"ok"]
+        await send.send_all(b"a\nb\n" + b"y" * 40 + b"\nz\n")  # 41 bytes with its delimiter
+        assert await batches.__anext__() == [b"a", b"b"]
+        assert bytes(floor._chunk[floor._pos :]) == b"y" * 40 + b"\nz\n"
+        with pytest.raises(FrameTooLongError):
+            await batches.__anext__()
+
+
+@BODIES
+async def test_a_first_line_or_an_unfinished_one_over_max_size_stays(bench: ModuleType, body: int) -> None:
+    async with opened_batch_floor(bench, body) as (send, floor, batches):
+        await send.send_all(b"ok\n" + b"y" * 30)
+        assert await batches.__anext__() == [b"ok"]
+        await send.send_all(b"y" * 10 + b"\nz\n")  # the line it ends is over the limit
+        with pytest.raises(FrameTooLongError):
+            await batches.__anext__()
+        assert bytes(floor._chunk[floor._pos :]) == b"y" * 40 + b"\nz\n"
+    async with opened_batch_floor(bench, body) as (send, floor, batches):
+        await send.send_all(b"ok\n" + b"y" * 45)  # no delimiter yet, already over
+        assert await batches.__anext__() == [b"ok"]
+        with pytest.raises(FrameTooLongError):
+            await batches.__anext__()
+        assert bytes(floor._chunk[floor._pos :]) == b"y" * 45
+
+
+async def test_a_second_task_is_refused_during_a_batch_read(bench: ModuleType) -> None:
+    async with opened_batch_floor(bench, 16) as (send, floor, batches):
+        got = []
+
+        async def step() -> None:
+            got.append(await batches.__anext__())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(step)
+            await trio.testing.wait_all_tasks_blocked()
+            other = floor.batches(40)
+            with pytest.raises(trio.BusyResourceError):
+                await other.__anext__()
+            await send.send_all(b"x\n")
+        assert got == [[b"x"]]
+
+
+async def test_a_read_returning_after_a_close_hands_nothing_out(bench: ModuleType) -> None:
+    async with opened_batch_floor(bench, 16) as (send, floor, batches):
+        async with trio.open_nursery() as nursery:
+
+            async def step() -> None:
+                with pytest.raises(trio.ClosedResourceError):
+                    await batches.__anext__()
+
+            nursery.start_soon(step)
+            await trio.testing.wait_all_tasks_blocked()
+            await floor.aclose()
+            await send.send_all(b"late\n")
+        assert bytes(floor._chunk[floor._pos :]) == b""
+
+
+@BODIES
+async def test_eof_inside_a_line_is_reported_and_a_clean_eof_ends_the_batches(bench: ModuleType, body: int) -> None:
+    async with opened_batch_floor(bench, body) as (send, _floor, batches):
+        await send.send_all(b"a\nb")
+        assert await batches.__anext__() == [b"a"]
+        await send.aclose()
+        with pytest.raises(IncompleteReadError):
+            await batches.__anext__()
+    async with opened_batch_floor(bench, body) as (send, _floor, batches):
+        await send.send_all(b"a\n")
+        await send.aclose()
+        assert [batch async for batch in batches] == [[b"a"]]

@@ -13,7 +13,7 @@ cross every size at which the fast paths change route: batches of short
 frames (`_BATCH_FRAME_MAX`), one split against a find per frame
 (`_SPLIT_FRAME_MAX`), the scan for ``\\r`` (`_CR_SCAN_FRAME_MAX`), the join of
 two chunks (`_JOIN_COPY_MAX`), the frame iterators' medium and long frames
-(`_LONG_FRAME`), the batch loop's long lines (`_LONG_LINE`), and frames
+(`_LONG_FRAME`), the batch loop's own cut (`_OWN_LINE`), and frames
 longer than a read; reads come in sizes from one
 byte to more than 64 KiB, exact (a scripted transport) or as a socket pair
 gives them, under a `BufferedStream` or a `Connection` (its read-ahead task,

@@ -83,10 +83,12 @@ _PEEK_WINDOW_MAX = 1 << 18
 # Frames at least this long, ending at a one-byte delimiter, are cut one at a
 # time in the frame iterator's own loop (see FrameIterator._frames).
 _LONG_FRAME = 8192
-# Reads whose lines (one-byte delimiters) average at least this long are cut
-# in the batch iterator's own loop (see BatchIterator), as
-# ReceiveBuffer._feed_batch cuts lines this long: a find per frame and a test
-# for \r per line.
+# Reads whose frames at a one-byte delimiter average at least _OWN_LINE bytes
+# are cut in the batch iterator's own loop (see BatchIterator), as
+# ReceiveBuffer._feed_batch cuts frames that long: a find per frame, then
+# from _LONG_LINE bytes a test for \r and the limit per line, below it one
+# scan for \r and one test of the limit per read.
+_OWN_LINE = _SPLIT_FRAME_MAX
 _LONG_LINE = _CR_SCAN_FRAME_MAX
 T = TypeVar("T")
 
@@ -2573,21 +2575,28 @@ class BatchIterator:
     # reads, 16 KiB lines, ns per line, 11 interleaved rounds): the split
     # loop 2391-2485, through the stream's refill 3288 (0.745x), this loop
     # 3035 (0.789x); ReceiveBuffer.take_lines in a bare loop 2881.
-    # Long lines (a one-byte delimiter, the last read's frames averaging
-    # _LONG_LINE bytes or more): that inner loop cuts the next read itself,
-    # `ReceiveBuffer._feed_batch`'s cut with its test made, written out (the
-    # call through its partial, its tests of what the loop knows, the tuple
-    # it returns: 191 -> 164 bytecodes per 16 KiB line, traced over TCP).
-    # Measured over TCP (the benchmark's sender, 81 interleaved rounds,
-    # fastest of 3, median ratios to the split batches): lines().batches()
-    # 0.891x -> 0.924x, iter_until(b"\n").batches() 0.900x -> 0.915x; in
-    # one process (fresh 64 KiB reads not aligned to the lines, 21 rounds)
-    # 0.894x -> 0.923x and 0.915x -> 0.930x. What is left is not bytecodes:
-    # a hand-written generator doing the same (a real BufferedStream, its
-    # guards and the buffer's stores) ran 0.93x-0.94x of split batches over
-    # TCP and 0.945x-0.96x in one process, in A/Bs of the same kind, though
-    # cachegrind counts the same work per line for both (70.4k against 70.7k
-    # instructions, 2,340 against 2,265 L1 data misses, in one process).
+    # Lines of _OWN_LINE bytes and more (a one-byte delimiter, the frames of
+    # the last read averaging that long): that inner loop cuts the next
+    # read itself, `ReceiveBuffer._feed_batch`'s cut with its test made,
+    # written out, without the call through its partial, its tests of what
+    # the loop knows and the tuple it returns (shorter lines go on through
+    # `_feed_batch`, whose split loop is the faster cut for them). Measured
+    # against the loop through `_feed_batch`, median ratios to the split
+    # batches (`benchmarks/bench_receive.py`'s `split batches`), fastest of
+    # 3 per round: over TCP (the benchmark's sender, 81 interleaved rounds)
+    # 16 KiB lines, lines().batches() 0.889x -> 0.910x, iter_until(b"\n")
+    # .batches() 0.902x -> 0.920x; 1 KiB lines (61 rounds, against split)
+    # 0.872x -> 0.897x and 0.898x -> 0.906x; in one process (fresh 64 KiB
+    # reads not aligned to the lines, 21 rounds) 16 KiB 0.880x -> 0.913x
+    # and 0.910x -> 0.924x, 1 KiB (reads of 8-64 KiB) 0.934x -> 0.956x and
+    # 0.958x -> 0.981x. At 1 KiB what is left is bytecodes: 1,845 per read
+    # against 1,725 for the contract's hand-written floor (`split lines
+    # batches`). At 16 KiB it is not: a hand-written generator doing what
+    # this loop does (a real BufferedStream, its guards and the buffer's
+    # stores) ran 0.93x-0.94x of split batches over TCP and 0.945x-0.96x in
+    # one process, in A/Bs of the same kind, though cachegrind counts the
+    # same work per line for both (70.4k against 70.7k instructions, 2,340
+    # against 2,265 L1 data misses, in one process).
 
     __slots__ = ("_args", "_frames", "_now", "_pending", "_stream", "_take_batch")
 
@@ -2661,7 +2670,7 @@ class BatchIterator:
         if isinstance(feed_next, functools.partial) and feed_next.func == buffer._feed_batch:
             delimiter, limit, mode = feed_next.args[:3]
             strip = mode == LINE_MODE
-        long_line = _LONG_LINE if limit else sys.maxsize
+        own_line = _OWN_LINE if limit else sys.maxsize
         chunk: bytes | bytearray = b""  # the read the last batch came from, and where its tail begins
         after = 0
         emptied = False
@@ -2693,7 +2702,7 @@ class BatchIterator:
                     # was out, the next read is made here, without going
                     # round the step.
                     feed = feed_batch
-                    long = False
+                    own = False
                     while True:
                         stream._state = _RECEIVING
                         try:
@@ -2703,8 +2712,8 @@ class BatchIterator:
                             raise
                         finally:
                             stream._state &= _CLOSED
-                        if long:
-                            # Long lines (see the class comment): the read cut
+                        if own:
+                            # Lines (see the class comment): the read cut
                             # here as `ReceiveBuffer._feed_batch` cuts it with
                             # its test made (keep them alike): the frame that
                             # straddles into it joined, a find per frame after
@@ -2727,24 +2736,50 @@ class BatchIterator:
                             end = j - 1 if strip and j and data[j - 1] == 13 else j
                             if not held:
                                 batch = [data[:end]]
-                            elif held + end < _JOIN_COPY_MAX and type(chunk) is bytes:
-                                batch = [chunk[after:] + data[:end]]
+                            elif held + end < _JOIN_COPY_MAX:
+                                # (chunk is bytes: a read this loop adopted, or
+                                # the one `_feed_batch` did, which adopts bytes.)
+                                batch = [chunk[after:] + data[:end]]  # type: ignore[list-item]
                             else:
                                 batch = [b"".join((memoryview(chunk)[after:], memoryview(data)[:end]))]
-                            after = j + 1
+                            after = at = j + 1
                             i = data.find(delimiter, after)
-                            # A frame over the limit ends the batch (it stays
-                            # buffered; the next step raises).
-                            if strip:
-                                while i >= 0 and i - after < limit:
-                                    batch.append(data[after : i - 1] if data[i - 1] == 13 else data[after:i])
-                                    after = i + 1
-                                    i = data.find(delimiter, after)
+                            if i - after >= _LONG_LINE or (i > 0 and data[i - 1] == 13):
+                                # Long lines, or CRLF ones: a test for \r per
+                                # line. A frame over the limit ends the batch
+                                # (it stays buffered; the next step raises).
+                                if strip:
+                                    while i >= 0 and i - after < limit:
+                                        batch.append(data[after : i - 1] if data[i - 1] == 13 else data[after:i])
+                                        after = i + 1
+                                        i = data.find(delimiter, after)
+                                else:
+                                    while i >= 0 and i - after < limit:
+                                        batch.append(data[after:i])
+                                        after = i + 1
+                                        i = data.find(delimiter, after)
                             else:
-                                while i >= 0 and i - after < limit:
+                                # Medium lines: the find loop alone, then the
+                                # limit tested once, at C speed, and one scan
+                                # for \r.
+                                while i >= 0:
                                     batch.append(data[after:i])
                                     after = i + 1
                                     i = data.find(delimiter, after)
+                                if after - at > limit and max(map(len, batch)) >= limit:
+                                    # A frame over the limit (not the first):
+                                    # the batch ends before it.
+                                    k = 1
+                                    after = at
+                                    while len(batch[k]) < limit:
+                                        after += len(batch[k]) + 1
+                                        k += 1
+                                    i = after + len(batch[k])
+                                    del batch[k:]
+                                if strip and data.find(b"\r", at, after) >= 0:
+                                    for k in range(1, len(batch)):
+                                        if batch[k][-1:] == b"\r":
+                                            batch[k] = batch[k][:-1]
                             if buffer._batch_len:
                                 buffer._drop_batch()  # (of the chunk this read replaces)
                             buffer._fed += len(data)
@@ -2753,8 +2788,12 @@ class BatchIterator:
                             buffer._gen += 1
                             buffer._mkey = None
                             buffer._skey = delimiter  # searched to the end, or to the frame over the limit
-                            buffer._snext = len(data) if i < 0 else i
-                            drained = i < 0 and len(data) - after < limit
+                            if i < 0:
+                                buffer._snext = len(data)
+                                drained = len(data) - after < limit
+                            else:
+                                buffer._snext = i
+                                drained = False
                         else:
                             if feed is None or not data or stream._state:
                                 stream._iterator_fed(data)
@@ -2788,7 +2827,7 @@ class BatchIterator:
                         feed = feed_next
                         # Long lines, judged by this read's: the next read is
                         # cut in the loop (see the class comment).
-                        long = len(chunk) >= long_line * count
+                        own = len(chunk) >= own_line * count
                     continue
             # The general refill, as in `FrameIterator._frames` (written out:
             # one coroutine fewer between the task and each read).
