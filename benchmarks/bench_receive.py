@@ -612,7 +612,8 @@ class _LinesBatchFloor:
       stays, with everything after it, and the next step raises
       `triostream.FrameTooLongError` (so does an unfinished line already
       over it); lines under `_LONG_LINES`: tested once per read, at C
-      speed, unless the read is shorter than the limit;
+      speed (short lines: a step per ``max_size`` bytes), unless the read
+      is shorter than the limit;
     - one state for the task receiving and the close, set around each read:
       a second task is refused (`trio.BusyResourceError`), and a read that
       returns after a close (`aclose`) hands nothing out
@@ -714,12 +715,18 @@ class _LinesBatchFloor:
                 buf = chunk[pos:] + data if held else data
                 lines = buf.split(b"\n")
                 tail = lines.pop()
-                if len(buf) >= max_size and (
-                    over := max(map(len, lines), default=0) >= max_size or len(tail) >= max_size
-                ):
-                    k = next((k for k, line in enumerate(lines) if len(line) >= max_size), len(lines))
-                    tail = b"\n".join([*lines[k:], tail])
-                    del lines[k:]
+                if len(buf) >= max_size:
+                    # A line over the limit? A step per max_size bytes, to the
+                    # last \n within reach (triostream's _has_long_frame): a
+                    # step that finds none stops at such a line.
+                    start, stop = 0, len(buf) - len(tail)
+                    while stop - start > max_size and (last := buf.rfind(b"\n", start, start + max_size)) >= 0:
+                        start = last + 1
+                    if stop - start > max_size or len(tail) >= max_size:
+                        over = True
+                        k = next((k for k, line in enumerate(lines) if len(line) >= max_size), len(lines))
+                        tail = b"\n".join([*lines[k:], tail])
+                        del lines[k:]
                 batch = lines if buf.find(b"\r") < 0 else [line[:-1] if line[-1:] == b"\r" else line for line in lines]
                 chunk, pos = tail, 0
             self._chunk, self._pos = chunk, pos

@@ -1240,6 +1240,8 @@ class ReceiveBuffer:
         lines 8.4 through `feed` and `take_lines` -> 7.3 (the split loop:
         6.4).
         """
+        # (`BatchIterator._batches` writes this method out again, its test
+        # made, for reads of lines of 512 bytes and more: keep them alike.)
         # The first frame: `_feed_first`'s test, search and join written
         # out (keep them alike). Speed-ups at 16 KiB lines against the
         # three calls this was (_feed_first, then _feed_read, _feed_joined),

@@ -2662,8 +2662,9 @@ class BatchIterator:
         # FrameDecoder._bind_feed): 16 KiB lines, 26 bytecodes fewer per read.
         feeds = self._frames._feed
         feed_batch, feed_next = (None, None) if feeds is None else (feeds[1], feeds[2])
-        # Long lines (see the class comment): a buffer's own cutter's framing,
-        # which the loop below cuts itself.
+        # A buffer's own cutter's framing (lines, or frames at one one-byte
+        # delimiter), which the loop below cuts itself when its frames are
+        # _OWN_LINE bytes or more (see the class comment).
         delimiter = b""
         limit = 0
         strip = False
@@ -2713,16 +2714,18 @@ class BatchIterator:
                         finally:
                             stream._state &= _CLOSED
                         if own:
-                            # Lines (see the class comment): the read cut
-                            # here as `ReceiveBuffer._feed_batch` cuts it with
-                            # its test made (keep them alike): the frame that
-                            # straddles into it joined, a find per frame after
-                            # it and a test for \r per line, the read adopted
-                            # as the buffer's chunk. Anything else (a close
-                            # meanwhile, EOF, no delimiter in the read, a first
-                            # frame over the limit, a \r that ends the tail
-                            # before a \n that starts the read) is fed as
-                            # `_fill` feeds it, and the next step cuts.
+                            # Lines of _OWN_LINE bytes and more (see the class
+                            # comment): the read cut here as
+                            # `ReceiveBuffer._feed_batch` cuts it with its test
+                            # made (keep them alike): the frame that straddles
+                            # into it joined, a find per frame after it (and
+                            # the tests for \r and the limit per line, or per
+                            # read), the read adopted as the buffer's chunk.
+                            # Anything else (a close meanwhile, EOF, no
+                            # delimiter in the read, a first frame over the
+                            # limit, a \r that ends the tail before a \n that
+                            # starts the read) is fed as `_fill` feeds it, and
+                            # the next step cuts.
                             held = len(chunk) - after
                             if (
                                 stream._state
@@ -2825,8 +2828,9 @@ class BatchIterator:
                         if room < size:
                             size = room
                         feed = feed_next
-                        # Long lines, judged by this read's: the next read is
-                        # cut in the loop (see the class comment).
+                        # Lines of _OWN_LINE bytes and more, judged by this
+                        # read's: the next read is cut in the loop (see the
+                        # class comment).
                         own = len(chunk) >= own_line * count
                     continue
             # The general refill, as in `FrameIterator._frames` (written out:
