@@ -871,7 +871,7 @@ async def test_a_batch_loop_cuts_the_reads_of_long_lines_itself(until: bool, siz
     """Lines of `_OWN_LINE` bytes and more (a one-byte delimiter): after the
     first read, cut as it is fed (`ReceiveBuffer._feed_batch`), the loop
     cuts each next read itself while nothing else touches the buffer, as
-    that cut would: lines of `_LONG_LINE` bytes and more with a test per
+    that cut would: lines of `_CR_SCAN_FRAME_MAX` bytes and more with a test per
     line, shorter ones with one scan for \\r. The batches, and where the
     buffer stands after each, are what that cut gives. Lines ending in
     \\r\\n keep the \\r for ``iter_until``."""
@@ -894,7 +894,7 @@ async def test_a_batch_loop_cuts_the_reads_of_long_lines_itself(until: bool, siz
 
 
 def _long_line_wires() -> st.SearchStrategy[tuple[bytes, list[int]]]:
-    """A wire of lines around `_OWN_LINE` and `_LONG_LINE` bytes (some
+    """A wire of lines around `_OWN_LINE` and `_CR_SCAN_FRAME_MAX` bytes (some
     short, some over the limits below, endings \\n or \\r\\n, maybe an
     unfinished line at the end) and where its reads end."""
     sizes = st.sampled_from([0, 1, 300, 600, 1000, 2047, 2100, 3000, 5000])
@@ -974,29 +974,22 @@ async def test_a_long_lines_batch_loop_leaves_what_its_cut_cannot_take_to_the_ne
     assert stream.peek() == b"b" * 4200 + b"\nc\n"
     # A line over the limit after others in the read (4000 bytes and its \n
     # for max_size 4000; 3999 pass): the batch stops before it, and the
-    # search stopped there too (a larger limit takes it at once).
-    read = b"b\n" + b"c" * 3999 + b"\n" + b"d" * 4000 + b"\ne\n"
-    stream = scripted(head + b"b" * 100, read, error=AssertionError("read"), max_buffer_size=65536)
-    batches = stream.lines(max_size=4000).batches()
-    assert await batches.__anext__() == [b"a" * 3000]
-    assert await batches.__anext__() == [b"b" * 101, b"c" * 3999]
-    with pytest.raises(FrameTooLongError):
-        await batches.__anext__()
-    assert stream.peek() == b"d" * 4000 + b"\ne\n"
-    assert stream._buffer.offset == len(head) + 102 + 4000
-    assert stream.receive_line_nowait(max_size=4001) == b"d" * 4000
-    # The same after shorter lines (cut by the find loop alone, the limit
-    # tested once for the read).
-    read = b"b" * 10 + b"\n" + b"c" * 100 + b"\n" + b"d" * 4000 + b"\ne\n"
-    stream = scripted(head, read, error=AssertionError("read"), max_buffer_size=65536)
-    batches = stream.lines(max_size=4000).batches()
-    assert await batches.__anext__() == [b"a" * 3000]
-    assert await batches.__anext__() == [b"b" * 10, b"c" * 100]
-    with pytest.raises(FrameTooLongError):
-        await batches.__anext__()
-    assert stream.peek() == b"d" * 4000 + b"\ne\n"
-    assert stream._buffer.offset == len(head) + 11 + 101
-    assert stream.receive_line_nowait(max_size=4001) == b"d" * 4000
+    # search stopped there too (a larger limit takes it at once). After
+    # long lines (a test per line, for lines) and after shorter ones (the
+    # limit tested once for the read), of lines and of iter_until.
+    for tail, first, second in [(b"b" * 100, b"b" * 101, b"c" * 3999), (b"", b"b" * 10, b"c" * 100)]:
+        for until in (False, True):
+            read = first[len(tail) :] + b"\n" + second + b"\n" + b"d" * 4000 + b"\ne\n"
+            stream = scripted(head + tail, read, error=AssertionError("read"), max_buffer_size=65536)
+            frames = stream.iter_until(b"\n", max_size=4000) if until else stream.lines(max_size=4000)
+            batches = frames.batches()
+            assert await batches.__anext__() == [b"a" * 3000]
+            assert await batches.__anext__() == [first, second]
+            with pytest.raises(FrameTooLongError):
+                await batches.__anext__()
+            assert stream.peek() == b"d" * 4000 + b"\ne\n"
+            assert stream._buffer.offset == len(head) + len(first) + 1 + len(second) + 1
+            assert stream.receive_line_nowait(max_size=4001) == b"d" * 4000
     # An unfinished line already over the limit after the batch: raised
     # without a read (the transport has none to give: a read raises).
     stream = scripted(head + b"b" * 100, b"b\n" + b"c" * 4500, error=AssertionError("read"), max_buffer_size=65536)

@@ -86,10 +86,9 @@ _LONG_FRAME = 8192
 # Reads whose frames at a one-byte delimiter average at least _OWN_LINE bytes
 # are cut in the batch iterator's own loop (see BatchIterator), as
 # ReceiveBuffer._feed_batch cuts frames that long: a find per frame, then
-# from _LONG_LINE bytes a test for \r and the limit per line, below it one
-# scan for \r and one test of the limit per read.
+# for lines of _CR_SCAN_FRAME_MAX bytes and more a test for \r and the limit
+# per line, else one test of the limit per read (and one scan for \r).
 _OWN_LINE = _SPLIT_FRAME_MAX
-_LONG_LINE = _CR_SCAN_FRAME_MAX
 T = TypeVar("T")
 
 # Transports whose receive_some is a full checkpoint on every path that
@@ -2662,16 +2661,14 @@ class BatchIterator:
         # FrameDecoder._bind_feed): 16 KiB lines, 26 bytecodes fewer per read.
         feeds = self._frames._feed
         feed_batch, feed_next = (None, None) if feeds is None else (feeds[1], feeds[2])
-        # A buffer's own cutter's framing (lines, or frames at one one-byte
-        # delimiter), which the loop below cuts itself when its frames are
-        # _OWN_LINE bytes or more (see the class comment).
-        delimiter = b""
-        limit = 0
-        strip = False
-        if isinstance(feed_next, functools.partial) and feed_next.func == buffer._feed_batch:
-            delimiter, limit, mode = feed_next.args[:3]
-            strip = mode == LINE_MODE
-        own_line = _OWN_LINE if limit else sys.maxsize
+        # The framing when it is a buffer's cutter at a one-byte delimiter
+        # (as for FrameIterator._frames' long-frame loop): the loop below cuts
+        # its reads itself when its frames are _OWN_LINE bytes or more (see
+        # the class comment).
+        found, limit, mode = _one_byte_delimiter(self._frames._take, self._frames._args)
+        delimiter = found or _LF
+        strip = mode == LINE_MODE
+        own_line = _OWN_LINE if mode is not None and feeds is not None else sys.maxsize
         chunk: bytes | bytearray = b""  # the read the last batch came from, and where its tail begins
         after = 0
         emptied = False
@@ -2747,24 +2744,18 @@ class BatchIterator:
                                 batch = [b"".join((memoryview(chunk)[after:], memoryview(data)[:end]))]
                             after = at = j + 1
                             i = data.find(delimiter, after)
-                            if i - after >= _LONG_LINE or (i > 0 and data[i - 1] == 13):
+                            if strip and (i - after >= _CR_SCAN_FRAME_MAX or (i > 0 and data[i - 1] == 13)):
                                 # Long lines, or CRLF ones: a test for \r per
                                 # line. A frame over the limit ends the batch
                                 # (it stays buffered; the next step raises).
-                                if strip:
-                                    while i >= 0 and i - after < limit:
-                                        batch.append(data[after : i - 1] if data[i - 1] == 13 else data[after:i])
-                                        after = i + 1
-                                        i = data.find(delimiter, after)
-                                else:
-                                    while i >= 0 and i - after < limit:
-                                        batch.append(data[after:i])
-                                        after = i + 1
-                                        i = data.find(delimiter, after)
+                                while i >= 0 and i - after < limit:
+                                    batch.append(data[after : i - 1] if data[i - 1] == 13 else data[after:i])
+                                    after = i + 1
+                                    i = data.find(delimiter, after)
                             else:
-                                # Medium lines: the find loop alone, then the
-                                # limit tested once, at C speed, and one scan
-                                # for \r.
+                                # Other frames: the find loop alone, then the
+                                # limit tested once, at C speed, and (lines)
+                                # one scan for \r.
                                 while i >= 0:
                                     batch.append(data[after:i])
                                     after = i + 1
