@@ -3423,17 +3423,19 @@ def test_a_frame_loop_over_medium_lines_mixed_with_other_receives_loses_nothing(
     trio.run(main)
 
 
-async def test_a_frame_loop_over_medium_lines_cuts_each_read_as_it_feeds_it() -> None:
+async def test_a_frame_loop_over_medium_lines_cuts_each_read_in_the_loop() -> None:
     # 1 KiB lines in reads of 5000 bytes (not aligned): after the first
-    # reads, each read is fed and cut in one call, and no peek cuts again.
+    # reads, each read is cut by the loop itself as it comes (not fed to
+    # the buffer), and no peek cuts again.
     wire, lines = _medium_lines([1024] * 60, [b"\n"] * 60)
     stream = scripted(*[wire[i : i + 5000] for i in range(0, len(wire), 5000)])
-    with calls_to(ReceiveBuffer, "_feed_batch", "peek_frames") as calls:
+    with calls_to(ReceiveBuffer, "feed", "_feed_first", "_feed_batch", "peek_frames") as calls:
         got = [line async for line in stream.lines(max_size=4096)]
     assert got == [line[:-1] for line in lines]
-    reads = -(-len(wire) // 5000)
-    assert calls.count("_feed_batch") >= reads - 3
+    assert -(-len(wire) // 5000) == 13  # reads
+    assert "feed" not in calls and "_feed_batch" not in calls
     assert calls.count("peek_frames") <= 3
+    assert len(calls) <= 4
 
 
 # ---------------------------------------------------------------- receive_frame: a read fed and cut in one call

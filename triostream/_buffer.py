@@ -1229,8 +1229,8 @@ class ReceiveBuffer:
         or None, with the chunk fed and nothing consumed. Then where the
         second frame begins in the chunk (now _data) and the bytes each
         frame after the first occupies beyond its own (-1: they differ, or
-        are not known): a frame iterator hands those frames out as a cut
-        (`FrameIterator._frames`), the cursor moved back to there.
+        are not known): `receive_frame` hands those frames out as a cut
+        (`_FramesAhead.fed`), the cursor moved back to there.
 
         The first frame as `_feed_first` cuts it (its test says when the
         fast route applies; ``tested`` as there: a batch iterator's read
@@ -1241,7 +1241,9 @@ class ReceiveBuffer:
         6.4).
         """
         # (`BatchIterator._batches` writes this method out again, its test
-        # made, for reads of lines of 512 bytes and more: keep them alike.)
+        # made, for reads of lines of 512 bytes and more, and
+        # `FrameIterator._frames` for reads of medium frames: keep them
+        # alike.)
         # The first frame: `_feed_first`'s test, search and join written
         # out (keep them alike). Speed-ups at 16 KiB lines against the
         # three calls this was (_feed_first, then _feed_read, _feed_joined),
