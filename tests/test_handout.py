@@ -12,6 +12,7 @@ import functools
 import itertools
 import random
 import ssl
+from collections.abc import AsyncIterator
 from unittest.mock import patch
 
 import pytest
@@ -364,6 +365,7 @@ async def test_other_receives_between_the_steps_of_a_loop_over_medium_lines_take
         except StopAsyncIteration:
             break
         assert frame == expected[i], i
+        assert type(frame) is bytes  # (also when the buffer held a bytearray: after unreceive)
         i += 1
         r = rnd.random()
         if i == len(lines):
@@ -384,6 +386,7 @@ async def test_other_receives_between_the_steps_of_a_loop_over_medium_lines_take
         elif r < 0.22:
             loop = frames.__aiter__()
     assert i == len(lines)
+    assert stream._buffer.offset == len(wire)  # (every read counted, those the loop cut itself too)
 
 
 @pytest.mark.parametrize("until", [False, True])
@@ -427,3 +430,122 @@ async def test_closing_a_stream_while_a_loop_over_medium_lines_waits_for_its_rea
                     nursery.start_soon(stream.aclose if closing == "stream" else right.aclose)
     assert got == lines
     assert ("closed by another task" in str(raised.value)) == (closing == "stream")
+
+
+class _ThenLate(ScriptedStream):
+    """Returns its chunks, then waits for ``arrive`` and returns ``late``,
+    whatever happened meanwhile (a close does not interrupt the read)."""
+
+    def __init__(self, chunks: list[bytes], late: bytes) -> None:
+        super().__init__(chunks)
+        self.arrive = trio.Event()
+        self.late = late
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self.chunks:
+            return await super().receive_some(max_bytes)
+        await self.arrive.wait()
+        return self.late
+
+
+# 40 lines of 999 bytes and their \n, read 5,000 bytes at a time: by their
+# end the loop cuts each read itself (see the test above), and the chunks
+# after them are cut so, from a buffer that holds nothing.
+_ENGAGE = [bytes([97 + n % 26]) * 999 for n in range(40)]
+_ENGAGE_CHUNKS = _cut(random.Random(0), b"".join(line + b"\n" for line in _ENGAGE), 5000, 5000)
+
+
+async def _frames_after_engaging(
+    stream: BufferedStream, until: bool, max_size: int | None = None
+) -> tuple[AsyncIterator[bytes], list[bytes]]:
+    """The stream's frame loop (lines, or ``iter_until(b"\n")``), run over the
+    engaging lines; returns it and what it gave."""
+    frames = aiter(stream.iter_until(b"\n", max_size=max_size) if until else stream.lines(max_size=max_size))
+    got = [await frames.__anext__() for _ in _ENGAGE]
+    assert got == _ENGAGE
+    return frames, got
+
+
+@pytest.mark.parametrize("until", [False, True])
+async def test_a_loop_cutting_its_reads_of_medium_lines_sees_a_cr_that_ends_the_read_before_its_lf(
+    until: bool,
+) -> None:
+    """A read cut in the loop ends with the \r of a line's \r\n, the next
+    begins with its \n: the line comes whole (stripped of \r\n by lines())."""
+    tail = [b"b" * 999 + b"\r\n" + b"c" * 999 + b"\r\n" + b"d" * 500 + b"\r", b"\n" + b"e" * 999 + b"\r\n"]
+    stream = BufferedStream(ScriptedStream(_ENGAGE_CHUNKS + tail))
+    frames, _ = await _frames_after_engaging(stream, until)
+    cr = b"\r" if until else b""
+    assert [line async for line in frames] == [b"b" * 999 + cr, b"c" * 999 + cr, b"d" * 500 + cr, b"e" * 999 + cr]
+
+
+@pytest.mark.parametrize("until", [False, True])
+@pytest.mark.parametrize("over", [False, True], ids=["at-the-limit", "over-it"])
+async def test_a_loop_cutting_its_reads_of_medium_lines_holds_a_line_that_straddles_to_its_limit(
+    until: bool, over: bool
+) -> None:
+    """The line that straddles into a read the loop cuts itself: at
+    ``max_size`` bytes with its \n it comes; one byte more, and the loop
+    raises `FrameTooLongError` with it still buffered."""
+    head = b"c" * 700
+    rest = b"c" * (800 if over else 799) + b"\n" + b"d" * 999 + b"\n"
+    tail = [b"b" * 999 + b"\n" + b"b" * 999 + b"\n" + head, rest]
+    stream = BufferedStream(ScriptedStream(_ENGAGE_CHUNKS + tail))
+    frames, _ = await _frames_after_engaging(stream, until, max_size=1500)
+    assert [await frames.__anext__(), await frames.__anext__()] == [b"b" * 999] * 2
+    if over:
+        with pytest.raises(FrameTooLongError):
+            await frames.__anext__()
+        assert stream.peek() == head + rest
+    else:
+        assert [line async for line in frames] == [b"c" * 1499, b"d" * 999]
+
+
+@pytest.mark.parametrize("until", [False, True])
+async def test_a_loop_cutting_its_reads_of_medium_lines_sees_a_crlf_after_lf_lines(until: bool) -> None:
+    """In a read the loop cuts itself, lines under 2 KiB after its first
+    are cut by the find loop and scanned for \r once: a \r\n among \n
+    endings is found (and stripped by lines())."""
+    tail = [b"b" * 999 + b"\n" + b"c" * 999 + b"\n" + b"d" * 999 + b"\r\n" + b"e" * 999 + b"\n" + b"f" * 10]
+    tail.append(b"f" * 989 + b"\n")
+    stream = BufferedStream(ScriptedStream(_ENGAGE_CHUNKS + tail))
+    frames, _ = await _frames_after_engaging(stream, until)
+    cr = b"\r" if until else b""
+    assert [line async for line in frames] == [b"b" * 999, b"c" * 999, b"d" * 999 + cr, b"e" * 999, b"f" * 999]
+
+
+@pytest.mark.parametrize("until", [False, True])
+async def test_a_loop_cutting_its_reads_of_crlf_lines_stops_before_a_line_over_the_limit(until: bool) -> None:
+    """\r\n lines are cut with a test per line (for \r and the limit): a line
+    over ``max_size`` in the middle of a read ends the cut; the lines before
+    it come, then `FrameTooLongError`, and it stays buffered."""
+    too_long = b"z" * 1600 + b"\r\n"
+    tail = [b"b" * 999 + b"\r\n" + b"c" * 999 + b"\r\n" + b"d" * 999 + b"\r\n" + too_long + b"e" * 999 + b"\r\n"]
+    stream = BufferedStream(ScriptedStream(_ENGAGE_CHUNKS + tail))
+    frames, _ = await _frames_after_engaging(stream, until, max_size=1500)
+    cr = b"\r" if until else b""
+    assert [await frames.__anext__() for _ in range(3)] == [b"b" * 999 + cr, b"c" * 999 + cr, b"d" * 999 + cr]
+    with pytest.raises(FrameTooLongError):
+        await frames.__anext__()
+    assert stream.peek() == too_long + b"e" * 999 + b"\r\n"
+
+
+@pytest.mark.parametrize("until", [False, True])
+async def test_a_read_the_loop_cuts_itself_returning_after_a_close_hands_nothing_out(until: bool) -> None:
+    """The loop's own read of medium lines returns after another task closed
+    the stream: `trio.ClosedResourceError`, and its lines are not handed
+    out."""
+    transport = _ThenLate(_ENGAGE_CHUNKS, b"x" * 999 + b"\n" + b"y" * 999 + b"\n")
+    stream = BufferedStream(transport)
+    frames, _ = await _frames_after_engaging(stream, until)
+    async with trio.open_nursery() as nursery:
+
+        async def receive() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await frames.__anext__()
+
+        nursery.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        await stream.aclose()
+        transport.arrive.set()
+    assert not stream._buffer

@@ -2553,8 +2553,11 @@ class FrameIterator:
                         stream._state &= ~_HANDOUT
                         used_up = True
                         held = len(chunk) - after
-                        if i >= 0 or held >= limit:
-                            break  # (not drained: the next step cuts or raises)
+                        if held >= limit:
+                            # Not drained: the cut stopped before a frame over
+                            # the limit (which is held), or the head of one
+                            # is; the next step raises.
+                            break
                         # (What buffer._search would remember, as after a
                         # cut above.)
                         buffer._skey = cut_by
