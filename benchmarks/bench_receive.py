@@ -1786,13 +1786,26 @@ class Target:
         if self.skipped is not None:
             return f"  skip  {self.label:<60} {self.skipped} {goal}"
         verdict = {True: "PASS", False: "FAIL", None: "n/a "}[self.passed]
-        shown = "not measured" if self.value is None else f"{self.value:.3f}{self.unit}"
+        shown = "not measured" if self.value is None else f"{fmt_figure(self.value, self.limit, op)}{self.unit}"
         line = f"  {verdict}  {self.label:<60} {shown:>12} {goal}"
         if self.floor is not None and self.floor[1] is not None:
-            line += f"  floor {self.floor[0]} {self.floor[1]:.3f}x"
+            line += f"  floor {self.floor[0]} {fmt_figure(self.floor[1], self.limit, op)}x"
             if self.floor_misses:
                 line += ": misses it too"
         return line
+
+
+def fmt_figure(value: float, limit: float, op: str) -> str:
+    """``value`` with 3 decimals, or as many more as it takes to keep it on
+    its side of ``limit`` (``op`` ``>=`` or ``<=``, the side that passes):
+    0.89996 against 0.9 is 0.89996, not 0.900, which would read as a pass.
+    (plot_receive.py formats the page's figures the same way.)"""
+    passes = value >= limit if op == ">=" else value <= limit
+    for digits in range(3, 10):
+        shown = round(value, digits)
+        if (shown >= limit if op == ">=" else shown <= limit) == passes:
+            return f"{value:.{digits}f}"
+    return repr(value)
 
 
 # Fixed workload -> minimum of the batch iterator (lines().batches() /

@@ -404,7 +404,7 @@ def markdown(data: Json) -> str:
             [
                 [
                     f"`{t['name']}`",
-                    f"{t['figure']:.3f}{t['unit']}",
+                    f"{fmt_figure(t['figure'], t['target'], t['op'])}{t['unit']}",
                     f"{t['op']} {t['target']:g}{t['unit']}",
                     fmt_floor(t),
                 ]
@@ -423,7 +423,20 @@ def fmt_floor(target: Json) -> str:
     if not floor or floor["figure"] is None:
         return "-"
     verdict = ": misses it too" if target.get("floor_misses") else ""
-    return f"{floor['method']} {floor['figure']:.3f}x{verdict}"
+    return f"{floor['method']} {fmt_figure(floor['figure'], target['target'], target['op'])}x{verdict}"
+
+
+def fmt_figure(value: float, limit: float, op: str) -> str:
+    """``value`` with 3 decimals, or as many more as it takes to keep it on
+    its side of ``limit`` (``op`` ``>=`` or ``<=``, the side that passes):
+    0.89996 against 0.9 is 0.89996, not 0.900, which would read as a pass
+    (as bench_receive.py prints it)."""
+    passes = value >= limit if op == ">=" else value <= limit
+    for digits in range(3, 10):
+        shown = round(value, digits)
+        if (shown >= limit if op == ">=" else shown <= limit) == passes:
+            return f"{value:.{digits}f}"
+    return repr(value)
 
 
 def fmt_ns(ns: float | None) -> str:
