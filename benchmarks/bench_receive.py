@@ -23,6 +23,7 @@ import datetime
 import gc
 import importlib.util
 import json
+import operator
 import os
 import platform
 import random
@@ -728,7 +729,7 @@ class _LinesBatchFloor:
                         tail = b"\n".join([*lines[k:], tail])
                         del lines[k:]
                 batch = lines if buf.find(b"\r") < 0 else [line[:-1] if line[-1:] == b"\r" else line for line in lines]
-                chunk, pos = tail, 0
+                chunk, pos = buf, len(buf) - len(tail)
             self._chunk, self._pos = chunk, pos
             if batch:
                 yield batch
@@ -740,6 +741,49 @@ async def split_lines_batches(stream: trio.abc.Stream, wl: Workload) -> Tally:
         for frame in batch:
             frames += 1
             nbytes += len(frame)
+    return frames, nbytes
+
+
+class _LinesGenFloor(_LinesBatchFloor):
+    """The floor of ``lines()``'s contract (the per-frame iterator): the
+    lines of `_LinesBatchFloor`, with all that its contract adds, handed
+    out a frame a step, and where the reader stands after each frame kept
+    as cheaply as it can be: the read's list iterator, stored once per read
+    (the bytes not handed out follow from it, the read's bytes and the
+    cursor after its lines: `unread`, O(lines not handed out), for a
+    stream's other receives to continue from; triostream's frame loops
+    hand their cut frames out the same way). A per-frame target for lines
+    that this misses too is out of reach for a pure-Python ``lines()``."""
+
+    __slots__ = ("_rest",)
+
+    def __init__(self, stream: trio.abc.Stream, wl: Workload) -> None:
+        super().__init__(stream, wl)
+        self._rest: Iterator[bytes | bytearray] | None = None  # the read's lines not handed out yet
+
+    async def frames(self, max_size: int) -> AsyncIterator[bytes | bytearray]:
+        async for batch in self.batches(max_size):
+            self._rest = rest = iter(batch)
+            for frame in rest:
+                yield frame
+            self._rest = None
+
+    def unread(self) -> bytes:
+        """The bytes not handed out yet: the read's lines still in the list
+        iterator (found again from the cursor back, a line ending per line),
+        then the unfinished line."""
+        chunk, pos = self._chunk, self._pos
+        if self._rest is not None:
+            for _ in range(operator.length_hint(self._rest)):
+                pos = chunk.rfind(b"\n", 0, pos - 1) + 1
+        return bytes(chunk[pos:])
+
+
+async def split_lines_gen(stream: trio.abc.Stream, wl: Workload) -> Tally:
+    frames = nbytes = 0
+    async for frame in _LinesGenFloor(stream, wl).frames(wl.max_frame):
+        frames += 1
+        nbytes += len(frame)
     return frames, nbytes
 
 
@@ -1402,7 +1446,7 @@ def by_kind(lines: Entry | None = None, prefixed: Entry | None = None, *, scalin
 
 SPLIT, CHECKPOINT, FIND, BYTES_SPLIT = "split", "split+checkpoint", "find", "bytes.split"
 SPLIT_GEN, SPLIT_BATCHES, SPLIT_CALL, SPLIT_NOWAIT = "split gen", "split batches", "split call", "split nowait"
-SPLIT_UNTIL, SPLIT_LINES_BATCHES = "split until", "split lines batches"
+SPLIT_UNTIL, SPLIT_LINES_BATCHES, SPLIT_LINES_GEN = "split until", "split lines batches", "split lines gen"
 TS_CALL_LINE, TS_CALL_UNTIL, TS_CALL_EXACTLY, TS_CALL_FRAME = (
     "ts call line",
     "ts call until",
@@ -1432,6 +1476,7 @@ REFERENCES = (
     SPLIT_GEN,
     SPLIT_BATCHES,
     SPLIT_LINES_BATCHES,
+    SPLIT_LINES_GEN,
     SPLIT_CALL,
     SPLIT_UNTIL,
     SPLIT_NOWAIT,
@@ -1454,6 +1499,7 @@ def build_methods(anyio_backend: str) -> list[Method]:
     call_entry = (on_trio(split_call), "split behind an awaited method per frame")
     until_entry = (on_trio(split_until), "split behind receive_until's contract, per frame")
     lines_batches_entry = (on_trio(split_lines_batches), "split batches behind lines().batches()'s contract")
+    lines_gen_entry = (on_trio(split_lines_gen), "split lines batches a frame a step: lines()'s contract")
     nowait_entry = (on_trio(split_nowait), "split behind a _nowait method, awaited on WouldBlock")
 
     def split(wl: Workload) -> Entry:
@@ -1487,6 +1533,7 @@ def build_methods(anyio_backend: str) -> list[Method]:
         Method(SPLIT_CALL, by_kind(call_entry, call_entry, scaling=False)),
         Method(SPLIT_UNTIL, by_kind(until_entry, None, scaling=False)),
         Method(SPLIT_LINES_BATCHES, by_kind(lines_batches_entry, None, scaling=False)),
+        Method(SPLIT_LINES_GEN, by_kind(lines_gen_entry, None, scaling=False)),
         Method(SPLIT_NOWAIT, by_kind(nowait_entry, nowait_entry, scaling=False)),
         Method(TS_CALL_LINE, by_kind((on_trio(ts_call_line), "await receive_line()"))),
         Method(TS_CALL_UNTIL, by_kind((on_trio(ts_call_until), "await receive_until(b'\\n')"))),
@@ -1849,11 +1896,14 @@ def compute_targets(workloads: list[Workload], methods: list[Method], results: R
             targets.append(ratio_target(f"{m} vs split at {wl.name}", wl.name, m, SPLIT, BATCH_TARGETS[wl.name], floor))
 
     # 2. Per-frame iterators: against split, and ahead of every peer.
+    # Their floor: for lines `split lines gen` (`_LinesGenFloor`: lines()'s
+    # contract; `split gen` is in the tables), for frames `split gen`.
     for wl in fixed:
         if wl.name in ITER_TARGETS:
+            floor = SPLIT_LINES_GEN if wl.kind == "lines" else SPLIT_GEN
             for m in (TS_ITER_LINES, TS_ITER_UNTIL) if wl.kind == "lines" else (TS_ITER_FRAMES,):
                 targets.append(
-                    ratio_target(f"{m} vs split at {wl.name}", wl.name, m, SPLIT, ITER_TARGETS[wl.name], SPLIT_GEN)
+                    ratio_target(f"{m} vs split at {wl.name}", wl.name, m, SPLIT, ITER_TARGETS[wl.name], floor)
                 )
     for wl in fixed:
         m = TS_ITER_LINES if wl.kind == "lines" else TS_ITER_FRAMES

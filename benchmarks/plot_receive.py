@@ -71,6 +71,9 @@ FLOOR_LINES_BATCHES = Row("split lines batches (floor, contract)", ("split lines
 TS_BATCH = both("ts batch", "ts batch lines", "ts batch frames", "tab:blue")
 TS_BATCH_UNTIL = Row("ts batch until", ("ts batch until",), color="tab:blue")
 FLOOR_GEN = both("split gen (floor)", "split gen", "split gen", "0.55", "\\\\")
+# lines()'s contract around the same loop (lines only: the floor of the
+# per-frame targets for lines).
+FLOOR_LINES_GEN = Row("split lines gen (floor, contract)", ("split lines gen",), color="0.5", hatch="++")
 TS_ITER = both("ts iter", "ts iter lines", "ts iter frames", "tab:green")
 TS_ITER_UNTIL = Row("ts iter until", ("ts iter until",), color="tab:green")
 FLOOR_NOWAIT = both("split nowait (floor)", "split nowait", "split nowait", "0.45", "..")
@@ -97,6 +100,7 @@ ITERATOR_ROWS = [
     TS_BATCH,
     TS_BATCH_UNTIL,
     FLOOR_GEN,
+    FLOOR_LINES_GEN,
     TS_ITER,
     TS_ITER_UNTIL,
     FLOOR_NOWAIT,

@@ -9,13 +9,17 @@ arguments checked, a cursor kept); these tests hold it to that.
 `_LinesBatchFloor` is the same for the batch targets for lines
 (``lines().batches()``: ``\\r`` stripped, a line over ``max_size`` left in
 place, a second task refused, a close during the read seen, EOF inside a
-line reported, where the reader stands kept). (Their speed is the
+line reported, where the reader stands kept), and `_LinesGenFloor` for the
+per-frame targets for lines (``lines()``: the same lines a step at a time,
+and after each, the bytes not handed out known). (Their speed is the
 benchmark's business: no timing here.)
 """
 
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import random
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +30,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from scripted import ScriptedStream
 
 from triostream import FrameTooLongError, IncompleteReadError
 
@@ -273,3 +278,57 @@ async def test_eof_inside_a_line_is_reported_and_a_clean_eof_ends_the_batches(be
         await send.send_all(b"a\n")
         await send.aclose()
         assert [batch async for batch in batches] == [[b"a"]]
+
+
+# ---------------------------------------------------------------- _LinesGenFloor
+
+
+class _Counting(ScriptedStream):
+    """A scripted transport that counts the bytes it has returned."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        super().__init__(chunks)
+        self.returned = 0
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        data = await super().receive_some(max_bytes)
+        self.returned += len(data)
+        return data
+
+
+@BODIES
+async def test_the_lines_frame_floor_hands_out_a_line_a_step_and_knows_what_follows_it(
+    bench: ModuleType, body: int
+) -> None:
+    """Lines of mixed endings in reads not aligned to them: a line a step,
+    stripped of its \\r; after each, `unread` is what the transport brought
+    after that line's ending (what a stream's other receive would continue
+    from)."""
+    rnd = random.Random(body)
+    lines = [bytes([97 + i % 26]) * rnd.randint(0, 2 * body) for i in range(80)]
+    endings = [rnd.choice([b"\n", b"\r\n"]) for _ in lines]
+    wire = b"".join(line + end for line, end in zip(lines, endings, strict=True))
+    ends = list(itertools.accumulate(len(line) + len(end) for line, end in zip(lines, endings, strict=True)))
+    chunks, at = [], 0
+    while at < len(wire):
+        size = rnd.randint(1, 3 * body)
+        chunks.append(wire[at : at + size])
+        at += size
+    transport = _Counting(chunks)
+    wl = bench.Workload("lines-test", "test", "lines", body, 10, receive_size=1 << 16, max_frame=1 << 16)
+    floor = bench._LinesGenFloor(transport, wl)
+    got: list[bytes] = []
+    async for frame in floor.frames(1 << 16):
+        got.append(bytes(frame))
+        assert floor.unread() == wire[ends[len(got) - 1] : transport.returned]
+    assert got == lines
+
+
+async def test_the_lines_frame_floor_stops_before_a_line_over_max_size(bench: ModuleType) -> None:
+    wl = bench.Workload("lines-test", "test", "lines", 16, 10, receive_size=4096, max_frame=4096)
+    floor = bench._LinesGenFloor(ScriptedStream([b"a\nb\r\n" + b"y" * 40 + b"\nz\n"]), wl)
+    frames = floor.frames(40)
+    assert [await frames.__anext__(), await frames.__anext__()] == [b"a", b"b"]
+    with pytest.raises(FrameTooLongError):
+        await frames.__anext__()
+    assert floor.unread() == b"y" * 40 + b"\nz\n"
