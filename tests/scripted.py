@@ -1,15 +1,18 @@
-"""A transport for tests: delivers given chunks, then EOF or an error; and a
-spy that records which methods of a class were called."""
+"""A transport for tests: delivers given chunks, then EOF or an error (or,
+`LateStream`, a read that returns after a close); and a spy that records
+which methods of a class were called."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 from unittest.mock import patch
 
+import pytest
 import trio
+import trio.testing
 
 
 @contextlib.contextmanager
@@ -132,3 +135,38 @@ def chunked(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     """Split ``data`` at the given offsets (taken modulo len + 1)."""
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+class LateStream(ScriptedStream):
+    """Returns its chunks, then a read that is not interrupted by a close:
+    it returns ``late`` once ``arrive`` is set, whatever happened
+    meanwhile (as a transport whose close does not end a pending read)."""
+
+    def __init__(self, chunks: Iterable[bytes] = (), late: bytes = b"late\n") -> None:
+        super().__init__(chunks)
+        self.arrive = trio.Event()
+        self.late = late
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self.chunks:
+            return await super().receive_some(max_bytes)
+        await self.arrive.wait()
+        return self.late
+
+
+async def closed_during_a_late_read(
+    stream: trio.abc.AsyncResource, transport: LateStream, step: Callable[[], Awaitable[object]]
+) -> None:
+    """Run ``step()`` in another task; once it waits in the transport's late
+    read, close ``stream``, then let the read return: the step must raise
+    `trio.ClosedResourceError`."""
+    async with trio.open_nursery() as nursery:
+
+        async def receive() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await step()
+
+        nursery.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        await stream.aclose()
+        transport.arrive.set()

@@ -26,7 +26,7 @@ import trio.testing
 import trustme
 from hypothesis import example, given
 from hypothesis import strategies as st
-from scripted import AsBytes, ScriptedStream, calls_to, results_of
+from scripted import AsBytes, LateStream, ScriptedStream, calls_to, closed_during_a_late_read, results_of
 
 import triostream._buffer
 import triostream._codecs
@@ -1055,24 +1055,6 @@ async def test_bytes_a_batch_loops_next_read_brings_after_the_stream_closed_are_
     assert not stream._buffer
 
 
-class _LateStream(ScriptedStream):
-    """A transport whose pending read is not interrupted by its close: the
-    read returns once ``arrive`` is set, whatever happened meanwhile."""
-
-    def __init__(self, first: bytes = b"") -> None:
-        super().__init__([])
-        self.arrive = trio.Event()
-        self.first = first  # returned at once by the first read, if any
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self.first:
-            first, self.first = self.first, b""
-            await trio.lowlevel.checkpoint()
-            return first
-        await self.arrive.wait()
-        return b"late\n"
-
-
 LATE_RECEIVERS: dict[str, Callable[[BufferedStream], Awaitable[object]]] = {
     "batches": lambda s: s.lines().batches().__anext__(),
     "batches-async-for": lambda s: aiter(s.lines().batches()).__anext__(),
@@ -1086,18 +1068,9 @@ LATE_RECEIVERS: dict[str, Callable[[BufferedStream], Awaitable[object]]] = {
 
 @pytest.mark.parametrize("how", LATE_RECEIVERS)
 async def test_bytes_a_read_brings_after_the_stream_closed_are_not_handed_out(how: str) -> None:
-    transport = _LateStream()
+    transport = LateStream()
     stream = BufferedStream(transport)
-    async with trio.open_nursery() as nursery:
-
-        async def receive() -> None:
-            with pytest.raises(trio.ClosedResourceError):
-                await LATE_RECEIVERS[how](stream)
-
-        nursery.start_soon(receive)
-        await trio.testing.wait_all_tasks_blocked()
-        await stream.aclose()
-        transport.arrive.set()
+    await closed_during_a_late_read(stream, transport, lambda: LATE_RECEIVERS[how](stream))
     assert not stream._buffer  # (the read's bytes were not kept either)
 
 
@@ -1105,20 +1078,11 @@ async def test_bytes_the_long_lines_loops_read_brings_after_the_stream_closed_ar
     """The batch loop's read after a batch of long lines (cut in the loop,
     see BatchIterator), returning after another task closed the stream:
     ClosedResourceError, and nothing handed out or kept."""
-    transport = _LateStream(first=b"a" * 3000 + b"\n")
+    transport = LateStream([b"a" * 3000 + b"\n"])
     stream = BufferedStream(transport)
     batches = aiter(stream.lines().batches())
     assert await batches.__anext__() == [b"a" * 3000]
-    async with trio.open_nursery() as nursery:
-
-        async def receive() -> None:
-            with pytest.raises(trio.ClosedResourceError):
-                await batches.__anext__()
-
-        nursery.start_soon(receive)
-        await trio.testing.wait_all_tasks_blocked()
-        await stream.aclose()
-        transport.arrive.set()
+    await closed_during_a_late_read(stream, transport, batches.__anext__)
     assert not stream._buffer
 
 

@@ -19,7 +19,7 @@ import pytest
 import trio
 import trio.testing
 from attack_kit import tls_contexts
-from scripted import AsBytes, ScriptedStream, calls_to
+from scripted import AsBytes, LateStream, ScriptedStream, calls_to, closed_during_a_late_read
 
 import triostream._stream
 from triostream import (
@@ -432,22 +432,6 @@ async def test_closing_a_stream_while_a_loop_over_medium_lines_waits_for_its_rea
     assert ("closed by another task" in str(raised.value)) == (closing == "stream")
 
 
-class _ThenLate(ScriptedStream):
-    """Returns its chunks, then waits for ``arrive`` and returns ``late``,
-    whatever happened meanwhile (a close does not interrupt the read)."""
-
-    def __init__(self, chunks: list[bytes], late: bytes) -> None:
-        super().__init__(chunks)
-        self.arrive = trio.Event()
-        self.late = late
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self.chunks:
-            return await super().receive_some(max_bytes)
-        await self.arrive.wait()
-        return self.late
-
-
 # 40 lines of 999 bytes and their \n, read 5,000 bytes at a time: by their
 # end the loop cuts each read itself (see the test above), and the chunks
 # after them are cut so, from a buffer that holds nothing.
@@ -537,17 +521,8 @@ async def test_a_read_the_loop_cuts_itself_returning_after_a_close_hands_nothing
     """The loop's own read of medium lines returns after another task closed
     the stream: `trio.ClosedResourceError`, and its lines are not handed
     out."""
-    transport = _ThenLate(_ENGAGE_CHUNKS, b"x" * 999 + b"\n" + b"y" * 999 + b"\n")
+    transport = LateStream(_ENGAGE_CHUNKS, b"x" * 999 + b"\n" + b"y" * 999 + b"\n")
     stream = BufferedStream(transport)
     frames, _ = await _frames_after_engaging(stream, until)
-    async with trio.open_nursery() as nursery:
-
-        async def receive() -> None:
-            with pytest.raises(trio.ClosedResourceError):
-                await frames.__anext__()
-
-        nursery.start_soon(receive)
-        await trio.testing.wait_all_tasks_blocked()
-        await stream.aclose()
-        transport.arrive.set()
+    await closed_during_a_late_read(stream, transport, frames.__anext__)
     assert not stream._buffer

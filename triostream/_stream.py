@@ -23,7 +23,6 @@ from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_
 from ._buffer import (
     _BATCH_FRAME_MAX,
     _BATCH_MIN,
-    _CR_SCAN_FRAME_MAX,
     _JOIN_COPY_MAX,
     _LF,
     _SPLIT_FRAME_MAX,
@@ -32,6 +31,7 @@ from ._buffer import (
     FeedBatch,
     Feeds,
     ReceiveBuffer,
+    _cut_rest,
     normalize_delimiters,
 )
 from ._codecs import Codec, FrameDecoder, PeekFrames, _DecoderCache, check_buffer_fits
@@ -2143,8 +2143,9 @@ class FrameIterator:
     # with `_iterator_read`'s test written out in the loop, 7,837 and 7,656
     # calling it (then kept: one copy of that test fewer for 0.4 %).
     # That loop now cuts each read itself, as `BatchIterator._batches`
-    # cuts its reads of lines of _OWN_LINE bytes and more (a written-out
-    # copy: keep them alike), and makes `_iterator_read`'s test inline:
+    # cuts its reads of lines of _OWN_LINE bytes and more (the frames after
+    # the first by `_cut_rest`, `_feed_batch`'s cut, which all three call),
+    # and makes `_iterator_read`'s test inline:
     # before, each read went through `_feed_batch`'s partial (its test of
     # what the loop knows, the 4-tuple it returned, the cursor moved back
     # and the first frame deleted from the list) and a call of
@@ -2452,10 +2453,9 @@ class FrameIterator:
                                 yield taken
                             break
                         # The read cut here as `BatchIterator._batches` cuts
-                        # its reads of long lines (keep them alike): the frame
-                        # that straddles into it joined, a find per frame after
-                        # it (and the tests for \r and the limit per line, or
-                        # per read), the read adopted as the buffer's chunk.
+                        # its reads of long lines: the frame that straddles
+                        # into it joined, the others cut by `_cut_rest`, the
+                        # read adopted as the buffer's chunk.
                         # Anything else (a close meanwhile, EOF, no delimiter
                         # in the read, a first frame over the limit, a \r that
                         # ends the tail before a \n that starts the read) is
@@ -2479,44 +2479,9 @@ class FrameIterator:
                             taken = chunk[after:] + read[:e]
                         else:
                             taken = b"".join((memoryview(chunk)[after:], memoryview(read)[:e]))
-                        after = at = j + 1
-                        i = read.find(cut_by, after)
+                        at = j + 1
                         cut = []
-                        crs = 0  # frames of the cut that ended in \r\n
-                        if strip and (i - after >= _CR_SCAN_FRAME_MAX or (i > 0 and read[i - 1] == 13)):
-                            # Long lines, or CRLF ones: a test for \r per
-                            # line. A frame over the limit ends the cut (it
-                            # stays buffered; the next step raises).
-                            while i >= 0 and i - after < limit:
-                                if read[i - 1] == 13:
-                                    cut.append(read[after : i - 1])
-                                    crs += 1
-                                else:
-                                    cut.append(read[after:i])
-                                after = i + 1
-                                i = read.find(cut_by, after)
-                        else:
-                            # Other frames: the find loop alone, then the
-                            # limit tested once, at C speed, and (lines) one
-                            # scan for \r.
-                            while i >= 0:
-                                cut.append(read[after:i])
-                                after = i + 1
-                                i = read.find(cut_by, after)
-                            if after - at > limit and max(map(len, cut)) >= limit:
-                                # A frame over the limit: the cut ends before it.
-                                k = 0
-                                after = at
-                                while len(cut[k]) < limit:
-                                    after += len(cut[k]) + 1
-                                    k += 1
-                                i = after + len(cut[k])
-                                del cut[k:]
-                            if strip and read.find(b"\r", at, after) >= 0:
-                                for k in range(len(cut)):
-                                    if cut[k][-1:] == b"\r":
-                                        cut[k] = cut[k][:-1]
-                                        crs += 1
+                        after, _, crs = _cut_rest(read, at, read.find(cut_by, at), cut_by, limit, strip, cut)
                         if buffer._batch_len:
                             buffer._drop_batch()  # (of the chunk this read replaces)
                         buffer._fed += len(read)
@@ -2666,9 +2631,10 @@ class BatchIterator:
     # 3035 (0.789x); ReceiveBuffer.take_lines in a bare loop 2881.
     # Lines of _OWN_LINE bytes and more (a one-byte delimiter, the frames of
     # the last read averaging that long): that inner loop cuts the next
-    # read itself, `ReceiveBuffer._feed_batch`'s cut with its test made,
-    # written out, without the call through its partial, its tests of what
-    # the loop knows and the tuple it returns (shorter lines go on through
+    # read itself, `ReceiveBuffer._feed_batch`'s cut with its test made
+    # (the frames after the first by the same `_cut_rest`), without the
+    # call through its partial, its tests of what the loop knows and the
+    # tuple it returns (shorter lines go on through
     # `_feed_batch`, whose split loop is the faster cut for them). Measured
     # against the loop through `_feed_batch`, median ratios to the split
     # batches (`benchmarks/bench_receive.py`'s `split batches`), fastest of
@@ -2804,11 +2770,9 @@ class BatchIterator:
                             # Lines of _OWN_LINE bytes and more (see the class
                             # comment): the read cut here as
                             # `ReceiveBuffer._feed_batch` cuts it with its test
-                            # made (keep them alike, and the copy in
-                            # `FrameIterator._frames`): the frame that straddles
-                            # into it joined, a find per frame after it (and
-                            # the tests for \r and the limit per line, or per
-                            # read), the read adopted as the buffer's chunk.
+                            # made: the frame that straddles into it joined,
+                            # the others cut by `_cut_rest`, the read adopted
+                            # as the buffer's chunk.
                             # Anything else (a close meanwhile, EOF, no
                             # delimiter in the read, a first frame over the
                             # limit, a \r that ends the tail before a \n that
@@ -2833,38 +2797,9 @@ class BatchIterator:
                                 batch = [chunk[after:] + data[:end]]  # type: ignore[list-item]
                             else:
                                 batch = [b"".join((memoryview(chunk)[after:], memoryview(data)[:end]))]
-                            after = at = j + 1
-                            i = data.find(delimiter, after)
-                            if strip and (i - after >= _CR_SCAN_FRAME_MAX or (i > 0 and data[i - 1] == 13)):
-                                # Long lines, or CRLF ones: a test for \r per
-                                # line. A frame over the limit ends the batch
-                                # (it stays buffered; the next step raises).
-                                while i >= 0 and i - after < limit:
-                                    batch.append(data[after : i - 1] if data[i - 1] == 13 else data[after:i])
-                                    after = i + 1
-                                    i = data.find(delimiter, after)
-                            else:
-                                # Other frames: the find loop alone, then the
-                                # limit tested once, at C speed, and (lines)
-                                # one scan for \r.
-                                while i >= 0:
-                                    batch.append(data[after:i])
-                                    after = i + 1
-                                    i = data.find(delimiter, after)
-                                if after - at > limit and max(map(len, batch)) >= limit:
-                                    # A frame over the limit (not the first):
-                                    # the batch ends before it.
-                                    k = 1
-                                    after = at
-                                    while len(batch[k]) < limit:
-                                        after += len(batch[k]) + 1
-                                        k += 1
-                                    i = after + len(batch[k])
-                                    del batch[k:]
-                                if strip and data.find(b"\r", at, after) >= 0:
-                                    for k in range(1, len(batch)):
-                                        if batch[k][-1:] == b"\r":
-                                            batch[k] = batch[k][:-1]
+                            after, i, _ = _cut_rest(
+                                data, j + 1, data.find(delimiter, j + 1), delimiter, limit, strip, batch
+                            )
                             if buffer._batch_len:
                                 buffer._drop_batch()  # (of the chunk this read replaces)
                             buffer._fed += len(data)
