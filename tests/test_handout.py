@@ -26,6 +26,7 @@ from triostream import (
     BufferedStream,
     CloseReason,
     FrameTooLongError,
+    IncompleteReadError,
     LengthPrefixed,
     ReceiveBuffer,
     StartTLSRefusedError,
@@ -524,5 +525,144 @@ async def test_a_read_the_loop_cuts_itself_returning_after_a_close_hands_nothing
     transport = LateStream(_ENGAGE_CHUNKS, b"x" * 999 + b"\n" + b"y" * 999 + b"\n")
     stream = BufferedStream(transport)
     frames, _ = await _frames_after_engaging(stream, until)
+    await closed_during_a_late_read(stream, transport, frames.__anext__)
+    assert not stream._buffer
+
+
+# The same loop for a codec's medium frames (`LengthPrefixed`, bodies of
+# 512 B-8 KiB): each of its own reads fed and cut in one call (the codec's
+# feed_batch), the first frame handed out alone, the others as a cut.
+
+
+def _medium_frames(rnd: random.Random, count: int, others: bool = False) -> tuple[list[bytes], bytes, list[int]]:
+    """``count`` bodies of 520-3000 bytes (with ``others``, runs of short and
+    of long ones among them), the wire (4-byte big-endian lengths), and where
+    each frame ends in it."""
+    sizes = {"medium": (520, 3000), "short": (0, 100), "long": (8200, 12000)}
+    regime = "medium"
+    bodies = []
+    for n in range(count):
+        if others and rnd.random() < 0.05:
+            regime = rnd.choice(["medium", "medium", "short", "long"])
+        bodies.append(bytes([97 + n % 26]) * rnd.randint(*sizes[regime]))
+    wire = b"".join(len(body).to_bytes(4, "big") + body for body in bodies)
+    return bodies, wire, list(itertools.accumulate(4 + len(body) for body in bodies))
+
+
+def _prefixed(*bodies: bytes) -> bytes:
+    return b"".join(len(body).to_bytes(4, "big") + body for body in bodies)
+
+
+async def test_a_loop_over_a_codecs_medium_frames_reads_and_cuts_in_its_own_loop() -> None:
+    """After the first cuts, the loop's reads are fed and cut in one call
+    each, in the loop: the codec's one-frame feed and its peek are called at
+    the start, not once per read."""
+    rnd = random.Random(7)
+    bodies, wire, _ = _medium_frames(rnd, 1000)
+    chunks = _cut(rnd, wire, 8192, 65536)
+    transport = ScriptedStream(chunks)
+    stream = BufferedStream(transport)
+    codec_class = type(stream._decoder(LengthPrefixed(16384)))
+    with (
+        calls_to(codec_class, "_feed_first", "peek_frames", "_feed_batch") as calls,
+        calls_to(ReceiveBuffer, "feed") as feeds,
+    ):
+        assert [frame async for frame in stream.frames(LengthPrefixed(16384))] == bodies
+    assert len(transport.requests) > len(chunks) >= 30  # (every chunk read, and EOF)
+    assert calls.count("_feed_batch") >= len(chunks) - 10
+    assert calls.count("_feed_first") + calls.count("peek_frames") + len(feeds) < 10, (calls, feeds)
+
+
+@pytest.mark.parametrize("seed", range(16))
+async def test_other_receives_between_the_steps_of_a_loop_over_a_codecs_medium_frames_take_the_next_frames(
+    seed: int,
+) -> None:
+    """Between any two steps of a loop over medium length-prefixed frames
+    (after a read's first frame, inside its cut, after its last), the body
+    receives a frame, pushes one back, peeks, changes ``receive_size`` or
+    starts a new loop: every frame still comes once, in order."""
+    rnd = random.Random(seed)
+    bodies, wire, ends = _medium_frames(rnd, 300, others=seed % 3 == 0)
+    codec = LengthPrefixed(16384)
+    stream = BufferedStream(ScriptedStream(_cut(rnd, wire, 1000, 70000)))
+    frames = stream.frames(codec)
+    loop = frames.__aiter__()
+    i = 0
+    while True:
+        try:
+            frame = await loop.__anext__()
+        except StopAsyncIteration:
+            break
+        assert frame == bodies[i], i
+        i += 1
+        r = rnd.random()
+        if i == len(bodies):
+            continue
+        if r < 0.06:
+            assert await stream.receive_frame(codec) == bodies[i]
+            i += 1
+        elif r < 0.12:
+            start = ends[i - 2] if i > 1 else 0
+            stream.unreceive(wire[start : ends[i - 1]])
+            i -= 1
+        elif r < 0.16:
+            assert wire.startswith(stream.peek(), ends[i - 1])
+        elif r < 0.2:
+            stream.receive_size = rnd.choice([700, 4096, 65536])
+        elif r < 0.22:
+            loop = frames.__aiter__()
+    assert i == len(bodies)
+    assert stream._buffer.offset == len(wire)  # (every read counted, those the loop cut itself too)
+
+
+# 40 frames of 999-byte bodies, read 5,000 bytes at a time: by their end the
+# loop feeds and cuts each read itself (see the test above).
+_ENGAGE_FRAMES = [bytes([97 + n % 26]) * 999 for n in range(40)]
+_ENGAGE_FRAME_CHUNKS = _cut(random.Random(0), _prefixed(*_ENGAGE_FRAMES), 5000, 5000)
+
+
+async def _codec_frames_after_engaging(stream: BufferedStream, max_size: int = 4096) -> AsyncIterator[bytes]:
+    frames = aiter(stream.frames(LengthPrefixed(max_size)))
+    assert [await frames.__anext__() for _ in _ENGAGE_FRAMES] == _ENGAGE_FRAMES
+    return frames
+
+
+async def test_a_loop_cutting_its_reads_of_a_codecs_medium_frames_stops_before_a_frame_over_the_limit() -> None:
+    """A read the loop cuts itself holds a frame whose declared size is over
+    ``max_size``: the frames before it come, then `FrameTooLongError`, and
+    it stays buffered, header and all."""
+    too_long = _prefixed(b"z" * 1600)
+    tail = [_prefixed(b"b" * 999, b"c" * 999) + too_long + _prefixed(b"d" * 999)]
+    stream = BufferedStream(ScriptedStream(_ENGAGE_FRAME_CHUNKS + tail))
+    with calls_to(type(stream._decoder(LengthPrefixed(1500))), "_feed_first", "_feed_batch") as calls:
+        frames = await _codec_frames_after_engaging(stream, max_size=1500)
+        engaged = len(calls)
+        assert [await frames.__anext__() for _ in range(2)] == [b"b" * 999, b"c" * 999]
+    assert calls[engaged:] == ["_feed_batch"]  # (the loop's own cut: the engaging frames did engage it)
+    with pytest.raises(FrameTooLongError):
+        await frames.__anext__()
+    assert stream.peek() == too_long + _prefixed(b"d" * 999)
+
+
+async def test_a_loop_cutting_its_reads_of_a_codecs_medium_frames_raises_at_eof_inside_a_frame() -> None:
+    """EOF after a read the loop cut itself, inside the frame that read
+    began: the whole frames come, then `IncompleteReadError` with the
+    frame's bytes."""
+    tail = [_prefixed(b"b" * 999, b"c" * 999) + _prefixed(b"d" * 999)[:600]]
+    stream = BufferedStream(ScriptedStream(_ENGAGE_FRAME_CHUNKS + tail))
+    frames = await _codec_frames_after_engaging(stream)
+    assert [await frames.__anext__() for _ in range(2)] == [b"b" * 999, b"c" * 999]
+    with pytest.raises(IncompleteReadError) as raised:
+        await frames.__anext__()
+    assert raised.value.partial == _prefixed(b"d" * 999)[:600]
+
+
+async def test_a_read_the_loop_cuts_itself_for_a_codec_returning_after_a_close_hands_nothing_out() -> None:
+    """The loop's own read of medium length-prefixed frames returns after
+    another task closed the stream: `trio.ClosedResourceError`, and its
+    frames are not handed out."""
+    transport = LateStream(_ENGAGE_FRAME_CHUNKS, _prefixed(b"x" * 999, b"y" * 999))
+    stream = BufferedStream(transport)
+    frames = await _codec_frames_after_engaging(stream)
     await closed_during_a_late_read(stream, transport, frames.__anext__)
     assert not stream._buffer

@@ -2129,9 +2129,9 @@ class FrameIterator:
     # (cachegrind, in one process, instructions per line): 64 KiB reads
     # 6241 -> 6174, reads of 8-64 KiB 7070 -> 6830 (the generator over the
     # split loop: 6222); over TCP (15 interleaved rounds) 906 -> 897 ns per
-    # line, iter_until 902 -> 873. Not for codecs (their step has no search
-    # to spare): at 4 KiB length-prefixed frames it cost 124 -> 128
-    # bytecodes per frame.
+    # line, iter_until 902 -> 873. (Not then for codecs, whose step has no
+    # search to spare: at 4 KiB length-prefixed frames it cost 124 -> 128
+    # bytecodes per frame. See below for the loop they now take.)
     # While the cuts stay medium and drain their read, the step's read is
     # a loop: it hands out the read's frames and reads again itself (as the
     # long-frame loop does), rather than going round the step (its tests
@@ -2155,6 +2155,20 @@ class FrameIterator:
     # lines() 0.948x -> 0.962x, iter_until 0.973x -> 0.995x; over TCP
     # (the benchmark's sender, 21 rounds, fastest of 5): 835 -> 813 ns per
     # line and 812 -> 791 (the generator over the split loop: 759).
+    # A codec's medium frames (one that binds a feed_batch: `LengthPrefixed`
+    # in its usual configuration) take the same loop: each of its reads
+    # fed and cut by the codec's feed_batch (which consumes every frame it
+    # cuts: the cursor goes back to the end of the first, and the first is
+    # taken off the list), the others handed out as a cut, the next read
+    # made in the loop. Before, each read went through `_iterator_read`,
+    # the codec's `_feed_first` (the frame that straddled into the read),
+    # then the top of the step and its peek (`peek_frames`). Measured at
+    # 4 KiB length-prefixed frames (64 KiB reads): 161 -> 155 bytecodes per
+    # frame (the generator over the split loop: 127); in one process (15
+    # interleaved rounds, fastest of 9 per round) 876 -> 842 ns per frame
+    # (that generator: 826); over loopback TCP (the benchmark's sender, 21
+    # rounds, fastest of 9) 1,364 -> 1,348 (1,355), medians of ratios to
+    # split 0.921x -> 0.935x (0.938x).
 
     __slots__ = ("_args", "_batch", "_buffer", "_feed", "_frames_now", "_more", "_peek", "_stream", "_take")
 
@@ -2209,6 +2223,9 @@ class FrameIterator:
         args = self._args
         peek = self._peek
         feed_first = None if self._feed is None else self._feed[0]
+        # A codec's read fed and all its whole frames cut in one call: its
+        # medium frames' reads (see the class comment).
+        feed_batch = None if self._feed is None else self._feed[1]
         used_up = True  # were the last cut frames all handed out?
         window = _PEEK_WINDOW_MIN
         no_peek: object = None
@@ -2402,6 +2419,7 @@ class FrameIterator:
                             # 3818 -> 2991, 1 KiB 7175 -> 6935.
                             buffer._skey = delimiter
                             buffer._snext = len(buffer._data)
+                        if delimiter is not None or feed_batch is not None:
                             medium = _SPLIT_FRAME_MAX * count <= handout[4] < _LONG_FRAME * count
                 if not empty:
                     try:
@@ -2422,16 +2440,20 @@ class FrameIterator:
                     # Medium frames (see the class comment) are cut here as
                     # the read comes, and while their cuts drain the read, the
                     # next read is made here, without going round the step.
-                    # The cut needs what `ReceiveBuffer._feed_batch` tests
-                    # first: the buffer holds at most the head of a frame
-                    # (searched: no delimiter in it), nothing queued, no EOF.
-                    # The loop's own reads after a drained cut keep that.
+                    # The cut of lines needs what `ReceiveBuffer._feed_batch`
+                    # tests first: the buffer holds at most the head of a
+                    # frame (searched: no delimiter in it), nothing queued, no
+                    # EOF; the loop's own reads after a drained cut keep that.
+                    # A codec's feed_batch makes its own test.
                     own = medium and (
-                        not buffer._more_len
-                        and not buffer._eof
-                        and (
-                            buffer._pos == len(buffer._data)
-                            or (buffer._skey == delimiter and buffer._snext >= len(buffer._data))
+                        delimiter is None
+                        or (
+                            not buffer._more_len
+                            and not buffer._eof
+                            and (
+                                buffer._pos == len(buffer._data)
+                                or (buffer._skey == delimiter and buffer._snext >= len(buffer._data))
+                            )
                         )
                     )
                     while True:
@@ -2452,50 +2474,77 @@ class FrameIterator:
                             if taken is not None:
                                 yield taken
                             break
-                        # The read cut here as `BatchIterator._batches` cuts
-                        # its reads of long lines: the frame that straddles
-                        # into it joined, the others cut by `_cut_rest`, the
-                        # read adopted as the buffer's chunk.
-                        # Anything else (a close meanwhile, EOF, no delimiter
-                        # in the read, a first frame over the limit, a \r that
-                        # ends the tail before a \n that starts the read) is
-                        # fed as `_fill` feeds it, and the next step cuts.
                         chunk = buffer._data
-                        after = buffer._pos
-                        held = len(chunk) - after
-                        if (
-                            stream._state
-                            or type(read) is not bytes
-                            or (j := read.find(cut_by)) < 0
-                            or held + j >= limit
-                            or (strip and not j and held and chunk[-1] == 13)
-                        ):
-                            stream._iterator_fed(read)
-                            break
-                        e = j - 1 if strip and j and read[j - 1] == 13 else j
-                        if not held:
-                            taken = read[:e]
-                        elif held + e < _JOIN_COPY_MAX and type(chunk) is bytes:
-                            taken = chunk[after:] + read[:e]
+                        if delimiter is None:
+                            # A codec's frames: the read fed and cut in one
+                            # call (`FrameDecoder._bind_feed`'s feed_batch,
+                            # which consumes them all: the cursor goes back
+                            # to the end of the first), or only fed (None:
+                            # the next step cuts).
+                            if not read or stream._state or feed_batch is None:
+                                stream._iterator_fed(read)
+                                break
+                            fed = feed_batch(read)
+                            if fed is None:
+                                break
+                            cut, drained, at, extra = fed
+                            taken = cut[0]
+                            del cut[0]  # (the hand-out's list: the frames after it)
+                            chunk = buffer._data
+                            after = buffer._pos
+                            buffer._pos = at
                         else:
-                            taken = b"".join((memoryview(chunk)[after:], memoryview(read)[:e]))
-                        at = j + 1
-                        cut = []
-                        after, _, crs = _cut_rest(read, at, read.find(cut_by, at), cut_by, limit, strip, cut)
-                        if buffer._batch_len:
-                            buffer._drop_batch()  # (of the chunk this read replaces)
-                        buffer._fed += len(read)
-                        buffer._data = chunk = read
-                        buffer._pos = at  # (the cut's frames are not consumed yet)
-                        buffer._gen += 1
-                        buffer._mkey = None
-                        buffer._skey = None
+                            # The read cut here as `BatchIterator._batches`
+                            # cuts its reads of long lines: the frame that
+                            # straddles into it joined, the others cut by
+                            # `_cut_rest`, the read adopted as the buffer's
+                            # chunk. Anything else (a close meanwhile, EOF,
+                            # no delimiter in the read, a first frame over
+                            # the limit, a \r that ends the tail before a \n
+                            # that starts the read) is fed as `_fill` feeds
+                            # it, and the next step cuts.
+                            after = buffer._pos
+                            held = len(chunk) - after
+                            if (
+                                stream._state
+                                or type(read) is not bytes
+                                or (j := read.find(cut_by)) < 0
+                                or held + j >= limit
+                                or (strip and not j and held and chunk[-1] == 13)
+                            ):
+                                stream._iterator_fed(read)
+                                break
+                            e = j - 1 if strip and j and read[j - 1] == 13 else j
+                            if not held:
+                                taken = read[:e]
+                            elif held + e < _JOIN_COPY_MAX and type(chunk) is bytes:
+                                taken = chunk[after:] + read[:e]
+                            else:
+                                taken = b"".join((memoryview(chunk)[after:], memoryview(read)[:e]))
+                            at = j + 1
+                            cut = []
+                            after, _, crs = _cut_rest(read, at, read.find(cut_by, at), cut_by, limit, strip, cut)
+                            if buffer._batch_len:
+                                buffer._drop_batch()  # (of the chunk this read replaces)
+                            buffer._fed += len(read)
+                            buffer._data = chunk = read
+                            buffer._pos = at  # (the cut's frames are not consumed yet)
+                            buffer._gen += 1
+                            buffer._mkey = None
+                            buffer._skey = None
+                            # (What each frame after the first occupies
+                            # beyond its bytes, as a feed_batch says.)
+                            extra = 1 if not crs else 2 if crs == len(cut) else -1
+                            # Not drained: the cut stopped before a frame over
+                            # the limit (which is held), or the head of one
+                            # is; the next step raises.
+                            drained = len(chunk) - after < limit
                         count = len(cut)
-                        if not count or (crs and crs != count):
-                            # No frame after the first; or their endings
-                            # differ, so their lengths do not tell where each
-                            # ends: they stay buffered, and the next step
-                            # cuts them again.
+                        if not count or extra < 0:
+                            # No frame after the first; or their framings
+                            # differ (lines: \n and \r\n endings), so their
+                            # lengths do not tell where each ends: they stay
+                            # buffered, and the next step cuts them again.
                             yield taken
                             break
                         yield taken
@@ -2505,7 +2554,7 @@ class FrameIterator:
                         # comment), unless something looks at the buffer
                         # meanwhile.
                         rest = iter(cut)
-                        handout = (rest, cut, at, 2 if crs else 1, after - at)
+                        handout = (rest, cut, at, extra, after - at)
                         stream._handout = handout
                         stream._state = _HANDOUT
                         for frame in rest:
@@ -2517,21 +2566,19 @@ class FrameIterator:
                         stream._handout = None
                         stream._state &= ~_HANDOUT
                         used_up = True
-                        held = len(chunk) - after
-                        if held >= limit:
-                            # Not drained: the cut stopped before a frame over
-                            # the limit (which is held), or the head of one
-                            # is; the next step raises.
+                        if not drained:
                             break
-                        # (What buffer._search would remember, as after a
-                        # cut above.)
-                        buffer._skey = cut_by
-                        buffer._snext = len(chunk)
+                        if delimiter is not None:
+                            # (What buffer._search would remember, as after a
+                            # cut above.)
+                            buffer._skey = cut_by
+                            buffer._snext = len(chunk)
                         if not _SPLIT_FRAME_MAX * count <= after - at < _LONG_FRAME * count:
                             medium = False
                             break
                         # Read again as `_iterator_read` says (its test,
                         # without the call: nothing is queued, no EOF).
+                        held = len(chunk) - after
                         size = stream.receive_size
                         room = capacity - held
                         if held >= size or room <= 0:
