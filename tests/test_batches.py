@@ -18,6 +18,7 @@ import random
 import ssl
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -3598,7 +3599,8 @@ def test_receives_that_must_read_from_a_socket_lose_nothing(
     """receive_line / receive_until(b"\\n") and their _nowait twins, with
     receive_exactly and peek between them, over a socket (whose reads are
     checkpoints): a call that finds no whole line buffered reads, feeds and
-    joins a long line in one call (`_read_and_cut`, `_feed_first`), or cuts
+    joins a long line in one call (the read receive_line and receive_until
+    make themselves, `_feed_first`, `_feed_cut`), or cuts
     short ones as usual. Lines of 0-3000 bytes ending in \\n or \\r\\n, sent
     in pieces of any size, read ``receive_size`` bytes at a time: every
     line comes once, in order, as a plain parse gives it."""
@@ -3670,6 +3672,14 @@ def test_receives_that_must_read_from_a_socket_lose_nothing(
     trio.run(main)
 
 
+def _reads_made_here(sized: list[tuple[tuple[Any, ...], dict[str, Any], Any]]) -> int:
+    """How many reads receive_line and receive_until made themselves, fed
+    and cut in one call (the lean read after a search that found no
+    frame): the calls of `_iterator_read` that gave a size (no frame
+    iterator runs in these tests)."""
+    return sum(1 for _, _, size in sized if size)
+
+
 @pytest.mark.parametrize("how", ["receive_line", "receive_until", "nowait"])
 async def test_long_lines_from_a_socket_are_read_and_joined_in_one_call(how: str) -> None:
     # 16 KiB lines from a socket in reads of 64 KiB: a call (or the one
@@ -3679,7 +3689,10 @@ async def test_long_lines_from_a_socket_are_read_and_joined_in_one_call(how: str
     wire = b"".join(body + b"\n" for body in bodies)
     async with _stream_from_a_socket(wire) as stream:
         got = []
-        with calls_to(BufferedStream, "_read_and_cut", "_receive_lean", "_receive_more") as calls:
+        with (
+            results_of(BufferedStream, "_iterator_read") as sized,
+            calls_to(BufferedStream, "_receive_lean", "_receive_more") as calls,
+        ):
             for _ in bodies:
                 if how == "receive_until":
                     got.append(await stream.receive_until(b"\n"))
@@ -3692,8 +3705,8 @@ async def test_long_lines_from_a_socket_are_read_and_joined_in_one_call(how: str
                     pass
                 got.append(await stream.receive_line())
     assert got == bodies
-    assert calls.count("_read_and_cut") >= 10
-    assert calls.count("_receive_lean") + calls.count("_receive_more") <= calls.count("_read_and_cut") // 4
+    assert _reads_made_here(sized) >= 10
+    assert len(calls) <= _reads_made_here(sized) // 4
 
 
 @pytest.mark.parametrize("how", ["line", "until"])
@@ -3722,7 +3735,10 @@ async def test_a_receive_that_must_read_makes_no_fused_read_after_eof_or_behind_
             if case == "eof":
                 await left.send_eof()
                 assert await stream.fill() == 0
-            with calls_to(BufferedStream, "_read_and_cut", "_receive_more") as calls:
+            with (
+                results_of(BufferedStream, "_iterator_read") as sized,
+                calls_to(BufferedStream, "_receive_more") as calls,
+            ):
                 if case == "eof":
                     with pytest.raises(IncompleteReadError) as caught:
                         await receive()
@@ -3730,7 +3746,7 @@ async def test_a_receive_that_must_read_makes_no_fused_read_after_eof_or_behind_
                 else:
                     await left.send_all(b"y\n")
                     assert await receive() == head + b"y"
-        assert calls == ["_receive_more"]
+        assert calls == ["_receive_more"] and not _reads_made_here(sized)
 
 
 @pytest.mark.parametrize("how", ["line", "until"])
@@ -3792,10 +3808,17 @@ async def test_a_cancelled_receive_that_must_read_raises_cancelled_over_a_closed
             stream = await stack.enter_async_context(BufferedStream(trio.SocketStream(b)))
         assert stream._lean_reads
         await stream.transport_stream.aclose()  # (the transport alone, not the stream)
-        with trio.CancelScope() as scope, calls_to(BufferedStream, "_read_and_cut") as calls:
+        with (
+            trio.CancelScope() as scope,
+            results_of(BufferedStream, "_iterator_read") as sized,
+            calls_to(BufferedStream, "_read_failed") as calls,
+        ):
             scope.cancel()
             await stream.receive_line()
-        assert scope.cancelled_caught and calls == ["_read_and_cut"]
+        assert scope.cancelled_caught and _reads_made_here(sized) == 1
+        # (Over a socket the read's own cancel point raised, inside the read;
+        # over TLS the call's, before it.)
+        assert calls == (["_read_failed"] if transport == "socket" else [])
         with pytest.raises(trio.ClosedResourceError):
             await stream.receive_line()
 
@@ -3803,7 +3826,7 @@ async def test_a_cancelled_receive_that_must_read_raises_cancelled_over_a_closed
 @pytest.mark.parametrize("transport", ["socket", "tls"])
 async def test_a_read_over_a_socket_makes_no_cancel_point_of_its_own(transport: str) -> None:
     # Polled 16 KiB lines (receive_line after each WouldBlock): over a
-    # socket the reads of _read_and_cut make no checkpoint_if_cancelled
+    # socket the reads receive_line makes itself make no checkpoint_if_cancelled
     # before the socket's (only the lean receive, when it runs, makes one);
     # over TLS each makes one.
     bodies = [bytes([97 + i % 26]) * 16384 for i in range(30)]
@@ -3825,7 +3848,8 @@ async def test_a_read_over_a_socket_makes_no_cancel_point_of_its_own(transport: 
         got = []
         with (
             patch.object(triostream._stream, "checkpoint_if_cancelled", counted),
-            calls_to(BufferedStream, "_read_and_cut", "_receive_lean") as calls,
+            results_of(BufferedStream, "_iterator_read") as sized,
+            calls_to(BufferedStream, "_receive_lean") as calls,
             trio.fail_after(10),
         ):
             for _ in bodies:
@@ -3834,11 +3858,11 @@ async def test_a_read_over_a_socket_makes_no_cancel_point_of_its_own(transport: 
                 except trio.WouldBlock:
                     got.append(await stream.receive_line())
     assert got == bodies
-    assert calls.count("_read_and_cut") >= 10
+    assert _reads_made_here(sized) >= 10
     if transport == "tls":
-        assert len(cancel_points) == len(calls)
+        assert len(cancel_points) == _reads_made_here(sized) + len(calls)
     else:
-        assert len(cancel_points) == calls.count("_receive_lean")
+        assert len(cancel_points) == len(calls)
 
 
 @pytest.mark.parametrize("how", ["line", "until"])
@@ -3857,9 +3881,9 @@ async def test_a_receive_waiting_in_its_read_for_a_line(how: str) -> None:
         head = b"x" * 600
         await left.send_all(b"first\n" + head)
         assert await receive() == b"first"
-        with trio.move_on_after(0.05) as scope, calls_to(BufferedStream, "_read_and_cut") as calls:
+        with trio.move_on_after(0.05) as scope, results_of(BufferedStream, "_iterator_read") as sized:
             await receive()
-        assert scope.cancelled_caught and calls == ["_read_and_cut"]
+        assert scope.cancelled_caught and _reads_made_here(sized) == 1
         assert stream.peek() == head
         await left.send_all(b"y" * 600 + b"\n" + head)
         assert await receive() == head + b"y" * 600
