@@ -659,6 +659,25 @@ class BufferedStream(trio.abc.Stream):
         if isinstance(exc, trio.ClosedResourceError):
             self._raise_if_closed_meanwhile(exc)
 
+    def _cut_read(
+        self, read: bytes | bytearray, polled: bool, delimiter: bytes, max_size: int, mode: int
+    ) -> bytes | None:
+        """The lean read that receive_line and receive_until make themselves
+        returned ``read``: refused after a close by another task
+        (`trio.ClosedResourceError`), EOF fed; else fed and the frame it
+        completes cut in one call (polled, the call after a WouldBlock:
+        `ReceiveBuffer._feed_first`, the frames after it left to the
+        ``_nowait`` calls; else `ReceiveBuffer._feed_cut`, which cuts them
+        for the next calls). None: nothing consumed, the take decides."""
+        if self._state & _CLOSED:
+            self._closed_during_read()
+        if not read:
+            self._buffer.feed_eof()
+            return None
+        if polled:
+            return self._buffer._feed_first(delimiter, max_size, mode, _BATCH_FRAME_MAX, True, read)
+        return self._buffer._feed_cut(delimiter, max_size, mode, read)
+
     async def _take_after_checkpoint(self, take: Callable[..., T | None], args: tuple[Any, ...]) -> T:
         """The rest of a per-call receive that found its frame in the
         buffer's batch but, after its checkpoint, the stream closed or the
@@ -945,15 +964,8 @@ class BufferedStream(trio.abc.Stream):
                 except BaseException as exc:
                     await self._read_failed(exc)
                     raise
-                if self._state & _CLOSED:
-                    self._closed_during_read()
-                if not read:
-                    buffer.feed_eof()
-                elif (
-                    frame := buffer._feed_first(delimiters, max_size, PLAIN_MODE, _BATCH_FRAME_MAX, True, read)
-                    if polled
-                    else buffer._feed_cut(delimiters, max_size, PLAIN_MODE, read)
-                ) is not None:
+                frame = self._cut_read(read, polled, delimiters, max_size, PLAIN_MODE)
+                if frame is not None:
                     return frame
                 frame = take(delimiters, max_size, False)
                 if frame is None:
@@ -1078,10 +1090,10 @@ class BufferedStream(trio.abc.Stream):
                 # then came from `_iterator_read`'s tests written out here:
                 # through the call, 9 bytecodes more per line, 4125 -> 4178
                 # ns (15 rounds), not worth a copy of its rule per method.
-                # The read is `_read_and_cut`'s, written out: a coroutine
-                # fewer between the task and each read (its frame made, and
-                # passed through on the way out and back in), and no bound
-                # arguments. 16 KiB lines in 64 KiB reads, in one process
+                # The read is `_read_and_cut`'s, written out (what follows it
+                # in `_cut_read`, a plain call): a coroutine fewer between the
+                # task and each read (its frame made, and passed through on
+                # the way out and back in), and no bound arguments. 16 KiB lines in 64 KiB reads, in one process
                 # (a socket's lean reads, 15 interleaved rounds, fastest of
                 # 9): 4970 -> 4861 ns per line (``split until``: 4605),
                 # receive_line_nowait's loop 2642 -> 2512 (``split nowait``:
@@ -1096,15 +1108,8 @@ class BufferedStream(trio.abc.Stream):
                 except BaseException as exc:
                     await self._read_failed(exc)
                     raise
-                if self._state & _CLOSED:
-                    self._closed_during_read()
-                if not read:
-                    buffer.feed_eof()
-                elif (
-                    frame := buffer._feed_first(_LF, max_size, LINE_MODE, _BATCH_FRAME_MAX, True, read)
-                    if polled
-                    else buffer._feed_cut(_LF, max_size, LINE_MODE, read)
-                ) is not None:
+                frame = self._cut_read(read, polled, _LF, max_size, LINE_MODE)
+                if frame is not None:
                     return frame
                 frame = take(max_size)
                 if frame is None:
