@@ -12,7 +12,7 @@ import functools
 import itertools
 import random
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from unittest.mock import patch
 
 import pytest
@@ -358,7 +358,26 @@ async def test_other_receives_between_the_steps_of_a_loop_over_medium_lines_take
     expected = lines if until else [line.removesuffix(b"\r") for line in lines]
     stream = BufferedStream(ScriptedStream(_cut(rnd, wire, 1000, 70000)))
     frames = stream.iter_until(b"\n") if until else stream.lines()
-    loop = frames.__aiter__()
+    receive = functools.partial(stream.receive_until, b"\n") if until else stream.receive_line
+    await _loop_with_other_receives(rnd, stream, frames, receive, expected, wire, ends)
+
+
+async def _loop_with_other_receives(
+    rnd: random.Random,
+    stream: BufferedStream,
+    frames: AsyncIterable[bytes],
+    receive: Callable[[], Awaitable[bytes]],
+    expected: list[bytes],
+    wire: bytes,
+    ends: list[int],
+) -> None:
+    """Run a loop over ``frames`` to its end, ``expected`` coming one by one;
+    between two steps, at random, the body takes the next frame with
+    ``receive``, pushes the last one back (``wire`` up to ``ends[k]`` is
+    frame ``k``'s end), peeks, changes ``receive_size`` or starts a new
+    loop. Every frame comes once, in order, as bytes; every read is
+    counted."""
+    loop = aiter(frames)
     i = 0
     while True:
         try:
@@ -369,24 +388,22 @@ async def test_other_receives_between_the_steps_of_a_loop_over_medium_lines_take
         assert type(frame) is bytes  # (also when the buffer held a bytearray: after unreceive)
         i += 1
         r = rnd.random()
-        if i == len(lines):
+        if i == len(expected):
             continue
         if r < 0.06:
-            frame = await (stream.receive_until(b"\n") if until else stream.receive_line())
-            assert frame == expected[i]
+            assert await receive() == expected[i]
             i += 1
         elif r < 0.12:
             start = ends[i - 2] if i > 1 else 0
             stream.unreceive(wire[start : ends[i - 1]])
             i -= 1
         elif r < 0.16:
-            start = ends[i - 1]
-            assert wire.startswith(stream.peek(), start)
+            assert wire.startswith(stream.peek(), ends[i - 1])
         elif r < 0.2:
             stream.receive_size = rnd.choice([700, 4096, 65536])
         elif r < 0.22:
-            loop = frames.__aiter__()
-    assert i == len(lines)
+            loop = aiter(frames)
+    assert i == len(expected)
     assert stream._buffer.offset == len(wire)  # (every read counted, those the loop cut itself too)
 
 
@@ -585,34 +602,8 @@ async def test_other_receives_between_the_steps_of_a_loop_over_a_codecs_medium_f
     bodies, wire, ends = _medium_frames(rnd, 300, others=seed % 3 == 0)
     codec = LengthPrefixed(16384)
     stream = BufferedStream(ScriptedStream(_cut(rnd, wire, 1000, 70000)))
-    frames = stream.frames(codec)
-    loop = frames.__aiter__()
-    i = 0
-    while True:
-        try:
-            frame = await loop.__anext__()
-        except StopAsyncIteration:
-            break
-        assert frame == bodies[i], i
-        i += 1
-        r = rnd.random()
-        if i == len(bodies):
-            continue
-        if r < 0.06:
-            assert await stream.receive_frame(codec) == bodies[i]
-            i += 1
-        elif r < 0.12:
-            start = ends[i - 2] if i > 1 else 0
-            stream.unreceive(wire[start : ends[i - 1]])
-            i -= 1
-        elif r < 0.16:
-            assert wire.startswith(stream.peek(), ends[i - 1])
-        elif r < 0.2:
-            stream.receive_size = rnd.choice([700, 4096, 65536])
-        elif r < 0.22:
-            loop = frames.__aiter__()
-    assert i == len(bodies)
-    assert stream._buffer.offset == len(wire)  # (every read counted, those the loop cut itself too)
+    receive = functools.partial(stream.receive_frame, codec)
+    await _loop_with_other_receives(rnd, stream, stream.frames(codec), receive, bodies, wire, ends)
 
 
 # 40 frames of 999-byte bodies, read 5,000 bytes at a time: by their end the
