@@ -1093,9 +1093,10 @@ class BufferedStream(trio.abc.Stream):
                 # The read is `_read_and_cut`'s, written out (what follows it
                 # in `_cut_read`, a plain call): a coroutine fewer between the
                 # task and each read (its frame made, and passed through on
-                # the way out and back in), and no bound arguments. 16 KiB lines in 64 KiB reads, in one process
-                # (a socket's lean reads, 15 interleaved rounds, fastest of
-                # 9): 4970 -> 4861 ns per line (``split until``: 4605),
+                # the way out and back in), and no bound arguments. 16 KiB
+                # lines in 64 KiB reads, in one process (a socket's lean
+                # reads, 15 interleaved rounds, fastest of 9): 4970 -> 4861
+                # ns per line (``split until``: 4605),
                 # receive_line_nowait's loop 2642 -> 2512 (``split nowait``:
                 # 2303); over loopback TCP (21 rounds) 10,018 -> 9,730
                 # (8,895).
