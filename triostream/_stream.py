@@ -2296,7 +2296,6 @@ class FrameIterator:
         if mode is None:
             delimiter = None
         strip = mode == LINE_MODE
-        cut_by = delimiter or _LF  # (the medium frames' cut: they have a one-byte delimiter)
         # The long-frame loop reads only where `_iterator_read` would: over
         # a plain stream (see there); elsewhere no room tells it not to.
         capacity = stream.max_buffer_size if type(stream)._fill is BufferedStream._fill else 0
@@ -2533,13 +2532,14 @@ class FrameIterator:
                             if taken is not None:
                                 yield taken
                             break
-                        chunk = buffer._data
                         if delimiter is None:
                             # A codec's frames: the read fed and cut in one
                             # call (`FrameDecoder._bind_feed`'s feed_batch,
                             # which consumes them all: the cursor goes back
                             # to the end of the first), or only fed (None:
-                            # the next step cuts).
+                            # the next step cuts). (A codec's cuts are medium
+                            # only when it has a feed_batch: the test of it
+                            # is for the type checker.)
                             if not read or stream._state or feed_batch is None:
                                 stream._iterator_fed(read)
                                 break
@@ -2562,12 +2562,13 @@ class FrameIterator:
                             # the limit, a \r that ends the tail before a \n
                             # that starts the read) is fed as `_fill` feeds
                             # it, and the next step cuts.
+                            chunk = buffer._data
                             after = buffer._pos
                             held = len(chunk) - after
                             if (
                                 stream._state
                                 or type(read) is not bytes
-                                or (j := read.find(cut_by)) < 0
+                                or (j := read.find(delimiter)) < 0
                                 or held + j >= limit
                                 or (strip and not j and held and chunk[-1] == 13)
                             ):
@@ -2582,7 +2583,7 @@ class FrameIterator:
                                 taken = b"".join((memoryview(chunk)[after:], memoryview(read)[:e]))
                             at = j + 1
                             cut = []
-                            after, _, crs = _cut_rest(read, at, read.find(cut_by, at), cut_by, limit, strip, cut)
+                            after, _, crs = _cut_rest(read, at, read.find(delimiter, at), delimiter, limit, strip, cut)
                             if buffer._batch_len:
                                 buffer._drop_batch()  # (of the chunk this read replaces)
                             buffer._fed += len(read)
@@ -2630,7 +2631,7 @@ class FrameIterator:
                         if delimiter is not None:
                             # (What buffer._search would remember, as after a
                             # cut above.)
-                            buffer._skey = cut_by
+                            buffer._skey = delimiter
                             buffer._snext = len(chunk)
                         if not _SPLIT_FRAME_MAX * count <= after - at < _LONG_FRAME * count:
                             medium = False
