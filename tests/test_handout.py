@@ -562,8 +562,7 @@ def _medium_frames(rnd: random.Random, count: int, others: bool = False) -> tupl
         if others and rnd.random() < 0.05:
             regime = rnd.choice(["medium", "medium", "short", "long"])
         bodies.append(bytes([97 + n % 26]) * rnd.randint(*sizes[regime]))
-    wire = b"".join(len(body).to_bytes(4, "big") + body for body in bodies)
-    return bodies, wire, list(itertools.accumulate(4 + len(body) for body in bodies))
+    return bodies, _prefixed(*bodies), list(itertools.accumulate(4 + len(body) for body in bodies))
 
 
 def _prefixed(*bodies: bytes) -> bytes:
@@ -606,15 +605,15 @@ async def test_other_receives_between_the_steps_of_a_loop_over_a_codecs_medium_f
     await _loop_with_other_receives(rnd, stream, stream.frames(codec), receive, bodies, wire, ends)
 
 
-# 40 frames of 999-byte bodies, read 5,000 bytes at a time: by their end the
-# loop feeds and cuts each read itself (see the test above).
-_ENGAGE_FRAMES = [bytes([97 + n % 26]) * 999 for n in range(40)]
-_ENGAGE_FRAME_CHUNKS = _cut(random.Random(0), _prefixed(*_ENGAGE_FRAMES), 5000, 5000)
+# The engaging lines' bodies as 40 length-prefixed frames, read 5,000 bytes
+# at a time: by their end the loop feeds and cuts each read itself (see the
+# test above).
+_ENGAGE_FRAME_CHUNKS = _cut(random.Random(0), _prefixed(*_ENGAGE), 5000, 5000)
 
 
 async def _codec_frames_after_engaging(stream: BufferedStream, max_size: int = 4096) -> AsyncIterator[bytes]:
     frames = aiter(stream.frames(LengthPrefixed(max_size)))
-    assert [await frames.__anext__() for _ in _ENGAGE_FRAMES] == _ENGAGE_FRAMES
+    assert [await frames.__anext__() for _ in _ENGAGE] == _ENGAGE
     return frames
 
 
