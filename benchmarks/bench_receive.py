@@ -47,6 +47,14 @@ if importlib.util.find_spec("triostream") is None:  # run from a checkout withou
 import triostream
 from triostream import BufferedStream, IncompleteReadError, LengthPrefixed
 
+# A figure just under its target printed with the digits that show it, as the
+# benchmarks page prints it: plot_receive.py's (which reads the JSON written
+# here and needs the standard library only). Its directory is on the path when
+# this runs as a script; loaded by path (the tests), it is added.
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plot_receive import fmt_figure
+
 PEERS: dict[str, str | None] = {}  # peer -> version, or None when it is not installed
 
 try:
@@ -1840,19 +1848,6 @@ class Target:
             if self.floor_misses:
                 line += ": misses it too"
         return line
-
-
-def fmt_figure(value: float, limit: float, op: str) -> str:
-    """``value`` with 3 decimals, or as many more as it takes to keep it on
-    its side of ``limit`` (``op`` ``>=`` or ``<=``, the side that passes):
-    0.89996 against 0.9 is 0.89996, not 0.900, which would read as a pass.
-    (plot_receive.py formats the page's figures the same way.)"""
-    passes = value >= limit if op == ">=" else value <= limit
-    for digits in range(3, 10):
-        shown = round(value, digits)
-        if (shown >= limit if op == ">=" else shown <= limit) == passes:
-            return f"{value:.{digits}f}"
-    return repr(value)
 
 
 # Fixed workload -> minimum of the batch iterator (lines().batches() /

@@ -433,8 +433,8 @@ def fmt_floor(target: Json) -> str:
 def fmt_figure(value: float, limit: float, op: str) -> str:
     """``value`` with 3 decimals, or as many more as it takes to keep it on
     its side of ``limit`` (``op`` ``>=`` or ``<=``, the side that passes):
-    0.89996 against 0.9 is 0.89996, not 0.900, which would read as a pass
-    (as bench_receive.py prints it)."""
+    0.89996 against 0.9 is 0.89996, not 0.900, which would read as a pass.
+    (bench_receive.py prints its verdicts' figures with it too.)"""
     passes = value >= limit if op == ">=" else value <= limit
     for digits in range(3, 10):
         shown = round(value, digits)
