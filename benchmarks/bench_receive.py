@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import functools
 import gc
 import importlib.util
 import json
@@ -46,6 +47,7 @@ if importlib.util.find_spec("triostream") is None:  # run from a checkout withou
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import triostream
 from triostream import BufferedStream, IncompleteReadError, LengthPrefixed
+from triostream._socketio import direct_socket_stream, read_socket
 
 # A figure just under its target printed with the digits that show it, as the
 # benchmarks page prints it: plot_receive.py's (which reads the JSON written
@@ -533,9 +535,23 @@ async def split_prefixed_checkpoint(stream: trio.abc.Stream, wl: Workload) -> Ta
 # any iterator in pure Python.
 
 
+def floor_reader(stream: trio.abc.Stream) -> Callable[[int], Awaitable[bytes | bytearray]]:
+    """The floors' transport read: over a plain `trio.SocketStream`,
+    triostream's own (``triostream._socketio.read_socket``: the socket read
+    directly, a full checkpoint as ``receive_some`` is), so that a floor
+    pays no more per read than triostream's receivers do; else the stream's
+    ``receive_some``. The references (``split``, ``split+checkpoint``, the
+    ``find`` and ``bytes.split`` rows) read through ``receive_some``, as
+    the split loop is defined."""
+    if direct_socket_stream(stream) is not None:
+        return functools.partial(read_socket, stream)
+    return stream.receive_some
+
+
 async def _split_read_batches(stream: trio.abc.Stream, wl: Workload) -> AsyncIterator[Sequence[bytes | bytearray]]:
-    """The split reference's loops, yielding each read's whole frames."""
-    receive_some, size = stream.receive_some, wl.receive_size
+    """The split reference's loops, yielding each read's whole frames (read
+    as the floors read: `floor_reader`)."""
+    receive_some, size = floor_reader(stream), wl.receive_size
     if wl.kind == "prefixed":
         unpack = _unpack_header
         buf: bytes | bytearray = b""
@@ -655,7 +671,7 @@ class _LinesBatchFloor:
     async def batches(self, max_size: int) -> AsyncIterator[Sequence[bytes | bytearray]]:
         """The lines of each read, as `triostream.FrameIterator.batches`
         yields them."""
-        receive_some, size, by_find = self._stream.receive_some, self._wl.receive_size, self._wl.split_by_find
+        receive_some, size, by_find = floor_reader(self._stream), self._wl.receive_size, self._wl.split_by_find
         chunk, pos = self._chunk, self._pos
         over = False  # the bytes kept start with a line over max_size
         batch: Sequence[bytes | bytearray]

@@ -36,6 +36,7 @@ from trio.lowlevel import checkpoint
 
 from ._errors import StartTLSRefusedError
 from ._options import ConnectionOptions, check_timeout
+from ._socketio import DIRECT_IO, socket_fd
 from ._stream import _CHECKPOINTING_TRANSPORTS, _CLOSED, _RECEIVING, BufferedStream
 
 __all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection"]
@@ -44,11 +45,6 @@ log = logging.getLogger("triostream")
 
 # Errors of the transport itself: they end the connection, not the program.
 TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
-
-# `write` sends straight to a plain TCP/Unix socket when nothing is queued
-# (see `Connection._write_direct`): POSIX only, where a socket's fd takes
-# os.write.
-_DIRECT_WRITES = os.name == "posix"
 
 # A lingering close (Connection._linger) ends after _LINGER_QUIET seconds
 # without a byte from the peer, after _LINGER_TIME seconds in all, or once
@@ -400,7 +396,7 @@ class Connection(BufferedStream):
     def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self._last_activity = trio.current_time()
-        self._direct_ok = _DIRECT_WRITES
+        self._direct_ok = DIRECT_IO
         # With read-ahead _fill waits on an Event (a full checkpoint);
         # without, it reads the transport in the caller's task.
         self._fill_checkpoints = self.read_ahead or isinstance(self.transport_stream, _CHECKPOINTING_TRANSPORTS)
@@ -437,9 +433,7 @@ class Connection(BufferedStream):
         """
         buffer = self._buffer
         transport = self.transport_stream
-        sock = (
-            cast(trio.SocketStream, transport).socket if _DIRECT_WRITES and _plain_socket_fd(transport) >= 0 else None
-        )
+        sock = cast(trio.SocketStream, transport).socket if socket_fd(transport) >= 0 else None
         try:
             while not buffer.eof and not self._closing:
                 room = buffer.room
@@ -672,7 +666,7 @@ class Connection(BufferedStream):
         """
         await checkpoint()
         transport = self.transport_stream
-        fd = _plain_socket_fd(transport)
+        fd = socket_fd(transport)
         if fd >= 0:
             try:
                 return os.read(fd, self._read_size())
@@ -791,7 +785,7 @@ class Connection(BufferedStream):
         raised here: the bytes are queued, the writer meets the same error
         and ends the connection (`CloseReason.ERROR`) as for any send.
         """
-        fd = _plain_socket_fd(self.transport_stream)
+        fd = socket_fd(self.transport_stream)
         if fd < 0:
             return 0
         try:
@@ -890,7 +884,7 @@ class Connection(BufferedStream):
         try:
             await super().send_eof()
         except BaseException:
-            self._direct_ok = _DIRECT_WRITES and self._nursery is not None
+            self._direct_ok = DIRECT_IO and self._nursery is not None
             raise
         self._eof_sent = True
 
@@ -984,7 +978,7 @@ class Connection(BufferedStream):
                 handshake_timeout=handshake_timeout,
             )
         finally:
-            self._direct_ok = _DIRECT_WRITES
+            self._direct_ok = DIRECT_IO
             self._resume_reader()
         return self
 
@@ -1106,20 +1100,10 @@ class Connection(BufferedStream):
                     await trio.aclose_forcefully(transport)
 
 
-def _plain_socket_fd(transport: trio.abc.Stream) -> int:
-    """The descriptor of a plain `trio.SocketStream` (not TLS, not any other
-    stream), for the direct reads and writes; -1 otherwise, and once the
-    socket is closed: ``fileno()`` is read at each use, never a number the
-    kernel may have handed to another socket since."""
-    if type(transport) is not trio.SocketStream:
-        return -1
-    return transport.socket.fileno()
-
-
 def _unread_bytes(transport: trio.abc.Stream) -> int:
     """Bytes the kernel holds for ``transport``'s socket and nobody read yet
     (``FIONREAD``); 0 when that cannot be known."""
-    fd = _plain_socket_fd(transport) if _FIONREAD else -1
+    fd = socket_fd(transport) if _FIONREAD else -1
     if fd < 0:
         return 0
     try:

@@ -38,6 +38,7 @@ from ._buffer import (
 from ._codecs import Codec, FrameDecoder, PeekFrames, _DecoderCache, check_buffer_fits
 from ._errors import FrameTooLongError, IncompleteReadError, StartTLSRefusedError
 from ._options import check_positive, check_timeout
+from ._socketio import direct_socket_stream, read_socket
 
 __all__ = ["BufferedStream", "FrameIterator", "HalfCloseableBufferedStream"]
 
@@ -223,6 +224,11 @@ class BufferedStream(trio.abc.Stream):
     # (see _read_and_cut; `_iterator_read` makes the second test again for
     # the iterators, whose reads need no checkpointing transport).
     _lean_reads: bool = False
+    # The transport when it is a plain trio.SocketStream whose socket this
+    # stream reads itself (`read_socket`, see _socketio.py), else None.
+    # Each read tests that the transport is still this one: after start_tls
+    # (or any new transport_stream) reads go through receive_some.
+    _socket_stream: trio.SocketStream | None = None
 
     def __init__(
         self,
@@ -246,6 +252,7 @@ class BufferedStream(trio.abc.Stream):
         self._state = 0  # _RECEIVING | _CLOSED | _HANDOUT bits: one test on the hot paths
         self._fill_checkpoints = type(transport_stream) in _CHECKPOINTING_TRANSPORTS
         self._lean_reads = self._fill_checkpoints and type(self)._fill is BufferedStream._fill
+        self._socket_stream = direct_socket_stream(transport_stream)
         # A _nowait call found no frame (raised WouldBlock): its caller takes
         # frames without a checkpoint between them, and the reads of
         # receive_line and receive_until leave them uncut (see
@@ -362,8 +369,12 @@ class BufferedStream(trio.abc.Stream):
         """One read from the transport into the buffer (a full checkpoint, as
         every ``receive_some`` is). Reads one byte when the buffer is full:
         only `receive_until_eof` gets there, to probe for EOF."""
+        transport = self.transport_stream
+        size = self._read_size()
         try:
-            data = await self.transport_stream.receive_some(self._read_size())
+            data = await (
+                read_socket(transport, size) if transport is self._socket_stream else transport.receive_some(size)
+            )
         except trio.ClosedResourceError as exc:
             self._raise_if_closed_meanwhile(exc)
             raise
@@ -481,8 +492,11 @@ class BufferedStream(trio.abc.Stream):
                 if room <= 0 and not probe:
                     await self._buffer_full()
                 size = self.receive_size
+                ask = size if room >= size else (room if room > 0 else 1)
                 try:
-                    data = await transport.receive_some(size if room >= size else (room if room > 0 else 1))
+                    data = await (
+                        read_socket(transport, ask) if transport is self._socket_stream else transport.receive_some(ask)
+                    )
                 except trio.ClosedResourceError as exc:
                     self._raise_if_closed_meanwhile(exc)
                     raise
@@ -509,8 +523,13 @@ class BufferedStream(trio.abc.Stream):
                             buffer._fed += n
                             # buffered < max_size <= capacity: there is room.
                             room = capacity - buffered
+                            ask = size if room >= size else room
                             try:
-                                data = await transport.receive_some(size if room >= size else room)
+                                data = await (
+                                    read_socket(transport, ask)
+                                    if transport is self._socket_stream
+                                    else transport.receive_some(ask)
+                                )
                             except trio.ClosedResourceError as exc:
                                 self._raise_if_closed_meanwhile(exc)
                                 raise
@@ -632,7 +651,9 @@ class BufferedStream(trio.abc.Stream):
         if type(transport) not in _READS_CANCEL_FIRST:
             await checkpoint_if_cancelled()
         try:
-            read = await transport.receive_some(size)
+            read = await (
+                read_socket(transport, size) if transport is self._socket_stream else transport.receive_some(size)
+            )
         except BaseException as exc:
             await self._read_failed(exc)
             raise
@@ -731,8 +752,13 @@ class BufferedStream(trio.abc.Stream):
             # is the checkpoint), without copying through the buffer.
             # No read asks for more than receive_size (contract item 2).
             size = self.receive_size
+            if max_bytes and max_bytes < size:
+                size = max_bytes
+            transport = self.transport_stream
             try:
-                data = await self.transport_stream.receive_some(max_bytes if max_bytes and max_bytes < size else size)
+                data = await (
+                    read_socket(transport, size) if transport is self._socket_stream else transport.receive_some(size)
+                )
             except trio.ClosedResourceError as exc:
                 self._raise_if_closed_meanwhile(exc)
                 raise
@@ -826,8 +852,14 @@ class BufferedStream(trio.abc.Stream):
                             await self._fill()
                             got += stored.take_into(view[got:])
                             continue
+                        size = min(self.receive_size, want + stored.room)
+                        transport = self.transport_stream
                         try:
-                            data = await self.transport_stream.receive_some(min(self.receive_size, want + stored.room))
+                            data = await (
+                                read_socket(transport, size)
+                                if transport is self._socket_stream
+                                else transport.receive_some(size)
+                            )
                         except trio.ClosedResourceError as exc:
                             self._raise_if_closed_meanwhile(exc)
                             raise
@@ -960,7 +992,11 @@ class BufferedStream(trio.abc.Stream):
                 if type(transport) not in _READS_CANCEL_FIRST:
                     await checkpoint_if_cancelled()
                 try:
-                    read = await transport.receive_some(size)
+                    read = await (
+                        read_socket(transport, size)
+                        if transport is self._socket_stream
+                        else transport.receive_some(size)
+                    )
                 except BaseException as exc:
                     await self._read_failed(exc)
                     raise
@@ -1105,7 +1141,11 @@ class BufferedStream(trio.abc.Stream):
                 if type(transport) not in _READS_CANCEL_FIRST:
                     await checkpoint_if_cancelled()
                 try:
-                    read = await transport.receive_some(size)
+                    read = await (
+                        read_socket(transport, size)
+                        if transport is self._socket_stream
+                        else transport.receive_some(size)
+                    )
                 except BaseException as exc:
                     await self._read_failed(exc)
                     raise
@@ -2369,7 +2409,12 @@ class FrameIterator:
                                 no_peek = chunk
                                 stream._state = _RECEIVING
                                 try:
-                                    read = await stream.transport_stream.receive_some(size)
+                                    transport = stream.transport_stream
+                                    read = await (
+                                        read_socket(transport, size)
+                                        if transport is stream._socket_stream
+                                        else transport.receive_some(size)
+                                    )
                                 except trio.ClosedResourceError as exc:
                                     stream._raise_if_closed_meanwhile(exc)
                                     raise
@@ -2517,7 +2562,12 @@ class FrameIterator:
                     while True:
                         stream._state = _RECEIVING
                         try:
-                            read = await stream.transport_stream.receive_some(size)  # (start_tls replaces it)
+                            transport = stream.transport_stream  # (start_tls replaces it)
+                            read = await (
+                                read_socket(transport, size)
+                                if transport is stream._socket_stream
+                                else transport.receive_some(size)
+                            )
                         except trio.ClosedResourceError as exc:
                             stream._raise_if_closed_meanwhile(exc)
                             raise
@@ -2867,7 +2917,12 @@ class BatchIterator:
                     while True:
                         stream._state = _RECEIVING
                         try:
-                            data = await stream.transport_stream.receive_some(size)  # (start_tls replaces it)
+                            transport = stream.transport_stream  # (start_tls replaces it)
+                            data = await (
+                                read_socket(transport, size)
+                                if transport is stream._socket_stream
+                                else transport.receive_some(size)
+                            )
                         except trio.ClosedResourceError as exc:
                             stream._raise_if_closed_meanwhile(exc)
                             raise

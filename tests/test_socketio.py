@@ -1,0 +1,339 @@
+"""triostream._socketio: reading a plain trio.SocketStream's socket directly.
+
+`read_socket` must be `trio.SocketStream.receive_some` with fewer frames:
+the same bytes, the same checkpoints, the same exceptions. Each behaviour
+is run through both (``READERS``) over real sockets, so a difference shows
+as one of the pair failing. Then the streams: every kind of receive of a
+`BufferedStream` over a plain socket reads with ``os.read`` (counted), and
+nothing else does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import triostream._socketio as socketio
+from triostream import BufferedStream, LengthPrefixed
+from triostream._socketio import DIRECT_IO, direct_socket_stream, read_socket, socket_fd
+from triostream.testing import open_socket_stream_pair
+
+pytestmark = pytest.mark.skipif(not DIRECT_IO, reason="os.read takes no socket here (Windows)")
+
+Reader = Callable[[trio.SocketStream, int], Awaitable[bytes | bytearray]]
+
+
+async def _trio_receive_some(stream: trio.SocketStream, size: int) -> bytes | bytearray:
+    return await stream.receive_some(size)
+
+
+READERS: dict[str, Reader] = {"trio's receive_some": _trio_receive_some, "read_socket": read_socket}
+
+
+@contextlib.asynccontextmanager
+async def tcp_pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream]]:
+    client, server = await open_socket_stream_pair("tcp")
+    async with client, server:
+        yield client, server
+
+
+@contextlib.contextmanager
+def counting_os_reads() -> Iterator[list[int]]:
+    """The sizes `read_socket` asks ``os.read`` for (its module's name for it
+    is patched: nothing else is touched)."""
+    asked: list[int] = []
+    real = socketio._os_read
+
+    def counted(fd: int, size: int) -> bytes:
+        asked.append(size)
+        return real(fd, size)
+
+    socketio._os_read = counted
+    try:
+        yield asked
+    finally:
+        socketio._os_read = real
+
+
+# ------------------------------------------------------------ which transports
+
+
+async def test_a_plain_socket_stream_is_read_directly() -> None:
+    async with tcp_pair() as (_client, server):
+        assert direct_socket_stream(server) is server
+        assert socket_fd(server) == server.socket.fileno() >= 0
+        assert BufferedStream(server)._socket_stream is server
+
+
+async def test_trios_socket_type_is_the_one_recognized() -> None:
+    # The fast path keys on trio's private socket class: on a trio that
+    # renamed it, this fails (instead of the fast path going quietly).
+    with trio.socket.socket() as sock:
+        assert type(sock) is socketio._TRIO_SOCKET_TYPE
+
+
+async def test_other_streams_are_not_read_directly() -> None:
+    _left, right = trio.testing.memory_stream_pair()
+    assert direct_socket_stream(right) is None
+    assert socket_fd(right) == -1
+    assert BufferedStream(right)._socket_stream is None
+
+
+class ForeignSocket(trio.socket.SocketType):
+    """A socket type of one's own (as a custom socket factory makes): it
+    wraps a real trio socket and counts its ``recv`` calls, which a stream
+    over it must go through."""
+
+    def __init__(self, inner: trio.socket.SocketType) -> None:
+        super().__init__()
+        self.inner = inner
+        self.recvs = 0
+
+    @property
+    def type(self) -> socket.SocketKind:
+        return self.inner.type
+
+    def setsockopt(self, *args: Any) -> None:
+        self.inner.setsockopt(*args)
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
+        self.recvs += 1
+        return await self.inner.recv(buflen, flags)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def test_a_socket_stream_over_a_foreign_socket_type_is_read_through_it() -> None:
+    a, b = trio.socket.socketpair()
+    foreign = ForeignSocket(b)
+    async with trio.SocketStream(a) as left, trio.SocketStream(foreign) as right, BufferedStream(right) as stream:
+        assert direct_socket_stream(right) is None and socket_fd(right) == -1
+        assert stream._socket_stream is None
+        await left.send_all(b"line\n")
+        with counting_os_reads() as asked, trio.fail_after(10):
+            assert await stream.receive_line() == b"line"
+        assert foreign.recvs >= 1 and asked == []
+
+
+async def test_a_closed_socket_has_no_descriptor() -> None:
+    client, server = await open_socket_stream_pair("tcp")
+    await client.aclose()
+    await server.aclose()
+    assert socket_fd(server) == -1
+
+
+async def test_a_patched_receive_some_is_obeyed(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = trio.SocketStream.receive_some
+
+    async def patched(self: trio.SocketStream, max_bytes: int | None = None) -> bytes:
+        calls.append(max_bytes or 0)
+        return await real(self, max_bytes)
+
+    async with tcp_pair() as (client, server):
+        stream = BufferedStream(server)  # judged before the patch
+        assert stream._socket_stream is server
+        monkeypatch.setattr(trio.SocketStream, "receive_some", patched)
+        assert direct_socket_stream(server) is None  # judged after it
+        assert socket_fd(server) >= 0  # (Connection's own reads and writes: not receive_some)
+        await client.send_all(b"line\n")
+        with counting_os_reads() as asked:
+            assert await stream.receive_line() == b"line"
+        assert calls == [65536] and asked == []
+
+
+# ------------------------------------------------------------ read_socket as receive_some
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_bytes_there_are_returned_after_a_full_checkpoint(reader: str) -> None:
+    async with tcp_pair() as (client, server):
+        await client.send_all(b"abcdef")
+        await trio.sleep(0.05)
+        with trio.testing.assert_checkpoints():
+            assert await READERS[reader](server, 4) == b"abcd"  # at most size
+        with trio.testing.assert_checkpoints():
+            assert await READERS[reader](server, 100) == b"ef"
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_cancelled_read_reads_nothing_even_with_bytes_there(reader: str) -> None:
+    async with tcp_pair() as (client, server):
+        await client.send_all(b"kept")
+        await trio.sleep(0.05)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await READERS[reader](server, 100)
+        assert scope.cancelled_caught
+        assert await READERS[reader](server, 100) == b"kept"
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_read_waits_for_bytes_and_lets_others_run(reader: str) -> None:
+    async with tcp_pair() as (client, server), trio.open_nursery() as nursery:
+        order: list[str] = []
+
+        async def later() -> None:
+            order.append("sender ran")
+            await client.send_all(b"late")
+
+        nursery.start_soon(later)
+        with trio.fail_after(10):
+            data = await READERS[reader](server, 100)
+        order.append("read")
+        assert data == b"late" and order == ["sender ran", "read"]
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_read_cancelled_while_waiting_loses_nothing(reader: str) -> None:
+    async with tcp_pair() as (client, server):
+        with trio.move_on_after(0.05) as scope:
+            await READERS[reader](server, 100)
+        assert scope.cancelled_caught
+        await client.send_all(b"after")
+        with trio.fail_after(10):
+            assert await READERS[reader](server, 100) == b"after"
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_eof_is_empty_bytes(reader: str) -> None:
+    async with tcp_pair() as (client, server):
+        await client.send_all(b"last")
+        await client.send_eof()
+        with trio.fail_after(10):
+            got = b""
+            while len(got) < 4:
+                got += await READERS[reader](server, 100)
+            assert got == b"last"
+            with trio.testing.assert_checkpoints():
+                assert await READERS[reader](server, 100) == b""
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_closed_socket_raises_closed_after_a_checkpoint(reader: str) -> None:
+    client, server = await open_socket_stream_pair("tcp")
+    await client.aclose()
+    await server.aclose()
+    with trio.testing.assert_checkpoints(), pytest.raises(trio.ClosedResourceError):
+        await READERS[reader](server, 100)
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_close_by_another_task_during_the_wait_raises_closed(reader: str) -> None:
+    async with tcp_pair() as (_client, server), trio.open_nursery() as nursery:
+
+        async def close_soon() -> None:
+            await trio.sleep(0.05)
+            await server.aclose()
+
+        nursery.start_soon(close_soon)
+        with trio.fail_after(10), pytest.raises(trio.ClosedResourceError):
+            await READERS[reader](server, 100)
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("waiting", [False, True], ids=["reset before the read", "reset during the wait"])
+async def test_a_reset_connection_raises_broken_chained_to_the_os_error(reader: str, waiting: bool) -> None:
+    async with tcp_pair() as (client, server), trio.open_nursery() as nursery:
+
+        async def reset() -> None:
+            if waiting:
+                await trio.sleep(0.05)
+            # Unread bytes and a zero linger: the close sends a RST.
+            client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await client.aclose()
+
+        if waiting:
+            nursery.start_soon(reset)
+        else:
+            await reset()
+            await trio.sleep(0.05)
+        with trio.fail_after(10), pytest.raises(trio.BrokenResourceError) as caught:
+            await READERS[reader](server, 100)
+        assert isinstance(caught.value.__cause__, ConnectionResetError)
+
+
+async def test_a_read_that_waits_reads_again_only_once_woken() -> None:
+    async with tcp_pair() as (client, server), trio.open_nursery() as nursery:
+
+        async def later() -> None:
+            await trio.sleep(0.2)
+            await client.send_all(b"late")
+
+        nursery.start_soon(later)
+        with counting_os_reads() as asked, trio.fail_after(10):
+            assert await read_socket(server, 100) == b"late"
+        assert asked == [100, 100]  # the one that would block, the one after the wake-up: no polling
+
+
+async def test_a_read_with_bytes_there_makes_one_os_read() -> None:
+    async with tcp_pair() as (client, server):
+        await client.send_all(b"x" * 10)
+        await trio.sleep(0.05)
+        with counting_os_reads() as asked:
+            assert await read_socket(server, 7) == b"x" * 7
+        assert asked == [7]
+
+
+# ------------------------------------------------------------ every receive of a stream
+
+
+def _receives() -> dict[str, Callable[[BufferedStream], Awaitable[Any]]]:
+    async def first(iterator: Any) -> Any:
+        return await iterator.__anext__()
+
+    return {
+        "receive_line": lambda s: s.receive_line(),
+        "receive_until": lambda s: s.receive_until(b"\n"),
+        "receive_some": lambda s: s.receive_some(),
+        "receive_exactly": lambda s: s.receive_exactly(5),
+        "receive_exactly_into": lambda s: s.receive_exactly_into(bytearray(5)),
+        "receive_frame": lambda s: s.receive_frame(LengthPrefixed(1000)),
+        "lines()": lambda s: first(s.lines()),
+        "lines().batches()": lambda s: first(s.lines().batches()),
+        "frames()": lambda s: first(s.frames(LengthPrefixed(1000))),
+        "frames().batches()": lambda s: first(s.frames(LengthPrefixed(1000)).batches()),
+        "fill": lambda s: s.fill(),
+    }
+
+
+@pytest.mark.parametrize("receive", _receives())
+async def test_every_receive_over_a_plain_socket_reads_it_directly(receive: str) -> None:
+    framed = receive.startswith(("receive_frame", "frames"))
+    wire = struct.pack(">I", 5) + b"hello" if framed else b"hello\n"
+    async with tcp_pair() as (client, server), BufferedStream(server) as stream:
+        with counting_os_reads() as asked, trio.fail_after(10):
+            await client.send_all(wire)
+            await _receives()[receive](stream)
+        assert asked  # the bytes came by os.read (trio's receive_some uses socket.recv)
+
+
+async def test_after_start_tls_reads_go_through_the_tls_stream() -> None:
+    trustme = pytest.importorskip("trustme")
+    import ssl
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    async with tcp_pair() as (client, server), BufferedStream(server) as stream:
+        tls_client = trio.SSLStream(client, client_ctx, server_hostname="localhost")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tls_client.do_handshake)
+            await stream.start_tls(server_ctx, server_side=True)
+        await tls_client.send_all(b"secret\n")
+        with counting_os_reads() as asked, trio.fail_after(10):
+            assert await stream.receive_line() == b"secret"
+        assert asked == []  # the SSLStream read it (its own socket reads are trio's)
