@@ -332,3 +332,27 @@ async def test_the_lines_frame_floor_stops_before_a_line_over_max_size(bench: Mo
     with pytest.raises(FrameTooLongError):
         await frames.__anext__()
     assert floor.unread() == b"y" * 40 + b"\nz\n"
+
+
+async def test_the_floors_read_a_plain_socket_as_triostream_does(bench: ModuleType) -> None:
+    # Over a plain trio.SocketStream the floors read with triostream's own
+    # read (so a floor pays no more per read than the receiver it bounds);
+    # over anything else, and in the references, with receive_some.
+    from triostream._socketio import read_socket
+    from triostream.testing import open_socket_stream_pair
+
+    client, server = await open_socket_stream_pair("tcp")
+    async with client, server:
+        reader = bench.floor_reader(server)
+        assert reader.func is read_socket and reader.args == (server,)
+        wl = bench.Workload("lines-test", "test", "lines", 3, 10, receive_size=64, max_frame=16)
+        floor = bench._UntilFloor(server, wl)
+        try:
+            await client.send_all(b"ab\ncde\n")
+            with trio.fail_after(10):
+                assert await floor.receive_until(b"\n") == b"ab"
+                assert await floor.receive_until(b"\n") == b"cde"
+        finally:
+            await floor._batches.aclose()
+    _send, receive = trio.testing.memory_stream_one_way_pair()
+    assert bench.floor_reader(receive) == receive.receive_some

@@ -227,7 +227,9 @@ class BufferedStream(trio.abc.Stream):
     # The transport when it is a plain trio.SocketStream whose socket this
     # stream reads itself (`read_socket`, see _socketio.py), else None.
     # Each read tests that the transport is still this one: after start_tls
-    # (or any new transport_stream) reads go through receive_some.
+    # (or any new transport_stream) reads go through receive_some. The test
+    # and the two calls are written out at each read (a helper coroutine
+    # would put back a frame per read, the very cost read_socket saves).
     _socket_stream: trio.SocketStream | None = None
 
     def __init__(
