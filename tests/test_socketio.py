@@ -11,6 +11,8 @@ nothing else does.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,6 +24,7 @@ import trio.testing
 
 import triostream._socketio as socketio
 from triostream import BufferedStream, LengthPrefixed
+from triostream._connection import _unread_bytes
 from triostream._socketio import DIRECT_IO, direct_socket_stream, read_socket, socket_fd
 from triostream.testing import open_socket_stream_pair
 
@@ -44,20 +47,31 @@ async def tcp_pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream
         yield client, server
 
 
+class OsReads:
+    """The sizes `read_socket` asked ``os.read`` for, and how many bytes each
+    call returned."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+        self.got: list[int] = []
+
+
 @contextlib.contextmanager
-def counting_os_reads() -> Iterator[list[int]]:
-    """The sizes `read_socket` asks ``os.read`` for (its module's name for it
-    is patched: nothing else is touched)."""
-    asked: list[int] = []
+def counting_os_reads() -> Iterator[OsReads]:
+    """Counts `read_socket`'s ``os.read`` calls (its module's name for it is
+    patched: nothing else is touched)."""
+    reads = OsReads()
     real = socketio._os_read
 
     def counted(fd: int, size: int) -> bytes:
-        asked.append(size)
-        return real(fd, size)
+        reads.asked.append(size)
+        data = real(fd, size)
+        reads.got.append(len(data))
+        return data
 
     socketio._os_read = counted
     try:
-        yield asked
+        yield reads
     finally:
         socketio._os_read = real
 
@@ -121,9 +135,9 @@ async def test_a_socket_stream_over_a_foreign_socket_type_is_read_through_it() -
         assert direct_socket_stream(right) is None and socket_fd(right) == -1
         assert stream._socket_stream is None
         await left.send_all(b"line\n")
-        with counting_os_reads() as asked, trio.fail_after(10):
+        with counting_os_reads() as reads, trio.fail_after(10):
             assert await stream.receive_line() == b"line"
-        assert foreign.recvs >= 1 and asked == []
+        assert foreign.recvs >= 1 and reads.asked == []
 
 
 async def test_a_closed_socket_has_no_descriptor() -> None:
@@ -148,9 +162,66 @@ async def test_a_patched_receive_some_is_obeyed(monkeypatch: pytest.MonkeyPatch)
         assert direct_socket_stream(server) is None  # judged after it
         assert socket_fd(server) >= 0  # (Connection's own reads and writes: not receive_some)
         await client.send_all(b"line\n")
-        with counting_os_reads() as asked:
+        with counting_os_reads() as reads:
             assert await stream.receive_line() == b"line"
-        assert calls == [65536] and asked == []
+        assert calls == [65536] and reads.asked == []
+
+
+async def test_a_receive_some_patched_on_the_object_is_obeyed() -> None:
+    calls: list[int] = []
+    async with tcp_pair() as (client, server):
+        stream = BufferedStream(server)
+        real = server.receive_some
+
+        async def patched(max_bytes: int | None = None) -> bytes:
+            calls.append(max_bytes or 0)
+            return await real(max_bytes)
+
+        server.receive_some = patched  # type: ignore[method-assign]
+        assert direct_socket_stream(server) is None
+        await client.send_all(b"line\n")
+        with counting_os_reads() as reads:
+            assert await stream.receive_line() == b"line"
+        assert calls == [65536] and reads.asked == []
+
+
+@pytest.mark.parametrize("where", ["class", "object"])
+async def test_a_patched_socket_recv_is_obeyed(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    # (Seen when the stream is made: read_socket tests only receive_some again.)
+    async with tcp_pair() as (client, server):
+        real = type(server.socket).recv
+
+        async def patched(self: trio.socket.SocketType, buflen: int, flags: int = 0, /) -> bytes:
+            calls.append(buflen)
+            return await real(self, buflen, flags)
+
+        if where == "class":
+            monkeypatch.setattr(type(server.socket), "recv", patched)
+        else:
+            monkeypatch.setattr(server.socket, "recv", patched.__get__(server.socket))
+        assert direct_socket_stream(server) is None
+        stream = BufferedStream(server)
+        await client.send_all(b"line\n")
+        with counting_os_reads() as reads:
+            assert await stream.receive_line() == b"line"
+        assert calls == [65536] and reads.asked == []
+
+
+def test_a_wrapper_installed_before_import_is_not_trios_code() -> None:
+    # Why a tracing wrapper on the class, installed before triostream was
+    # imported, turns the direct reads off: it is not trio's code, even
+    # with functools.wraps's names.
+    real = trio.SocketStream.receive_some
+
+    @functools.wraps(real)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return await real(*args, **kwargs)
+
+    assert socketio._defined_in(real, "_highlevel_socket")
+    assert not socketio._defined_in(wrapper, "_highlevel_socket")
+    assert socketio._defined_in(socketio._TRIO_RECV, "_socket")
+    assert not socketio._defined_in(real, "_socket")
 
 
 # ------------------------------------------------------------ read_socket as receive_some
@@ -225,8 +296,9 @@ async def test_a_closed_socket_raises_closed_after_a_checkpoint(reader: str) -> 
     client, server = await open_socket_stream_pair("tcp")
     await client.aclose()
     await server.aclose()
-    with trio.testing.assert_checkpoints(), pytest.raises(trio.ClosedResourceError):
+    with trio.testing.assert_checkpoints(), pytest.raises(trio.ClosedResourceError) as caught:
         await READERS[reader](server, 100)
+    assert caught.value.__cause__ is None  # (raised "from None": a close is not a socket failure)
 
 
 @pytest.mark.parametrize("reader", READERS)
@@ -264,6 +336,31 @@ async def test_a_reset_connection_raises_broken_chained_to_the_os_error(reader: 
         assert isinstance(caught.value.__cause__, ConnectionResetError)
 
 
+async def test_an_error_of_the_wait_is_a_broken_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    failure = OSError(errno.EINVAL, "the poller refused the descriptor")
+
+    async def failing_wait(sock: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(socketio, "wait_readable", failing_wait)
+    async with tcp_pair() as (_client, server):
+        with trio.fail_after(10), pytest.raises(trio.BrokenResourceError) as caught:
+            await read_socket(server, 100)  # nothing there: it waits
+        assert caught.value.__cause__ is failure
+
+
+async def test_a_keyboard_interrupt_in_the_read_leaves_after_a_schedule_point(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def interrupted(fd: int, size: int) -> bytes:
+        raise KeyboardInterrupt
+
+    async with tcp_pair() as (_client, server):
+        monkeypatch.setattr(socketio, "_os_read", interrupted)
+        with trio.testing.assert_checkpoints(), pytest.raises(KeyboardInterrupt):
+            await read_socket(server, 100)
+
+
 async def test_a_read_that_waits_reads_again_only_once_woken() -> None:
     async with tcp_pair() as (client, server), trio.open_nursery() as nursery:
 
@@ -272,51 +369,119 @@ async def test_a_read_that_waits_reads_again_only_once_woken() -> None:
             await client.send_all(b"late")
 
         nursery.start_soon(later)
-        with counting_os_reads() as asked, trio.fail_after(10):
+        with counting_os_reads() as reads, trio.fail_after(10):
             assert await read_socket(server, 100) == b"late"
-        assert asked == [100, 100]  # the one that would block, the one after the wake-up: no polling
+        assert reads.asked == [100, 100]  # the one that would block, the one after the wake-up: no polling
 
 
 async def test_a_read_with_bytes_there_makes_one_os_read() -> None:
     async with tcp_pair() as (client, server):
         await client.send_all(b"x" * 10)
         await trio.sleep(0.05)
-        with counting_os_reads() as asked:
+        with counting_os_reads() as reads:
             assert await read_socket(server, 7) == b"x" * 7
-        assert asked == [7]
+        assert reads.asked == [7]
 
 
 # ------------------------------------------------------------ every receive of a stream
 
-
-def _receives() -> dict[str, Callable[[BufferedStream], Awaitable[Any]]]:
-    async def first(iterator: Any) -> Any:
-        return await iterator.__anext__()
-
-    return {
-        "receive_line": lambda s: s.receive_line(),
-        "receive_until": lambda s: s.receive_until(b"\n"),
-        "receive_some": lambda s: s.receive_some(),
-        "receive_exactly": lambda s: s.receive_exactly(5),
-        "receive_exactly_into": lambda s: s.receive_exactly_into(bytearray(5)),
-        "receive_frame": lambda s: s.receive_frame(LengthPrefixed(1000)),
-        "lines()": lambda s: first(s.lines()),
-        "lines().batches()": lambda s: first(s.lines().batches()),
-        "frames()": lambda s: first(s.frames(LengthPrefixed(1000))),
-        "frames().batches()": lambda s: first(s.frames(LengthPrefixed(1000)).batches()),
-        "fill": lambda s: s.fill(),
-    }
+Consume = Callable[[BufferedStream, int, int], Awaitable[list[bytes]]]
 
 
-@pytest.mark.parametrize("receive", _receives())
-async def test_every_receive_over_a_plain_socket_reads_it_directly(receive: str) -> None:
-    framed = receive.startswith(("receive_frame", "frames"))
-    wire = struct.pack(">I", 5) + b"hello" if framed else b"hello\n"
-    async with tcp_pair() as (client, server), BufferedStream(server) as stream:
-        with counting_os_reads() as asked, trio.fail_after(10):
-            await client.send_all(wire)
-            await _receives()[receive](stream)
-        assert asked  # the bytes came by os.read (trio's receive_some uses socket.recv)
+async def _first_n(iterator: Any, count: int, batches: bool = False) -> list[bytes]:
+    frames: list[bytes] = []
+    async for item in iterator:
+        frames.extend(item if batches else [item])
+        if len(frames) >= count:
+            break
+    return frames
+
+
+async def _some(stream: BufferedStream, count: int, size: int) -> list[bytes]:
+    got = b""
+    while len(got) < count * size:
+        got += await stream.receive_some()
+    return [got[k : k + size] for k in range(0, len(got), size)]
+
+
+async def _filled(stream: BufferedStream, count: int, size: int) -> list[bytes]:
+    while len(stream.peek()) < count * size:
+        await stream.fill()
+    return [await stream.receive_exactly(size) for _ in range(count)]
+
+
+async def _into(stream: BufferedStream, count: int, size: int) -> list[bytes]:
+    frames = []
+    for _ in range(count):
+        target = bytearray(size)
+        await stream.receive_exactly_into(target)
+        frames.append(bytes(target))
+    return frames
+
+
+def _codec(size: int) -> LengthPrefixed:
+    return LengthPrefixed(size)
+
+
+# Each receive, how its frames go on the wire ("line", "prefixed" or "raw"),
+# and how to take ``count`` of them of ``size`` bytes.
+RECEIVES: dict[str, tuple[str, Consume]] = {
+    "receive_line": ("line", lambda s, n, size: _repeat(n, lambda: s.receive_line())),
+    "receive_until": ("line", lambda s, n, size: _repeat(n, lambda: s.receive_until(b"\n"))),
+    "receive_some": ("raw", _some),
+    "receive_exactly": ("raw", lambda s, n, size: _repeat(n, lambda: s.receive_exactly(size))),
+    "receive_exactly_into": ("raw", _into),
+    "fill": ("raw", _filled),
+    "receive_frame": ("prefixed", lambda s, n, size: _repeat(n, lambda: s.receive_frame(_codec(size)))),
+    "lines()": ("line", lambda s, n, size: _first_n(s.lines(), n)),
+    "lines().batches()": ("line", lambda s, n, size: _first_n(s.lines().batches(), n, batches=True)),
+    "frames()": ("prefixed", lambda s, n, size: _first_n(s.frames(_codec(size)), n)),
+    "frames().batches()": ("prefixed", lambda s, n, size: _first_n(s.frames(_codec(size)).batches(), n, True)),
+}
+
+
+async def _repeat(count: int, receive: Callable[[], Awaitable[bytes]]) -> list[bytes]:
+    return [await receive() for _ in range(count)]
+
+
+# (frames, frame size, the stream's receive_size), the whole wire sent
+# before the receive starts (it fits in the kernel's buffers): one short
+# frame in one read; one long frame over many reads (the loops that queue reads without a
+# delimiter); many medium frames over many reads (the frame loops' own reads);
+# frames of 8 KiB and more (the frame loops' long-frame loop and its reads).
+SHAPES = {
+    "one short frame": (1, 5, 65536),
+    "one frame over 20 reads": (1, 20_000, 1024),
+    "50 medium frames": (50, 1000, 4096),
+    "6 long frames": (6, 9000, 16384),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("receive", RECEIVES)
+async def test_every_receive_over_a_plain_socket_reads_it_directly(receive: str, shape: str) -> None:
+    # Every byte the stream takes from the kernel comes through os.read: the
+    # sum of what os.read returned is all the kernel no longer holds (FIONREAD).
+    count, size, receive_size = SHAPES[shape]
+    kind, consume = RECEIVES[receive]
+    frames = [bytes([65 + k % 26]) * size for k in range(count)]
+    if kind == "line":
+        wire = b"".join(frame + b"\n" for frame in frames)
+    elif kind == "prefixed":
+        wire = b"".join(struct.pack(">I", size) + frame for frame in frames)
+    else:
+        wire = b"".join(frames)
+    async with (
+        tcp_pair() as (client, server),
+        BufferedStream(server, receive_size=receive_size, max_buffer_size=65536) as stream,
+    ):
+        await client.send_all(wire)
+        await trio.sleep(0.05)  # all of it in the receiver's kernel buffer (loopback)
+        with counting_os_reads() as reads, trio.fail_after(10):
+            assert await consume(stream, count, size) == frames
+        taken = len(wire) - _unread_bytes(server)
+    assert taken > 0 and sum(reads.got) == taken  # none by trio's receive_some (socket.recv)
+    assert len(reads.got) >= (taken + receive_size - 1) // receive_size  # (each read asks for at most receive_size)
 
 
 async def test_after_start_tls_reads_go_through_the_tls_stream() -> None:
@@ -334,6 +499,6 @@ async def test_after_start_tls_reads_go_through_the_tls_stream() -> None:
             nursery.start_soon(tls_client.do_handshake)
             await stream.start_tls(server_ctx, server_side=True)
         await tls_client.send_all(b"secret\n")
-        with counting_os_reads() as asked, trio.fail_after(10):
+        with counting_os_reads() as reads, trio.fail_after(10):
             assert await stream.receive_line() == b"secret"
-        assert asked == []  # the SSLStream read it (its own socket reads are trio's)
+        assert reads.asked == []  # the SSLStream read it (its own socket reads are trio's)
