@@ -62,9 +62,9 @@ over loopback TCP (the benchmarks' sender, 11 interleaved rounds, medians of
 per-round ratios): ``receive_until`` per call 1.25x its speed through
 ``receive_some``; 1 KiB lines, ``lines().batches()`` 1.07x; 4 KiB
 length-prefixed frames, ``frames()`` 1.13x. The saving per read is the
-three coroutines' frames, two context managers and a generator (about 280
-bytecodes of the 680 a 16 KiB line costs per call, a read being a quarter
-of them); over TCP the code that runs after each read also runs with caches
+three coroutines' frames, two context managers and a generator: about 280
+bytecodes per read, 70 of the 768 a 16 KiB line cost per call (four lines to
+a read; traced over TCP); over TCP the code that runs after each read also runs with caches
 the kernel's network work has cooled, so each bytecode saved counts for more
 than in one process.
 """
@@ -99,8 +99,9 @@ def _defined_in(func: object, module_name: str) -> bool:
 # module is imported, if they are trio's code (not a wrapper installed
 # before: then nothing qualifies). A transport is read directly only while
 # both are still these, and neither is replaced on the objects themselves:
-# a patch (a test injecting errors, a tracing wrapper) is obeyed, tested
-# when a transport is judged and again at each read.
+# a patch (a test injecting errors, a tracing wrapper) is obeyed. Both are
+# tested when a transport is judged, receive_some again at each read (see
+# read_socket).
 _TRIO_RECEIVE_SOME: object = _SocketStream.receive_some
 _TRIO_RECV: object = getattr(_TRIO_SOCKET_TYPE, "recv", None)
 if not (_defined_in(_TRIO_RECEIVE_SOME, "_highlevel_socket") and _defined_in(_TRIO_RECV, "_socket")):
