@@ -64,9 +64,11 @@ per-round ratios): ``receive_until`` per call 1.25x its speed through
 length-prefixed frames, ``frames()`` 1.13x. The saving per read is the
 three coroutines' frames, two context managers and a generator: about 280
 bytecodes per read, 70 of the 768 a 16 KiB line cost per call (four lines to
-a read; traced over TCP); over TCP the code that runs after each read also runs with caches
-the kernel's network work has cooled, so each bytecode saved counts for more
-than in one process.
+a read; traced over TCP). Over TCP each bytecode saved counts for more than
+in one process: the same 90 bytecodes per line between ``receive_until``
+and its floor cost about 550 ns per line there and about 200 in one
+process (most likely caches cooled by the kernel's network work between
+reads; this machine has no hardware counters to show it).
 """
 
 from __future__ import annotations
