@@ -12,7 +12,7 @@ import functools
 import itertools
 import random
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from unittest.mock import patch
 
 import pytest
@@ -300,19 +300,26 @@ async def test_closing_a_connection_in_a_frame_loop_after_its_last_frame_does_no
 # the loop itself, for as long as nothing else looks at the buffer.
 
 
+def _random_bodies(rnd: random.Random, count: int, others: bool) -> Iterator[bytes]:
+    """``count`` bodies of 520-3000 bytes (with ``others``, runs of short and
+    of long ones among them), drawn one at a time from ``rnd`` (a caller may
+    draw between them)."""
+    sizes = {"medium": (520, 3000), "short": (0, 100), "long": (8200, 12000)}
+    regime = "medium"
+    for n in range(count):
+        if others and rnd.random() < 0.05:
+            regime = rnd.choice(["medium", "medium", "short", "long"])
+        yield bytes([97 + n % 26]) * rnd.randint(*sizes[regime])
+
+
 def _medium_lines(
     rnd: random.Random, count: int, crlf: float, others: bool = False
 ) -> tuple[list[bytes], bytes, list[int]]:
     """``count`` lines of 520-3000 bytes (with ``others``, runs of short and
     of long lines among them), a share ``crlf`` of them ending in \r\n; the
     wire, and where each line's ending ends in it."""
-    sizes = {"medium": (520, 3000), "short": (0, 100), "long": (8200, 12000)}
-    regime = "medium"
     lines = []
-    for n in range(count):
-        if others and rnd.random() < 0.05:
-            regime = rnd.choice(["medium", "medium", "short", "long"])
-        body = bytes([97 + n % 26]) * rnd.randint(*sizes[regime])
+    for body in _random_bodies(rnd, count, others):
         lines.append(body + (b"\r" if rnd.random() < crlf else b""))
     wire = b"".join(line + b"\n" for line in lines)
     return lines, wire, list(itertools.accumulate(len(line) + 1 for line in lines))
@@ -555,13 +562,7 @@ def _medium_frames(rnd: random.Random, count: int, others: bool = False) -> tupl
     """``count`` bodies of 520-3000 bytes (with ``others``, runs of short and
     of long ones among them), the wire (4-byte big-endian lengths), and where
     each frame ends in it."""
-    sizes = {"medium": (520, 3000), "short": (0, 100), "long": (8200, 12000)}
-    regime = "medium"
-    bodies = []
-    for n in range(count):
-        if others and rnd.random() < 0.05:
-            regime = rnd.choice(["medium", "medium", "short", "long"])
-        bodies.append(bytes([97 + n % 26]) * rnd.randint(*sizes[regime]))
+    bodies = list(_random_bodies(rnd, count, others))
     return bodies, _prefixed(*bodies), list(itertools.accumulate(4 + len(body) for body in bodies))
 
 

@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TypeGuard
+from typing import NoReturn, TypeGuard
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, wait_readable
@@ -190,7 +190,7 @@ async def read_socket(transport: trio.abc.Stream, size: int) -> bytes | bytearra
         # would-block (KeyboardInterrupt included), then translates.
         await cancel_shielded_checkpoint()
         if isinstance(exc, OSError):
-            raise _stream_error(exc) from (None if exc.errno == errno.EBADF else exc)
+            _raise_stream_error(exc)
         raise
     else:
         await cancel_shielded_checkpoint()
@@ -202,14 +202,15 @@ async def read_socket(transport: trio.abc.Stream, size: int) -> bytes | bytearra
         except BlockingIOError:
             pass
         except OSError as exc:  # (the wait's too, as trio translates them)
-            raise _stream_error(exc) from (None if exc.errno == errno.EBADF else exc)
+            _raise_stream_error(exc)
 
 
-def _stream_error(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
-    """The stream error trio's SocketStream raises for a socket's ``exc``:
-    ``EBADF`` (the socket closed) is `trio.ClosedResourceError`. (trio also
-    maps ``ENOTSOCK``, which ``os.read`` never raises: see the module's
-    comment.)"""
+def _raise_stream_error(exc: OSError) -> NoReturn:
+    """Raise the stream error trio's SocketStream raises for a socket's
+    ``exc``: ``EBADF`` (the socket closed) as `trio.ClosedResourceError`,
+    unchained; anything else as `trio.BrokenResourceError` chained to
+    ``exc``. (trio also maps ``ENOTSOCK``, which ``os.read`` never raises:
+    see the module's comment.)"""
     if exc.errno == errno.EBADF:
-        return trio.ClosedResourceError("this socket was already closed")
-    return trio.BrokenResourceError(f"socket connection broken: {exc}")
+        raise trio.ClosedResourceError("this socket was already closed") from None
+    raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
