@@ -31,6 +31,7 @@ from scripted import AsBytes, LateStream, ScriptedStream, calls_to, closed_durin
 
 import triostream._buffer
 import triostream._codecs
+import triostream._socketio
 import triostream._stream
 from triostream import (
     BatchIterator,
@@ -3771,6 +3772,51 @@ async def test_a_receive_that_must_read_asks_for_no_more_than_the_buffer_has_roo
                 else:
                     assert await stream.receive_until(b"\n") == b"x" * 300 + b"y" * 500
     assert asked == [700]
+
+
+@pytest.mark.parametrize("transport", ["receive_some", "socket"])
+@pytest.mark.parametrize("how", ["line", "until", "iterator"])
+async def test_a_frame_that_spans_reads_is_read_no_further_than_the_buffer_has_room_for(
+    transport: str, how: str
+) -> None:
+    # A line longer than a whole read is read in _receive_more's loop that
+    # queues reads without a delimiter: each read asks for receive_size
+    # while that fits, then for the room left (500 of 2500), so the buffer
+    # never holds more than max_buffer_size. The frame is then too long,
+    # and stays buffered whole.
+    body = b"x" * 2600
+    asked: list[int] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if transport == "socket":
+            a, b = trio.socket.socketpair()
+            left = await stack.enter_async_context(trio.SocketStream(a))
+            await left.send_all(body)
+            real = triostream._socketio._os_read
+
+            def os_read(fd: int, n: int) -> bytes:
+                asked.append(n)
+                return real(fd, n)
+
+            stack.enter_context(patch.object(triostream._socketio, "_os_read", os_read))
+            transport_stream: trio.abc.Stream = trio.SocketStream(b)
+        else:
+            scripted = ScriptedStream([body])
+            transport_stream = scripted
+        stream = await stack.enter_async_context(
+            BufferedStream(transport_stream, max_buffer_size=2500, receive_size=1000)
+        )
+        assert (stream._socket_stream is not None) == (transport == "socket")
+        with trio.fail_after(5), pytest.raises(FrameTooLongError):
+            if how == "line":
+                await stream.receive_line()
+            elif how == "until":
+                await stream.receive_until(b"\n")
+            else:
+                await stream.lines().__anext__()
+        if transport == "receive_some":
+            asked = [n or 0 for n in scripted.requests]
+        assert asked == [1000, 1000, 500]
+        assert stream.peek() == body[:2500]
 
 
 @contextlib.asynccontextmanager
