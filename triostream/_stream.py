@@ -229,7 +229,9 @@ class BufferedStream(trio.abc.Stream):
     # Each read tests that the transport is still this one: after start_tls
     # (or any new transport_stream) reads go through receive_some. The test
     # and the two calls are written out at each read (a helper coroutine
-    # would put back a frame per read, the very cost read_socket saves).
+    # would put back a frame per read, the very cost read_socket saves);
+    # _receive_more's loop for long frames makes the test once, before its
+    # reads (the transport it reads is taken once per call).
     _socket_stream: trio.SocketStream | None = None
 
     def __init__(
