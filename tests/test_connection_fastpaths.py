@@ -17,6 +17,8 @@ over real sockets on 127.0.0.1, and the contract they keep:
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -281,6 +283,44 @@ async def test_the_read_after_a_reply_waits_when_nothing_has_arrived(monkeypatch
             with trio.fail_after(10):
                 assert await conn.receive_line() == b"late"
         assert counter.calls == before + 1  # the miss waits in receive_some
+
+
+@pytest.mark.parametrize("where", ["the reader task", "the read after a reply"])
+@pytest.mark.parametrize("code", [errno.EBADF, errno.ECONNRESET], ids=["EBADF", "ECONNRESET"])
+async def test_the_connections_own_socket_reads_raise_what_receive_some_raises(
+    where: str, code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader task's loop and the read after a reply read the socket with
+    # os.read themselves; a socket error there ends the connection with the
+    # error receive_some raises for it (trio's translation, as read_socket
+    # makes it): a closed socket (EBADF) ClosedResourceError, anything else
+    # BrokenResourceError chained to the OSError.
+    real = os.read
+    failing: list[int] = []
+
+    def read(fd: int, size: int) -> bytes:
+        if fd in failing:
+            raise OSError(code, os.strerror(code))
+        return real(fd, size)
+
+    monkeypatch.setattr(os, "read", read)  # (the connection calls os.read; read_socket has its own name)
+    read_ahead = where == "the reader task"
+    async with tcp_pair() as (client, server), open_connection(server, read_ahead=read_ahead) as conn:
+        if not read_ahead:
+            await answered(client, conn)
+        failing.append(server.socket.fileno())
+        await client.send_all(b"lost\n")
+        with trio.fail_after(10), pytest.raises(trio.BrokenResourceError) as caught:
+            await conn.receive_line()
+        assert conn.close_reason is CloseReason.ERROR
+        assert caught.value.__cause__ is conn.close_error
+        if code == errno.EBADF:
+            assert type(conn.close_error) is trio.ClosedResourceError
+            assert conn.close_error.__cause__ is None
+        else:
+            assert type(conn.close_error) is trio.BrokenResourceError
+            assert isinstance(conn.close_error.__cause__, OSError)
+            assert conn.close_error.__cause__.errno == code
 
 
 async def test_the_read_after_a_reply_cancelled_consumes_nothing() -> None:

@@ -36,7 +36,7 @@ from trio.lowlevel import checkpoint
 
 from ._errors import StartTLSRefusedError
 from ._options import ConnectionOptions, check_timeout
-from ._socketio import DIRECT_IO, socket_fd
+from ._socketio import DIRECT_IO, raise_stream_error, socket_fd
 from ._stream import _CHECKPOINTING_TRANSPORTS, _CLOSED, _RECEIVING, BufferedStream
 
 __all__ = ["CloseReason", "Connection", "WriteBufferFullError", "open_connection"]
@@ -464,7 +464,7 @@ class Connection(BufferedStream):
                             await trio.lowlevel.wait_readable(sock)
                             scheduled = True
                         except OSError as exc:
-                            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+                            raise_stream_error(exc)  # (as receive_some translates it)
                 else:
                     self._reader_reading = True  # (see detach)
                     try:
@@ -660,9 +660,11 @@ class Connection(BufferedStream):
         to 0.92x-0.97x of the hand-written Trio server; without the direct
         read (yield, then ``receive_some``) 0.92x-0.93x.
 
-        A cancellation at the checkpoint consumes nothing. Raises
-        `trio.BrokenResourceError` for a socket error, as ``receive_some``
-        does (the caller ends the connection).
+        A cancellation at the checkpoint consumes nothing. A socket error
+        raises what ``receive_some`` raises for it (`raise_stream_error`:
+        `trio.ClosedResourceError` for a closed socket, else
+        `trio.BrokenResourceError` chained to it); the caller ends the
+        connection.
         """
         await checkpoint()
         transport = self.transport_stream
@@ -673,7 +675,7 @@ class Connection(BufferedStream):
             except BlockingIOError:
                 pass
             except OSError as exc:
-                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+                raise_stream_error(exc)  # (as receive_some translates it)
         return await transport.receive_some(self._read_size())
 
     def _read_deadline(self) -> float:

@@ -39,7 +39,8 @@ it). Callers pass sizes of at least 1 (trio's method refuses less with
 `ValueError`; ``os.read`` would return ``b""``).
 (`Connection` reads and writes the descriptor of the same transports itself,
 `socket_fd`: its reader task's loop and its replies sent in the handler's
-task, see _connection.py.)
+task, see _connection.py; its reads translate errors with
+`raise_stream_error` too.)
 
 When. `direct_socket_stream` says which transports qualify: a
 `trio.SocketStream` (a final class) whose socket is trio's own socket type
@@ -190,7 +191,7 @@ async def read_socket(transport: trio.abc.Stream, size: int) -> bytes | bytearra
         # would-block (KeyboardInterrupt included), then translates.
         await cancel_shielded_checkpoint()
         if isinstance(exc, OSError):
-            _raise_stream_error(exc)
+            raise_stream_error(exc)
         raise
     else:
         await cancel_shielded_checkpoint()
@@ -202,10 +203,10 @@ async def read_socket(transport: trio.abc.Stream, size: int) -> bytes | bytearra
         except BlockingIOError:
             pass
         except OSError as exc:  # (the wait's too, as trio translates them)
-            _raise_stream_error(exc)
+            raise_stream_error(exc)
 
 
-def _raise_stream_error(exc: OSError) -> NoReturn:
+def raise_stream_error(exc: OSError) -> NoReturn:
     """Raise the stream error trio's SocketStream raises for a socket's
     ``exc``: ``EBADF`` (the socket closed) as `trio.ClosedResourceError`,
     unchained; anything else as `trio.BrokenResourceError` chained to
