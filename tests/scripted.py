@@ -1,6 +1,7 @@
 """A transport for tests: delivers given chunks, then EOF or an error (or,
-`LateStream`, a read that returns after a close); and a spy that records
-which methods of a class were called."""
+`LateStream`, a read that returns after a close); a spy that records
+which methods of a class were called; and a counter of the socket reads
+`triostream._socketio.read_socket` makes (`counting_os_reads`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from unittest.mock import patch
 import pytest
 import trio
 import trio.testing
+
+import triostream._socketio
 
 
 @contextlib.contextmanager
@@ -170,3 +173,32 @@ async def closed_during_a_late_read(
         await trio.testing.wait_all_tasks_blocked()
         await stream.aclose()
         transport.arrive.set()
+
+
+class OsReads:
+    """The sizes `read_socket` asked ``os.read`` for, and how many bytes each
+    call returned."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+        self.got: list[int] = []
+
+
+@contextlib.contextmanager
+def counting_os_reads() -> Iterator[OsReads]:
+    """Counts `read_socket`'s ``os.read`` calls (its module's name for it is
+    patched: nothing else is touched)."""
+    reads = OsReads()
+    real = triostream._socketio._os_read
+
+    def counted(fd: int, size: int) -> bytes:
+        reads.asked.append(size)
+        data = real(fd, size)
+        reads.got.append(len(data))
+        return data
+
+    triostream._socketio._os_read = counted
+    try:
+        yield reads
+    finally:
+        triostream._socketio._os_read = real

@@ -27,11 +27,18 @@ import trio.testing
 import trustme
 from hypothesis import example, given
 from hypothesis import strategies as st
-from scripted import AsBytes, LateStream, ScriptedStream, calls_to, closed_during_a_late_read, results_of
+from scripted import (
+    AsBytes,
+    LateStream,
+    ScriptedStream,
+    calls_to,
+    closed_during_a_late_read,
+    counting_os_reads,
+    results_of,
+)
 
 import triostream._buffer
 import triostream._codecs
-import triostream._socketio
 import triostream._stream
 from triostream import (
     BatchIterator,
@@ -3791,13 +3798,7 @@ async def test_a_frame_that_spans_reads_is_read_no_further_than_the_buffer_has_r
             a, b = trio.socket.socketpair()
             left = await stack.enter_async_context(trio.SocketStream(a))
             await left.send_all(body)
-            real = triostream._socketio._os_read
-
-            def os_read(fd: int, n: int) -> bytes:
-                asked.append(n)
-                return real(fd, n)
-
-            stack.enter_context(patch.object(triostream._socketio, "_os_read", os_read))
+            asked = stack.enter_context(counting_os_reads()).asked
             transport_stream: trio.abc.Stream = trio.SocketStream(b)
         else:
             scripted = ScriptedStream([body])

@@ -10,23 +10,23 @@ nothing else does.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from scripted import counting_os_reads
 
 import triostream._socketio as socketio
 from triostream import BufferedStream, LengthPrefixed
 from triostream._connection import _unread_bytes
 from triostream._socketio import DIRECT_IO, direct_socket_stream, read_socket, socket_fd
-from triostream.testing import open_socket_stream_pair
+from triostream.testing import open_socket_stream_pair, socket_stream_pair
 
 pytestmark = pytest.mark.skipif(not DIRECT_IO, reason="os.read takes no socket here (Windows)")
 
@@ -40,47 +40,11 @@ async def _trio_receive_some(stream: trio.SocketStream, size: int) -> bytes | by
 READERS: dict[str, Reader] = {"trio's receive_some": _trio_receive_some, "read_socket": read_socket}
 
 
-@contextlib.asynccontextmanager
-async def tcp_pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream]]:
-    client, server = await open_socket_stream_pair("tcp")
-    async with client, server:
-        yield client, server
-
-
-class OsReads:
-    """The sizes `read_socket` asked ``os.read`` for, and how many bytes each
-    call returned."""
-
-    def __init__(self) -> None:
-        self.asked: list[int] = []
-        self.got: list[int] = []
-
-
-@contextlib.contextmanager
-def counting_os_reads() -> Iterator[OsReads]:
-    """Counts `read_socket`'s ``os.read`` calls (its module's name for it is
-    patched: nothing else is touched)."""
-    reads = OsReads()
-    real = socketio._os_read
-
-    def counted(fd: int, size: int) -> bytes:
-        reads.asked.append(size)
-        data = real(fd, size)
-        reads.got.append(len(data))
-        return data
-
-    socketio._os_read = counted
-    try:
-        yield reads
-    finally:
-        socketio._os_read = real
-
-
 # ------------------------------------------------------------ which transports
 
 
 async def test_a_plain_socket_stream_is_read_directly() -> None:
-    async with tcp_pair() as (_client, server):
+    async with socket_stream_pair("tcp") as (_client, server):
         assert direct_socket_stream(server) is server
         assert socket_fd(server) == server.socket.fileno() >= 0
         assert BufferedStream(server)._socket_stream is server
@@ -155,7 +119,7 @@ async def test_a_patched_receive_some_is_obeyed(monkeypatch: pytest.MonkeyPatch)
         calls.append(max_bytes or 0)
         return await real(self, max_bytes)
 
-    async with tcp_pair() as (client, server):
+    async with socket_stream_pair("tcp") as (client, server):
         stream = BufferedStream(server)  # judged before the patch
         assert stream._socket_stream is server
         monkeypatch.setattr(trio.SocketStream, "receive_some", patched)
@@ -169,7 +133,7 @@ async def test_a_patched_receive_some_is_obeyed(monkeypatch: pytest.MonkeyPatch)
 
 async def test_a_receive_some_patched_on_the_object_is_obeyed() -> None:
     calls: list[int] = []
-    async with tcp_pair() as (client, server):
+    async with socket_stream_pair("tcp") as (client, server):
         stream = BufferedStream(server)
         real = server.receive_some
 
@@ -189,7 +153,7 @@ async def test_a_receive_some_patched_on_the_object_is_obeyed() -> None:
 async def test_a_patched_socket_recv_is_obeyed(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     # (Seen when the stream is made: read_socket tests only receive_some again.)
-    async with tcp_pair() as (client, server):
+    async with socket_stream_pair("tcp") as (client, server):
         real = type(server.socket).recv
 
         async def patched(self: trio.socket.SocketType, buflen: int, flags: int = 0, /) -> bytes:
@@ -229,7 +193,7 @@ def test_a_wrapper_installed_before_import_is_not_trios_code() -> None:
 
 @pytest.mark.parametrize("reader", READERS)
 async def test_bytes_there_are_returned_after_a_full_checkpoint(reader: str) -> None:
-    async with tcp_pair() as (client, server):
+    async with socket_stream_pair("tcp") as (client, server):
         await client.send_all(b"abcdef")
         await trio.sleep(0.05)
         with trio.testing.assert_checkpoints():
@@ -240,7 +204,7 @@ async def test_bytes_there_are_returned_after_a_full_checkpoint(reader: str) -> 
 
 @pytest.mark.parametrize("reader", READERS)
 async def test_a_cancelled_read_reads_nothing_even_with_bytes_there(reader: str) -> None:
-    async with tcp_pair() as (client, server):
+    async with socket_stream_pair("tcp") as (client, server):
         await client.send_all(b"kept")
         await trio.sleep(0.05)
         with trio.CancelScope() as scope:
@@ -252,7 +216,7 @@ async def test_a_cancelled_read_reads_nothing_even_with_bytes_there(reader: str)
 
 @pytest.mark.parametrize("reader", READERS)
 async def test_a_read_waits_for_bytes_and_lets_others_run(reader: str) -> None:
-    async with tcp_pair() as (client, server), trio.open_nursery() as nursery:
+    async with socket_stream_pair("tcp") as (client, server), trio.open_nursery() as nursery:
         order: list[str] = []
 
         async def later() -> None:
@@ -268,7 +232,7 @@ async def test_a_read_waits_for_bytes_and_lets_others_run(reader: str) -> None:
 
 @pytest.mark.parametrize("reader", READERS)
 async def test_a_read_cancelled_while_waiting_loses_nothing(reader: str) -> None:
-    async with tcp_pair() as (client, server):
+    async with socket_stream_pair("tcp") as (client, server):
         with trio.move_on_after(0.05) as scope:
             await READERS[reader](server, 100)
         assert scope.cancelled_caught
@@ -279,7 +243,7 @@ async def test_a_read_cancelled_while_waiting_loses_nothing(reader: str) -> None
 
 @pytest.mark.parametrize("reader", READERS)
 async def test_eof_is_empty_bytes(reader: str) -> None:
-    async with tcp_pair() as (client, server):
+    async with socket_stream_pair("tcp") as (client, server):
         await client.send_all(b"last")
         await client.send_eof()
         with trio.fail_after(10):
@@ -303,7 +267,7 @@ async def test_a_closed_socket_raises_closed_after_a_checkpoint(reader: str) -> 
 
 @pytest.mark.parametrize("reader", READERS)
 async def test_a_close_by_another_task_during_the_wait_raises_closed(reader: str) -> None:
-    async with tcp_pair() as (_client, server), trio.open_nursery() as nursery:
+    async with socket_stream_pair("tcp") as (_client, server), trio.open_nursery() as nursery:
 
         async def close_soon() -> None:
             await trio.sleep(0.05)
@@ -317,7 +281,7 @@ async def test_a_close_by_another_task_during_the_wait_raises_closed(reader: str
 @pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("waiting", [False, True], ids=["reset before the read", "reset during the wait"])
 async def test_a_reset_connection_raises_broken_chained_to_the_os_error(reader: str, waiting: bool) -> None:
-    async with tcp_pair() as (client, server), trio.open_nursery() as nursery:
+    async with socket_stream_pair("tcp") as (client, server), trio.open_nursery() as nursery:
 
         async def reset() -> None:
             if waiting:
@@ -343,7 +307,7 @@ async def test_an_error_of_the_wait_is_a_broken_stream(monkeypatch: pytest.Monke
         raise failure
 
     monkeypatch.setattr(socketio, "wait_readable", failing_wait)
-    async with tcp_pair() as (_client, server):
+    async with socket_stream_pair("tcp") as (_client, server):
         with trio.fail_after(10), pytest.raises(trio.BrokenResourceError) as caught:
             await read_socket(server, 100)  # nothing there: it waits
         assert caught.value.__cause__ is failure
@@ -355,14 +319,14 @@ async def test_a_keyboard_interrupt_in_the_read_leaves_after_a_schedule_point(
     def interrupted(fd: int, size: int) -> bytes:
         raise KeyboardInterrupt
 
-    async with tcp_pair() as (_client, server):
+    async with socket_stream_pair("tcp") as (_client, server):
         monkeypatch.setattr(socketio, "_os_read", interrupted)
         with trio.testing.assert_checkpoints(), pytest.raises(KeyboardInterrupt):
             await read_socket(server, 100)
 
 
 async def test_a_read_that_waits_reads_again_only_once_woken() -> None:
-    async with tcp_pair() as (client, server), trio.open_nursery() as nursery:
+    async with socket_stream_pair("tcp") as (client, server), trio.open_nursery() as nursery:
 
         async def later() -> None:
             await trio.sleep(0.2)
@@ -375,7 +339,7 @@ async def test_a_read_that_waits_reads_again_only_once_woken() -> None:
 
 
 async def test_a_read_with_bytes_there_makes_one_os_read() -> None:
-    async with tcp_pair() as (client, server):
+    async with socket_stream_pair("tcp") as (client, server):
         await client.send_all(b"x" * 10)
         await trio.sleep(0.05)
         with counting_os_reads() as reads:
@@ -472,7 +436,7 @@ async def test_every_receive_over_a_plain_socket_reads_it_directly(receive: str,
     else:
         wire = b"".join(frames)
     async with (
-        tcp_pair() as (client, server),
+        socket_stream_pair("tcp") as (client, server),
         BufferedStream(server, receive_size=receive_size, max_buffer_size=65536) as stream,
     ):
         await client.send_all(wire)
@@ -493,7 +457,7 @@ async def test_after_start_tls_reads_go_through_the_tls_stream() -> None:
     ca.issue_cert("localhost").configure_cert(server_ctx)
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    async with tcp_pair() as (client, server), BufferedStream(server) as stream:
+    async with socket_stream_pair("tcp") as (client, server), BufferedStream(server) as stream:
         tls_client = trio.SSLStream(client, client_ctx, server_hostname="localhost")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(tls_client.do_handshake)
